@@ -1,0 +1,638 @@
+"""Consume throughput: FastStream's batch subscriber against raw aiokafka ``getmany``.
+
+Both sides read the same topic on the same broker in the same run, each in its own
+fresh consumer group from the earliest offset, with the same fetch settings and the
+same ``max_records``; both JSON-decode every value and commit offsets after every
+batch (``enable_auto_commit=False``). Sides run alternately, ``--rounds`` times each,
+and the medians are compared: ``faststream_batch / aiokafka_getmany`` against
+``--target``.
+
+Timing window, identical on both sides: from the moment the first non-empty batch
+reaches user code (``getmany`` returned for aiokafka; a broker middleware's
+``on_receive``, i.e. before parsing, for FastStream) to the moment the last message
+has been decoded and counted. The last batch's commit falls outside the window on
+both sides (FastStream commits after its handler returns); it still happens and is
+checked afterwards.
+
+Usage::
+
+    uv run python bench/bench_consume_throughput.py [--messages N] [--bootstrap HOST:PORT]
+
+Without ``--bootstrap`` (or ``KAFKA_BOOTSTRAP_SERVERS``) an embedded broker (librdkafka's
+mock cluster) is started for the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import importlib
+import importlib.util
+import itertools
+import json
+import logging
+import math
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from faststream import AckPolicy, BaseMiddleware
+from faststream.kafka import KafkaBroker, Topic
+
+from ledgerlink.shared.kafka.embedded import EmbeddedKafka
+
+PEER = "aiokafka_getmany"
+SUBJECT = "faststream_batch"
+
+DEFAULT_MESSAGES = 200_000
+DEFAULT_ROUNDS = 3
+DEFAULT_PARTITIONS = 3
+DEFAULT_MAX_RECORDS = 500
+DEFAULT_BATCH_TIMEOUT_MS = 200
+DEFAULT_TARGET = 0.6
+PRODUCE_CHUNK = 10_000
+SHUTDOWN_TIMEOUT_S = 20.0
+# librdkafka's mock cluster keeps at most 5 MiB per partition and silently drops the
+# oldest record batches beyond that (rdkafka_mock.c: mpart->max_size, not configurable).
+EMBEDDED_PARTITION_BYTES = 5 * 1024 * 1024
+EMBEDDED_FILL = 0.7  # headroom for key skew between partitions and batch framing
+
+log = logging.getLogger("bench.consume_throughput")
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not complete (timeout, lost messages, missing commits)."""
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    """Consumer settings shared verbatim by both sides."""
+
+    max_records: int
+    batch_timeout_ms: int
+    fetch_max_wait_ms: int = 500
+    fetch_min_bytes: int = 1
+    fetch_max_bytes: int = 50 * 1024 * 1024
+    max_partition_fetch_bytes: int = 1024 * 1024
+
+    def consumer_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments accepted both by AIOKafkaConsumer and broker.subscriber."""
+        return {
+            "auto_offset_reset": "earliest",
+            "fetch_max_wait_ms": self.fetch_max_wait_ms,
+            "fetch_min_bytes": self.fetch_min_bytes,
+            "fetch_max_bytes": self.fetch_max_bytes,
+            "max_partition_fetch_bytes": self.max_partition_fetch_bytes,
+        }
+
+
+@dataclass
+class RunResult:
+    side: str
+    round: int
+    group_id: str
+    messages: int
+    batches: int
+    seconds: float
+    msgs_per_s: float
+
+
+@dataclass
+class Report:
+    messages: int
+    rounds: int
+    partitions: int
+    topic: str
+    broker: str
+    fetch: dict[str, Any]
+    payload_bytes_avg: float
+    produce_seconds: float
+    produce_msgs_per_s: float
+    json_decoder: str
+    runs: list[RunResult] = field(default_factory=list)
+    median_msgs_per_s: dict[str, float] = field(default_factory=dict)
+    ratio: float = 0.0
+    target: float = DEFAULT_TARGET
+    verdict: str = ""
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- payloads
+
+
+def _business_id(number: int) -> str:
+    """A Finnish Business ID (Y-tunnus, "1234567-8") with a valid check digit, or ''."""
+    digits = f"{number:07d}"
+    weights = (7, 9, 10, 5, 8, 4, 2)
+    remainder = sum(int(d) * w for d, w in zip(digits, weights, strict=True)) % 11
+    if remainder == 1:
+        return ""
+    check = 0 if remainder == 0 else 11 - remainder
+    return f"{digits}-{check}"
+
+
+def _business_ids(rng: random.Random, count: int) -> list[str]:
+    ids: list[str] = []
+    while len(ids) < count:
+        if bid := _business_id(rng.randrange(1_000_000, 9_999_999)):
+            ids.append(bid)
+    return ids
+
+
+_SOURCES = ("netvisor", "procountor", "fennoa", "tripletex", "fortnox")
+_ACCOUNTS = ("3000", "3010", "4000", "1701", "1910", "2871", "2939", "6800")
+_CE_TYPE = "fi.ledgerlink.journal.voucher.imported.v1"
+
+
+def _message(
+    i: int, rng: random.Random, business_ids: list[str], batch_id: str
+) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """key, value, headers of one CloudEvents binary-mode event (~400-byte JSON value)."""
+    bid = business_ids[i % len(business_ids)]
+    source = _SOURCES[i % len(_SOURCES)]
+    net = rng.randrange(1_000, 2_500_000)
+    vat = net * 255 // 1000
+    day = date(2025, 1, 1) + timedelta(days=i % 365)
+    data = {
+        "businessId": bid,
+        "voucher": {
+            "number": 100_000 + i,
+            "date": day.isoformat(),
+            "currency": "EUR",
+            "description": f"Sales invoice {20_000 + i % 80_000} / {source}",
+        },
+        "lines": [
+            {"account": rng.choice(_ACCOUNTS), "amount": f"-{net / 100:.2f}", "vatCode": "25.5"},
+            {"account": "2939", "amount": f"-{vat / 100:.2f}"},
+            {"account": "1701", "amount": f"{(net + vat) / 100:.2f}"},
+        ],
+        "vatPeriod": day.strftime("%Y-%m"),
+        "sourceSystem": source,
+        "importBatchId": batch_id,
+        "schemaVersion": 2,
+    }
+    value = json.dumps(data, separators=(",", ":")).encode()
+    headers = [
+        ("ce_id", str(uuid.uuid4()).encode()),
+        ("ce_type", _CE_TYPE.encode()),
+        ("ce_source", f"/importer/{source}".encode()),
+        ("ce_specversion", b"1.0"),
+        ("content-type", b"application/json"),
+    ]
+    return bid.encode(), value, headers
+
+
+def _messages(n: int, seed: int) -> Iterator[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    rng = random.Random(seed)
+    business_ids = _business_ids(rng, 5_000)
+    batch_id = str(uuid.UUID(int=rng.getrandbits(128)))
+    for i in range(n):
+        yield _message(i, rng, business_ids, batch_id)
+
+
+def _json_decoder() -> tuple[str, Callable[[bytes], Any]]:
+    """The JSON decoder FastStream uses (orjson when installed, else the stdlib).
+
+    The aiokafka side uses the same one, so both sides do the same decoding work.
+    """
+    if importlib.util.find_spec("orjson") is not None:
+        orjson = importlib.import_module("orjson")
+        loads: Callable[[bytes], Any] = orjson.loads
+        return "orjson.loads", loads
+    return "json.loads", json.loads
+
+
+# --------------------------------------------------------------------------- broker setup
+
+
+def estimated_record_bytes(seed: int, sample: int = 1_000) -> float:
+    """Average stored size of one record: value, key, headers and ~25 B of framing."""
+    total = 0
+    for key, value, headers in itertools.islice(_messages(sample, seed), sample):
+        total += len(key) + len(value) + sum(len(k) + len(v) + 2 for k, v in headers) + 25
+    return total / sample
+
+
+def embedded_topic_count(n: int, partitions: int, record_bytes: float) -> int:
+    """How many topics keep every embedded-broker partition well under its retention cap."""
+    per_topic = int(partitions * EMBEDDED_PARTITION_BYTES * EMBEDDED_FILL / record_bytes)
+    return max(1, math.ceil(n / max(per_topic, 1)))
+
+
+async def create_topics_with_admin(bootstrap: str, topics: list[str], partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics]
+        )
+    finally:
+        await admin.close()
+
+
+async def delete_topics_with_admin(bootstrap: str, topics: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(topics)
+    finally:
+        await admin.close()
+
+
+async def produce(
+    bootstrap: str, topics: list[str], n: int, seed: int, timeout_s: float
+) -> tuple[float, list[TopicPartition]]:
+    """Produce ``n`` events round-robin over ``topics``.
+
+    Returns the average value size and every partition of ``topics``.
+    """
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=50,
+        max_batch_size=512 * 1024,
+        max_request_size=4 * 1024 * 1024,
+    )
+    await producer.start()
+    total_bytes = 0
+    partitions: list[TopicPartition] = []
+    try:
+        async with asyncio.timeout(timeout_s):
+            futures: list[asyncio.Future[Any]] = []
+            for i, (key, value, headers) in enumerate(_messages(n, seed)):
+                total_bytes += len(value)
+                topic = topics[i % len(topics)]
+                futures.append(await producer.send(topic, value=value, key=key, headers=headers))
+                if len(futures) >= PRODUCE_CHUNK:
+                    await asyncio.gather(*futures)
+                    futures.clear()
+            await asyncio.gather(*futures)
+            await producer.flush()
+            for topic in topics:
+                ids = sorted(await producer.partitions_for(topic))
+                partitions.extend(TopicPartition(topic, p) for p in ids)
+    finally:
+        await asyncio.wait_for(producer.stop(), SHUTDOWN_TIMEOUT_S)
+    return total_bytes / n, partitions
+
+
+async def log_bounds(
+    bootstrap: str, partitions: list[TopicPartition]
+) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    """(beginning, end) offsets of each partition, read by a group-less consumer."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        starts: dict[TopicPartition, int] = await consumer.beginning_offsets(partitions)
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+        return starts, ends
+    finally:
+        await asyncio.wait_for(consumer.stop(), SHUTDOWN_TIMEOUT_S)
+
+
+async def check_committed(bootstrap: str, group_id: str, ends: dict[TopicPartition, int]) -> None:
+    """Fail unless ``group_id`` committed every partition up to its end offset."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group_id, partitions=list(ends))
+    finally:
+        await admin.close()
+    got = {tp: (meta.offset if meta is not None else -1) for tp, meta in committed.items()}
+    missing = {f"{tp.topic}[{tp.partition}]": (got.get(tp, -1), end) for tp, end in ends.items()}
+    missing = {k: v for k, v in missing.items() if v[0] != v[1]}
+    if missing:
+        raise BenchError(f"group {group_id}: committed != end offsets: {missing}")
+
+
+# --------------------------------------------------------------------------- the two sides
+
+
+async def consume_aiokafka(
+    bootstrap: str,
+    topic: str,
+    n: int,
+    fetch: FetchSettings,
+    loads: Callable[[bytes], Any],
+    group_id: str,
+    timeout_s: float,
+) -> tuple[int, int, float]:
+    """The peer: raw getmany loop. Returns (messages, batches, seconds)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        **fetch.consumer_kwargs(),
+    )
+    await consumer.start()
+    try:
+        count = batches = 0
+        t0: float | None = None
+        t1 = 0.0
+        async with asyncio.timeout(timeout_s):
+            while count < n:
+                records = await consumer.getmany(
+                    timeout_ms=fetch.batch_timeout_ms, max_records=fetch.max_records
+                )
+                if not records:
+                    continue
+                if t0 is None:
+                    t0 = time.perf_counter()
+                for partition_records in records.values():
+                    bodies = [loads(record.value) for record in partition_records]
+                    count += len(bodies)
+                batches += 1
+                if count >= n:
+                    t1 = time.perf_counter()
+                await consumer.commit()
+    except TimeoutError:
+        raise BenchError(f"{PEER}: only {count}/{n} messages within {timeout_s:.0f}s") from None
+    finally:
+        await asyncio.wait_for(consumer.stop(), SHUTDOWN_TIMEOUT_S)
+    assert t0 is not None
+    return count, batches, t1 - t0
+
+
+@dataclass
+class _SubjectState:
+    n: int
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    count: int = 0
+    batches: int = 0
+    t0: float | None = None
+    t1: float = 0.0
+
+
+class _FirstReceive(BaseMiddleware[Any, Any]):
+    """Stamps the first non-empty batch as it reaches FastStream, before parsing."""
+
+    state: _SubjectState | None = None
+
+    async def on_receive(self) -> None:
+        state = type(self).state
+        if state is not None and state.t0 is None:
+            state.t0 = time.perf_counter()
+
+
+async def consume_faststream(
+    bootstrap: str,
+    topic: str,
+    n: int,
+    fetch: FetchSettings,
+    group_id: str,
+    timeout_s: float,
+) -> tuple[int, int, float]:
+    """The subject: a FastStream batch subscriber. Returns (messages, batches, seconds)."""
+    state = _SubjectState(n)
+    middleware = type("_FirstReceiveRun", (_FirstReceive,), {"state": state})
+    quiet = logging.getLogger("bench.faststream")  # WARNING: no per-batch INFO lines
+    broker = KafkaBroker(bootstrap, logger=quiet, middlewares=(middleware,))
+
+    @broker.subscriber(
+        Topic(topic, declare=False),  # created beforehand; no admin CreateTopics
+        batch=True,
+        group_id=group_id,
+        max_records=fetch.max_records,
+        batch_timeout_ms=fetch.batch_timeout_ms,
+        ack_policy=AckPolicy.ACK,  # commit after each batch, auto-commit off
+        **fetch.consumer_kwargs(),
+    )
+    async def handle(bodies: list[Any]) -> None:
+        state.count += len(bodies)
+        state.batches += 1
+        if state.count >= state.n and not state.done.is_set():
+            state.t1 = time.perf_counter()
+            state.done.set()
+
+    await broker.start()
+    try:
+        await asyncio.wait_for(state.done.wait(), timeout_s)
+    except TimeoutError:
+        raise BenchError(
+            f"{SUBJECT}: only {state.count}/{n} messages within {timeout_s:.0f}s"
+        ) from None
+    finally:
+        await asyncio.wait_for(broker.stop(), SHUTDOWN_TIMEOUT_S)
+    assert state.t0 is not None
+    return state.count, state.batches, state.t1 - state.t0
+
+
+# --------------------------------------------------------------------------- driver
+
+
+@dataclass(frozen=True)
+class Options:
+    messages: int
+    rounds: int
+    partitions: int
+    bootstrap: str | None
+    fetch: FetchSettings
+    target: float
+    timeout_s: float
+    seed: int
+    as_json: bool
+    strict: bool
+
+
+def _progress(quiet: bool, text: str) -> None:
+    if not quiet:
+        print(text, file=sys.stderr, flush=True)
+
+
+async def run_benchmark(opts: Options, bootstrap: str, embedded: EmbeddedKafka | None) -> Report:
+    topic = f"bench.consume-throughput.{uuid.uuid4().hex[:12]}"
+    n = opts.messages
+    decoder_name, loads = _json_decoder()
+
+    if embedded is not None:
+        embedded.create_topic(topic, partitions=opts.partitions)
+    else:
+        await create_topic_with_admin(bootstrap, topic, opts.partitions)
+
+    try:
+        _progress(
+            opts.as_json, f"producing {n:,} messages to {topic} ({opts.partitions} partitions)"
+        )
+        t = time.perf_counter()
+        avg_bytes, partitions = await produce(
+            bootstrap, topic, n, opts.seed, timeout_s=max(120.0, n / 1_000)
+        )
+        produce_s = time.perf_counter() - t
+        ends = await end_offsets(bootstrap, partitions)
+        if sum(ends.values()) != n or len(ends) != opts.partitions:
+            raise BenchError(f"topic holds {dict(ends)}, expected {n} in {opts.partitions}")
+        _progress(
+            opts.as_json,
+            f"  produced in {produce_s:.1f}s ({n / produce_s:,.0f} msg/s), "
+            f"avg value {avg_bytes:.0f} B, per partition {sorted(ends.values())}",
+        )
+
+        report = Report(
+            messages=n,
+            rounds=opts.rounds,
+            partitions=opts.partitions,
+            topic=topic,
+            broker="embedded (librdkafka mock cluster)" if embedded else bootstrap,
+            fetch=asdict(opts.fetch),
+            payload_bytes_avg=round(avg_bytes, 1),
+            produce_seconds=round(produce_s, 3),
+            produce_msgs_per_s=round(n / produce_s, 1),
+            json_decoder=decoder_name,
+            target=opts.target,
+        )
+
+        for rnd in range(1, opts.rounds + 1):
+            order = (PEER, SUBJECT) if rnd % 2 else (SUBJECT, PEER)
+            for side in order:
+                group_id = f"bench-{side}-{uuid.uuid4().hex[:12]}"
+                gc.collect()
+                if side == PEER:
+                    count, batches, secs = await consume_aiokafka(
+                        bootstrap, topic, n, opts.fetch, loads, group_id, opts.timeout_s
+                    )
+                else:
+                    count, batches, secs = await consume_faststream(
+                        bootstrap, topic, n, opts.fetch, group_id, opts.timeout_s
+                    )
+                if count != n:
+                    raise BenchError(f"{side}: consumed {count} messages, expected {n}")
+                await check_committed(bootstrap, group_id, ends)
+                result = RunResult(
+                    side=side,
+                    round=rnd,
+                    group_id=group_id,
+                    messages=count,
+                    batches=batches,
+                    seconds=round(secs, 4),
+                    msgs_per_s=round(count / secs, 1),
+                )
+                report.runs.append(result)
+                _progress(
+                    opts.as_json,
+                    f"  round {rnd} {side:<17} {count:,} msgs in {secs:6.2f}s "
+                    f"= {count / secs:>9,.0f} msg/s ({batches} batches, commits verified)",
+                )
+    finally:
+        if embedded is None:
+            with contextlib.suppress(Exception):
+                await delete_topic_with_admin(bootstrap, topic)
+
+    for side in (PEER, SUBJECT):
+        rates = [r.msgs_per_s for r in report.runs if r.side == side]
+        report.median_msgs_per_s[side] = round(statistics.median(rates), 1)
+    report.ratio = round(report.median_msgs_per_s[SUBJECT] / report.median_msgs_per_s[PEER], 3)
+    report.verdict = "PASS" if report.ratio >= opts.target else "FAIL"
+    return report
+
+
+def _environment() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": str(os.cpu_count()),
+        "faststream": version("faststream"),
+        "aiokafka": version("aiokafka"),
+        "confluent-kafka": version("confluent-kafka"),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _print_text(report: Report) -> None:
+    peer = report.median_msgs_per_s[PEER]
+    subject = report.median_msgs_per_s[SUBJECT]
+    print(f"consume throughput, {report.messages:,} messages x {report.rounds} rounds")
+    print(f"  broker: {report.broker}; topic: {report.partitions} partitions")
+    print(
+        f"  max_records={report.fetch['max_records']}, "
+        f"getmany timeout={report.fetch['batch_timeout_ms']} ms, "
+        f"json decoder: {report.json_decoder}, avg value {report.payload_bytes_avg:.0f} B"
+    )
+    print(f"  median {PEER:<17} {peer:>10,.0f} msg/s")
+    print(f"  median {SUBJECT:<17} {subject:>10,.0f} msg/s")
+    print(
+        f"  ratio {SUBJECT} / {PEER} = {report.ratio:.3f} "
+        f"(target >= {report.target}): {report.verdict}"
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> Options:
+    p = argparse.ArgumentParser(
+        description="Consume throughput: FastStream batch subscriber vs raw aiokafka getmany."
+    )
+    p.add_argument("--messages", type=int, default=DEFAULT_MESSAGES, help="messages (200000)")
+    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="runs per side (3)")
+    p.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS, help="partitions (3)")
+    p.add_argument(
+        "--bootstrap",
+        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+        help="use this Kafka instead of an embedded one (env KAFKA_BOOTSTRAP_SERVERS)",
+    )
+    p.add_argument("--max-records", type=int, default=DEFAULT_MAX_RECORDS, help="per batch (500)")
+    p.add_argument(
+        "--batch-timeout-ms",
+        type=int,
+        default=DEFAULT_BATCH_TIMEOUT_MS,
+        help="getmany timeout_ms / FastStream batch_timeout_ms (200)",
+    )
+    p.add_argument("--target", type=float, default=DEFAULT_TARGET, help="minimum ratio (0.6)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per consume run")
+    p.add_argument("--seed", type=int, default=20_250_101, help="payload generator seed")
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    p.add_argument("--strict", action="store_true", help="exit 1 when the ratio misses target")
+    a = p.parse_args(argv)
+    if a.messages < 1 or a.rounds < 1 or a.partitions < 1 or a.max_records < 1:
+        p.error("--messages, --rounds, --partitions and --max-records must be positive")
+    return Options(
+        messages=a.messages,
+        rounds=a.rounds,
+        partitions=a.partitions,
+        bootstrap=a.bootstrap,
+        fetch=FetchSettings(max_records=a.max_records, batch_timeout_ms=a.batch_timeout_ms),
+        target=a.target,
+        timeout_s=a.timeout,
+        seed=a.seed,
+        as_json=a.json,
+        strict=a.strict,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if opts.bootstrap:
+            report = asyncio.run(run_benchmark(opts, opts.bootstrap, None))
+        else:
+            with EmbeddedKafka() as kafka:
+                report = asyncio.run(run_benchmark(opts, kafka.bootstrap_servers, kafka))
+    except BenchError as e:
+        print(f"benchmark failed: {e}", file=sys.stderr)
+        return 2
+    report.environment = _environment()
+    if opts.as_json:
+        print(json.dumps(asdict(report), indent=2))
+    else:
+        _print_text(report)
+    if opts.strict and report.verdict != "PASS":
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

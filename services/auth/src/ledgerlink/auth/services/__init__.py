@@ -1,0 +1,1 @@
+"""Orchestration of the auth service (no SQL here: see storage)."""

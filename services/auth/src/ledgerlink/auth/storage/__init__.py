@@ -1,0 +1,1 @@
+"""The auth service's store: environments, connections, outbox and inbox."""

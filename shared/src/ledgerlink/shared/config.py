@@ -1,0 +1,114 @@
+"""Settings models shared by every service.
+
+Each service defines one ``Config(ServiceConfig)`` with its own env prefix; nested models
+are filled from ``<PREFIX><SECTION>__<FIELD>`` variables (for example
+``LEDGERLINK_AUTH_KAFKA__BOOTSTRAP_SERVERS``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: A key that only development may use; production refuses to start with it.
+DEVELOPMENT_SECRET_KEY = "development-only-secret-key-change-me"  # noqa: S105
+
+
+class KafkaSettings(BaseModel):
+    """How a service reaches Kafka."""
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", description="Comma-separated host:port list of Kafka brokers."
+    )
+    client_id: str = Field(default="ledgerlink", description="Client id sent to the brokers.")
+    topic_prefix: str = Field(
+        default="",
+        description="Prefix added to every topic name (isolates environments on one cluster).",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="Kafka security protocol."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="SASL mechanism when a SASL protocol is used."
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(default=None, description="SASL password.")
+    handler_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Attempts at a failing event before it goes to the dead-letter topic.",
+    )
+    retry_backoff_seconds: float = Field(
+        default=0.2, ge=0, description="First back-off between attempts; doubles each time."
+    )
+
+    def topic(self, name: str) -> str:
+        """The full topic name for ``name`` with this environment's prefix."""
+        return f"{self.topic_prefix}{name}"
+
+
+class DatabaseSettings(BaseModel):
+    """The service's own store."""
+
+    url: SecretStr = Field(
+        default=SecretStr("sqlite+aiosqlite:///./var/ledgerlink.db"),
+        description="SQLAlchemy async URL: postgresql+asyncpg://... or sqlite+aiosqlite:///...",
+    )
+    pool_size: int = Field(default=5, ge=1, description="Connection pool size (PostgreSQL).")
+    echo: bool = Field(default=False, description="Log every SQL statement (debugging only).")
+
+
+class HttpSettings(BaseModel):
+    """The service's HTTP listener (health, metrics, AsyncAPI and its API)."""
+
+    host: str = Field(default="127.0.0.1", description="Interface to listen on.")
+    port: int = Field(default=8080, ge=0, le=65535, description="TCP port (0 picks a free one).")
+
+
+class OutboxSettings(BaseModel):
+    """The relay that moves committed outbox rows to Kafka."""
+
+    relay_enabled: bool = Field(
+        default=True, description="Run the relay in this process (off: rows wait in the outbox)."
+    )
+    poll_interval_seconds: float = Field(
+        default=1.0, gt=0, description="Longest wait between scans when nothing wakes the relay."
+    )
+    batch_size: int = Field(default=200, ge=1, description="Rows published per relay pass.")
+    retention_hours: float = Field(
+        default=72, gt=0, description="How long published rows are kept before being purged."
+    )
+
+
+class ServiceConfig(BaseSettings):
+    """Settings every service has; subclasses set ``env_prefix`` and their defaults."""
+
+    model_config = SettingsConfigDict(env_nested_delimiter="__", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = Field(
+        default="development", description="Production refuses development defaults."
+    )
+    log_level: str = Field(default="INFO", description="Python logging level name.")
+    secret_key: SecretStr = Field(
+        default=SecretStr(DEVELOPMENT_SECRET_KEY),
+        description="Key that encrypts secrets at rest (at least 32 characters).",
+    )
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+
+    @model_validator(mode="after")
+    def _refuse_development_defaults_in_production(self) -> ServiceConfig:
+        key = self.secret_key.get_secret_value()
+        if len(key) < 32:
+            raise ValueError("secret_key must be at least 32 characters long")
+        if self.environment == "production":
+            if key == DEVELOPMENT_SECRET_KEY:
+                raise ValueError("secret_key still has its development default in production")
+            if self.database.url.get_secret_value().startswith("sqlite"):
+                raise ValueError("production needs PostgreSQL, not the embedded SQLite store")
+        return self

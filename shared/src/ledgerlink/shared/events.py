@@ -1,0 +1,238 @@
+"""Versioned event contracts (v1).
+
+Each payload model is owned by the service that produces it and never changed in place
+once published: a breaking change is a new ``...V2`` type. The ``EVENT_TYPE`` is the
+CloudEvents ``type`` attribute and ``TOPIC`` the topic the event is published to.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from enum import StrEnum
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from ledgerlink.shared.topics import Topic
+
+
+class Provider(StrEnum):
+    """Where a company's books are kept."""
+
+    NETVISOR = "netvisor"
+    PROCOUNTOR = "procountor"
+    VISMA_NET = "visma_net"
+    TWENTYFOUR_SEVEN_OFFICE = "24sevenoffice"
+    NMBRS = "nmbrs"
+    SAF_T = "saf_t"
+    SIE = "sie"
+
+    @property
+    def is_file_based(self) -> bool:
+        """File providers need no authorization: the company uploads its export."""
+        return self in (Provider.SAF_T, Provider.SIE)
+
+
+class Country(StrEnum):
+    """Countries whose business IDs we validate."""
+
+    FI = "FI"
+    NO = "NO"
+    SE = "SE"
+    NL = "NL"
+
+
+class Product(StrEnum):
+    """The product that asked for the company's data."""
+
+    PLANNING = "planning"
+    RECONCILIATION = "reconciliation"
+    PAYROLL_EXPORT = "payroll_export"
+
+
+NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+BusinessIdText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)
+]
+Period = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}$")]
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+Email = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=320, pattern=_EMAIL.pattern)
+]
+
+
+class EventData(BaseModel):
+    """Base of every event payload."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    EVENT_TYPE: ClassVar[str]
+    TOPIC: ClassVar[Topic]
+
+
+class Requester(BaseModel):
+    """The person who started an activation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    email: Email
+    name: NonEmpty
+
+
+class ActivationRequestedV1(EventData):
+    """A company asked, usually from a vendor's store, to connect its books to a product."""
+
+    EVENT_TYPE: ClassVar[str] = "ledgerlink.activation.requested.v1"
+    TOPIC: ClassVar[Topic] = Topic.ACTIVATIONS
+
+    provider: Provider
+    business_id: BusinessIdText
+    country: Country
+    company_name: NonEmpty
+    requested_by: Requester
+    product: Product
+    store_reference: NonEmpty | None = None
+
+
+class ConnectionActivatedV1(EventData):
+    """A company's books are connected and may be imported."""
+
+    EVENT_TYPE: ClassVar[str] = "ledgerlink.connection.activated.v1"
+    TOPIC: ClassVar[Topic] = Topic.CONNECTIONS
+
+    connection_id: uuid.UUID
+    environment_id: uuid.UUID
+    provider: Provider
+    business_id: BusinessIdText
+    company_name: NonEmpty
+
+
+class ConnectionRejectedV1(EventData):
+    """An activation was refused; ``reason_code`` is stable, ``message`` is for people."""
+
+    EVENT_TYPE: ClassVar[str] = "ledgerlink.connection.rejected.v1"
+    TOPIC: ClassVar[Topic] = Topic.CONNECTIONS
+
+    connection_id: uuid.UUID
+    #: None when the activation was refused before an environment could be matched.
+    environment_id: uuid.UUID | None
+    provider: Provider
+    business_id: BusinessIdText
+    company_name: NonEmpty
+    reason_code: NonEmpty
+    message: NonEmpty
+
+
+ImportScope = Literal["companies", "accounts", "dimensions", "ledger"]
+ALL_IMPORT_SCOPES: tuple[ImportScope, ...] = ("companies", "accounts", "dimensions", "ledger")
+
+
+class ImportRequestedV1(EventData):
+    """Someone (a product, an operator, a schedule) asks for an import of a connection."""
+
+    EVENT_TYPE: ClassVar[str] = "ledgerlink.import.requested.v1"
+    TOPIC: ClassVar[Topic] = Topic.IMPORT_REQUESTS
+
+    connection_id: uuid.UUID
+    business_id: BusinessIdText
+    provider: Provider
+    scope: tuple[ImportScope, ...] = ALL_IMPORT_SCOPES
+    #: For file providers: where the uploaded file can be read.
+    file_location: NonEmpty | None = None
+
+
+class ImportQueuedV1(EventData):
+    """The importer has recorded an import job and will run it."""
+
+    EVENT_TYPE: ClassVar[str] = "ledgerlink.import.queued.v1"
+    TOPIC: ClassVar[Topic] = Topic.IMPORTS
+
+    import_id: uuid.UUID
+    connection_id: uuid.UUID
+    business_id: BusinessIdText
+    provider: Provider
+    scope: tuple[ImportScope, ...]
+    trigger: Literal["connection_activated", "import_requested"]
+
+
+class JournalLineV1(BaseModel):
+    """One journal line; amounts are decimal strings ("1234.50"), never floats."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    account: str = Field(max_length=64)
+    debit: str = Field(default="0", max_length=32)
+    credit: str = Field(default="0", max_length=32)
+    cost_center: str | None = Field(default=None, max_length=64)
+    cost_unit: str | None = Field(default=None, max_length=64)
+    description: str | None = Field(default=None, max_length=500)
+
+
+class JournalReadyV1(EventData):
+    """A payroll run's journal is ready to be posted to the company's ledger."""
+
+    EVENT_TYPE: ClassVar[str] = "ledgerlink.journal.ready.v1"
+    TOPIC: ClassVar[Topic] = Topic.JOURNALS
+
+    journal_id: NonEmpty
+    source: NonEmpty
+    business_id: BusinessIdText
+    period: str = Field(max_length=16, description="Posting period, YYYY-MM.")
+    run_reference: NonEmpty
+    lines: tuple[JournalLineV1, ...] = Field(max_length=100_000)
+    #: For a correction: the earlier period it corrects (posted in ``period``).
+    corrects_period: str | None = Field(default=None, max_length=16)
+
+
+class JournalAcceptedV1(EventData):
+    """The journal passed validation and is stored for export."""
+
+    EVENT_TYPE: ClassVar[str] = "ledgerlink.journal.accepted.v1"
+    TOPIC: ClassVar[Topic] = Topic.JOURNAL_EXPORTS
+
+    journal_id: NonEmpty
+    business_id: BusinessIdText
+    period: Period
+    corrects_period: Period | None
+    line_count: int
+    total_debit: str
+    total_credit: str
+
+
+class JournalProblemV1(BaseModel):
+    """One reason a journal was refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str
+    message: str
+    line: int | None = None
+
+
+class JournalRejectedV1(EventData):
+    """The journal was refused; ``problems`` lists every reason found."""
+
+    EVENT_TYPE: ClassVar[str] = "ledgerlink.journal.rejected.v1"
+    TOPIC: ClassVar[Topic] = Topic.JOURNAL_EXPORTS
+
+    journal_id: NonEmpty
+    business_id: BusinessIdText
+    reason_code: str
+    message: str
+    problems: tuple[JournalProblemV1, ...]
+
+
+EVENT_TYPES: dict[str, type[EventData]] = {
+    model.EVENT_TYPE: model
+    for model in (
+        ActivationRequestedV1,
+        ConnectionActivatedV1,
+        ConnectionRejectedV1,
+        ImportRequestedV1,
+        ImportQueuedV1,
+        JournalReadyV1,
+        JournalAcceptedV1,
+        JournalRejectedV1,
+    )
+}

@@ -1,0 +1,153 @@
+"""FastStream KafkaBroker wiring: idempotent producer, telemetry, manual offset commits."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.security import SASLPlaintext, SASLScram256, SASLScram512
+from opentelemetry.trace import TracerProvider
+from prometheus_client import CollectorRegistry
+
+from ledgerlink.shared.config import KafkaSettings
+from ledgerlink.shared.messaging.consumer import EventConsumer
+from ledgerlink.shared.messaging.dead_letters import DeadLetter, RawRecord
+from ledgerlink.shared.messaging.outbox import OutboxRecord
+
+logger = logging.getLogger(__name__)
+
+
+def _security(settings: KafkaSettings) -> Any:
+    if settings.sasl_mechanism is None:
+        return None
+    password = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
+    use_ssl = settings.security_protocol == "SASL_SSL"
+    kind = {
+        "PLAIN": SASLPlaintext,
+        "SCRAM-SHA-256": SASLScram256,
+        "SCRAM-SHA-512": SASLScram512,
+    }[settings.sasl_mechanism]
+    return kind(username=settings.sasl_username or "", password=password, use_ssl=use_ssl)
+
+
+def build_broker(
+    settings: KafkaSettings,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    registry: CollectorRegistry | None = None,
+    app_name: str = "ledgerlink",
+) -> KafkaBroker:
+    """A KafkaBroker whose producer is idempotent with ``acks=all``.
+
+    Built at run time from settings (never at import), so tests can point it anywhere.
+    """
+    middlewares: list[Any] = [KafkaTelemetryMiddleware(tracer_provider=tracer_provider)]
+    if registry is not None:
+        middlewares.append(KafkaPrometheusMiddleware(registry=registry, app_name=app_name))
+    return KafkaBroker(
+        settings.bootstrap_servers,
+        client_id=settings.client_id,
+        acks="all",
+        enable_idempotence=True,
+        allow_auto_create_topics=False,
+        security=_security(settings),
+        middlewares=middlewares,
+        logger=logging.getLogger(f"ledgerlink.{app_name}.kafka"),
+        description="Ledgerlink event bus (CloudEvents 1.0, Kafka binary content mode).",
+    )
+
+
+def subscribe(broker: KafkaBroker, consumer: EventConsumer, topic: str, **spec: Any) -> None:
+    """Attach ``consumer`` to ``topic`` in consumer group ``consumer.name``.
+
+    Offsets are committed by FastStream only after :meth:`EventConsumer.process` returns
+    (``AckPolicy.NACK_ON_ERROR``): by then the handler's transaction has committed or the
+    dead letter was acknowledged. If it raises, the record is redelivered.
+    """
+
+    async def on_record(message: KafkaMessage) -> None:
+        raw = message.raw_message
+        record = RawRecord(
+            topic=raw.topic,  # type: ignore[union-attr]
+            partition=raw.partition,  # type: ignore[union-attr]
+            offset=raw.offset,  # type: ignore[union-attr]
+            key=raw.key,  # type: ignore[union-attr]
+            value=raw.value,  # type: ignore[union-attr]
+            headers=list(raw.headers or ()),  # type: ignore[union-attr]
+        )
+        await consumer.process(record)
+
+    async def keep_raw_bytes(message: Any) -> Any:
+        # The consumer parses and validates itself, so malformed JSON reaches it and is
+        # dead-lettered with its reason instead of failing inside FastStream.
+        return message.body
+
+    on_record.__name__ = f"{consumer.name}__{topic}"
+    broker.subscriber(
+        topic,
+        group_id=consumer.name,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=keep_raw_bytes,
+        title=f"{topic}:{consumer.name}",
+        **spec,
+    )(on_record)
+
+
+def outbox_publisher(broker: KafkaBroker) -> Any:
+    """A publish function for the outbox relay."""
+
+    async def publish(record: OutboxRecord) -> None:
+        await broker.publish(
+            record.payload,
+            topic=record.topic,
+            key=record.key.encode() if record.key is not None else None,
+            headers={name: value.decode() for name, value in record.headers},
+            correlation_id=record.event_id,
+        )
+
+    return publish
+
+
+def dead_letter_publisher(broker: KafkaBroker) -> Any:
+    """A publish function for dead letters."""
+
+    async def publish(letter: DeadLetter) -> None:
+        await broker.publish(
+            letter.value,
+            topic=letter.topic,
+            key=letter.key,
+            headers={name: value.decode(errors="replace") for name, value in letter.headers},
+        )
+
+    return publish
+
+
+async def create_topics(settings: KafkaSettings, topics: dict[str, int]) -> None:
+    """Create ``topics`` (name -> partitions) on a real cluster; existing ones are kept.
+
+    The embedded mock cluster refuses CreateTopics; use ``EmbeddedKafka.create_topic``.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name=name, num_partitions=partitions, replication_factor=-1)
+            for name, partitions in topics.items()
+            if name not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                logger.info("topics were created concurrently")
+    finally:
+        await admin.close()

@@ -1,0 +1,89 @@
+"""OpenTelemetry and logging set-up, configured from the standard ``OTEL_*`` variables.
+
+Exporters are off unless ``OTEL_TRACES_EXPORTER`` names them (``otlp``, ``console``);
+the OTLP exporter reads ``OTEL_EXPORTER_OTLP_*`` itself. Trace context crosses services
+in W3C ``traceparent`` Kafka headers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+_STANDARD_RECORD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+def configure_tracing(service_name: str) -> TracerProvider:
+    """A tracer provider for this process, installed as the global one."""
+    attributes: dict[str, Any] = {}
+    if not os.environ.get("OTEL_SERVICE_NAME"):
+        attributes[SERVICE_NAME] = service_name
+    provider = TracerProvider(resource=Resource.create(attributes))
+    exporters = os.environ.get("OTEL_TRACES_EXPORTER", "none")
+    for name in filter(None, (part.strip().lower() for part in exporters.split(","))):
+        if name == "otlp":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        elif name == "console":
+            provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
+        elif name != "none":
+            raise ValueError(f"unsupported OTEL_TRACES_EXPORTER value {name!r}")
+    # The global provider can be set once per process; tests building several apps in
+    # one process still get their own provider passed explicitly everywhere.
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        trace.set_tracer_provider(provider)
+    return provider
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line, carrying the current trace and span ids."""
+
+    def __init__(self, service_name: str) -> None:
+        super().__init__()
+        self._service = service_name
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "service": self._service,
+            "message": record.getMessage(),
+        }
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            entry["trace_id"] = format(span_context.trace_id, "032x")
+            entry["span_id"] = format(span_context.span_id, "016x")
+        entry.update(
+            (key, value)
+            for key, value in vars(record).items()
+            if key not in _STANDARD_RECORD_FIELDS and not key.startswith("_")
+        )
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(service_name: str, level: str) -> None:
+    """Send every log record to stderr as JSON."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter(service_name))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers[:] = []
+        uvicorn_logger.propagate = True
+    # aiokafka is chatty at INFO about group coordination.
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
