@@ -48,7 +48,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from faststream import AckPolicy, BaseMiddleware
+from faststream import AckPolicy, BaseMiddleware, ContextRepo
 from faststream.kafka import KafkaBroker, Topic
 
 from ledgerlink.shared.kafka.embedded import EmbeddedKafka
@@ -113,8 +113,8 @@ class RunResult:
 class Report:
     messages: int
     rounds: int
-    partitions: int
-    topic: str
+    topics: int
+    partitions_per_topic: int
     broker: str
     fetch: dict[str, Any]
     payload_bytes_avg: float
@@ -323,7 +323,7 @@ async def check_committed(bootstrap: str, group_id: str, ends: dict[TopicPartiti
 
 async def consume_aiokafka(
     bootstrap: str,
-    topic: str,
+    topics: list[str],
     n: int,
     fetch: FetchSettings,
     loads: Callable[[bytes], Any],
@@ -332,7 +332,7 @@ async def consume_aiokafka(
 ) -> tuple[int, int, float]:
     """The peer: raw getmany loop. Returns (messages, batches, seconds)."""
     consumer = AIOKafkaConsumer(
-        topic,
+        *topics,
         bootstrap_servers=bootstrap,
         group_id=group_id,
         enable_auto_commit=False,
@@ -380,17 +380,20 @@ class _SubjectState:
 class _FirstReceive(BaseMiddleware[Any, Any]):
     """Stamps the first non-empty batch as it reaches FastStream, before parsing."""
 
-    state: _SubjectState | None = None
+    __slots__ = ("state",)
+
+    def __init__(self, msg: Any, /, *, context: ContextRepo, state: _SubjectState) -> None:
+        super().__init__(msg, context=context)
+        self.state = state
 
     async def on_receive(self) -> None:
-        state = type(self).state
-        if state is not None and state.t0 is None:
-            state.t0 = time.perf_counter()
+        if self.state.t0 is None:
+            self.state.t0 = time.perf_counter()
 
 
 async def consume_faststream(
     bootstrap: str,
-    topic: str,
+    topics: list[str],
     n: int,
     fetch: FetchSettings,
     group_id: str,
@@ -398,18 +401,25 @@ async def consume_faststream(
 ) -> tuple[int, int, float]:
     """The subject: a FastStream batch subscriber. Returns (messages, batches, seconds)."""
     state = _SubjectState(n)
-    middleware = type("_FirstReceiveRun", (_FirstReceive,), {"state": state})
+
+    def first_receive(msg: Any, /, *, context: ContextRepo) -> BaseMiddleware[Any, Any]:
+        return _FirstReceive(msg, context=context, state=state)
+
     quiet = logging.getLogger("bench.faststream")  # WARNING: no per-batch INFO lines
-    broker = KafkaBroker(bootstrap, logger=quiet, middlewares=(middleware,))
+    broker = KafkaBroker(bootstrap, logger=quiet, middlewares=(first_receive,))
 
     @broker.subscriber(
-        Topic(topic, declare=False),  # created beforehand; no admin CreateTopics
+        *(Topic(t, declare=False) for t in topics),  # created beforehand: no CreateTopics
         batch=True,
         group_id=group_id,
         max_records=fetch.max_records,
         batch_timeout_ms=fetch.batch_timeout_ms,
         ack_policy=AckPolicy.ACK,  # commit after each batch, auto-commit off
-        **fetch.consumer_kwargs(),
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=fetch.fetch_max_wait_ms,
+        fetch_min_bytes=fetch.fetch_min_bytes,
+        fetch_max_bytes=fetch.fetch_max_bytes,
+        max_partition_fetch_bytes=fetch.max_partition_fetch_bytes,
     )
     async def handle(bodies: list[Any]) -> None:
         state.count += len(bodies)
@@ -439,6 +449,7 @@ class Options:
     messages: int
     rounds: int
     partitions: int
+    topics: int
     bootstrap: str | None
     fetch: FetchSettings
     target: float
@@ -454,38 +465,56 @@ def _progress(quiet: bool, text: str) -> None:
 
 
 async def run_benchmark(opts: Options, bootstrap: str, embedded: EmbeddedKafka | None) -> Report:
-    topic = f"bench.consume-throughput.{uuid.uuid4().hex[:12]}"
     n = opts.messages
     decoder_name, loads = _json_decoder()
+    topic_count = opts.topics
+    if topic_count == 0:  # auto
+        record_bytes = estimated_record_bytes(opts.seed)
+        topic_count = (
+            embedded_topic_count(n, opts.partitions, record_bytes) if embedded is not None else 1
+        )
+    run_id = uuid.uuid4().hex[:12]
+    topics = [f"bench.consume-throughput.{run_id}.{i}" for i in range(topic_count)]
 
     if embedded is not None:
-        embedded.create_topic(topic, partitions=opts.partitions)
+        for topic in topics:
+            embedded.create_topic(topic, partitions=opts.partitions)
     else:
-        await create_topic_with_admin(bootstrap, topic, opts.partitions)
+        await create_topics_with_admin(bootstrap, topics, opts.partitions)
 
     try:
         _progress(
-            opts.as_json, f"producing {n:,} messages to {topic} ({opts.partitions} partitions)"
+            opts.as_json,
+            f"producing {n:,} messages to {topic_count} topic(s) x {opts.partitions} "
+            f"partitions ({topics[0]}{', ...' if topic_count > 1 else ''})",
         )
         t = time.perf_counter()
         avg_bytes, partitions = await produce(
-            bootstrap, topic, n, opts.seed, timeout_s=max(120.0, n / 1_000)
+            bootstrap, topics, n, opts.seed, timeout_s=max(120.0, n / 1_000)
         )
         produce_s = time.perf_counter() - t
-        ends = await end_offsets(bootstrap, partitions)
-        if sum(ends.values()) != n or len(ends) != opts.partitions:
-            raise BenchError(f"topic holds {dict(ends)}, expected {n} in {opts.partitions}")
+        starts, ends = await log_bounds(bootstrap, partitions)
+        if any(starts.values()):
+            dropped = sum(starts.values())
+            raise BenchError(
+                f"the broker dropped the oldest {dropped:,} of {n:,} messages (retention): "
+                "librdkafka's mock cluster keeps only 5 MiB per partition; "
+                "use more --topics (or 0 = auto), fewer --messages, or a real --bootstrap"
+            )
+        if sum(ends.values()) != n or len(ends) != topic_count * opts.partitions:
+            raise BenchError(f"the topics hold {dict(ends)}, expected {n:,} messages")
         _progress(
             opts.as_json,
             f"  produced in {produce_s:.1f}s ({n / produce_s:,.0f} msg/s), "
-            f"avg value {avg_bytes:.0f} B, per partition {sorted(ends.values())}",
+            f"avg value {avg_bytes:.0f} B, {min(ends.values()):,}..{max(ends.values()):,} "
+            "per partition",
         )
 
         report = Report(
             messages=n,
             rounds=opts.rounds,
-            partitions=opts.partitions,
-            topic=topic,
+            topics=topic_count,
+            partitions_per_topic=opts.partitions,
             broker="embedded (librdkafka mock cluster)" if embedded else bootstrap,
             fetch=asdict(opts.fetch),
             payload_bytes_avg=round(avg_bytes, 1),
@@ -502,11 +531,11 @@ async def run_benchmark(opts: Options, bootstrap: str, embedded: EmbeddedKafka |
                 gc.collect()
                 if side == PEER:
                     count, batches, secs = await consume_aiokafka(
-                        bootstrap, topic, n, opts.fetch, loads, group_id, opts.timeout_s
+                        bootstrap, topics, n, opts.fetch, loads, group_id, opts.timeout_s
                     )
                 else:
                     count, batches, secs = await consume_faststream(
-                        bootstrap, topic, n, opts.fetch, group_id, opts.timeout_s
+                        bootstrap, topics, n, opts.fetch, group_id, opts.timeout_s
                     )
                 if count != n:
                     raise BenchError(f"{side}: consumed {count} messages, expected {n}")
@@ -529,7 +558,7 @@ async def run_benchmark(opts: Options, bootstrap: str, embedded: EmbeddedKafka |
     finally:
         if embedded is None:
             with contextlib.suppress(Exception):
-                await delete_topic_with_admin(bootstrap, topic)
+                await delete_topics_with_admin(bootstrap, topics)
 
     for side in (PEER, SUBJECT):
         rates = [r.msgs_per_s for r in report.runs if r.side == side]
@@ -557,7 +586,10 @@ def _print_text(report: Report) -> None:
     peer = report.median_msgs_per_s[PEER]
     subject = report.median_msgs_per_s[SUBJECT]
     print(f"consume throughput, {report.messages:,} messages x {report.rounds} rounds")
-    print(f"  broker: {report.broker}; topic: {report.partitions} partitions")
+    print(
+        f"  broker: {report.broker}; {report.topics} topic(s) x "
+        f"{report.partitions_per_topic} partitions"
+    )
     print(
         f"  max_records={report.fetch['max_records']}, "
         f"getmany timeout={report.fetch['batch_timeout_ms']} ms, "
@@ -577,7 +609,16 @@ def parse_args(argv: list[str] | None = None) -> Options:
     )
     p.add_argument("--messages", type=int, default=DEFAULT_MESSAGES, help="messages (200000)")
     p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="runs per side (3)")
-    p.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS, help="partitions (3)")
+    p.add_argument(
+        "--partitions", type=int, default=DEFAULT_PARTITIONS, help="partitions per topic (3)"
+    )
+    p.add_argument(
+        "--topics",
+        type=int,
+        default=0,
+        help="topics to spread the messages over; 0 = auto: 1 on a real broker, enough to "
+        "stay under the embedded broker's 5 MiB-per-partition retention otherwise",
+    )
     p.add_argument(
         "--bootstrap",
         default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
@@ -596,12 +637,13 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.add_argument("--strict", action="store_true", help="exit 1 when the ratio misses target")
     a = p.parse_args(argv)
-    if a.messages < 1 or a.rounds < 1 or a.partitions < 1 or a.max_records < 1:
-        p.error("--messages, --rounds, --partitions and --max-records must be positive")
+    if a.messages < 1 or a.rounds < 1 or a.partitions < 1 or a.max_records < 1 or a.topics < 0:
+        p.error("--messages, --rounds, --partitions, --max-records must be positive")
     return Options(
         messages=a.messages,
         rounds=a.rounds,
         partitions=a.partitions,
+        topics=a.topics,
         bootstrap=a.bootstrap,
         fetch=FetchSettings(max_records=a.max_records, batch_timeout_ms=a.batch_timeout_ms),
         target=a.target,

@@ -1,0 +1,197 @@
+"""``ledgerlink``: the operator's command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from aiokafka import AIOKafkaProducer
+
+from ledgerlink.cli.stack import SERVICES, Stack, StackConfig, create_all_topics
+from ledgerlink.shared.config import KafkaSettings
+from ledgerlink.shared.envelope import CloudEvent
+from ledgerlink.shared.events import (
+    ActivationRequestedV1,
+    Country,
+    Product,
+    Provider,
+    Requester,
+)
+from ledgerlink.shared.kafka.broker import create_topics
+from ledgerlink.shared.kafka.embedded import EmbeddedKafka
+from ledgerlink.shared.topics import all_topics
+
+app = typer.Typer(
+    help="Ledgerlink: run the stack, manage topics, publish events.", no_args_is_help=True
+)
+dev_app = typer.Typer(
+    help="Development: the whole system on embedded defaults.", no_args_is_help=True
+)
+topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
+publish_app = typer.Typer(help="Publish events as an upstream system would.", no_args_is_help=True)
+app.add_typer(dev_app, name="dev")
+app.add_typer(topics_app, name="topics")
+app.add_typer(publish_app, name="publish")
+
+
+@dev_app.command("up")
+def dev_up(
+    data_dir: Annotated[Path, typer.Option(help="Where the SQLite stores and logs go.")] = Path(
+        "var"
+    ),
+    bootstrap_servers: Annotated[
+        str | None,
+        typer.Option(
+            "--kafka",
+            envvar="KAFKA_BOOTSTRAP_SERVERS",
+            help="Use this Kafka instead of the embedded mock cluster.",
+        ),
+    ] = None,
+    base_port: Annotated[
+        int, typer.Option(help="auth gets this port, the others the next.")
+    ] = 8081,
+    logs_to_files: Annotated[
+        bool, typer.Option("--log-files/--log-stderr", help="Service logs to DATA_DIR/logs.")
+    ] = False,
+) -> None:
+    """Start an embedded Kafka broker, SQLite stores and every service; Ctrl-C stops all."""
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(_dev_up(data_dir, bootstrap_servers, base_port, logs_to_files))
+
+
+async def _dev_up(
+    data_dir: Path, bootstrap_servers: str | None, base_port: int, logs_to_files: bool
+) -> None:
+    embedded: EmbeddedKafka | None = None
+    if bootstrap_servers is None:
+        embedded = EmbeddedKafka().start()
+        bootstrap_servers = embedded.bootstrap_servers
+        await create_all_topics(embedded)
+    else:
+        await create_topics(KafkaSettings(bootstrap_servers=bootstrap_servers), all_topics())
+
+    stack = Stack(
+        StackConfig(
+            bootstrap_servers=bootstrap_servers,
+            database_urls={
+                spec.name: f"sqlite+aiosqlite:///{data_dir / (spec.name + '.db')}"
+                for spec in SERVICES
+            },
+            ports={spec.name: base_port + index for index, spec in enumerate(SERVICES)},
+            log_dir=data_dir / "logs" if logs_to_files else None,
+        )
+    )
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        await stack.up()
+        kind = "embedded mock cluster (development and tests only)" if embedded else "external"
+        typer.echo("")
+        typer.echo(f"Kafka bootstrap servers: {bootstrap_servers}   [{kind}]")
+        for name, running in stack.services.items():
+            typer.echo(f"{name:<17} {running.url}   (health {running.url}/readyz)")
+        typer.echo(f"Stores: {data_dir}/<service>.db   Press Ctrl-C to stop.")
+        typer.echo("")
+        watcher = asyncio.create_task(_watch_children(stack, stopping))
+        await stopping.wait()
+        watcher.cancel()
+    finally:
+        typer.echo("stopping services ...")
+        stack.stop_all()
+        if embedded is not None:
+            embedded.close()
+        typer.echo("stopped.")
+
+
+async def _watch_children(stack: Stack, stopping: asyncio.Event) -> None:
+    while not stopping.is_set():
+        for name, running in stack.services.items():
+            if running.process.poll() is not None:
+                typer.echo(f"{name} exited with {running.process.returncode}; stopping the stack")
+                stopping.set()
+                return
+        await asyncio.sleep(0.5)  # supervision poll, not synchronisation
+
+
+@topics_app.command("create")
+def topics_create(
+    bootstrap_servers: Annotated[str, typer.Option("--kafka", envvar="KAFKA_BOOTSTRAP_SERVERS")],
+    prefix: Annotated[str, typer.Option(help="Topic prefix of the environment.")] = "",
+) -> None:
+    """Create every topic and its dead-letter topic on a real Kafka cluster."""
+    topics = all_topics(prefix)
+    asyncio.run(create_topics(KafkaSettings(bootstrap_servers=bootstrap_servers), topics))
+    for name, partitions in topics.items():
+        typer.echo(f"{name}\t{partitions} partition(s)")
+
+
+@topics_app.command("list")
+def topics_list(prefix: Annotated[str, typer.Option()] = "") -> None:
+    """Print every topic name with its partition count."""
+    for name, partitions in all_topics(prefix).items():
+        typer.echo(f"{name}\t{partitions}")
+
+
+@publish_app.command("activation")
+def publish_activation(
+    provider: Annotated[Provider, typer.Option()],
+    business_id: Annotated[str, typer.Option()],
+    country: Annotated[Country, typer.Option()],
+    company_name: Annotated[str, typer.Option()],
+    email: Annotated[str, typer.Option(help="Who requested the activation.")],
+    name: Annotated[str, typer.Option(help="Their name.")],
+    product: Annotated[Product, typer.Option()] = Product.PLANNING,
+    store_reference: Annotated[str | None, typer.Option()] = None,
+    bootstrap_servers: Annotated[
+        str, typer.Option("--kafka", envvar="KAFKA_BOOTSTRAP_SERVERS")
+    ] = "127.0.0.1:9092",
+    prefix: Annotated[str, typer.Option()] = "",
+) -> None:
+    """Publish ``ledgerlink.activation.requested.v1`` exactly as any Kafka client would."""
+    data = ActivationRequestedV1(
+        provider=provider,
+        business_id=business_id,
+        country=country,
+        company_name=company_name,
+        requested_by=Requester(email=email, name=name),
+        product=product,
+        store_reference=store_reference,
+    )
+    envelope = CloudEvent(
+        id=str(uuid.uuid4()),
+        source="ledgerlink/cli",
+        type=data.EVENT_TYPE,
+        time=datetime.now(UTC),
+        subject=business_id,
+    )
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True
+        )
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                f"{prefix}{data.TOPIC}",
+                data.model_dump_json().encode(),
+                key=business_id.encode(),
+                headers=envelope.to_headers(),
+            )
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    typer.echo(json.dumps({"ce_id": envelope.id, "topic": f"{prefix}{data.TOPIC}"}))
+
+
+if __name__ == "__main__":
+    app()

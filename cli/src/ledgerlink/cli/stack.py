@@ -1,0 +1,221 @@
+"""Run the whole system as separate processes: broker, migrations, three services.
+
+Used by ``ledgerlink dev up`` and by the cross-service tests, so what a developer runs
+is what the tests prove.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from ledgerlink.shared.kafka.embedded import EmbeddedKafka
+from ledgerlink.shared.testing import KafkaBackend
+from ledgerlink.shared.topics import all_topics
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """How to run one service."""
+
+    name: str
+    module: str
+    env_prefix: str
+    default_port: int
+
+    def env(self, key: str) -> str:
+        """The full name of one of this service's settings variables."""
+        return f"{self.env_prefix}{key}"
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("auth", "ledgerlink.auth", "LEDGERLINK_AUTH_", 8081),
+    ServiceSpec("importer", "ledgerlink.importer", "LEDGERLINK_IMPORTER_", 8082),
+    ServiceSpec(
+        "journal-exporter", "ledgerlink.journal_exporter", "LEDGERLINK_JOURNAL_EXPORTER_", 8083
+    ),
+)
+SERVICES_BY_NAME = {spec.name: spec for spec in SERVICES}
+
+
+class StackError(RuntimeError):
+    """A part of the stack failed to start."""
+
+
+@dataclass
+class StackConfig:
+    """Where the stack's parts live."""
+
+    bootstrap_servers: str
+    database_urls: Mapping[str, str]
+    ports: Mapping[str, int]
+    topic_prefix: str = ""
+    #: Variables given to every service (OTEL_*, log level, ...).
+    env: Mapping[str, str] = field(default_factory=dict)
+    #: Directory for each service's log file; None lets the logs through to our terminal.
+    log_dir: Path | None = None
+
+
+@dataclass
+class RunningService:
+    """A service process and where to reach it."""
+
+    spec: ServiceSpec
+    process: subprocess.Popen[bytes]
+    url: str
+    log: IO[bytes] | None
+
+
+class Stack:
+    """Starts, watches and stops the service processes."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.services: dict[str, RunningService] = {}
+
+    def service_env(
+        self, spec: ServiceSpec, extra: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """The environment one service runs with."""
+        env = dict(os.environ)
+        env.update(self.config.env)
+        env.update(
+            {
+                spec.env("KAFKA__BOOTSTRAP_SERVERS"): self.config.bootstrap_servers,
+                spec.env("KAFKA__TOPIC_PREFIX"): self.config.topic_prefix,
+                spec.env("KAFKA__CLIENT_ID"): f"ledgerlink-{spec.name}",
+                spec.env("DATABASE__URL"): self.config.database_urls[spec.name],
+                spec.env("HTTP__HOST"): "127.0.0.1",
+                spec.env("HTTP__PORT"): str(self.config.ports[spec.name]),
+                "OTEL_SERVICE_NAME": f"ledgerlink-{spec.name}",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(extra or {})
+        return env
+
+    def migrate(self, name: str) -> None:
+        """Apply the service's migrations (a separate process, as the k8s Job does)."""
+        spec = SERVICES_BY_NAME[name]
+        result = subprocess.run(
+            [sys.executable, "-m", spec.module, "migrate"],
+            env=self.service_env(spec),
+            capture_output=True,
+            check=False,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise StackError(
+                f"migrating {name} failed ({result.returncode}): "
+                f"{result.stderr.decode(errors='replace')[-2000:]}"
+            )
+
+    def start(self, name: str, extra_env: Mapping[str, str] | None = None) -> RunningService:
+        """Start one service process (it must have been migrated)."""
+        spec = SERVICES_BY_NAME[name]
+        log: IO[bytes] | None = None
+        if self.config.log_dir is not None:
+            self.config.log_dir.mkdir(parents=True, exist_ok=True)
+            log = (self.config.log_dir / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", spec.module, "serve"],
+            env=self.service_env(spec, extra_env),
+            stdout=log,
+            stderr=subprocess.STDOUT if log is not None else None,
+        )
+        running = RunningService(
+            spec=spec,
+            process=process,
+            url=f"http://127.0.0.1:{self.config.ports[name]}",
+            log=log,
+        )
+        self.services[name] = running
+        return running
+
+    async def wait_ready(self, name: str, timeout: float = 60.0) -> None:
+        """Wait until ``/readyz`` answers 200 (database and broker reachable)."""
+        running = self.services[name]
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            while True:
+                if running.process.poll() is not None:
+                    raise StackError(
+                        f"{name} exited with {running.process.returncode} while starting"
+                        + self._log_tail(name)
+                    )
+                try:
+                    response = await client.get(f"{running.url}/readyz")
+                    if response.status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise StackError(
+                        f"{name} was not ready within {timeout:.0f}s" + self._log_tail(name)
+                    )
+                await asyncio.sleep(0.1)  # polling readiness, bounded by the deadline
+
+    async def up(self, names: tuple[str, ...] | None = None) -> None:
+        """Migrate and start the services, then wait for all of them to be ready."""
+        for name in names or tuple(SERVICES_BY_NAME):
+            self.migrate(name)
+            self.start(name)
+        await asyncio.gather(*(self.wait_ready(name) for name in names or tuple(SERVICES_BY_NAME)))
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a service: no shutdown, no flush: a crash."""
+        running = self.services.pop(name)
+        running.process.kill()
+        running.process.wait(timeout=30)
+        if running.log is not None:
+            running.log.close()
+
+    def stop(self, name: str, timeout: float = 15.0) -> int:
+        """SIGTERM a service and wait for it to exit (SIGKILL after ``timeout``)."""
+        running = self.services.pop(name)
+        if running.process.poll() is None:
+            running.process.send_signal(signal.SIGTERM)
+            try:
+                running.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                running.process.kill()
+                running.process.wait(timeout=10)
+        if running.log is not None:
+            running.log.close()
+        return running.process.returncode
+
+    def stop_all(self) -> None:
+        """Stop every running service."""
+        for name in list(self.services):
+            self.stop(name)
+
+    def _log_tail(self, name: str) -> str:
+        if self.config.log_dir is None:
+            return ""
+        path = self.config.log_dir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n--- last log lines ---\n" + path.read_text(errors="replace")[-3000:]
+
+
+async def create_all_topics(
+    kafka: KafkaBackend | EmbeddedKafka, prefix: str = ""
+) -> dict[str, int]:
+    """Create every topic (and its dead-letter topic) with its partition count."""
+    topics = all_topics(prefix)
+    if isinstance(kafka, EmbeddedKafka):
+        for name, partitions in topics.items():
+            kafka.create_topic(name, partitions)
+    else:
+        await kafka.create_topics(topics)
+    return topics

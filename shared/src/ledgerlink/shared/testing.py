@@ -1,0 +1,145 @@
+"""Test back-ends, chosen at test start.
+
+Order of preference, for Kafka and for PostgreSQL alike:
+
+1. an explicit address: ``KAFKA_BOOTSTRAP_SERVERS`` / ``LEDGERLINK_TEST_DATABASE_URL``;
+2. testcontainers, when a Docker daemon answers;
+3. the embedded defaults: librdkafka's mock cluster and the local PostgreSQL
+   (``postgresql+asyncpg://postgres@127.0.0.1:5432/test``).
+
+testcontainers is a test-only dependency and is imported only when Docker answers.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from ledgerlink.shared.config import KafkaSettings
+from ledgerlink.shared.kafka.broker import create_topics
+from ledgerlink.shared.kafka.embedded import EmbeddedKafka
+
+LOCAL_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+def docker_available() -> bool:
+    """True when a Docker daemon answers (testcontainers can start containers)."""
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        client = docker.from_env(timeout=3)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+@dataclass
+class KafkaBackend:
+    """A Kafka cluster for tests."""
+
+    kind: Literal["external", "testcontainers", "embedded"]
+    bootstrap_servers: str
+    embedded: EmbeddedKafka | None = None
+    _close: Callable[[], None] = field(default=lambda: None)
+
+    @property
+    def supports_multi_member_groups(self) -> bool:
+        """The mock cluster fails SyncGroup for groups of two or more members."""
+        return self.kind != "embedded"
+
+    async def create_topics(self, topics: dict[str, int]) -> None:
+        """Create topics (name -> partitions) the way this back-end allows."""
+        if self.embedded is not None:
+            for name, partitions in topics.items():
+                self.embedded.create_topic(name, partitions)
+            return
+        await create_topics(KafkaSettings(bootstrap_servers=self.bootstrap_servers), topics)
+
+    def close(self) -> None:
+        """Stop what this back-end started."""
+        if self.embedded is not None:
+            self.embedded.close()
+        self._close()
+
+
+def start_kafka_backend() -> KafkaBackend:
+    """The Kafka back-end for this test run (see the module docstring)."""
+    explicit = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if explicit:
+        return KafkaBackend(kind="external", bootstrap_servers=explicit)
+    if docker_available():
+        from testcontainers.kafka import KafkaContainer
+
+        container: Any = KafkaContainer().with_kraft()
+        container.start()
+        return KafkaBackend(
+            kind="testcontainers",
+            bootstrap_servers=container.get_bootstrap_server(),
+            _close=container.stop,
+        )
+    embedded = EmbeddedKafka().start()
+    return KafkaBackend(
+        kind="embedded", bootstrap_servers=embedded.bootstrap_servers, embedded=embedded
+    )
+
+
+@dataclass
+class PostgresBackend:
+    """A PostgreSQL server for tests, reached through an admin URL (asyncpg driver)."""
+
+    kind: Literal["external", "testcontainers", "local"]
+    admin_url: str
+    _close: Callable[[], None] = field(default=lambda: None)
+
+    async def create_database(self, prefix: str = "ledgerlink_test") -> str:
+        """A new, empty database; returns its URL."""
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        engine = create_async_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text(f'CREATE DATABASE "{name}"'))
+        finally:
+            await engine.dispose()
+        return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
+
+    async def drop_database(self, url: str) -> None:
+        """Drop a database made by :meth:`create_database`, closing its sessions."""
+        name = make_url(url).database
+        engine = create_async_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        finally:
+            await engine.dispose()
+
+    def close(self) -> None:
+        """Stop what this back-end started."""
+        self._close()
+
+
+def start_postgres_backend() -> PostgresBackend:
+    """The PostgreSQL back-end for this test run (see the module docstring)."""
+    explicit = os.environ.get("LEDGERLINK_TEST_DATABASE_URL")
+    if explicit:
+        return PostgresBackend(kind="external", admin_url=explicit)
+    if docker_available():
+        from testcontainers.postgres import PostgresContainer
+
+        container: Any = PostgresContainer("postgres:16-alpine", driver="asyncpg")
+        container.start()
+        return PostgresBackend(
+            kind="testcontainers",
+            admin_url=container.get_connection_url(),
+            _close=container.stop,
+        )
+    return PostgresBackend(kind="local", admin_url=LOCAL_POSTGRES_URL)

@@ -1,0 +1,115 @@
+"""Cross-service fixtures: back-ends chosen at test start, the stack as processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from wire_helpers import EventReader, OtlpReceiver
+
+from ledgerlink.cli.stack import SERVICES, Stack, StackConfig, create_all_topics
+from ledgerlink.shared.testing import (
+    KafkaBackend,
+    PostgresBackend,
+    docker_available,
+    start_kafka_backend,
+    start_postgres_backend,
+)
+
+
+def _kafka_kind() -> str:
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return "external"
+    return "testcontainers" if docker_available() else "embedded"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wanted = [item for item in items if item.get_closest_marker("real_kafka")]
+    if wanted and _kafka_kind() == "embedded":
+        skip = pytest.mark.skip(
+            reason="needs a real Kafka broker: the embedded mock cluster fails consumer "
+            "groups with two or more members (set KAFKA_BOOTSTRAP_SERVERS or run Docker)"
+        )
+        for item in wanted:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def kafka_backend() -> Iterator[KafkaBackend]:
+    backend = start_kafka_backend()
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_backend() -> Iterator[PostgresBackend]:
+    backend = start_postgres_backend()
+    yield backend
+    backend.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver()
+    receiver.start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+async def stack(
+    kafka_backend: KafkaBackend,
+    postgres_backend: PostgresBackend,
+    tmp_path: Path,
+    otlp_receiver: OtlpReceiver,
+) -> AsyncIterator[Stack]:
+    """A fresh environment: its own topic prefix, one new PostgreSQL database per service.
+
+    Services are not started: tests call ``await stack.up()`` (or start them one by one).
+    Their spans are exported over OTLP/HTTP to ``otlp_receiver``.
+    """
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    await create_all_topics(kafka_backend, prefix)
+    urls = {spec.name: await postgres_backend.create_database() for spec in SERVICES}
+    stack = Stack(
+        StackConfig(
+            bootstrap_servers=kafka_backend.bootstrap_servers,
+            database_urls=urls,
+            ports={spec.name: free_port() for spec in SERVICES},
+            topic_prefix=prefix,
+            env={
+                "OTEL_TRACES_EXPORTER": "otlp",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{otlp_receiver.url}/v1/traces",
+                "OTEL_BSP_SCHEDULE_DELAY": "200",
+                "LOG_LEVEL": "INFO",
+            },
+            log_dir=tmp_path / "logs",
+        )
+    )
+    try:
+        yield stack
+    finally:
+        await asyncio.to_thread(stack.stop_all)
+        for url in urls.values():
+            await postgres_backend.drop_database(url)
+
+
+@pytest.fixture
+async def reader(kafka_backend: KafkaBackend, stack: Stack) -> AsyncIterator[EventReader]:
+    """Reads every topic of the test's environment from the beginning."""
+    event_reader = EventReader(kafka_backend.bootstrap_servers, stack.config.topic_prefix)
+    await event_reader.start()
+    yield event_reader
+    await event_reader.stop()
