@@ -1,11 +1,16 @@
 """Consume throughput: FastStream's batch subscriber against raw aiokafka ``getmany``.
 
-Both sides read the same topic on the same broker in the same run, each in its own
+Both sides read the same messages on the same broker in the same run, each in its own
 fresh consumer group from the earliest offset, with the same fetch settings and the
 same ``max_records``; both JSON-decode every value and commit offsets after every
 batch (``enable_auto_commit=False``). Sides run alternately, ``--rounds`` times each,
 and the medians are compared: ``faststream_batch / aiokafka_getmany`` against
 ``--target``.
+
+On a real broker the messages go to one topic with ``--partitions`` partitions. The
+embedded broker keeps only 5 MiB per partition (older record batches are dropped), so
+there the messages are spread round-robin over as many such topics as needed to keep
+every partition well under that cap, and both sides subscribe to all of them.
 
 Timing window, identical on both sides: from the moment the first non-empty batch
 reaches user code (``getmany`` returned for aiokafka; a broker middleware's
@@ -26,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import importlib
 import importlib.util
@@ -41,7 +45,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -64,6 +68,7 @@ DEFAULT_BATCH_TIMEOUT_MS = 200
 DEFAULT_TARGET = 0.6
 PRODUCE_CHUNK = 10_000
 SHUTDOWN_TIMEOUT_S = 20.0
+ADMIN_TIMEOUT_S = 30.0
 # librdkafka's mock cluster keeps at most 5 MiB per partition and silently drops the
 # oldest record batches beyond that (rdkafka_mock.c: mpart->max_size, not configurable).
 EMBEDDED_PARTITION_BYTES = 5 * 1024 * 1024
@@ -86,16 +91,6 @@ class FetchSettings:
     fetch_min_bytes: int = 1
     fetch_max_bytes: int = 50 * 1024 * 1024
     max_partition_fetch_bytes: int = 1024 * 1024
-
-    def consumer_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments accepted both by AIOKafkaConsumer and broker.subscriber."""
-        return {
-            "auto_offset_reset": "earliest",
-            "fetch_max_wait_ms": self.fetch_max_wait_ms,
-            "fetch_min_bytes": self.fetch_min_bytes,
-            "fetch_max_bytes": self.fetch_max_bytes,
-            "max_partition_fetch_bytes": self.max_partition_fetch_bytes,
-        }
 
 
 @dataclass
@@ -217,6 +212,14 @@ def _json_decoder() -> tuple[str, Callable[[bytes], Any]]:
 # --------------------------------------------------------------------------- broker setup
 
 
+async def _bounded(aw: Awaitable[Any], what: str, timeout_s: float = SHUTDOWN_TIMEOUT_S) -> None:
+    """Await a shutdown step, but never hang on it: warn and go on after ``timeout_s``."""
+    try:
+        await asyncio.wait_for(aw, timeout_s)
+    except TimeoutError:
+        log.warning("%s did not finish within %.0fs; abandoned", what, timeout_s)
+
+
 def estimated_record_bytes(seed: int, sample: int = 1_000) -> float:
     """Average stored size of one record: value, key, headers and ~25 B of framing."""
     total = 0
@@ -231,24 +234,40 @@ def embedded_topic_count(n: int, partitions: int, record_bytes: float) -> int:
     return max(1, math.ceil(n / max(per_topic, 1)))
 
 
-async def create_topics_with_admin(bootstrap: str, topics: list[str], partitions: int) -> None:
+async def create_topics_with_admin(
+    bootstrap: str, topics: list[str], partitions: int, replication_factor: int
+) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
     try:
-        await admin.create_topics(
-            [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics]
-        )
+        async with asyncio.timeout(ADMIN_TIMEOUT_S):
+            await admin.start()
+            response = await admin.create_topics(
+                [NewTopic(t, partitions, replication_factor) for t in topics]
+            )
+    except TimeoutError:
+        raise BenchError(f"creating the topics took over {ADMIN_TIMEOUT_S:.0f}s") from None
     finally:
-        await admin.close()
+        await _bounded(admin.close(), "admin.close()")
+    errors = {
+        e["topic"]: (e["error_code"], e.get("error_message"))
+        for e in response.to_object()["topic_errors"]
+        if e["error_code"]
+    }
+    if errors:
+        raise BenchError(f"creating the topics failed: {errors}")
 
 
 async def delete_topics_with_admin(bootstrap: str, topics: list[str]) -> None:
+    """Best effort: a broker that refuses (or lacks) DeleteTopics only earns a warning."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
     try:
-        await admin.delete_topics(topics)
+        async with asyncio.timeout(ADMIN_TIMEOUT_S):
+            await admin.start()
+            await admin.delete_topics(topics)
+    except Exception as e:
+        log.warning("could not delete the benchmark topics %s...: %r", topics[0], e)
     finally:
-        await admin.close()
+        await _bounded(admin.close(), "admin.close()")
 
 
 async def produce(
@@ -266,11 +285,11 @@ async def produce(
         max_batch_size=512 * 1024,
         max_request_size=4 * 1024 * 1024,
     )
-    await producer.start()
     total_bytes = 0
     partitions: list[TopicPartition] = []
     try:
         async with asyncio.timeout(timeout_s):
+            await producer.start()
             futures: list[asyncio.Future[Any]] = []
             for i, (key, value, headers) in enumerate(_messages(n, seed)):
                 total_bytes += len(value)
@@ -284,8 +303,10 @@ async def produce(
             for topic in topics:
                 ids = sorted(await producer.partitions_for(topic))
                 partitions.extend(TopicPartition(topic, p) for p in ids)
+    except TimeoutError:
+        raise BenchError(f"producing {n:,} messages took over {timeout_s:.0f}s") from None
     finally:
-        await asyncio.wait_for(producer.stop(), SHUTDOWN_TIMEOUT_S)
+        await _bounded(producer.stop(), "producer.stop()")
     return total_bytes / n, partitions
 
 
@@ -294,23 +315,29 @@ async def log_bounds(
 ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
     """(beginning, end) offsets of each partition, read by a group-less consumer."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
     try:
-        starts: dict[TopicPartition, int] = await consumer.beginning_offsets(partitions)
-        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
-        return starts, ends
+        async with asyncio.timeout(ADMIN_TIMEOUT_S):
+            await consumer.start()
+            starts: dict[TopicPartition, int] = await consumer.beginning_offsets(partitions)
+            ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+            return starts, ends
+    except TimeoutError:
+        raise BenchError("reading the log bounds timed out") from None
     finally:
-        await asyncio.wait_for(consumer.stop(), SHUTDOWN_TIMEOUT_S)
+        await _bounded(consumer.stop(), "consumer.stop()")
 
 
 async def check_committed(bootstrap: str, group_id: str, ends: dict[TopicPartition, int]) -> None:
     """Fail unless ``group_id`` committed every partition up to its end offset."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
     try:
-        committed = await admin.list_consumer_group_offsets(group_id, partitions=list(ends))
+        async with asyncio.timeout(ADMIN_TIMEOUT_S):
+            await admin.start()
+            committed = await admin.list_consumer_group_offsets(group_id, partitions=list(ends))
+    except TimeoutError:
+        raise BenchError(f"reading the offsets of {group_id} timed out") from None
     finally:
-        await admin.close()
+        await _bounded(admin.close(), "admin.close()")
     got = {tp: (meta.offset if meta is not None else -1) for tp, meta in committed.items()}
     missing = {f"{tp.topic}[{tp.partition}]": (got.get(tp, -1), end) for tp, end in ends.items()}
     missing = {k: v for k, v in missing.items() if v[0] != v[1]}
@@ -335,15 +362,19 @@ async def consume_aiokafka(
         *topics,
         bootstrap_servers=bootstrap,
         group_id=group_id,
-        enable_auto_commit=False,
-        **fetch.consumer_kwargs(),
+        enable_auto_commit=False,  # committed explicitly after each batch
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=fetch.fetch_max_wait_ms,
+        fetch_min_bytes=fetch.fetch_min_bytes,
+        fetch_max_bytes=fetch.fetch_max_bytes,
+        max_partition_fetch_bytes=fetch.max_partition_fetch_bytes,
     )
-    await consumer.start()
+    count = batches = 0
+    t0: float | None = None
+    t1 = 0.0
     try:
-        count = batches = 0
-        t0: float | None = None
-        t1 = 0.0
         async with asyncio.timeout(timeout_s):
+            await consumer.start()
             while count < n:
                 records = await consumer.getmany(
                     timeout_ms=fetch.batch_timeout_ms, max_records=fetch.max_records
@@ -360,9 +391,9 @@ async def consume_aiokafka(
                     t1 = time.perf_counter()
                 await consumer.commit()
     except TimeoutError:
-        raise BenchError(f"{PEER}: only {count}/{n} messages within {timeout_s:.0f}s") from None
+        raise BenchError(f"{PEER}: only {count}/{n} messages within {timeout_s:g}s") from None
     finally:
-        await asyncio.wait_for(consumer.stop(), SHUTDOWN_TIMEOUT_S)
+        await _bounded(consumer.stop(), f"{PEER}: consumer.stop()")
     assert t0 is not None
     return count, batches, t1 - t0
 
@@ -405,7 +436,8 @@ async def consume_faststream(
     def first_receive(msg: Any, /, *, context: ContextRepo) -> BaseMiddleware[Any, Any]:
         return _FirstReceive(msg, context=context, state=state)
 
-    quiet = logging.getLogger("bench.faststream")  # WARNING: no per-batch INFO lines
+    quiet = logging.getLogger("bench.faststream")
+    quiet.setLevel(logging.WARNING)  # no per-batch "Received"/"Processed" INFO lines
     broker = KafkaBroker(bootstrap, logger=quiet, middlewares=(first_receive,))
 
     @broker.subscriber(
@@ -428,15 +460,16 @@ async def consume_faststream(
             state.t1 = time.perf_counter()
             state.done.set()
 
-    await broker.start()
     try:
-        await asyncio.wait_for(state.done.wait(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await broker.start()
+            await state.done.wait()
     except TimeoutError:
         raise BenchError(
-            f"{SUBJECT}: only {state.count}/{n} messages within {timeout_s:.0f}s"
+            f"{SUBJECT}: only {state.count}/{n} messages within {timeout_s:g}s"
         ) from None
     finally:
-        await asyncio.wait_for(broker.stop(), SHUTDOWN_TIMEOUT_S)
+        await _bounded(broker.stop(), f"{SUBJECT}: broker.stop()")
     assert state.t0 is not None
     return state.count, state.batches, state.t1 - state.t0
 
@@ -450,6 +483,7 @@ class Options:
     rounds: int
     partitions: int
     topics: int
+    replication_factor: int
     bootstrap: str | None
     fetch: FetchSettings
     target: float
@@ -459,9 +493,9 @@ class Options:
     strict: bool
 
 
-def _progress(quiet: bool, text: str) -> None:
-    if not quiet:
-        print(text, file=sys.stderr, flush=True)
+def _progress(text: str) -> None:
+    """Progress goes to stderr, so stdout carries only the report (text or --json)."""
+    print(text, file=sys.stderr, flush=True)
 
 
 async def run_benchmark(opts: Options, bootstrap: str, embedded: EmbeddedKafka | None) -> Report:
@@ -480,11 +514,10 @@ async def run_benchmark(opts: Options, bootstrap: str, embedded: EmbeddedKafka |
         for topic in topics:
             embedded.create_topic(topic, partitions=opts.partitions)
     else:
-        await create_topics_with_admin(bootstrap, topics, opts.partitions)
+        await create_topics_with_admin(bootstrap, topics, opts.partitions, opts.replication_factor)
 
     try:
         _progress(
-            opts.as_json,
             f"producing {n:,} messages to {topic_count} topic(s) x {opts.partitions} "
             f"partitions ({topics[0]}{', ...' if topic_count > 1 else ''})",
         )
@@ -496,15 +529,16 @@ async def run_benchmark(opts: Options, bootstrap: str, embedded: EmbeddedKafka |
         starts, ends = await log_bounds(bootstrap, partitions)
         if any(starts.values()):
             dropped = sum(starts.values())
-            raise BenchError(
-                f"the broker dropped the oldest {dropped:,} of {n:,} messages (retention): "
-                "librdkafka's mock cluster keeps only 5 MiB per partition; "
-                "use more --topics (or 0 = auto), fewer --messages, or a real --bootstrap"
+            why = (
+                "librdkafka's mock cluster keeps only 5 MiB per partition; use more --topics "
+                "(or 0 = auto), fewer --messages, or a real --bootstrap"
+                if embedded is not None
+                else "check the broker's retention settings"
             )
+            raise BenchError(f"the broker dropped the oldest {dropped:,} of {n:,} messages: {why}")
         if sum(ends.values()) != n or len(ends) != topic_count * opts.partitions:
             raise BenchError(f"the topics hold {dict(ends)}, expected {n:,} messages")
         _progress(
-            opts.as_json,
             f"  produced in {produce_s:.1f}s ({n / produce_s:,.0f} msg/s), "
             f"avg value {avg_bytes:.0f} B, {min(ends.values()):,}..{max(ends.values()):,} "
             "per partition",
@@ -551,14 +585,12 @@ async def run_benchmark(opts: Options, bootstrap: str, embedded: EmbeddedKafka |
                 )
                 report.runs.append(result)
                 _progress(
-                    opts.as_json,
                     f"  round {rnd} {side:<17} {count:,} msgs in {secs:6.2f}s "
                     f"= {count / secs:>9,.0f} msg/s ({batches} batches, commits verified)",
                 )
     finally:
         if embedded is None:
-            with contextlib.suppress(Exception):
-                await delete_topics_with_admin(bootstrap, topics)
+            await delete_topics_with_admin(bootstrap, topics)
 
     for side in (PEER, SUBJECT):
         rates = [r.msgs_per_s for r in report.runs if r.side == side]
@@ -624,6 +656,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
         default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
         help="use this Kafka instead of an embedded one (env KAFKA_BOOTSTRAP_SERVERS)",
     )
+    p.add_argument(
+        "--replication-factor",
+        type=int,
+        default=1,
+        help="replication factor of the topics created on a --bootstrap broker (1)",
+    )
     p.add_argument("--max-records", type=int, default=DEFAULT_MAX_RECORDS, help="per batch (500)")
     p.add_argument(
         "--batch-timeout-ms",
@@ -644,6 +682,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         rounds=a.rounds,
         partitions=a.partitions,
         topics=a.topics,
+        replication_factor=a.replication_factor,
         bootstrap=a.bootstrap,
         fetch=FetchSettings(max_records=a.max_records, batch_timeout_ms=a.batch_timeout_ms),
         target=a.target,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import pytest
 from wire_helpers import EventReader, OtlpReceiver, PlainKafkaClient, Seen, eventually
@@ -35,7 +37,7 @@ def activation(business_id: str = SE_ID, **changes: object) -> dict[str, object]
     return data
 
 
-def of_type(reader: EventReader, topic: str, ce_type: str) -> callable[[Seen], bool]:  # type: ignore[valid-type]
+def of_type(reader: EventReader, topic: str, ce_type: str) -> Callable[[Seen], bool]:
     full = reader.topic(topic)
     return lambda seen: seen.topic == full and seen.type == ce_type
 

@@ -1,0 +1,1 @@
+"""Pure domain rules of the importer: no I/O, no framework imports."""

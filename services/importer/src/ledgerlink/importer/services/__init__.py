@@ -1,0 +1,1 @@
+"""Orchestration of the importer (no SQL here: see storage)."""

@@ -1,0 +1,168 @@
+"""Import jobs: queue one per activated connection and per explicit import request."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ledgerlink.importer.domain.import_rules import KnownConnection, check_import_request
+from ledgerlink.importer.storage.models import Connection, ImportJob, ImportStatus, ImportTrigger
+from ledgerlink.importer.storage.repository import ConnectionRepository, ImportJobRepository
+from ledgerlink.shared.events import (
+    ALL_IMPORT_SCOPES,
+    ConnectionActivatedV1,
+    ImportQueuedV1,
+    ImportRequestedV1,
+    ImportScope,
+    Provider,
+)
+from ledgerlink.shared.messaging.outbox import Outbox
+
+logger = logging.getLogger(__name__)
+
+
+class ImportService:
+    """Records import jobs and announces them.
+
+    Runs inside the caller's transaction; the events it emits go to the outbox and leave
+    only if that transaction commits.
+    """
+
+    def __init__(self, session: AsyncSession, outbox: Outbox) -> None:
+        self._session = session
+        self._outbox = outbox
+        self._connections = ConnectionRepository(session)
+        self._jobs = ImportJobRepository(session)
+
+    async def connection_activated(
+        self,
+        activation: ConnectionActivatedV1,
+        *,
+        event_id: str,
+        activated_at: datetime | None = None,
+    ) -> ImportJob:
+        """Remember the connection and queue a full import of it.
+
+        ``activated_at`` is the activation event's time (now when it has none).
+        """
+        activated_at = activated_at or datetime.now(UTC)
+        connection = await self._connections.get(activation.connection_id)
+        if connection is None:
+            await self._connections.add(
+                Connection(
+                    connection_id=activation.connection_id,
+                    environment_id=activation.environment_id,
+                    provider=activation.provider.value,
+                    business_id=activation.business_id,
+                    company_name=activation.company_name,
+                    activated_at=activated_at,
+                    last_activation_event_id=event_id,
+                )
+            )
+        else:
+            # A repeated activation (auth reuses the connection): take the latest facts.
+            connection.environment_id = activation.environment_id
+            connection.provider = activation.provider.value
+            connection.business_id = activation.business_id
+            connection.company_name = activation.company_name
+            connection.activated_at = activated_at
+            connection.last_activation_event_id = event_id
+        return await self._queue(
+            connection_id=activation.connection_id,
+            business_id=activation.business_id,
+            provider=activation.provider,
+            scope=ALL_IMPORT_SCOPES,
+            trigger="connection_activated",
+            file_location=None,
+            event_id=event_id,
+        )
+
+    async def import_requested(self, request: ImportRequestedV1, *, event_id: str) -> ImportJob:
+        """Queue the requested import.
+
+        Raises:
+            ImportRequestError: the request breaks a rule (permanent; see the domain).
+        """
+        connection = await self._connections.get(request.connection_id)
+        known = (
+            None
+            if connection is None
+            else KnownConnection(
+                connection_id=connection.connection_id,
+                business_id=connection.business_id,
+                provider=connection.provider,
+            )
+        )
+        scope = check_import_request(
+            connection_id=request.connection_id,
+            business_id=request.business_id,
+            provider=request.provider,
+            scope=request.scope,
+            file_location=request.file_location,
+            known=known,
+        )
+        if connection is None:
+            logger.info(
+                "import requested for a connection not (yet) known",
+                extra={"connection_id": str(request.connection_id), "event_id": event_id},
+            )
+        return await self._queue(
+            connection_id=request.connection_id,
+            business_id=request.business_id,
+            provider=request.provider,
+            scope=scope,
+            trigger="import_requested",
+            file_location=request.file_location,
+            event_id=event_id,
+        )
+
+    async def _queue(
+        self,
+        *,
+        connection_id: uuid.UUID,
+        business_id: str,
+        provider: Provider,
+        scope: tuple[ImportScope, ...],
+        trigger: Literal["connection_activated", "import_requested"],
+        file_location: str | None,
+        event_id: str,
+    ) -> ImportJob:
+        job = await self._jobs.add(
+            ImportJob(
+                connection_id=connection_id,
+                business_id=business_id,
+                provider=provider.value,
+                scope=list(scope),
+                trigger=ImportTrigger(trigger),
+                status=ImportStatus.QUEUED,
+                file_location=file_location,
+                requested_event_id=event_id,
+            )
+        )
+        await self._outbox.add(
+            self._session,
+            ImportQueuedV1(
+                import_id=job.id,
+                connection_id=job.connection_id,
+                business_id=business_id,
+                provider=provider,
+                scope=scope,
+                trigger=trigger,
+            ),
+            key=business_id,
+            subject=str(job.id),
+        )
+        logger.info(
+            "import queued",
+            extra={
+                "import_id": str(job.id),
+                "connection_id": str(job.connection_id),
+                "trigger": trigger,
+                "scope": ",".join(scope),
+            },
+        )
+        return job

@@ -1,0 +1,1 @@
+"""The importer's store: known connections, import jobs, outbox and inbox."""
