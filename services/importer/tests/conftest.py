@@ -14,14 +14,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from ledgerlink.importer.main import MIGRATIONS
 from ledgerlink.importer.storage.models import metadata
 from ledgerlink.shared.db import Database, create_engine
 from ledgerlink.shared.migrations import upgrade_to_head
+from ledgerlink.shared.testing import PostgresBackend
 
 ADMIN_URL_VARIABLE = "LEDGERLINK_TEST_DATABASE_URL"
 
@@ -33,23 +31,12 @@ async def empty_database(folder: Path) -> AsyncIterator[str]:
     if not admin_url:
         yield f"sqlite+aiosqlite:///{folder / f'importer-{uuid.uuid4().hex[:8]}.db'}"
         return
-    name = f"ledgerlink_importer_test_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+    postgres = PostgresBackend(kind="external", admin_url=admin_url)
+    url = await postgres.create_database(prefix="ledgerlink_importer_test")
     try:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            async with admin.connect() as connection:
-                await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        yield url
     finally:
-        await admin.dispose()
-
-
-async def migrate(url: str) -> None:
-    """Apply the importer's migrations up to head."""
-    await asyncio.to_thread(upgrade_to_head, MIGRATIONS, url)
+        await postgres.drop_database(url)
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +48,14 @@ def database_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def database_url(database_folder: Path) -> AsyncIterator[str]:
     """A store migrated to head, shared by the session's tests."""
     async with empty_database(database_folder) as url:
-        await migrate(url)
+        await asyncio.to_thread(upgrade_to_head, MIGRATIONS, url)
+        yield url
+
+
+@pytest.fixture
+async def empty_database_url(database_folder: Path) -> AsyncIterator[str]:
+    """A new database with no tables at all (for migration tests)."""
+    async with empty_database(database_folder) as url:
         yield url
 
 
@@ -76,10 +70,3 @@ async def db(database_url: str) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.dispose()
-
-
-@pytest.fixture
-async def empty_database_url(database_folder: Path) -> AsyncIterator[str]:
-    """A new database with no tables at all (for migration tests)."""
-    async with empty_database(database_folder) as url:
-        yield url

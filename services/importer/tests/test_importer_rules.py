@@ -93,9 +93,7 @@ def test_provider_mismatch_is_refused() -> None:
     with pytest.raises(ProviderMismatchError) as info:
         check(provider=Provider.PROCOUNTOR)
     assert info.value.reason_code == "provider_mismatch"
-    assert "names provider procountor but the connection's provider is netvisor" in str(
-        info.value
-    )
+    assert "names provider procountor but the connection's provider is netvisor" in str(info.value)
 
 
 def test_file_location_is_checked_before_the_connection() -> None:

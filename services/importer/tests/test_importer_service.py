@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -29,6 +29,11 @@ from ledgerlink.shared.messaging.outbox import Outbox
 BUSINESS_ID = "0112038-9"
 OTHER_BUSINESS_ID = "1927400-1"
 ENVIRONMENT = uuid.UUID("0b7e4b8e-5d36-4b8a-a8d4-1f0f3e2b9c10")
+
+
+def utc(moment: datetime) -> datetime:
+    """SQLite returns stored UTC times without their offset."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def outbox() -> Outbox:
@@ -86,7 +91,7 @@ async def test_activation_records_the_connection_and_queues_a_full_import(db: Da
     assert connection.provider == "netvisor"
     assert connection.business_id == BUSINESS_ID
     assert connection.company_name == "Nokia Oyj"
-    assert connection.activated_at == datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
+    assert utc(connection.activated_at) == datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
     assert connection.last_activation_event_id == "evt-activated-1"
 
     [stored] = await jobs(db)
@@ -132,6 +137,21 @@ async def test_repeated_activation_updates_the_connection_and_queues_another_job
     assert connection.last_activation_event_id == "evt-2"
     assert sorted(job.requested_event_id for job in await jobs(db)) == ["evt-1", "evt-2"]
     assert len(await outbox_rows(db)) == 2
+
+
+async def test_activation_time_is_stored_in_utc(db: Database) -> None:
+    connection_id = uuid.uuid4()
+    helsinki_summer = timezone(timedelta(hours=3))
+    async with db.transaction() as session:
+        await ImportService(session, outbox()).connection_activated(
+            activated(connection_id),
+            event_id="evt-tz",
+            activated_at=datetime(2026, 5, 4, 15, 0, tzinfo=helsinki_summer),
+        )
+    async with db.transaction() as session:
+        connection = await session.get(Connection, connection_id)
+    assert connection is not None
+    assert utc(connection.activated_at) == datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 
 
 async def test_import_request_for_a_known_connection(db: Database) -> None:

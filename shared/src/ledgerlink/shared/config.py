@@ -86,7 +86,9 @@ class OutboxSettings(BaseModel):
 class ServiceConfig(BaseSettings):
     """Settings every service has; subclasses set ``env_prefix`` and their defaults."""
 
-    model_config = SettingsConfigDict(env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_nested_delimiter="__", extra="ignore", hide_input_in_errors=True
+    )
 
     environment: Literal["development", "test", "production"] = Field(
         default="development", description="Production refuses development defaults."

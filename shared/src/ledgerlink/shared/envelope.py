@@ -103,7 +103,8 @@ def _decode_headers(headers: Headers) -> dict[str, str]:
     items = headers.items() if isinstance(headers, Mapping) else headers
     decoded: dict[str, str] = {}
     for name, value in items:
-        if value is None:
+        # Only our own headers are read: a producer's unrelated binary header is its business.
+        if value is None or not (name.lower().startswith("ce_") or name.lower() == "content-type"):
             continue
         try:
             decoded[name.lower()] = value.decode() if isinstance(value, bytes) else value

@@ -55,7 +55,7 @@ NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
 BusinessIdText = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)
 ]
-Period = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}$")]
+Period = Annotated[str, StringConstraints(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 Email = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=320, pattern=_EMAIL.pattern)
@@ -178,6 +178,8 @@ class JournalReadyV1(EventData):
     journal_id: NonEmpty
     source: NonEmpty
     business_id: BusinessIdText
+    # Checked by the journal-exporter's rules, not here: a malformed period is answered
+    # with journal.rejected naming it, rather than dead-lettered.
     period: str = Field(max_length=16, description="Posting period, YYYY-MM.")
     run_reference: NonEmpty
     lines: tuple[JournalLineV1, ...] = Field(max_length=100_000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -89,6 +90,21 @@ def subscribe(broker: KafkaBroker, consumer: EventConsumer, topic: str, **spec: 
         # dead-lettered with its reason instead of failing inside FastStream.
         return message.body
 
+    async def parse_tolerating_binary_headers(record: Any, original: Any) -> Any:
+        # FastStream decodes every header as UTF-8; a record with a binary header would be
+        # lost before reaching the consumer. Parse a sanitised copy and keep the original
+        # record, so the consumer (and a dead letter) sees the bytes as they were.
+        try:
+            return await original(record)
+        except UnicodeDecodeError:
+            sanitised = dataclasses.replace(
+                record,
+                headers=[(name, _utf8_or_empty(value)) for name, value in record.headers],
+            )
+            message = await original(sanitised)
+            message.raw_message = record
+            return message
+
     on_record.__name__ = f"{consumer.name}__{topic}"
     broker.subscriber(
         topic,
@@ -96,9 +112,22 @@ def subscribe(broker: KafkaBroker, consumer: EventConsumer, topic: str, **spec: 
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=keep_raw_bytes,
+        parser=parse_tolerating_binary_headers,
         title=f"{topic}:{consumer.name}",
+        description="CloudEvents (Kafka binary content mode) of type: "
+        + ", ".join(consumer.event_types),
         **spec,
     )(on_record)
+
+
+def _utf8_or_empty(value: bytes | None) -> bytes:
+    if value is None:
+        return b""
+    try:
+        value.decode()
+    except UnicodeDecodeError:
+        return b""
+    return value
 
 
 def outbox_publisher(broker: KafkaBroker) -> Any:

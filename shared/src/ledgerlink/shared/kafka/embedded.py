@@ -8,7 +8,8 @@ Known limits (measured with aiokafka): produce, fetch, idempotent producers,
 single-member consumer groups and offset commits work; consumer groups with two or
 more members fail in SyncGroup; the admin CreateTopics request fails, so topics are
 created through the mock cluster's own API (:meth:`EmbeddedKafka.create_topic`).
-It keeps everything in memory. **Never use it in production.**
+It keeps everything in memory, and at most 5 MiB per partition (a limit compiled into
+librdkafka): older records beyond that are silently dropped. **Never use it in production.**
 """
 
 from __future__ import annotations
@@ -120,6 +121,11 @@ class EmbeddedKafka:
             if self._lib is None or self._cluster is None:
                 raise EmbeddedKafkaError("the embedded broker is not running")
             if name in self._topics:
+                if self._topics[name] != partitions:
+                    raise EmbeddedKafkaError(
+                        f"topic {name!r} exists with {self._topics[name]} partition(s), "
+                        f"not {partitions}"
+                    )
                 return
             err = self._lib.rd_kafka_mock_topic_create(
                 self._cluster, name.encode(), partitions, replication_factor

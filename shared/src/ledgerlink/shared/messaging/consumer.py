@@ -116,6 +116,11 @@ class EventConsumer:
         """Handle events of ``model.EVENT_TYPE`` with ``handler``."""
         self._routes[model.EVENT_TYPE] = (model, handler)
 
+    @property
+    def event_types(self) -> list[str]:
+        """The event types this consumer handles."""
+        return sorted(self._routes)
+
     def ignore(self, *event_types: str) -> None:
         """Event types that share a topic with ours but are not for this consumer."""
         self._ignored.update(event_types)

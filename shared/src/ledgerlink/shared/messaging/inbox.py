@@ -37,7 +37,7 @@ class Inbox:
             "offset": offset,
             "received_at": datetime.now(UTC),
         }
-        dialect = session.bind.dialect.name if session.bind is not None else "postgresql"
+        dialect = session.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         statement = insert(self._table).values(**values).on_conflict_do_nothing()
         result = await session.execute(statement)

@@ -107,6 +107,7 @@ class OutboxRelay:
         )
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._last_purge = datetime.min.replace(tzinfo=UTC)
 
     def wake(self) -> None:
@@ -118,17 +119,25 @@ class OutboxRelay:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
-    async def stop(self) -> None:
-        """Stop after the current pass."""
-        if self._task is not None:
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the current pass (a pass cut short would republish its rows)."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        except TimeoutError:
+            logger.warning("outbox relay did not finish its pass in time; cancelling it")
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            self._task = None
+        self._task = None
+        self._stopping = False
 
     async def _run(self) -> None:
         backoff = self._settings.poll_interval_seconds
-        while True:
+        while not self._stopping:
             try:
                 published = await self.publish_pending()
                 backoff = self._settings.poll_interval_seconds
@@ -140,6 +149,8 @@ class OutboxRelay:
                 logger.exception("outbox relay pass failed; retrying")
                 published = 0
                 backoff = min(backoff * 2, 30.0)
+            if self._stopping:
+                return
             if published >= self._settings.batch_size:
                 continue  # more rows are waiting
             with contextlib.suppress(TimeoutError):
@@ -147,7 +158,13 @@ class OutboxRelay:
             self._wake.clear()
 
     async def publish_pending(self) -> int:
-        """Publish one batch of unpublished rows; returns how many were published."""
+        """Publish one batch of unpublished rows; returns how many were published.
+
+        Rows that went out are marked in the same transaction even when a later row
+        fails; the failing row records its error and the exception is raised after the
+        commit, so the next pass starts from it.
+        """
+        failure: Exception | None = None
         async with self._db.transaction() as session:
             if self._db.dialect == "postgresql":
                 locked = await session.scalar(
@@ -168,27 +185,38 @@ class OutboxRelay:
                 .all()
             )
             published_ids: list[int] = []
-            try:
-                for row in rows:
-                    record = _record_from_row(row)
+            for row in rows:
+                record = _record_from_row(row)
+                try:
                     await self._publish_in_trace(record)
-                    published_ids.append(record.id)
-                    self._metrics.outbox_published.labels(record.topic).inc()
-            finally:
-                # Mark what did go out, even when a later row failed.
-                if published_ids:
+                except Exception as exc:
+                    failure = exc
                     await session.execute(
                         update(self._table)
-                        .where(self._table.c.id.in_(published_ids))
-                        .values(published_at=datetime.now(UTC))
+                        .where(self._table.c.id == record.id)
+                        .values(
+                            attempts=self._table.c.attempts + 1,
+                            last_error=f"{type(exc).__name__}: {exc}"[:1000],
+                        )
                     )
+                    break
+                published_ids.append(record.id)
+                self._metrics.outbox_published.labels(record.topic).inc()
+            if published_ids:
+                await session.execute(
+                    update(self._table)
+                    .where(self._table.c.id.in_(published_ids))
+                    .values(published_at=datetime.now(UTC))
+                )
             pending = await session.scalar(
                 select(func.count())
                 .select_from(self._table)
                 .where(self._table.c.published_at.is_(None))
             )
             self._metrics.outbox_pending.set(pending or 0)
-            return len(published_ids)
+        if failure is not None:
+            raise failure
+        return len(published_ids)
 
     async def _publish_in_trace(self, record: OutboxRecord) -> None:
         token = otel_context.attach(propagate.extract(record.trace_carrier))

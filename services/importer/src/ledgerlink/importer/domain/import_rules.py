@@ -87,9 +87,9 @@ class KnownConnection:
     provider: str
 
 
-def normalise_scope(scope: Iterable[ImportScope], *, connection_id: uuid.UUID) -> tuple[
-    ImportScope, ...
-]:
+def normalise_scope(
+    scope: Iterable[ImportScope], *, connection_id: uuid.UUID
+) -> tuple[ImportScope, ...]:
     """The scope without repeats, in canonical order; :class:`EmptyScopeError` if empty."""
     wanted = set(scope)
     normalised = tuple(part for part in ALL_IMPORT_SCOPES if part in wanted)

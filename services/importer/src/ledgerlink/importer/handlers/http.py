@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 
 from ledgerlink.importer.storage.models import ImportJob
 from ledgerlink.importer.storage.repository import ImportJobRepository
+from ledgerlink.importer.storage.types import as_utc
 from ledgerlink.shared.db import Database
 from ledgerlink.shared.runtime import ProcessContext
+
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class ImportJobPublic(BaseModel):
@@ -26,8 +30,8 @@ class ImportJobPublic(BaseModel):
     status: str
     file_location: str | None
     requested_event_id: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
 
     @classmethod
     def of(cls, job: ImportJob) -> ImportJobPublic:
@@ -53,9 +57,7 @@ def build_router(db: Database) -> APIRouter:
     ) -> list[ImportJobPublic]:
         """The business's import jobs, newest first."""
         async with db.transaction() as session:
-            jobs = await ImportJobRepository(session).list_for_business_id(
-                business_id, limit=limit
-            )
+            jobs = await ImportJobRepository(session).list_for_business_id(business_id, limit=limit)
         return [ImportJobPublic.of(job) for job in jobs]
 
     return router

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ledgerlink.importer.domain.import_rules import KnownConnection, check_import_request
 from ledgerlink.importer.storage.models import Connection, ImportJob, ImportStatus, ImportTrigger
 from ledgerlink.importer.storage.repository import ConnectionRepository, ImportJobRepository
+from ledgerlink.importer.storage.types import as_utc
 from ledgerlink.shared.events import (
     ALL_IMPORT_SCOPES,
     ConnectionActivatedV1,
@@ -47,9 +48,10 @@ class ImportService:
     ) -> ImportJob:
         """Remember the connection and queue a full import of it.
 
-        ``activated_at`` is the activation event's time (now when it has none).
+        ``activated_at`` is the activation event's time (now when it has none); it is
+        stored in UTC, a naive time being taken as UTC.
         """
-        activated_at = activated_at or datetime.now(UTC)
+        activated_at = as_utc(activated_at) if activated_at else datetime.now(UTC)
         connection = await self._connections.get(activation.connection_id)
         if connection is None:
             await self._connections.add(

@@ -61,9 +61,7 @@ class ImportJob(ImporterModel, table=True):
     """One import of one connection's books."""
 
     __tablename__ = "import_jobs"
-    __table_args__ = (
-        Index("ix_import_jobs_business_id_created_at", "business_id", "created_at"),
-    )
+    __table_args__ = (Index("ix_import_jobs_business_id_created_at", "business_id", "created_at"),)
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     #: No foreign key: an import request may arrive before the connection's activation.

@@ -52,12 +52,3 @@ class ImportJobRepository:
             .limit(limit)
         )
         return list(result.scalars().all())
-
-    async def list_for_connection(self, connection_id: uuid.UUID) -> list[ImportJob]:
-        """Every job of one connection, oldest first."""
-        result = await self._session.execute(
-            select(ImportJob)
-            .where(ImportJob.connection_id == connection_id)
-            .order_by(col(ImportJob.created_at), col(ImportJob.id))
-        )
-        return list(result.scalars().all())

@@ -1,0 +1,1 @@
+"""Entrypoints: Kafka subscribers and HTTP routes, thin."""

@@ -1,0 +1,43 @@
+"""Kafka subscribers of the journal exporter."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ledgerlink.journal_exporter.config import Config
+from ledgerlink.journal_exporter.services.connections import ConnectionService
+from ledgerlink.journal_exporter.services.journals import JournalService
+from ledgerlink.shared.events import (
+    ConnectionActivatedV1,
+    ConnectionRejectedV1,
+    JournalAcceptedV1,
+    JournalReadyV1,
+    JournalRejectedV1,
+)
+from ledgerlink.shared.messaging.consumer import ReceivedEvent
+from ledgerlink.shared.runtime import ProcessContext
+from ledgerlink.shared.topics import Topic
+
+
+def register_kafka_handlers(process: ProcessContext, config: Config) -> None:
+    """Consume journals and activated connections; document what we publish."""
+    consumer = process.consumer(config.consumer_group)
+
+    async def on_journal_ready(session: AsyncSession, event: ReceivedEvent[JournalReadyV1]) -> None:
+        await JournalService(session, process.outbox).receive(
+            event.data, event_id=event.envelope.id
+        )
+
+    async def on_connection_activated(
+        session: AsyncSession, event: ReceivedEvent[ConnectionActivatedV1]
+    ) -> None:
+        await ConnectionService(session).connection_activated(
+            event.data, event_id=event.envelope.id, activated_at=event.envelope.time
+        )
+
+    consumer.route(JournalReadyV1, on_journal_ready)
+    consumer.route(ConnectionActivatedV1, on_connection_activated)
+    consumer.ignore(ConnectionRejectedV1.EVENT_TYPE)
+    process.subscribe(consumer, Topic.JOURNALS)
+    process.subscribe(consumer, Topic.CONNECTIONS)
+    process.document_publication(JournalAcceptedV1, JournalRejectedV1)

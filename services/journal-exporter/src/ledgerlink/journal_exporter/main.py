@@ -1,0 +1,34 @@
+"""The journal exporter's application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from ledgerlink.journal_exporter.config import Config
+from ledgerlink.journal_exporter.handlers.http import register_http_routes
+from ledgerlink.journal_exporter.handlers.kafka import register_kafka_handlers
+from ledgerlink.journal_exporter.storage.models import messaging, metadata
+from ledgerlink.shared.runtime import ProcessContext, create_service_app
+
+SERVICE_NAME = "journal-exporter"
+VERSION = "0.1.0"
+MIGRATIONS = "ledgerlink.journal_exporter:migrations"
+
+
+def create_app(config: Config | None = None) -> FastAPI:
+    """Build the app; a factory so tests configure Kafka and the store first."""
+    config = config or Config()
+
+    def register(process: ProcessContext, app: FastAPI) -> None:
+        register_kafka_handlers(process, config)
+        register_http_routes(process, app)
+
+    return create_service_app(
+        service_name=SERVICE_NAME,
+        version=VERSION,
+        config=config,
+        metadata=metadata,
+        tables=messaging,
+        register=register,
+        description="Payroll journals: validated, stored as received, accepted or rejected.",
+    )

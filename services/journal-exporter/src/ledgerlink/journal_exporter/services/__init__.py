@@ -1,0 +1,1 @@
+"""Orchestration of the journal exporter (no SQL here: see storage)."""

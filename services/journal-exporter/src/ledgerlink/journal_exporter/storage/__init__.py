@@ -1,0 +1,1 @@
+"""The journal exporter's store: journals and their lines, connections, outbox, inbox."""

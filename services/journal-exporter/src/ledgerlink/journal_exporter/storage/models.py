@@ -1,0 +1,123 @@
+"""Tables of the journal exporter's store (its own metadata: the service owns its database)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, Uuid, text
+from sqlalchemy import Enum as SqlEnum
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+from ledgerlink.journal_exporter.storage.types import Money
+from ledgerlink.shared.messaging.tables import define_messaging_tables
+
+
+class JournalExporterModel(SQLModel, registry=registry()):
+    """Base of every journal-exporter table; its metadata is the store's schema."""
+
+
+metadata = JournalExporterModel.metadata
+messaging = define_messaging_tables(metadata)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class JournalStatus(StrEnum):
+    """The outcome of a received journal."""
+
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class Journal(JournalExporterModel, table=True):
+    """A journal as received, accepted or rejected: one row per ``journal.ready`` event.
+
+    ``id`` is ours; ``journal_id`` is the source's own id for the journal.
+    """
+
+    __tablename__ = "journals"
+    __table_args__ = (
+        Index("ix_journals_business_id_period", "business_id", "period"),
+        # At most one accepted journal per source and journal id (rejected ones may
+        # repeat); also the index of the duplicate check.
+        Index(
+            "uq_journals_accepted_source_journal_id",
+            "source",
+            "journal_id",
+            unique=True,
+            postgresql_where=text("status = 'accepted'"),
+            sqlite_where=text("status = 'accepted'"),
+        ),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    journal_id: str = Field(max_length=300)
+    source: str = Field(max_length=300)
+    business_id: str = Field(max_length=32)
+    #: As received (a rejected journal's period may be malformed).
+    period: str = Field(max_length=16)
+    corrects_period: str | None = Field(default=None, max_length=16)
+    run_reference: str = Field(max_length=300)
+    status: JournalStatus = Field(
+        sa_type=SqlEnum(
+            JournalStatus,
+            native_enum=False,
+            length=32,
+            values_callable=lambda kinds: [kind.value for kind in kinds],
+        )
+    )
+    line_count: int
+    #: Exact totals; null when an amount is invalid or a total too large to store.
+    total_debit: Decimal | None = Field(default=None, sa_column=Column(Money(), nullable=True))
+    total_credit: Decimal | None = Field(default=None, sa_column=Column(Money(), nullable=True))
+    #: Every problem found ({code, message, line}); empty for an accepted journal.
+    problems: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    #: The event's data exactly as received.
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    received_event_id: str = Field(max_length=200, unique=True)
+    received_at: datetime = Field(
+        default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+class JournalLine(JournalExporterModel, table=True):
+    """One line of an accepted journal, amounts exact."""
+
+    __tablename__ = "journal_lines"
+
+    #: The stored journal (``journals.id``), not the source's ``journal_id``.
+    journal_row_id: uuid.UUID = Field(
+        sa_column=Column(Uuid(), ForeignKey("journals.id", ondelete="CASCADE"), primary_key=True)
+    )
+    #: 1-based, in the order received.
+    line_no: int = Field(primary_key=True)
+    account: str = Field(max_length=64)
+    debit: Decimal = Field(sa_column=Column(Money(), nullable=False))
+    credit: Decimal = Field(sa_column=Column(Money(), nullable=False))
+    cost_center: str | None = Field(default=None, max_length=64)
+    cost_unit: str | None = Field(default=None, max_length=64)
+    description: str | None = Field(default=None, max_length=500)
+
+
+class Connection(JournalExporterModel, table=True):
+    """An activated connection: a company whose journals this service may export."""
+
+    __tablename__ = "connections"
+
+    connection_id: uuid.UUID = Field(primary_key=True)
+    environment_id: uuid.UUID
+    provider: str = Field(max_length=32)
+    business_id: str = Field(max_length=32, index=True)
+    company_name: str = Field(max_length=300)
+    #: When the latest activation happened (its event's time).
+    activated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    last_activation_event_id: str = Field(max_length=200)

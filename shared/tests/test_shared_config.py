@@ -1,0 +1,225 @@
+"""Settings: env prefix, nested ``__`` variables, secrets kept out of output, production guards."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from pydantic import SecretStr, ValidationError
+from pydantic_settings import SettingsConfigDict
+
+from ledgerlink.shared.config import (
+    DEVELOPMENT_SECRET_KEY,
+    DatabaseSettings,
+    KafkaSettings,
+    ServiceConfig,
+)
+from ledgerlink.shared.topics import Topic
+
+STRONG_KEY = "k" * 32
+POSTGRES_URL = "postgresql+asyncpg://ledger:pg-password-0xA1@db.internal:5432/ledger"
+
+
+class XConfig(ServiceConfig):
+    """A service config the way every service declares one."""
+
+    model_config = SettingsConfigDict(env_prefix="LEDGERLINK_X_", env_nested_delimiter="__")
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing from the outer environment leaks into these settings."""
+    for name in list(os.environ):
+        if name.startswith("LEDGERLINK_X_"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults_without_environment() -> None:
+    config = XConfig()
+
+    assert config.environment == "development"
+    assert config.secret_key.get_secret_value() == DEVELOPMENT_SECRET_KEY
+    assert config.kafka.bootstrap_servers == "127.0.0.1:9092"
+    assert config.kafka.topic_prefix == ""
+    assert config.database.url.get_secret_value().startswith("sqlite+aiosqlite:///")
+    assert config.http.port == 8080
+    assert config.outbox.relay_enabled is True
+
+
+def test_env_prefix_and_nested_delimiter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEDGERLINK_X_ENVIRONMENT", "test")
+    monkeypatch.setenv("LEDGERLINK_X_LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("LEDGERLINK_X_SECRET_KEY", STRONG_KEY)
+    monkeypatch.setenv("LEDGERLINK_X_KAFKA__BOOTSTRAP_SERVERS", "kafka-0:9092,kafka-1:9092")
+    monkeypatch.setenv("LEDGERLINK_X_KAFKA__TOPIC_PREFIX", "staging.")
+    monkeypatch.setenv("LEDGERLINK_X_KAFKA__HANDLER_ATTEMPTS", "7")
+    monkeypatch.setenv("LEDGERLINK_X_DATABASE__URL", POSTGRES_URL)
+    monkeypatch.setenv("LEDGERLINK_X_DATABASE__POOL_SIZE", "11")
+    monkeypatch.setenv("LEDGERLINK_X_HTTP__PORT", "9123")
+    monkeypatch.setenv("LEDGERLINK_X_OUTBOX__RELAY_ENABLED", "false")
+    monkeypatch.setenv("LEDGERLINK_X_OUTBOX__BATCH_SIZE", "17")
+
+    config = XConfig()
+
+    assert config.environment == "test"
+    assert config.log_level == "DEBUG"
+    assert config.secret_key.get_secret_value() == STRONG_KEY
+    assert config.kafka.bootstrap_servers == "kafka-0:9092,kafka-1:9092"
+    assert config.kafka.topic_prefix == "staging."
+    assert config.kafka.handler_attempts == 7
+    assert config.database.url.get_secret_value() == POSTGRES_URL
+    assert config.database.pool_size == 11
+    assert config.http.port == 9123
+    assert config.outbox.relay_enabled is False
+    assert config.outbox.batch_size == 17
+
+
+def test_variables_without_the_prefix_are_not_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA__BOOTSTRAP_SERVERS", "elsewhere:9092")
+    monkeypatch.setenv("LEDGERLINK_Y_KAFKA__BOOTSTRAP_SERVERS", "other-service:9092")
+    monkeypatch.setenv("ENVIRONMENT", "production")
+
+    config = XConfig()
+
+    assert config.kafka.bootstrap_servers == "127.0.0.1:9092"
+    assert config.environment == "development"
+
+
+def test_invalid_nested_value_from_environment_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LEDGERLINK_X_KAFKA__HANDLER_ATTEMPTS", "0")
+
+    with pytest.raises(ValidationError, match="handler_attempts"):
+        XConfig()
+
+
+def test_secrets_never_appear_in_repr_str_or_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret_key = "s3cr3t-key-" + "q" * 30
+    sasl_password = "sasl-pw-Zx81"
+    monkeypatch.setenv("LEDGERLINK_X_SECRET_KEY", secret_key)
+    monkeypatch.setenv("LEDGERLINK_X_DATABASE__URL", POSTGRES_URL)
+    monkeypatch.setenv("LEDGERLINK_X_KAFKA__SASL_MECHANISM", "PLAIN")
+    monkeypatch.setenv("LEDGERLINK_X_KAFKA__SASL_USERNAME", "svc")
+    monkeypatch.setenv("LEDGERLINK_X_KAFKA__SASL_PASSWORD", sasl_password)
+
+    config = XConfig()
+
+    assert config.kafka.sasl_password is not None
+    assert config.kafka.sasl_password.get_secret_value() == sasl_password
+    rendered = {
+        "repr": repr(config),
+        "str": str(config),
+        "json": config.model_dump_json(),
+        "kafka repr": repr(config.kafka),
+        "database repr": repr(config.database),
+        "database json": config.database.model_dump_json(),
+    }
+    for how, text in rendered.items():
+        for secret in (secret_key, sasl_password, "pg-password-0xA1", POSTGRES_URL):
+            assert secret not in text, f"{secret!r} leaked through {how}"
+    assert "**********" in rendered["json"]
+
+
+def test_refusal_errors_do_not_echo_secret_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    short_secret = "too-short-secret-9f"
+    monkeypatch.setenv("LEDGERLINK_X_SECRET_KEY", short_secret)
+
+    with pytest.raises(ValidationError) as caught:
+        XConfig()
+
+    assert "at least 32 characters" in str(caught.value)
+    assert short_secret not in str(caught.value)
+
+
+@pytest.mark.parametrize("length", [0, 1, 31])
+def test_short_secret_key_refused(length: int) -> None:
+    with pytest.raises(ValidationError, match="secret_key must be at least 32 characters long"):
+        ServiceConfig(secret_key=SecretStr("a" * length))
+
+
+def test_secret_key_of_exactly_32_characters_accepted() -> None:
+    config = ServiceConfig(secret_key=SecretStr(STRONG_KEY))
+
+    assert config.secret_key.get_secret_value() == STRONG_KEY
+
+
+def test_production_refuses_development_secret_key() -> None:
+    with pytest.raises(ValidationError, match="development default in production"):
+        ServiceConfig(
+            environment="production",
+            database=DatabaseSettings(url=SecretStr(POSTGRES_URL)),
+        )
+
+
+def test_production_refuses_development_secret_key_from_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LEDGERLINK_X_ENVIRONMENT", "production")
+    monkeypatch.setenv("LEDGERLINK_X_SECRET_KEY", DEVELOPMENT_SECRET_KEY)
+    monkeypatch.setenv("LEDGERLINK_X_DATABASE__URL", POSTGRES_URL)
+
+    with pytest.raises(ValidationError, match="development default in production"):
+        XConfig()
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite+aiosqlite:///./var/ledgerlink.db", "sqlite+aiosqlite:///:memory:"]
+)
+def test_production_refuses_sqlite(url: str) -> None:
+    with pytest.raises(ValidationError, match="production needs PostgreSQL"):
+        ServiceConfig(
+            environment="production",
+            secret_key=SecretStr(STRONG_KEY),
+            database=DatabaseSettings(url=SecretStr(url)),
+        )
+
+
+def test_production_refuses_the_default_database() -> None:
+    with pytest.raises(ValidationError, match="production needs PostgreSQL"):
+        ServiceConfig(environment="production", secret_key=SecretStr(STRONG_KEY))
+
+
+def test_production_accepts_strong_key_and_postgres(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEDGERLINK_X_ENVIRONMENT", "production")
+    monkeypatch.setenv("LEDGERLINK_X_SECRET_KEY", STRONG_KEY)
+    monkeypatch.setenv("LEDGERLINK_X_DATABASE__URL", POSTGRES_URL)
+
+    config = XConfig()
+
+    assert config.environment == "production"
+
+
+@pytest.mark.parametrize("environment", ["development", "test"])
+def test_non_production_may_use_development_defaults(environment: str) -> None:
+    config = ServiceConfig.model_validate({"environment": environment})
+
+    assert config.secret_key.get_secret_value() == DEVELOPMENT_SECRET_KEY
+    assert config.database.url.get_secret_value().startswith("sqlite")
+
+
+def test_unknown_environment_refused() -> None:
+    with pytest.raises(ValidationError, match="environment"):
+        ServiceConfig.model_validate({"environment": "staging"})
+
+
+def test_kafka_topic_adds_prefix() -> None:
+    assert KafkaSettings().topic(Topic.ACTIVATIONS) == "ledgerlink.activations"
+    prefixed = KafkaSettings(topic_prefix="dev-eu.")
+    assert prefixed.topic(Topic.ACTIVATIONS) == "dev-eu.ledgerlink.activations"
+    assert prefixed.topic("ledgerlink.journals.dlq") == "dev-eu.ledgerlink.journals.dlq"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("handler_attempts", 0),
+        ("handler_attempts", 21),
+        ("retry_backoff_seconds", -0.1),
+        ("security_protocol", "TLS"),
+        ("sasl_mechanism", "GSSAPI"),
+    ],
+)
+def test_kafka_settings_bounds(field: str, value: object) -> None:
+    with pytest.raises(ValidationError, match=field):
+        KafkaSettings.model_validate({field: value})
