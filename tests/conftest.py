@@ -17,8 +17,6 @@ from ledgerlink.shared.testing import (
     KafkaBackend,
     PostgresBackend,
     docker_available,
-    start_kafka_backend,
-    start_postgres_backend,
 )
 
 
@@ -37,20 +35,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         )
         for item in wanted:
             item.add_marker(skip)
-
-
-@pytest.fixture(scope="session")
-def kafka_backend() -> Iterator[KafkaBackend]:
-    backend = start_kafka_backend()
-    yield backend
-    backend.close()
-
-
-@pytest.fixture(scope="session")
-def postgres_backend() -> Iterator[PostgresBackend]:
-    backend = start_postgres_backend()
-    yield backend
-    backend.close()
 
 
 def free_port() -> int:

@@ -1,16 +1,8 @@
-"""A real, migrated importer store for the tests.
-
-PostgreSQL when ``LEDGERLINK_TEST_DATABASE_URL`` names an admin URL (a database is
-created for the session and dropped at its end), otherwise a temporary SQLite file.
-"""
+"""A real, migrated importer store for the tests, on PostgreSQL and on SQLite."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -18,25 +10,8 @@ import pytest
 from ledgerlink.importer.main import MIGRATIONS
 from ledgerlink.importer.storage.models import metadata
 from ledgerlink.shared.db import Database, create_engine
-from ledgerlink.shared.migrations import upgrade_to_head
+from ledgerlink.shared.pytest_plugin import ENGINES, empty_database, migrated_database
 from ledgerlink.shared.testing import PostgresBackend
-
-ADMIN_URL_VARIABLE = "LEDGERLINK_TEST_DATABASE_URL"
-
-
-@asynccontextmanager
-async def empty_database(folder: Path) -> AsyncIterator[str]:
-    """The URL of a new, empty database, removed again afterwards."""
-    admin_url = os.environ.get(ADMIN_URL_VARIABLE)
-    if not admin_url:
-        yield f"sqlite+aiosqlite:///{folder / f'importer-{uuid.uuid4().hex[:8]}.db'}"
-        return
-    postgres = PostgresBackend(kind="external", admin_url=admin_url)
-    url = await postgres.create_database(prefix="ledgerlink_importer_test")
-    try:
-        yield url
-    finally:
-        await postgres.drop_database(url)
 
 
 @pytest.fixture(scope="session")
@@ -44,18 +19,25 @@ def database_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("importer-store")
 
 
-@pytest.fixture(scope="session")
-async def database_url(database_folder: Path) -> AsyncIterator[str]:
-    """A store migrated to head, shared by the session's tests."""
-    async with empty_database(database_folder) as url:
-        await asyncio.to_thread(upgrade_to_head, MIGRATIONS, url)
+@pytest.fixture(scope="session", params=ENGINES)
+async def database_url(
+    request: pytest.FixtureRequest, postgres_backend: PostgresBackend, database_folder: Path
+) -> AsyncIterator[str]:
+    """A store migrated to head, shared by the session's tests of one engine."""
+    async with migrated_database(
+        request.param, postgres_backend, database_folder, "importer-test", MIGRATIONS
+    ) as url:
         yield url
 
 
-@pytest.fixture
-async def empty_database_url(database_folder: Path) -> AsyncIterator[str]:
+@pytest.fixture(params=ENGINES)
+async def empty_database_url(
+    request: pytest.FixtureRequest, postgres_backend: PostgresBackend, database_folder: Path
+) -> AsyncIterator[str]:
     """A new database with no tables at all (for migration tests)."""
-    async with empty_database(database_folder) as url:
+    async with empty_database(
+        request.param, postgres_backend, database_folder, "importer-test"
+    ) as url:
         yield url
 
 

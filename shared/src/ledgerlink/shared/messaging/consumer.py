@@ -108,13 +108,23 @@ class EventConsumer:
         self._metrics = metrics
         self._on_commit = on_commit
         self._routes: dict[str, tuple[type[EventData], Handler]] = {}
+        self._permanent: dict[str, tuple[type[Exception], ...]] = {}
         self._ignored: set[str] = set()
 
     def route(
-        self, model: type[E], handler: Callable[[AsyncSession, ReceivedEvent[E]], Awaitable[None]]
+        self,
+        model: type[E],
+        handler: Callable[[AsyncSession, ReceivedEvent[E]], Awaitable[None]],
+        *,
+        permanent_errors: tuple[type[Exception], ...] = (),
     ) -> None:
-        """Handle events of ``model.EVENT_TYPE`` with ``handler``."""
+        """Handle events of ``model.EVENT_TYPE`` with ``handler``.
+
+        ``permanent_errors`` are the handler's errors that no retry can cure (a request
+        that breaks a business rule): such an event is dead-lettered at once.
+        """
         self._routes[model.EVENT_TYPE] = (model, handler)
+        self._permanent[model.EVENT_TYPE] = permanent_errors
 
     @property
     def event_types(self) -> list[str]:
@@ -153,11 +163,14 @@ class EventConsumer:
                         "error": repr(exc),
                     },
                 )
-                if attempt == self._settings.handler_attempts:
+                permanent = isinstance(exc, self._permanent.get(event.envelope.type, ()))
+                if permanent or attempt == self._settings.handler_attempts:
                     return await self._dead_letter(
                         record,
                         type(exc).__name__,
-                        f"handler failed after {attempt} attempt(s): {exc}",
+                        str(exc)
+                        if permanent
+                        else f"handler failed after {attempt} attempt(s): {exc}",
                         event_type=event.envelope.type,
                     )
                 await asyncio.sleep(delay)  # back-off between retries, not synchronisation

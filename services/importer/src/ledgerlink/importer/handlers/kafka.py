@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledgerlink.importer.config import Config
+from ledgerlink.importer.domain.import_rules import ImportRequestError
 from ledgerlink.importer.services.imports import ImportService
 from ledgerlink.shared.events import (
     ConnectionActivatedV1,
@@ -39,7 +40,7 @@ def register_kafka_handlers(process: ProcessContext, config: Config) -> None:
         )
 
     consumer.route(ConnectionActivatedV1, on_connection_activated)
-    consumer.route(ImportRequestedV1, on_import_requested)
+    consumer.route(ImportRequestedV1, on_import_requested, permanent_errors=(ImportRequestError,))
     consumer.ignore(ConnectionRejectedV1.EVENT_TYPE)
     process.subscribe(consumer, Topic.CONNECTIONS)
     process.subscribe(consumer, Topic.IMPORT_REQUESTS)
