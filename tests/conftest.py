@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from wire_helpers import EventReader, OtlpReceiver
+from wire_helpers import EventReader, OtlpReceiver, free_port
 
 from ledgerlink.cli.stack import SERVICES, Stack, StackConfig, create_all_topics
 from ledgerlink.shared.testing import (
@@ -35,12 +34,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         )
         for item in wanted:
             item.add_marker(skip)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
