@@ -1,22 +1,30 @@
 """Consume throughput: FastStream's batch subscriber against raw aiokafka ``getmany``.
 
-Both sides read the same messages on the same broker in the same run, each in its own
+Three sides read the same messages on the same broker in the same run, each in its own
 fresh consumer group from the earliest offset, with the same fetch settings and the
-same ``max_records``; both JSON-decode every value and commit offsets after every
-batch (``enable_auto_commit=False``). Sides run alternately, ``--rounds`` times each,
-and the medians are compared: ``faststream_batch / aiokafka_getmany`` against
-``--target``.
+same ``max_records``; all JSON-decode every value and commit offsets after every batch
+(``enable_auto_commit=False``):
+
+- ``aiokafka_getmany`` (the peer): a hand-written ``getmany`` loop;
+- ``faststream_batch_default``: a FastStream batch subscriber with FastStream's own
+  batch parser and decoder, shown for reference;
+- ``faststream_batch_tuned``: the same subscriber with a custom ``parser=`` and
+  ``decoder=`` (:class:`JsonBatchCodec`), the path the services would use.
+
+Sides run in rotating order, ``--rounds`` times each, and the medians are compared:
+``faststream_batch_tuned / aiokafka_getmany`` against ``--target`` gives the verdict;
+``faststream_batch_default / aiokafka_getmany`` is reported next to it.
 
 On a real broker the messages go to one topic with ``--partitions`` partitions. The
 embedded broker keeps only 5 MiB per partition (older record batches are dropped), so
 there the messages are spread round-robin over as many such topics as needed to keep
-every partition well under that cap, and both sides subscribe to all of them.
+every partition well under that cap, and every side subscribes to all of them.
 
-Timing window, identical on both sides: from the moment the first non-empty batch
+Timing window, identical on all sides: from the moment the first non-empty batch
 reaches user code (``getmany`` returned for aiokafka; a broker middleware's
 ``on_receive``, i.e. before parsing, for FastStream) to the moment the last message
 has been decoded and counted. The last batch's commit falls outside the window on
-both sides (FastStream commits after its handler returns); it still happens and is
+every side (FastStream commits after its handler returns); it still happens and is
 checked afterwards.
 
 Usage::
@@ -208,7 +216,8 @@ def _messages(n: int, seed: int) -> Iterator[tuple[bytes, bytes, list[tuple[str,
 def _json_decoder() -> tuple[str, Callable[[bytes], Any]]:
     """The JSON decoder FastStream uses (orjson when installed, else the stdlib).
 
-    The aiokafka side uses the same one, so both sides do the same decoding work.
+    The aiokafka side and the tuned FastStream decoder use the same one, so every side
+    does the same decoding work.
     """
     if importlib.util.find_spec("orjson") is not None:
         orjson = importlib.import_module("orjson")
