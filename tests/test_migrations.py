@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from alembic import command
 from sqlalchemy import MetaData, inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from ledgerlink.shared.migrations import model_differences, upgrade_to_head
+from ledgerlink.shared.migrations import alembic_config, model_differences, upgrade_to_head
 from ledgerlink.shared.testing import PostgresBackend
 
 SERVICES = {
@@ -19,6 +20,15 @@ SERVICES = {
     "importer": "ledgerlink.importer",
     "journal-exporter": "ledgerlink.journal_exporter",
 }
+
+
+async def table_names(url: str) -> set[str]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
+    finally:
+        await engine.dispose()
 
 
 def service_metadata(package: str) -> MetaData:
@@ -48,14 +58,22 @@ async def test_upgrade_head_matches_the_models(service: str, database_url: str) 
     metadata = service_metadata(package)
     assert await model_differences(database_url, metadata) == []
 
-    engine = create_async_engine(database_url)
-    try:
-        async with engine.connect() as connection:
-            tables = set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
-    finally:
-        await engine.dispose()
+    tables = await table_names(database_url)
     assert set(metadata.tables) | {"alembic_version"} == tables
     assert {"outbox", "inbox"} <= tables
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+async def test_downgrade_to_base_removes_everything_and_upgrade_rebuilds_it(
+    service: str, database_url: str
+) -> None:
+    package = SERVICES[service]
+    location = f"{package}:migrations"
+    await asyncio.to_thread(upgrade_to_head, location, database_url)
+    await asyncio.to_thread(command.downgrade, alembic_config(location, database_url), "base")
+    assert await table_names(database_url) == {"alembic_version"}
+    await asyncio.to_thread(upgrade_to_head, location, database_url)
+    assert await model_differences(database_url, service_metadata(package)) == []
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))

@@ -10,7 +10,7 @@ import pytest
 from ledgerlink.importer.main import MIGRATIONS
 from ledgerlink.importer.storage.models import metadata
 from ledgerlink.shared.db import Database, create_engine
-from ledgerlink.shared.pytest_plugin import ENGINES, empty_database, migrated_database
+from ledgerlink.shared.pytest_plugin import ENGINES, migrated_database
 from ledgerlink.shared.testing import PostgresBackend
 
 
@@ -26,17 +26,6 @@ async def database_url(
     """A store migrated to head, shared by the session's tests of one engine."""
     async with migrated_database(
         request.param, postgres_backend, database_folder, "importer-test", MIGRATIONS
-    ) as url:
-        yield url
-
-
-@pytest.fixture(params=ENGINES)
-async def empty_database_url(
-    request: pytest.FixtureRequest, postgres_backend: PostgresBackend, database_folder: Path
-) -> AsyncIterator[str]:
-    """A new database with no tables at all (for migration tests)."""
-    async with empty_database(
-        request.param, postgres_backend, database_folder, "importer-test"
     ) as url:
         yield url
 
