@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
+from pydantic import AfterValidator
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -16,6 +18,21 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from ledgerlink.shared.config import DatabaseSettings
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; a naive time is taken to be UTC already.
+
+    Stores keep UTC, and SQLite hands ``DateTime(timezone=True)`` values back without
+    their offset.
+    """
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+#: A datetime field of an API model: always rendered with its UTC offset.
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 def create_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> AsyncEngine:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 from fastapi import APIRouter, FastAPI, HTTPException
 from pydantic import BaseModel
 
 from ledgerlink.auth.storage.models import Connection
 from ledgerlink.auth.storage.repository import ConnectionRepository
+from ledgerlink.shared.db import UtcDatetime
 from ledgerlink.shared.runtime import ProcessContext
 
 
@@ -27,8 +27,8 @@ class ConnectionPublic(BaseModel):
     status: str
     reason_code: str | None
     message: str | None
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
 
     @classmethod
     def of(cls, connection: Connection) -> ConnectionPublic:

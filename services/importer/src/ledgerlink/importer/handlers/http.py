@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query
-from pydantic import AfterValidator, BaseModel
+from pydantic import BaseModel
 
 from ledgerlink.importer.storage.models import ImportJob
 from ledgerlink.importer.storage.repository import ImportJobRepository
-from ledgerlink.importer.storage.types import as_utc
-from ledgerlink.shared.db import Database
+from ledgerlink.shared.db import Database, UtcDatetime
 from ledgerlink.shared.runtime import ProcessContext
-
-UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class ImportJobPublic(BaseModel):

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ledgerlink.importer.domain.import_rules import KnownConnection, check_import_request
 from ledgerlink.importer.storage.models import Connection, ImportJob, ImportStatus, ImportTrigger
 from ledgerlink.importer.storage.repository import ConnectionRepository, ImportJobRepository
-from ledgerlink.importer.storage.types import as_utc
+from ledgerlink.shared.db import as_utc
 from ledgerlink.shared.events import (
     ALL_IMPORT_SCOPES,
     ConnectionActivatedV1,

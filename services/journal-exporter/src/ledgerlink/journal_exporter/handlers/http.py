@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query
-from pydantic import AfterValidator, BaseModel
+from pydantic import BaseModel
 
 from ledgerlink.journal_exporter.storage.models import Journal, JournalLine
 from ledgerlink.journal_exporter.storage.repository import JournalRepository
-from ledgerlink.journal_exporter.storage.types import as_utc
-from ledgerlink.shared.db import Database
+from ledgerlink.shared.db import Database, UtcDatetime
 from ledgerlink.shared.runtime import ProcessContext
-
-UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class JournalSummary(BaseModel):

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledgerlink.journal_exporter.storage.models import Connection
 from ledgerlink.journal_exporter.storage.repository import ConnectionRepository
-from ledgerlink.journal_exporter.storage.types import as_utc
+from ledgerlink.shared.db import as_utc
 from ledgerlink.shared.events import ConnectionActivatedV1
 
 

@@ -15,7 +15,7 @@ from ledgerlink.journal_exporter.domain.journal_review import (
 )
 from ledgerlink.journal_exporter.storage.models import Journal, JournalLine, JournalStatus
 from ledgerlink.journal_exporter.storage.repository import JournalRepository
-from ledgerlink.journal_exporter.storage.types import as_utc
+from ledgerlink.shared.db import as_utc
 from ledgerlink.shared.events import (
     JournalAcceptedV1,
     JournalProblemV1,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -47,14 +46,3 @@ class Money(TypeDecorator[Decimal]):
         if value is None:
             return None
         return Decimal(value).quantize(_CENT)
-
-
-def as_utc(moment: datetime) -> datetime:
-    """``moment`` in UTC; a naive time is taken to be UTC already.
-
-    The store keeps UTC, and SQLite hands ``DateTime(timezone=True)`` values back
-    without their offset.
-    """
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
