@@ -10,9 +10,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import MetaData
 
+from ledgerlink.shared.db import Database, create_engine
 from ledgerlink.shared.migrations import upgrade_to_head
 from ledgerlink.shared.testing import (
     KafkaBackend,
@@ -63,3 +66,38 @@ async def migrated_database(
     async with empty_database(engine, postgres, folder, prefix) as url:
         await asyncio.to_thread(upgrade_to_head, migrations, url)
         yield url
+
+
+def define_store_fixtures(migrations: str, metadata: MetaData, prefix: str) -> tuple[Any, Any]:
+    """``database_url`` and ``db`` fixtures for one service's store, on every engine.
+
+    ``database_url`` is a store migrated to head, once per session and engine; ``db`` is
+    a :class:`Database` on it, emptied before each test. Use in a service's conftest::
+
+        database_url, db = define_store_fixtures(MIGRATIONS, metadata, "importer-test")
+    """
+
+    @pytest.fixture(scope="session", params=ENGINES)
+    async def database_url(
+        request: pytest.FixtureRequest,
+        postgres_backend: PostgresBackend,
+        tmp_path_factory: pytest.TempPathFactory,
+    ) -> AsyncIterator[str]:
+        folder = tmp_path_factory.mktemp(prefix)
+        async with migrated_database(
+            request.param, postgres_backend, folder, prefix, migrations
+        ) as url:
+            yield url
+
+    @pytest.fixture
+    async def db(database_url: str) -> AsyncIterator[Database]:
+        database = Database(create_engine(database_url))
+        async with database.transaction() as session:
+            for table in reversed(metadata.sorted_tables):
+                await session.execute(table.delete())
+        try:
+            yield database
+        finally:
+            await database.dispose()
+
+    return database_url, db
