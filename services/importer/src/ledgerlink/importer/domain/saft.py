@@ -1,0 +1,961 @@
+"""A streaming parser for Norwegian SAF-T Financial files (schema 1.10/1.20 and 1.30).
+
+Pure domain logic: bytes in, typed records out; no I/O beyond reading the given stream.
+
+:func:`parse_saft` reads the file with :func:`xml.etree.ElementTree.iterparse` and yields
+one frozen record per header, general-ledger account, customer, supplier, analysis-type
+entry and journal transaction, in document order, followed by one
+:class:`SaftLedgerTotals` when the file has ``GeneralLedgerEntries``. Every element is
+cleared and detached from its parent as soon as it has been turned into a record (or
+skipped), so the tree never holds more than the record being read and its ancestors: peak
+memory is flat however large the file is.
+
+Versions and namespaces. Both published schemas (the file named ``..._v_1.10.xsd``, which
+calls itself 1.20 inside, and ``..._v_1.30.xsd``) use the target namespace
+``urn:StandardAuditFile-Taxation-Financial:NO``. Elements are matched by local name, so a
+file in that namespace or in no namespace at all is read the same way; the namespace, the
+``xsi:schemaLocation`` hint and ``AuditFileVersion`` are recorded on :class:`SaftHeader`.
+A root ``AuditFile`` in any other namespace (OECD SAF-T, Portuguese SAF-T, ...) is
+refused: those are different formats with the same root name. The 1.10 and 1.30 variants
+of the structures the records are built from are both understood:
+
+* account mapping: ``StandardAccountID`` (1.10) or ``GroupingCategory``/``GroupingCode``
+  (1.30);
+* analysis amounts: ``AnalysisAmount`` (1.10, no side of its own: it takes the side of its
+  line) or ``DebitAnalysisAmount``/``CreditAnalysisAmount`` (1.30).
+
+Signs and types. Amounts are :class:`~decimal.Decimal` (never float), signed debit minus
+credit: a debit line or balance is positive, a credit one negative. Dates are
+:class:`datetime.date`; a time-zone suffix allowed by ``xs:date`` is dropped.
+
+What is refused and what is reported. :class:`SaftParseError` is raised for anything that
+cannot be read correctly: XML that is not well-formed (with line and column), a root that
+is not a Norwegian SAF-T ``AuditFile``, a document type declaration, a missing required
+element, a value that is not of its type (``'abc'`` as an amount, ``2015-13-01`` as a
+date, an amount with more than two decimals) and a header whose identity fields are
+placeholders (``AuditFileVersion``, the company's ``RegistrationNumber``,
+``DefaultCurrencyCode``): a ledger that cannot be attributed to a company and a currency
+must not be imported at all, and the header is checked before any other record is
+yielded. Accounting findings are *not* errors here; they are facts the importer and the
+accountant must see and decide on: a transaction whose lines do not sum to zero
+(:attr:`SaftTransaction.balance`), control totals that do not match the entries
+(:attr:`SaftLedgerTotals.discrepancies`), and opening balance plus movements that do not
+give the closing balance (computed by the caller from the records).
+
+Untrusted input. SAF-T files are uploads. ElementTree never fetches external entities or
+DTDs, and expat >= 2.4 limits entity amplification, but internal entities still allow
+quadratic blow-up. SAF-T has no use for a DTD, so any ``<!DOCTYPE`` before the root element
+is refused before the parser sees the bytes that contain it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from pathlib import Path
+from typing import BinaryIO, NoReturn
+
+__all__ = [
+    "SAFT_NAMESPACE",
+    "SaftAccount",
+    "SaftAnalysis",
+    "SaftAnalysisType",
+    "SaftCustomer",
+    "SaftDocument",
+    "SaftHeader",
+    "SaftLedgerTotals",
+    "SaftLine",
+    "SaftParseError",
+    "SaftRecord",
+    "SaftSelection",
+    "SaftSupplier",
+    "SaftTransaction",
+    "parse_saft",
+    "read_saft",
+]
+
+SAFT_NAMESPACE = "urn:StandardAuditFile-Taxation-Financial:NO"
+"""Target namespace of the Norwegian SAF-T Financial schemas, 1.10/1.20 and 1.30 alike."""
+
+_XSI_SCHEMA_LOCATION = "{http://www.w3.org/2001/XMLSchema-instance}schemaLocation"
+_ZERO = Decimal(0)
+_CENT = Decimal("0.01")
+_MONETARY_LIMIT = Decimal(10) ** 16  # SAFmonetaryType: 18 digits, 2 of them decimals
+_READ_SIZE = 64 * 1024
+
+
+class SaftParseError(ValueError):
+    """A SAF-T file that cannot be read; reading it again cannot help.
+
+    ``element_path`` locates the problem in the document, e.g.
+    ``/AuditFile/GeneralLedgerEntries/Journal[JournalID=A]/Transaction[TransactionID=123]/Line[2]``
+    (``Line[2]`` is the second ``Line`` of its transaction). It is empty for problems
+    before the root element. ``line`` and ``column`` (both 1-based, as an editor shows
+    them) are set when the XML itself is not well-formed.
+    """
+
+    reason_code = "saft_invalid"
+
+    def __init__(
+        self,
+        filename: str,
+        element_path: str,
+        reason: str,
+        *,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        self.filename = filename
+        self.element_path = element_path
+        self.reason = reason
+        self.line = line
+        self.column = column
+        where = f"{filename} {element_path}" if element_path else filename
+        super().__init__(f"{where}: {reason}")
+
+
+# --- records ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SaftSelection:
+    """``Header/SelectionCriteria``: by accounting periods or by calendar dates."""
+
+    period_start: int | None = None
+    period_start_year: int | None = None
+    period_end: int | None = None
+    period_end_year: int | None = None
+    start_date: date | None = None
+    end_date: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SaftHeader:
+    """``Header``: always the first record."""
+
+    namespace: str | None
+    """Namespace of the root element; None when the file uses no namespace."""
+    schema_location: str | None
+    """The root's ``xsi:schemaLocation`` as written (names the XSD the producer used)."""
+    audit_file_version: str
+    audit_file_country: str | None
+    date_created: date | None
+    software_company_name: str | None
+    software_id: str | None
+    software_version: str | None
+    registration_number: str
+    """The company's organisation number (9 digits) or national identity number (11)."""
+    company_name: str
+    default_currency_code: str
+    selection: SaftSelection
+    tax_accounting_basis: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SaftAccount:
+    """``MasterFiles/GeneralLedgerAccounts/Account``; balances are debit minus credit."""
+
+    account_id: str
+    description: str
+    standard_account_id: str | None
+    """1.10 ``StandardAccountID``."""
+    grouping_category: str | None
+    """1.30 (and optional 1.10) ``GroupingCategory``."""
+    grouping_code: str | None
+    account_type: str | None
+    opening_balance: Decimal
+    closing_balance: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class SaftCustomer:
+    """``MasterFiles/Customers/Customer``."""
+
+    customer_id: str
+    name: str
+    registration_number: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SaftSupplier:
+    """``MasterFiles/Suppliers/Supplier``."""
+
+    supplier_id: str
+    name: str
+    registration_number: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SaftAnalysisType:
+    """``MasterFiles/AnalysisTypeTable/AnalysisTypeTableEntry``: one value of a dimension."""
+
+    analysis_type: str
+    type_description: str
+    analysis_id: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class SaftAnalysis:
+    """A line's ``Analysis``: dimension type and value, with an optional signed amount."""
+
+    analysis_type: str
+    analysis_id: str
+    amount: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SaftLine:
+    """A transaction ``Line``; ``amount`` is positive for a debit, negative for a credit."""
+
+    record_id: str
+    account_id: str
+    amount: Decimal
+    description: str
+    analyses: tuple[SaftAnalysis, ...] = ()
+    currency_code: str | None = None
+    currency_amount: Decimal | None = None
+    """Amount in ``currency_code``, signed like ``amount``."""
+    customer_id: str | None = None
+    supplier_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SaftTransaction:
+    """``GeneralLedgerEntries/Journal/Transaction``: one voucher and its lines."""
+
+    journal_id: str
+    transaction_id: str
+    period: int
+    period_year: int
+    transaction_date: date
+    description: str
+    system_entry_date: date | None
+    gl_posting_date: date | None
+    lines: tuple[SaftLine, ...]
+
+    @property
+    def balance(self) -> Decimal:
+        """Sum of the lines: zero for a voucher that balances."""
+        return sum((line.amount for line in self.lines), _ZERO)
+
+
+@dataclass(frozen=True, slots=True)
+class SaftLedgerTotals:
+    """Control totals of ``GeneralLedgerEntries``: as declared and as counted.
+
+    Yielded after the last transaction. The counted debit (credit) is the sum of the
+    ``Amount`` of every ``DebitAmount`` (``CreditAmount``) line, as the schema defines
+    ``TotalDebit`` (``TotalCredit``); entries are transactions.
+    """
+
+    declared_entries: int
+    declared_debit: Decimal
+    declared_credit: Decimal
+    counted_entries: int
+    counted_debit: Decimal
+    counted_credit: Decimal
+
+    @property
+    def discrepancies(self) -> tuple[str, ...]:
+        """What does not match, in words; empty when the totals agree."""
+        found: list[str] = []
+        if self.declared_entries != self.counted_entries:
+            found.append(
+                f"NumberOfEntries is {self.declared_entries} "
+                f"but the file has {self.counted_entries} transactions"
+            )
+        if self.declared_debit != self.counted_debit:
+            found.append(
+                f"TotalDebit is {self.declared_debit} but the debit lines sum to "
+                f"{self.counted_debit}"
+            )
+        if self.declared_credit != self.counted_credit:
+            found.append(
+                f"TotalCredit is {self.declared_credit} but the credit lines sum to "
+                f"{self.counted_credit}"
+            )
+        return tuple(found)
+
+
+SaftRecord = (
+    SaftHeader
+    | SaftAccount
+    | SaftCustomer
+    | SaftSupplier
+    | SaftAnalysisType
+    | SaftTransaction
+    | SaftLedgerTotals
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SaftDocument:
+    """A whole SAF-T file in memory (see :func:`read_saft`); for small files and tests."""
+
+    header: SaftHeader
+    accounts: tuple[SaftAccount, ...] = ()
+    customers: tuple[SaftCustomer, ...] = ()
+    suppliers: tuple[SaftSupplier, ...] = ()
+    analysis_types: tuple[SaftAnalysisType, ...] = ()
+    transactions: tuple[SaftTransaction, ...] = ()
+    ledger_totals: SaftLedgerTotals | None = None
+
+
+# --- entry points ----------------------------------------------------------------------
+
+
+def parse_saft(stream: BinaryIO, *, filename: str) -> Iterator[SaftRecord]:
+    """Yield the records of the SAF-T file read from ``stream``, in document order.
+
+    ``filename`` is only used in error messages. The first record is the
+    :class:`SaftHeader`. Parsing is lazy: errors are raised while iterating, as
+    :class:`SaftParseError`; records yielded before an error must be discarded by a caller
+    that wants all or nothing.
+    """
+    return _Parser(stream, filename).records()
+
+
+def read_saft(path: str | os.PathLike[str]) -> SaftDocument:
+    """Parse the SAF-T file at ``path`` into one :class:`SaftDocument`."""
+    file_path = Path(path)
+    header: SaftHeader | None = None
+    accounts: list[SaftAccount] = []
+    customers: list[SaftCustomer] = []
+    suppliers: list[SaftSupplier] = []
+    analysis_types: list[SaftAnalysisType] = []
+    transactions: list[SaftTransaction] = []
+    totals: SaftLedgerTotals | None = None
+    with file_path.open("rb") as stream:
+        for record in parse_saft(stream, filename=file_path.name):
+            match record:
+                case SaftHeader():
+                    header = record
+                case SaftAccount():
+                    accounts.append(record)
+                case SaftCustomer():
+                    customers.append(record)
+                case SaftSupplier():
+                    suppliers.append(record)
+                case SaftAnalysisType():
+                    analysis_types.append(record)
+                case SaftTransaction():
+                    transactions.append(record)
+                case SaftLedgerTotals():
+                    totals = record
+    if header is None:  # pragma: no cover - parse_saft refuses a file without a header
+        raise SaftParseError(file_path.name, "/AuditFile", "Header is missing")
+    return SaftDocument(
+        header=header,
+        accounts=tuple(accounts),
+        customers=tuple(customers),
+        suppliers=tuple(suppliers),
+        analysis_types=tuple(analysis_types),
+        transactions=tuple(transactions),
+        ledger_totals=totals,
+    )
+
+
+# --- the streaming machinery -----------------------------------------------------------
+
+_ROOT = "AuditFile"
+_HEADER = (_ROOT, "Header")
+_ACCOUNT = (_ROOT, "MasterFiles", "GeneralLedgerAccounts", "Account")
+_CUSTOMER = (_ROOT, "MasterFiles", "Customers", "Customer")
+_SUPPLIER = (_ROOT, "MasterFiles", "Suppliers", "Supplier")
+_ANALYSIS_TYPE = (_ROOT, "MasterFiles", "AnalysisTypeTable", "AnalysisTypeTableEntry")
+_LEDGER = (_ROOT, "GeneralLedgerEntries")
+_JOURNAL = (*_LEDGER, "Journal")
+_TRANSACTION = (*_JOURNAL, "Transaction")
+_RECORDS = frozenset({_HEADER, _ACCOUNT, _CUSTOMER, _SUPPLIER, _ANALYSIS_TYPE, _TRANSACTION})
+
+# Elements named by their ID child in paths, e.g. Account[AccountID=1925]; other repeated
+# elements are named by position, e.g. Line[2].
+_ID_CHILD = {
+    "Transaction": "TransactionID",
+    "Account": "AccountID",
+    "Customer": "CustomerID",
+    "Supplier": "SupplierID",
+}
+_REPEATED = frozenset(
+    {"Journal", "Transaction", "Line", "Account", "Customer", "Supplier"}
+    | {"AnalysisTypeTableEntry", "Analysis"}
+)
+
+_DOCTYPE_MARKERS = tuple(
+    "<!DOCTYPE".encode(encoding) for encoding in ("utf-8", "utf-16-le", "utf-16-be")
+)
+_MARKER_OVERLAP = max(len(marker) for marker in _DOCTYPE_MARKERS) - 1
+
+
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+class _PrologGuard:
+    """Reads the stream for the parser; refuses a ``<!DOCTYPE`` before the root element.
+
+    Every chunk is checked before the parser sees it, until the parser reports the root
+    element (a DOCTYPE may only precede it).
+    """
+
+    def __init__(self, stream: BinaryIO, filename: str) -> None:
+        self._stream = stream
+        self._filename = filename
+        self._tail = b""
+        self.root_seen = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        if not self.root_seen and data:
+            window = self._tail + data
+            if any(marker in window for marker in _DOCTYPE_MARKERS):
+                raise SaftParseError(
+                    self._filename,
+                    "",
+                    "the file has a document type declaration (<!DOCTYPE ...>); SAF-T files "
+                    "have none, and DTDs and entities are refused in uploaded files",
+                )
+            self._tail = window[-_MARKER_OVERLAP:]
+        return data
+
+
+class _Parser:
+    def __init__(self, stream: BinaryIO, filename: str) -> None:
+        self.filename = filename
+        self.guard = _PrologGuard(stream, filename)
+        # The open elements down to the innermost record (or other element) being read,
+        # root first: local names, elements, and positions among same-named siblings.
+        # Below a record's root nothing is tracked but the number of open elements
+        # (``inner``): the record's subtree stays intact until the record is complete, and
+        # the open element at each level is the last child of the one above it.
+        self.names: list[str] = []
+        self.elems: list[ET.Element] = []
+        self.positions: list[int] = []
+        self.child_counts: list[dict[str, int]] = []
+        self.in_record = False
+        self.inner = 0
+        self.namespace: str | None = None
+        self.schema_location: str | None = None
+        self.header_seen = False
+        self.journal_id: str | None = None
+        self.declared: dict[str, str] = {}
+        self.counted_entries = 0
+        self.counted_debit = _ZERO
+        self.counted_credit = _ZERO
+
+    # -- the event loop --
+
+    def records(self) -> Iterator[SaftRecord]:
+        try:
+            # The guard refuses DTDs before expat sees them (module doc); expat never
+            # fetches external entities for ElementTree.
+            events = ET.iterparse(self.guard, events=("start", "end"))  # noqa: S314
+            for event, elem in events:
+                if self.in_record:
+                    if event == "start":
+                        self.inner += 1
+                    elif self.inner:
+                        self.inner -= 1
+                    else:  # the record is complete
+                        yield self._build_record(elem)
+                        self.in_record = False
+                        self._close(elem)
+                elif event == "start":
+                    self._open(elem)
+                else:
+                    yield from self._end_outside(elem)
+                    self._close(elem)
+        except ET.ParseError as error:
+            line, column = error.position
+            message = re.sub(r": line \d+, column \d+$", "", str(error))
+            hint = ""
+            if message in ("no element found", "unclosed token") and self.names:
+                hint = f" (the file ends before </{self.names[0]}>: is it truncated?)"
+            elif not self.names and (line, column) == (1, 0):
+                hint = " (the file is empty or not XML)"
+            raise SaftParseError(
+                self.filename,
+                self._path(self.inner),
+                f"XML is not well-formed at line {line}, column {column + 1}: {message}{hint}",
+                line=line,
+                column=column + 1,
+            ) from None
+
+    def _open(self, elem: ET.Element) -> None:
+        names = self.names
+        name = _local(elem.tag)
+        names.append(name)
+        self.elems.append(elem)
+        depth = len(names)
+        if depth == 1:
+            self._check_root(elem)
+            self.guard.root_seen = True
+            self.positions.append(1)
+            self.child_counts.append({})
+            return
+        counts = self.child_counts[-1]
+        counts[name] = position = counts.get(name, 0) + 1
+        self.positions.append(position)
+        self.child_counts.append({})
+        if depth == 2:
+            if name == "Header":
+                if self.header_seen:
+                    self._fail(self._path(), "the file has a second Header")
+            elif not self.header_seen:
+                self._fail(self._path(), f"{name} comes before the Header")
+        key = tuple(names)
+        if key in _RECORDS:
+            self.in_record = True
+        elif key == _JOURNAL:
+            self.journal_id = None
+
+    def _close(self, elem: ET.Element) -> None:
+        """Forget ``elem``, the innermost open element: clear it, detach it from its parent."""
+        elem.clear()
+        self.names.pop()
+        self.elems.pop()
+        self.positions.pop()
+        self.child_counts.pop()
+        if self.elems:
+            self.elems[-1].remove(elem)
+
+    def _check_root(self, elem: ET.Element) -> None:
+        tag = elem.tag
+        namespace = tag[1:].partition("}")[0] if tag.startswith("{") else None
+        name = _local(tag)
+        shown = f"<{name}>" if namespace is None else f"<{name}> in namespace {namespace!r}"
+        if name != _ROOT:
+            self._fail(
+                f"/{name}",
+                f"root element is {shown}, not <{_ROOT}>: this is not a SAF-T Financial file",
+            )
+        if namespace not in (None, SAFT_NAMESPACE):
+            self._fail(
+                f"/{name}",
+                f"root element is {shown}, not in the Norwegian SAF-T Financial namespace "
+                f"{SAFT_NAMESPACE!r} (or none): this is not a Norwegian SAF-T Financial file",
+            )
+        self.namespace = namespace
+        self.schema_location = elem.get(_XSI_SCHEMA_LOCATION)
+
+    def _end_outside(self, elem: ET.Element) -> Iterator[SaftRecord]:
+        names = self.names
+        parent = tuple(names[:-1])
+        name = names[-1]
+        if parent == _JOURNAL and name == "JournalID":
+            self.journal_id = (elem.text or "").strip() or None
+        elif parent == _LEDGER and name in ("NumberOfEntries", "TotalDebit", "TotalCredit"):
+            self.declared[name] = (elem.text or "").strip()
+        elif tuple(names) == _LEDGER:
+            yield self._ledger_totals()
+        elif len(names) == 1 and not self.header_seen:
+            self._fail(self._path(), "Header is missing")
+
+    # -- paths and errors --
+
+    def _fail(self, path: str, reason: str) -> NoReturn:
+        raise SaftParseError(self.filename, path, reason)
+
+    def _path(self, inner: int = 0) -> str:
+        """Path of the innermost tracked element and the ``inner`` open ones below it."""
+        if not self.names:
+            return ""  # before the root element
+        parts: list[str] = []
+        for depth, (name, elem) in enumerate(zip(self.names, self.elems, strict=True)):
+            parts.append(name + self._qualifier(name, elem, self.positions[depth]))
+        parent = self.elems[-1]
+        for _ in range(inner):
+            child = parent[-1]
+            name = _local(child.tag)
+            position = 1 + sum(1 for sibling in parent[:-1] if _local(sibling.tag) == name)
+            parts.append(name + self._qualifier(name, child, position))
+            parent = child
+        return "/" + "/".join(parts)
+
+    def _qualifier(self, name: str, elem: ET.Element, position: int) -> str:
+        if name == "Journal" and self.journal_id is not None:
+            return f"[JournalID={self.journal_id}]"
+        id_child = _ID_CHILD.get(name)
+        if id_child is not None:
+            found = _first_child(elem, id_child)
+            if found is not None and (found.text or "").strip():
+                return f"[{id_child}={(found.text or '').strip()}]"
+        return f"[{position}]" if name in _REPEATED else ""
+
+    # -- records --
+
+    def _build_record(self, elem: ET.Element) -> SaftRecord:
+        key = tuple(self.names)
+        fields = _Fields(elem, self.filename, self._path)
+        if key == _TRANSACTION:
+            return self._transaction(fields)
+        if key == _ACCOUNT:
+            return _account(fields)
+        if key == _CUSTOMER:
+            return SaftCustomer(
+                customer_id=fields.required_text("CustomerID"),
+                name=fields.text("Name") or "",
+                registration_number=fields.text("RegistrationNumber"),
+            )
+        if key == _SUPPLIER:
+            return SaftSupplier(
+                supplier_id=fields.required_text("SupplierID"),
+                name=fields.text("Name") or "",
+                registration_number=fields.text("RegistrationNumber"),
+            )
+        if key == _ANALYSIS_TYPE:
+            return SaftAnalysisType(
+                analysis_type=fields.required_text("AnalysisType"),
+                type_description=fields.text("AnalysisTypeDescription") or "",
+                analysis_id=fields.required_text("AnalysisID"),
+                description=fields.text("AnalysisIDDescription") or "",
+            )
+        header = self._header(fields)
+        self.header_seen = True
+        return header
+
+    def _header(self, fields: _Fields) -> SaftHeader:
+        company = fields.child("Company")
+        selection = fields.optional_child("SelectionCriteria")
+        version = fields.required_text("AuditFileVersion")
+        registration = company.required_text("RegistrationNumber")
+        currency = fields.required_text("DefaultCurrencyCode")
+        problems: list[str] = []
+        if not re.fullmatch(r"\d+(\.\d+)*", version):
+            problems.append(
+                f"AuditFileVersion {version!r} is not a SAF-T version number (such as '1.30')"
+            )
+        normalised_registration = re.sub(r"\s+", "", registration)
+        if not re.fullmatch(r"\d{9}|\d{11}", normalised_registration):
+            problems.append(
+                f"Company/RegistrationNumber {registration!r} is not a Norwegian organisation "
+                "number (9 digits) or national identity number (11 digits)"
+            )
+        if not _is_currency_code(currency):
+            problems.append(
+                f"DefaultCurrencyCode {currency!r} is not an ISO 4217 currency code "
+                "(three capital letters, such as 'NOK')"
+            )
+        if problems:
+            fields.fail(
+                "the header does not identify a company and its currency, so nothing in "
+                "this file can be imported: " + "; ".join(problems)
+            )
+        return SaftHeader(
+            namespace=self.namespace,
+            schema_location=self.schema_location,
+            audit_file_version=version,
+            audit_file_country=fields.text("AuditFileCountry"),
+            date_created=fields.optional_date("AuditFileDateCreated"),
+            software_company_name=fields.text("SoftwareCompanyName"),
+            software_id=fields.text("SoftwareID"),
+            software_version=fields.text("SoftwareVersion"),
+            registration_number=normalised_registration,
+            company_name=company.required_text("Name"),
+            default_currency_code=currency,
+            selection=SaftSelection()
+            if selection is None
+            else SaftSelection(
+                period_start=selection.optional_integer("PeriodStart"),
+                period_start_year=selection.optional_integer(
+                    "PeriodStartYear", minimum=1970, maximum=2100
+                ),
+                period_end=selection.optional_integer("PeriodEnd"),
+                period_end_year=selection.optional_integer(
+                    "PeriodEndYear", minimum=1970, maximum=2100
+                ),
+                start_date=selection.optional_date("SelectionStartDate"),
+                end_date=selection.optional_date("SelectionEndDate"),
+            ),
+            tax_accounting_basis=fields.text("TaxAccountingBasis"),
+        )
+
+    def _transaction(self, fields: _Fields) -> SaftTransaction:
+        if self.journal_id is None:
+            fields.fail("the Journal has no JournalID before its transactions")
+        transaction = SaftTransaction(
+            journal_id=self.journal_id,
+            transaction_id=fields.required_text("TransactionID"),
+            period=fields.integer("Period"),
+            period_year=fields.integer("PeriodYear", minimum=1970, maximum=2100),
+            transaction_date=fields.required_date("TransactionDate"),
+            description=fields.text("Description") or "",
+            system_entry_date=fields.optional_date("SystemEntryDate"),
+            gl_posting_date=fields.optional_date("GLPostingDate"),
+            lines=tuple(
+                self._line(line)
+                for line in fields.children("Line", required=True, each_own_path=True)
+            ),
+        )
+        self.counted_entries += 1
+        return transaction
+
+    def _line(self, fields: _Fields) -> SaftLine:
+        amount, currency_code, currency_amount = fields.amount("DebitAmount", "CreditAmount")
+        if amount.sign > 0:
+            self.counted_debit += amount.value
+        else:
+            self.counted_credit += amount.value
+        return SaftLine(
+            record_id=fields.required_text("RecordID"),
+            account_id=fields.required_text("AccountID"),
+            amount=amount.signed,
+            description=fields.text("Description") or "",
+            analyses=tuple(
+                _analysis(analysis, line_sign=amount.sign)
+                for analysis in fields.children("Analysis")
+            ),
+            currency_code=currency_code,
+            currency_amount=currency_amount,
+            customer_id=fields.text("CustomerID"),
+            supplier_id=fields.text("SupplierID"),
+        )
+
+    def _ledger_totals(self) -> SaftLedgerTotals:
+        fields = _Fields(self.elems[-1], self.filename, self._path)
+        for name in ("NumberOfEntries", "TotalDebit", "TotalCredit"):
+            if name not in self.declared:
+                fields.fail(f"{name} is missing")
+        return SaftLedgerTotals(
+            declared_entries=fields.parse_integer(
+                "NumberOfEntries", self.declared["NumberOfEntries"]
+            ),
+            declared_debit=fields.parse_monetary("TotalDebit", self.declared["TotalDebit"]),
+            declared_credit=fields.parse_monetary("TotalCredit", self.declared["TotalCredit"]),
+            counted_entries=self.counted_entries,
+            counted_debit=self.counted_debit,
+            counted_credit=self.counted_credit,
+        )
+
+
+def _account(fields: _Fields) -> SaftAccount:
+    return SaftAccount(
+        account_id=fields.required_text("AccountID"),
+        description=fields.text("AccountDescription") or "",
+        standard_account_id=fields.text("StandardAccountID"),
+        grouping_category=fields.text("GroupingCategory"),
+        grouping_code=fields.text("GroupingCode"),
+        account_type=fields.text("AccountType"),
+        opening_balance=fields.balance("OpeningDebitBalance", "OpeningCreditBalance"),
+        closing_balance=fields.balance("ClosingDebitBalance", "ClosingCreditBalance"),
+    )
+
+
+def _analysis(fields: _Fields, *, line_sign: int) -> SaftAnalysis:
+    amount: Decimal | None = None
+    if fields.has("AnalysisAmount"):  # 1.10: the amount has the side of its line
+        value = fields.child("AnalysisAmount").monetary("Amount")
+        amount = value if line_sign > 0 else -value
+    elif fields.has("DebitAnalysisAmount") or fields.has("CreditAnalysisAmount"):
+        side, _, _ = fields.amount("DebitAnalysisAmount", "CreditAnalysisAmount")
+        amount = side.signed
+    return SaftAnalysis(
+        analysis_type=fields.required_text("AnalysisType"),
+        analysis_id=fields.required_text("AnalysisID"),
+        amount=amount,
+    )
+
+
+def _is_currency_code(code: str) -> bool:
+    return re.fullmatch(r"[A-Z]{3}", code) is not None
+
+
+def _first_child(elem: ET.Element, name: str) -> ET.Element | None:
+    for child in elem:
+        if _local(child.tag) == name:
+            return child
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Side:
+    sign: int  # +1 debit, -1 credit
+    value: Decimal  # as written
+
+    @property
+    def signed(self) -> Decimal:
+        return self.value if self.sign > 0 else -self.value
+
+
+_DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(Z|[+-]\d{2}:\d{2})?")
+_INTEGER = re.compile(r"\+?\d+")
+
+
+class _Fields:
+    """The children of one element by local name, with typed, path-aware accessors.
+
+    Errors are reported at the path of the record (``where()``, computed only when there
+    is an error) plus ``suffix`` (``/Line[2]``); ``prefix`` is the relative path from
+    there to this element (``DebitAmount/``), put before the child named in the message.
+    """
+
+    __slots__ = ("by_name", "filename", "prefix", "suffix", "where")
+
+    def __init__(
+        self,
+        elem: ET.Element,
+        filename: str,
+        where: Callable[[], str],
+        *,
+        suffix: str = "",
+        prefix: str = "",
+    ) -> None:
+        self.filename = filename
+        self.where = where
+        self.suffix = suffix
+        self.prefix = prefix
+        by_name: dict[str, list[ET.Element]] = {}
+        for child in elem:
+            by_name.setdefault(_local(child.tag), []).append(child)
+        self.by_name = by_name
+
+    def fail(self, reason: str) -> NoReturn:
+        raise SaftParseError(self.filename, self.where() + self.suffix, reason)
+
+    def _nested(self, elem: ET.Element, *, suffix: str = "", prefix: str = "") -> _Fields:
+        return _Fields(elem, self.filename, self.where, suffix=self.suffix + suffix, prefix=prefix)
+
+    def has(self, name: str) -> bool:
+        return name in self.by_name
+
+    def child(self, name: str) -> _Fields:
+        found = self.optional_child(name)
+        if found is None:
+            self.fail(f"{self.prefix}{name} is missing")
+        return found
+
+    def optional_child(self, name: str) -> _Fields | None:
+        found = self.by_name.get(name)
+        if not found:
+            return None
+        return self._nested(found[0], prefix=f"{self.prefix}{name}/")
+
+    def children(
+        self, name: str, *, required: bool = False, each_own_path: bool = False
+    ) -> list[_Fields]:
+        """Every ``name`` child; ``each_own_path`` reports errors at ``.../Name[i]``."""
+        found = self.by_name.get(name, [])
+        if required and not found:
+            self.fail(f"{self.prefix}{name} is missing")
+        if each_own_path:
+            return [
+                self._nested(elem, suffix=f"/{self.prefix}{name}[{index}]")
+                for index, elem in enumerate(found, start=1)
+            ]
+        return [
+            self._nested(elem, prefix=f"{self.prefix}{name}[{index}]/")
+            for index, elem in enumerate(found, start=1)
+        ]
+
+    def text(self, name: str) -> str | None:
+        found = self.by_name.get(name)
+        if not found:
+            return None
+        return (found[0].text or "").strip() or None
+
+    def required_text(self, name: str) -> str:
+        found = self.by_name.get(name)
+        if not found:
+            self.fail(f"{self.prefix}{name} is missing")
+        value = (found[0].text or "").strip()
+        if not value:
+            self.fail(f"{self.prefix}{name} is empty")
+        return value
+
+    def monetary(self, name: str) -> Decimal:
+        return self.parse_monetary(name, self.required_text(name))
+
+    def parse_monetary(self, name: str, raw: str) -> Decimal:
+        """``raw`` as SAFmonetaryType: a decimal with at most 2 decimals and 18 digits."""
+        value = self.parse_decimal(name, raw)
+        if abs(value) >= _MONETARY_LIMIT:
+            self.fail(f"{self.prefix}{name} {raw!r} has more than 18 digits")
+        if value != value.quantize(_CENT, rounding=ROUND_DOWN):
+            self.fail(f"{self.prefix}{name} {raw!r} has more than 2 decimals")
+        return value
+
+    def parse_decimal(self, name: str, raw: str) -> Decimal:
+        if _DECIMAL.fullmatch(raw) is None:
+            self.fail(f"{self.prefix}{name} {raw!r} is not a decimal")
+        try:
+            return Decimal(raw)
+        except InvalidOperation:  # pragma: no cover - the pattern admits only decimals
+            self.fail(f"{self.prefix}{name} {raw!r} is not a decimal")
+
+    def required_date(self, name: str) -> date:
+        return self.parse_date(name, self.required_text(name))
+
+    def optional_date(self, name: str) -> date | None:
+        raw = self.text(name)
+        return None if raw is None else self.parse_date(name, raw)
+
+    def parse_date(self, name: str, raw: str) -> date:
+        """``raw`` as ``xs:date``; a time-zone suffix is accepted and dropped."""
+        match = _DATE.fullmatch(raw)
+        try:
+            if match is None:
+                raise ValueError(raw)
+            return date(int(match[1]), int(match[2]), int(match[3]))
+        except ValueError:
+            self.fail(f"{self.prefix}{name} {raw!r} is not a date (YYYY-MM-DD)")
+
+    def integer(self, name: str, *, minimum: int = 0, maximum: int | None = None) -> int:
+        return self.parse_integer(name, self.required_text(name), minimum, maximum)
+
+    def optional_integer(
+        self, name: str, *, minimum: int = 0, maximum: int | None = None
+    ) -> int | None:
+        raw = self.text(name)
+        return None if raw is None else self.parse_integer(name, raw, minimum, maximum)
+
+    def parse_integer(
+        self, name: str, raw: str, minimum: int = 0, maximum: int | None = None
+    ) -> int:
+        """``raw`` as ``xs:nonNegativeInteger`` within ``minimum``..``maximum``."""
+        if _INTEGER.fullmatch(raw) is None:
+            self.fail(f"{self.prefix}{name} {raw!r} is not a whole number (0 or more)")
+        value = int(raw)
+        if value < minimum or (maximum is not None and value > maximum):
+            limits = f"{minimum}-{maximum}" if maximum is not None else f">= {minimum}"
+            self.fail(f"{self.prefix}{name} {value} is outside {limits}")
+        return value
+
+    def _here(self) -> str:
+        return f"{self.prefix.rstrip('/')} " if self.prefix else ""
+
+    def balance(self, debit: str, credit: str) -> Decimal:
+        """The one of ``debit``/``credit`` that is present, signed debit minus credit."""
+        has_debit, has_credit = self.has(debit), self.has(credit)
+        if has_debit and has_credit:
+            self.fail(f"{self._here()}has both {debit} and {credit}")
+        if not has_debit and not has_credit:
+            self.fail(f"{self.prefix}{debit} or {credit} is missing")
+        return self.monetary(debit) if has_debit else -self.monetary(credit)
+
+    def amount(self, debit: str, credit: str) -> tuple[_Side, str | None, Decimal | None]:
+        """The one of two ``AmountStructure`` children present: side, currency, amount."""
+        has_debit, has_credit = self.has(debit), self.has(credit)
+        if has_debit and has_credit:
+            self.fail(f"{self._here()}has both {debit} and {credit}")
+        if not has_debit and not has_credit:
+            self.fail(f"{self.prefix}{debit} or {credit} is missing")
+        sign = 1 if has_debit else -1
+        structure = self.child(debit if has_debit else credit)
+        side = _Side(sign, structure.monetary("Amount"))
+        currency_code = structure.text("CurrencyCode")
+        if currency_code is not None and not _is_currency_code(currency_code):
+            structure.fail(
+                f"{structure.prefix}CurrencyCode {currency_code!r} is not an ISO 4217 "
+                "currency code (three capital letters)"
+            )
+        currency_amount: Decimal | None = None
+        if structure.has("CurrencyAmount"):
+            currency_amount = structure.monetary("CurrencyAmount") * sign
+        return side, currency_code, currency_amount
