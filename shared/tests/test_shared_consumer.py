@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -49,7 +49,7 @@ from ledgerlink.shared.messaging.dead_letters import (
 from ledgerlink.shared.messaging.inbox import Inbox
 from ledgerlink.shared.messaging.tables import MessagingTables, define_messaging_tables
 from ledgerlink.shared.metrics import MessagingMetrics
-from ledgerlink.shared.testing import PostgresBackend, start_postgres_backend
+from ledgerlink.shared.pytest_plugin import LazyPostgresDatabase
 
 TOPIC = "ledgerlink.activations"
 GROUP = "ledgerlink-auth"
@@ -74,58 +74,22 @@ class Store:
     handled: Table
 
 
-@pytest.fixture(scope="session")
-def postgres_backend() -> Iterator[PostgresBackend]:
-    backend = start_postgres_backend()
-    yield backend
-    backend.close()
-
-
-@dataclass
-class ModuleDatabase:
-    """One PostgreSQL database per module, made on first use (so SQLite-only runs, such as
-    ``-m "not wire"``, never touch PostgreSQL); its tables are created once, emptied per test.
-    """
-
-    backend: PostgresBackend | None = None
-    url: str | None = None
-
-    async def get(self, backend: PostgresBackend) -> str:
-        if self.url is None:
-            url = await backend.create_database("ledgerlink_shared_consumer")
-            self.backend, self.url = backend, url
-            engine = create_engine(url)
-            try:
-                async with engine.begin() as connection:
-                    await connection.run_sync(METADATA.create_all)
-            finally:
-                await engine.dispose()
-        return self.url
-
-    async def drop(self) -> None:
-        if self.backend is not None and self.url is not None:
-            await self.backend.drop_database(self.url)
-
-
 @pytest.fixture(scope="module")
-async def module_database() -> AsyncIterator[ModuleDatabase]:
-    holder = ModuleDatabase()
+async def module_database() -> AsyncIterator[LazyPostgresDatabase]:
+    holder = LazyPostgresDatabase(METADATA, "ledgerlink_shared_consumer")
     yield holder
     await holder.drop()
 
 
-async def _postgres_database(request: pytest.FixtureRequest, holder: ModuleDatabase) -> Database:
-    url = await holder.get(request.getfixturevalue("postgres_backend"))
-    db = Database(create_engine(url))
-    names = ", ".join(table.name for table in METADATA.sorted_tables)
-    async with db.engine.begin() as connection:
-        await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
-    return db
+async def _postgres_database(
+    request: pytest.FixtureRequest, holder: LazyPostgresDatabase
+) -> Database:
+    return await holder.open(request.getfixturevalue("postgres_backend"))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.wire)])
 async def store(
-    request: pytest.FixtureRequest, tmp_path: Path, module_database: ModuleDatabase
+    request: pytest.FixtureRequest, tmp_path: Path, module_database: LazyPostgresDatabase
 ) -> AsyncIterator[Store]:
     if request.param == "sqlite":
         db = Database(create_engine(f"sqlite+aiosqlite:///{tmp_path / 'consumer.db'}"))

@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
-from sqlalchemy import MetaData, func, select, text, update
+from sqlalchemy import MetaData, func, select, update
 from sqlalchemy.engine import RowMapping
 
 from ledgerlink.shared.config import OutboxSettings
@@ -33,7 +33,7 @@ from ledgerlink.shared.messaging.inbox import Inbox
 from ledgerlink.shared.messaging.outbox import Outbox, OutboxRecord, OutboxRelay
 from ledgerlink.shared.messaging.tables import MessagingTables, define_messaging_tables
 from ledgerlink.shared.metrics import MessagingMetrics
-from ledgerlink.shared.testing import PostgresBackend, start_postgres_backend
+from ledgerlink.shared.pytest_plugin import LazyPostgresDatabase
 
 WAIT = 10.0  # seconds: upper bound for anything awaited on an event or queue
 SOURCE = "ledgerlink/test"
@@ -50,57 +50,21 @@ class Store:
     tables: MessagingTables
 
 
-@pytest.fixture(scope="session")
-def postgres_backend() -> Iterator[PostgresBackend]:
-    backend = start_postgres_backend()
-    yield backend
-    backend.close()
-
-
-@dataclass
-class ModuleDatabase:
-    """One PostgreSQL database per module, made on first use (so SQLite-only runs, such as
-    ``-m "not wire"``, never touch PostgreSQL); its tables are created once, emptied per test.
-    """
-
-    backend: PostgresBackend | None = None
-    url: str | None = None
-
-    async def get(self, backend: PostgresBackend) -> str:
-        if self.url is None:
-            url = await backend.create_database("ledgerlink_shared_messaging")
-            self.backend, self.url = backend, url
-            engine = create_engine(url)
-            try:
-                async with engine.begin() as connection:
-                    await connection.run_sync(METADATA.create_all)
-            finally:
-                await engine.dispose()
-        return self.url
-
-    async def drop(self) -> None:
-        if self.backend is not None and self.url is not None:
-            await self.backend.drop_database(self.url)
-
-
 @pytest.fixture(scope="module")
-async def module_database() -> AsyncIterator[ModuleDatabase]:
-    holder = ModuleDatabase()
+async def module_database() -> AsyncIterator[LazyPostgresDatabase]:
+    holder = LazyPostgresDatabase(METADATA, "ledgerlink_shared_messaging")
     yield holder
     await holder.drop()
 
 
-async def _postgres_database(request: pytest.FixtureRequest, holder: ModuleDatabase) -> Database:
-    url = await holder.get(request.getfixturevalue("postgres_backend"))
-    db = Database(create_engine(url))
-    names = ", ".join(table.name for table in METADATA.sorted_tables)
-    async with db.engine.begin() as connection:
-        await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
-    return db
+async def _postgres_database(
+    request: pytest.FixtureRequest, holder: LazyPostgresDatabase
+) -> Database:
+    return await holder.open(request.getfixturevalue("postgres_backend"))
 
 
 async def _open_store(
-    kind: str, tmp_path: Path, request: pytest.FixtureRequest, holder: ModuleDatabase
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, holder: LazyPostgresDatabase
 ) -> Store:
     if kind == "sqlite":
         db = Database(create_engine(f"sqlite+aiosqlite:///{tmp_path / 'store' / 'messaging.db'}"))
@@ -114,7 +78,7 @@ async def _open_store(
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.wire)])
 async def store(
-    request: pytest.FixtureRequest, tmp_path: Path, module_database: ModuleDatabase
+    request: pytest.FixtureRequest, tmp_path: Path, module_database: LazyPostgresDatabase
 ) -> AsyncIterator[Store]:
     opened = await _open_store(request.param, tmp_path, request, module_database)
     try:
@@ -125,7 +89,7 @@ async def store(
 
 @pytest.fixture
 async def pg_store(
-    request: pytest.FixtureRequest, tmp_path: Path, module_database: ModuleDatabase
+    request: pytest.FixtureRequest, tmp_path: Path, module_database: LazyPostgresDatabase
 ) -> AsyncIterator[Store]:
     opened = await _open_store("postgresql", tmp_path, request, module_database)
     try:

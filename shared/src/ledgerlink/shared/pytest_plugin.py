@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, text
 
 from ledgerlink.shared.db import Database, create_engine
 from ledgerlink.shared.migrations import upgrade_to_head
@@ -101,3 +101,39 @@ def define_store_fixtures(migrations: str, metadata: MetaData, prefix: str) -> t
             await database.dispose()
 
     return database_url, db
+
+
+class LazyPostgresDatabase:
+    """One PostgreSQL database holding ``metadata``'s tables, made on first use.
+
+    For test modules that want PostgreSQL only in some parametrisations (so SQLite-only
+    runs never touch the server): tables are created once, emptied by :meth:`open`.
+    """
+
+    def __init__(self, metadata: MetaData, prefix: str) -> None:
+        self._metadata = metadata
+        self._prefix = prefix
+        self._backend: PostgresBackend | None = None
+        self._url: str | None = None
+
+    async def open(self, backend: PostgresBackend) -> Database:
+        """A :class:`Database` on the (created if need be) database, every table emptied."""
+        if self._url is None:
+            self._url = await backend.create_database(self._prefix)
+            self._backend = backend
+            engine = create_engine(self._url)
+            try:
+                async with engine.begin() as connection:
+                    await connection.run_sync(self._metadata.create_all)
+            finally:
+                await engine.dispose()
+        db = Database(create_engine(self._url))
+        names = ", ".join(table.name for table in self._metadata.sorted_tables)
+        async with db.engine.begin() as connection:
+            await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
+        return db
+
+    async def drop(self) -> None:
+        """Drop the database if it was made."""
+        if self._backend is not None and self._url is not None:
+            await self._backend.drop_database(self._url)
