@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
 from typing import Any, cast
 
-from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
 from ledgerlink.journal_exporter.config import Config
 from ledgerlink.journal_exporter.handlers.kafka import register_kafka_handlers
 from ledgerlink.journal_exporter.storage.models import Connection, Journal, messaging
-from ledgerlink.shared.config import KafkaSettings
 from ledgerlink.shared.db import Database
 from ledgerlink.shared.envelope import CloudEvent
 from ledgerlink.shared.events import (
@@ -31,55 +28,16 @@ from ledgerlink.shared.events import (
     Provider,
 )
 from ledgerlink.shared.messaging.consumer import EventConsumer, Outcome
-from ledgerlink.shared.messaging.dead_letters import DeadLetter, DeadLetterPublisher, RawRecord
-from ledgerlink.shared.messaging.inbox import Inbox
-from ledgerlink.shared.messaging.outbox import Outbox
-from ledgerlink.shared.metrics import MessagingMetrics
+from ledgerlink.shared.messaging.dead_letters import RawRecord
+from ledgerlink.shared.pytest_plugin import StandInProcess, raw_record
 from ledgerlink.shared.runtime import ProcessContext
 from ledgerlink.shared.topics import Topic
 
 BUSINESS_ID = "556036-0793"
 
 
-@dataclass
-class StandInProcess:
-    """The parts of :class:`ProcessContext` the handlers use."""
-
-    db: Database
-    outbox: Outbox = field(
-        default_factory=lambda: Outbox(messaging, source="ledgerlink/journal-exporter")
-    )
-    consumers: list[EventConsumer] = field(default_factory=list)
-    subscriptions: list[tuple[str, str]] = field(default_factory=list)
-    documented: list[type[EventData]] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-
-    def consumer(self, group: str) -> EventConsumer:
-        metrics = MessagingMetrics(CollectorRegistry())
-
-        async def publish(letter: DeadLetter) -> None:
-            self.dead_letters.append(letter)
-
-        consumer = EventConsumer(
-            name=group,
-            db=self.db,
-            inbox=Inbox(messaging, group),
-            dead_letters=DeadLetterPublisher(publish, metrics, consumer=group),
-            settings=KafkaSettings(handler_attempts=2, retry_backoff_seconds=0),
-            metrics=metrics,
-        )
-        self.consumers.append(consumer)
-        return consumer
-
-    def subscribe(self, consumer: EventConsumer, topic: str) -> None:
-        self.subscriptions.append((consumer.name, topic))
-
-    def document_publication(self, *models: type[EventData]) -> None:
-        self.documented.extend(models)
-
-
 def wire(db: Database) -> tuple[StandInProcess, EventConsumer]:
-    process = StandInProcess(db)
+    process = StandInProcess(db, messaging, "ledgerlink/journal-exporter")
     register_kafka_handlers(cast(ProcessContext, process), Config())
     [consumer] = process.consumers
     return process, consumer
@@ -98,7 +56,7 @@ def raw(topic: Topic, ce_type: str, value: bytes, *, offset: int = 0) -> RawReco
 
 
 def record(data: EventData, *, offset: int = 0) -> RawRecord:
-    return raw(data.TOPIC, data.EVENT_TYPE, data.model_dump_json().encode(), offset=offset)
+    return raw_record(data, key=BUSINESS_ID, offset=offset)
 
 
 def ready(*lines: JournalLineV1) -> JournalReadyV1:

@@ -9,13 +9,24 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import MetaData, text
 
+from ledgerlink.shared.config import KafkaSettings
 from ledgerlink.shared.db import Database, create_engine
+from ledgerlink.shared.envelope import CloudEvent
+from ledgerlink.shared.events import EventData
+from ledgerlink.shared.messaging.consumer import EventConsumer
+from ledgerlink.shared.messaging.dead_letters import DeadLetter, DeadLetterPublisher, RawRecord
+from ledgerlink.shared.messaging.inbox import Inbox
+from ledgerlink.shared.messaging.outbox import Outbox
+from ledgerlink.shared.messaging.tables import MessagingTables
+from ledgerlink.shared.metrics import MessagingMetrics
 from ledgerlink.shared.migrations import upgrade_to_head
 from ledgerlink.shared.testing import (
     KafkaBackend,
@@ -137,3 +148,61 @@ class LazyPostgresDatabase:
         """Drop the database if it was made."""
         if self._backend is not None and self._url is not None:
             await self._backend.drop_database(self._url)
+
+
+@dataclass
+class StandInProcess:
+    """The parts of :class:`~ledgerlink.shared.runtime.ProcessContext` that a service's
+    ``register_kafka_handlers`` uses, without a broker: consumers run against a real
+    store, dead letters are collected in a list, subscriptions are recorded."""
+
+    db: Database
+    tables: MessagingTables
+    source: str
+    handler_attempts: int = 2
+    consumers: list[EventConsumer] = field(default_factory=list)
+    subscriptions: list[tuple[str, str]] = field(default_factory=list)
+    documented: list[type[EventData]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    @property
+    def outbox(self) -> Outbox:
+        return Outbox(self.tables, source=self.source)
+
+    def consumer(self, group: str) -> EventConsumer:
+        metrics = MessagingMetrics(CollectorRegistry())
+
+        async def publish(letter: DeadLetter) -> None:
+            self.dead_letters.append(letter)
+
+        consumer = EventConsumer(
+            name=group,
+            db=self.db,
+            inbox=Inbox(self.tables, group),
+            dead_letters=DeadLetterPublisher(publish, metrics, consumer=group),
+            settings=KafkaSettings(handler_attempts=self.handler_attempts, retry_backoff_seconds=0),
+            metrics=metrics,
+        )
+        self.consumers.append(consumer)
+        return consumer
+
+    def subscribe(self, consumer: EventConsumer, topic: str) -> None:
+        self.subscriptions.append((consumer.name, topic))
+
+    def document_publication(self, *models: type[EventData]) -> None:
+        self.documented.extend(models)
+
+
+def raw_record(
+    data: EventData, *, key: str, offset: int = 0, source: str = "ledgerlink/test"
+) -> RawRecord:
+    """``data`` as the consumer would receive it from its topic."""
+    envelope = CloudEvent.new(source=source, type=data.EVENT_TYPE)
+    return RawRecord(
+        topic=str(data.TOPIC),
+        partition=0,
+        offset=offset,
+        key=key.encode(),
+        value=data.model_dump_json().encode(),
+        headers=envelope.to_headers(),
+    )
