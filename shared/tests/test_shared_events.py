@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import date
 from typing import Any
 
 import pytest
@@ -12,13 +13,18 @@ from pydantic import ValidationError
 from ledgerlink.shared.events import (
     ALL_IMPORT_SCOPES,
     EVENT_TYPES,
+    AccountDifferenceV1,
     ActivationRequestedV1,
     ConnectionActivatedV1,
     ConnectionRejectedV1,
     Country,
     EventData,
+    ImportCompletedV1,
+    ImportCountsV1,
+    ImportFailedV1,
     ImportQueuedV1,
     ImportRequestedV1,
+    ImportStartedV1,
     JournalAcceptedV1,
     JournalLineV1,
     JournalProblemV1,
@@ -26,6 +32,7 @@ from ledgerlink.shared.events import (
     JournalRejectedV1,
     Product,
     Provider,
+    ReportsReadyV1,
 )
 from ledgerlink.shared.topics import PARTITIONS, Topic
 
@@ -81,6 +88,53 @@ SAMPLES: dict[type[EventData], EventData] = {
         scope=ALL_IMPORT_SCOPES,
         trigger="import_requested",
     ),
+    ImportStartedV1: ImportStartedV1(
+        import_id=IMPORT_ID,
+        connection_id=None,
+        business_id="",
+        provider=Provider.SAF_T,
+        attempt=1,
+    ),
+    ImportCompletedV1: ImportCompletedV1(
+        import_id=IMPORT_ID,
+        connection_id=CONNECTION_ID,
+        business_id="999999999",
+        company_name="Selskapet AS",
+        provider=Provider.SAF_T,
+        outcome="imported",
+        fiscal_year_start=date(2015, 1, 1),
+        fiscal_year_end=date(2015, 12, 31),
+        counts=ImportCountsV1(accounts=4, dimensions=3, objects=4, vouchers=2, lines=5),
+        periods=("2015-01", "2015-12"),
+        reconciliation_status="differences",
+        differences=(
+            AccountDifferenceV1(
+                account="4000",
+                opening="0.00",
+                movements="10000.00",
+                computed_closing="10000.00",
+                source_closing="0.00",
+                difference="10000.00",
+            ),
+        ),
+    ),
+    ImportFailedV1: ImportFailedV1(
+        import_id=IMPORT_ID,
+        connection_id=None,
+        business_id="556036-0793",
+        provider=Provider.SIE,
+        reason_code="unbalanced_voucher",
+        message="voucher series 'A' number '7' dated 2024-03-01 does not balance",
+        location="2024.se line 120",
+    ),
+    ReportsReadyV1: ReportsReadyV1(
+        import_id=IMPORT_ID,
+        business_id="556036-0793",
+        fiscal_year_start=date(2024, 1, 1),
+        fiscal_year_end=date(2024, 12, 31),
+        periods=("2024-01",),
+        reports=("/v1/companies/556036-0793/trial-balance",),
+    ),
     JournalReadyV1: JournalReadyV1(
         journal_id="payroll-2024-03-001",
         source="nmbrs",
@@ -133,7 +187,7 @@ def test_event_type_and_topic(model: type[EventData]) -> None:
 def test_event_types_are_unique() -> None:
     event_types = [model.EVENT_TYPE for model in EVENT_TYPES.values()]
 
-    assert len(event_types) == len(set(event_types)) == len(EVENT_TYPES) == 8
+    assert len(event_types) == len(set(event_types)) == len(EVENT_TYPES) == 12
 
 
 @pytest.mark.parametrize("model", list(EVENT_TYPES.values()), ids=lambda m: m.__name__)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import date
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
@@ -156,6 +157,102 @@ class ImportQueuedV1(EventData):
     trigger: Literal["connection_activated", "import_requested"]
 
 
+class ImportCountsV1(BaseModel):
+    """How much of the books an import holds."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    accounts: int
+    dimensions: int
+    objects: int
+    vouchers: int
+    lines: int
+
+
+class AccountDifferenceV1(BaseModel):
+    """An account whose opening balance + movements is not the source's closing balance.
+
+    Amounts are decimal strings, debit positive.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    account: str
+    opening: str
+    movements: str
+    computed_closing: str
+    source_closing: str
+    difference: str
+
+
+class ImportStartedV1(EventData):
+    """An import job began running (again, after an interrupted attempt: ``attempt`` > 1)."""
+
+    EVENT_TYPE: ClassVar[str] = "ledgerlink.import.started.v1"
+    TOPIC: ClassVar[Topic] = Topic.IMPORTS
+
+    import_id: uuid.UUID
+    connection_id: uuid.UUID | None
+    #: Empty when the business is only known once the file has been read.
+    business_id: str = Field(max_length=32)
+    provider: Provider
+    attempt: int
+
+
+class ImportCompletedV1(EventData):
+    """An import finished; its data is committed (or it was the same file again)."""
+
+    EVENT_TYPE: ClassVar[str] = "ledgerlink.import.completed.v1"
+    TOPIC: ClassVar[Topic] = Topic.IMPORTS
+
+    import_id: uuid.UUID
+    connection_id: uuid.UUID | None
+    business_id: BusinessIdText
+    company_name: NonEmpty
+    provider: Provider
+    #: "imported", "replaced" (the year held older data) or "unchanged" (same file).
+    outcome: Literal["imported", "replaced", "unchanged"]
+    fiscal_year_start: date
+    fiscal_year_end: date
+    counts: ImportCountsV1
+    #: The fiscal year's periods, YYYY-MM.
+    periods: tuple[Period, ...]
+    reconciliation_status: Literal["balanced", "differences", "not_available"]
+    differences: tuple[AccountDifferenceV1, ...] = ()
+    notice_count: int = 0
+
+
+class ImportFailedV1(EventData):
+    """An import was refused or could not run; nothing of it was committed."""
+
+    EVENT_TYPE: ClassVar[str] = "ledgerlink.import.failed.v1"
+    TOPIC: ClassVar[Topic] = Topic.IMPORTS
+
+    import_id: uuid.UUID
+    connection_id: uuid.UUID | None
+    business_id: str = Field(max_length=32)
+    provider: Provider
+    reason_code: NonEmpty
+    message: str = Field(min_length=1, max_length=2000)
+    #: Where in the file (name, line or XML element path), when the problem has a place.
+    location: str | None = Field(default=None, max_length=1000)
+
+
+class ReportsReadyV1(EventData):
+    """Trial balance, P&L and balance sheet can be read for these periods."""
+
+    EVENT_TYPE: ClassVar[str] = "ledgerlink.reports.ready.v1"
+    TOPIC: ClassVar[Topic] = Topic.IMPORTS
+
+    import_id: uuid.UUID
+    business_id: BusinessIdText
+    fiscal_year_start: date
+    fiscal_year_end: date
+    periods: tuple[Period, ...]
+    #: Paths on the importer's HTTP API, e.g. /v1/companies/{business_id}/trial-balance.
+    reports: tuple[str, ...]
+
+
 class JournalLineV1(BaseModel):
     """One journal line; amounts are decimal strings ("1234.50"), never floats."""
 
@@ -233,6 +330,10 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         ConnectionRejectedV1,
         ImportRequestedV1,
         ImportQueuedV1,
+        ImportStartedV1,
+        ImportCompletedV1,
+        ImportFailedV1,
+        ReportsReadyV1,
         JournalReadyV1,
         JournalAcceptedV1,
         JournalRejectedV1,

@@ -17,7 +17,7 @@ class ImportJobPublic(BaseModel):
     """An import job as operators see it."""
 
     id: uuid.UUID
-    connection_id: uuid.UUID
+    connection_id: uuid.UUID | None
     business_id: str
     provider: str
     scope: list[str]

@@ -122,6 +122,43 @@ class ImportService:
             event_id=event_id,
         )
 
+    async def file_uploaded(
+        self,
+        *,
+        import_id: uuid.UUID,
+        provider: Provider,
+        file_location: str,
+        filename: str,
+        business_id: str | None,
+        connection_id: uuid.UUID | None = None,
+    ) -> ImportJob:
+        """Queue the import of a file uploaded directly (HTTP or CLI), not by an event.
+
+        ``business_id`` is what the uploader says the books are; the runner refuses a
+        file holding another company's books. None: whatever company the file holds.
+        No ``import.queued`` is sent (that contract names a connection and an event
+        trigger); ``import.started`` follows when a runner takes the job.
+        """
+        job = await self._jobs.add(
+            ImportJob(
+                id=import_id,
+                connection_id=connection_id,
+                business_id=business_id or "",
+                provider=provider.value,
+                scope=list(ALL_IMPORT_SCOPES),
+                trigger=ImportTrigger.UPLOAD,
+                status=ImportStatus.QUEUED,
+                file_location=file_location,
+                filename=filename[:300],
+                requested_event_id=f"upload:{import_id}",
+            )
+        )
+        logger.info(
+            "file import queued",
+            extra={"import_id": str(import_id), "provider": provider.value, "file": filename},
+        )
+        return job
+
     async def _queue(
         self,
         *,
@@ -149,7 +186,7 @@ class ImportService:
             self._session,
             ImportQueuedV1(
                 import_id=job.id,
-                connection_id=job.connection_id,
+                connection_id=connection_id,
                 business_id=business_id,
                 provider=provider,
                 scope=scope,

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from enum import StrEnum
 
-from sqlalchemy import JSON, Column, DateTime, Index
+from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, UniqueConstraint, Uuid
 from sqlalchemy import Enum as SqlEnum
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from ledgerlink.shared.db import Money
 from ledgerlink.shared.messaging.tables import define_messaging_tables
 
 
@@ -20,6 +22,9 @@ class ImporterModel(SQLModel, registry=registry()):
 
 metadata = ImporterModel.metadata
 messaging = define_messaging_tables(metadata)
+
+
+_Date = date  # for tables with a column named ``date``
 
 
 def _now() -> datetime:
@@ -40,6 +45,7 @@ class ImportTrigger(StrEnum):
 
     CONNECTION_ACTIVATED = "connection_activated"
     IMPORT_REQUESTED = "import_requested"
+    UPLOAD = "upload"
 
 
 class Connection(ImporterModel, table=True):
@@ -65,7 +71,8 @@ class ImportJob(ImporterModel, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     #: No foreign key: an import request may arrive before the connection's activation.
-    connection_id: uuid.UUID = Field(index=True)
+    #: None for a file uploaded directly (HTTP or CLI) without a connection.
+    connection_id: uuid.UUID | None = Field(default=None, index=True)
     business_id: str = Field(max_length=32)
     provider: str = Field(max_length=32)
     #: Parts of the books to import, in canonical order (see ``ImportScope``).
@@ -88,11 +95,207 @@ class ImportJob(ImporterModel, table=True):
     )
     #: For file providers: where the uploaded file can be read.
     file_location: str | None = Field(default=None, max_length=300)
-    #: The event that asked for the job (an activation or an import request).
+    #: The event that asked for the job (an activation or an import request), or
+    #: "upload:<id>" for a direct upload.
     requested_event_id: str = Field(max_length=200, unique=True)
+    #: The file's name as uploaded, and the SHA-256 of its content (set when it is read).
+    filename: str | None = Field(default=None, max_length=300)
+    content_hash: str | None = Field(default=None, max_length=64, index=True)
+    #: What the import did: "imported", "replaced" (a year held before), "unchanged"
+    #: (the same file was imported before).
+    outcome: str | None = Field(default=None, max_length=16)
+    company_id: uuid.UUID | None = None
+    fiscal_year_start: date | None = None
+    fiscal_year_end: date | None = None
+    #: Lines read so far (progress; committed separately from the import's data).
+    progress_lines: int = 0
+    #: {"accounts": n, "dimensions": n, "objects": n, "vouchers": n, "lines": n}
+    counts: dict[str, int] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    periods: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    #: "balanced", "differences" or "not_available".
+    reconciliation_status: str | None = Field(default=None, max_length=16)
+    differences: list[dict[str, str]] | None = Field(
+        default=None, sa_column=Column(JSON, nullable=True)
+    )
+    notices: list[dict[str, str]] | None = Field(
+        default=None, sa_column=Column(JSON, nullable=True)
+    )
+    error_code: str | None = Field(default=None, max_length=64)
+    error_message: str | None = Field(default=None, max_length=2000)
+    attempts: int = 0
+    #: A runner holds the job until this time and extends it while working; a job left
+    #: "running" past it (its runner died) is taken over and run again.
+    lease_expires_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    started_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    finished_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
     created_at: datetime = Field(
         default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
     updated_at: datetime = Field(
         default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
+
+
+# --------------------------------------------------------------------- accounting store
+#
+# One company's books: the chart, dimensions and their objects are the company's; vouchers,
+# lines and balances belong to one fiscal year, so that a newer file for that year replaces
+# exactly that year (delete by fiscal_year_id, then insert, in one transaction).
+# Amounts are Money: NUMERIC(18, 2) on PostgreSQL, exact decimal text on SQLite.
+
+
+class Company(ImporterModel, table=True):
+    """Whose books these are."""
+
+    __tablename__ = "companies"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    business_id: str = Field(max_length=32, unique=True)
+    country: str = Field(max_length=2)
+    name: str = Field(max_length=300)
+    currency: str = Field(max_length=3)
+    #: The chart the accounts follow (BAS, EUBAS97, NO-standard ...): classifies reports.
+    chart: str = Field(max_length=32)
+    created_at: datetime = Field(
+        default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+class FiscalYear(ImporterModel, table=True):
+    """A company's fiscal year and the import whose data it holds now."""
+
+    __tablename__ = "fiscal_years"
+    __table_args__ = (
+        UniqueConstraint("company_id", "start", name="uq_fiscal_years_company_start"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    company_id: uuid.UUID = Field(foreign_key="companies.id")
+    start: date
+    end: date
+    #: The import that wrote this year's vouchers and balances.
+    import_id: uuid.UUID
+    content_hash: str = Field(max_length=64)
+    source_format: str = Field(max_length=16)
+    source_generated_on: date | None = None
+
+
+class Account(ImporterModel, table=True):
+    """An account of a company's chart."""
+
+    __tablename__ = "accounts"
+
+    company_id: uuid.UUID = Field(foreign_key="companies.id", primary_key=True)
+    number: str = Field(max_length=32, primary_key=True)
+    name: str = Field(max_length=300)
+    account_type: str | None = Field(default=None, max_length=16)
+    #: SAF-T standard account / grouping code.
+    standard_code: str | None = Field(default=None, max_length=32)
+    sru_code: str | None = Field(default=None, max_length=16)
+
+
+class Dimension(ImporterModel, table=True):
+    """A dimension: cost centre, cost unit, project, or another the source defines."""
+
+    __tablename__ = "dimensions"
+
+    company_id: uuid.UUID = Field(foreign_key="companies.id", primary_key=True)
+    dimension_id: str = Field(max_length=32, primary_key=True)
+    name: str = Field(max_length=300)
+    kind: str = Field(max_length=16)
+
+
+class DimensionObject(ImporterModel, table=True):
+    """One object of a dimension (one cost centre, one project ...)."""
+
+    __tablename__ = "dimension_objects"
+
+    company_id: uuid.UUID = Field(foreign_key="companies.id", primary_key=True)
+    dimension_id: str = Field(max_length=32, primary_key=True)
+    object_id: str = Field(max_length=64, primary_key=True)
+    name: str = Field(max_length=300)
+
+
+class Voucher(ImporterModel, table=True):
+    """A voucher; ``voucher_no`` is its position in the import (the key lines refer to)."""
+
+    __tablename__ = "vouchers"
+
+    fiscal_year_id: uuid.UUID = Field(
+        sa_column=Column(
+            Uuid(), ForeignKey("fiscal_years.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    voucher_no: int = Field(primary_key=True)
+    series: str = Field(max_length=32)
+    number: str = Field(max_length=64)
+    date: _Date
+    period: _Date
+    text: str = Field(max_length=1000)
+    #: The source's own id (SIE series+number, SAF-T JournalID/TransactionID).
+    source_id: str = Field(max_length=200)
+
+
+class VoucherLine(ImporterModel, table=True):
+    """A voucher row: account, signed amount (debit positive), text, dimension objects."""
+
+    __tablename__ = "voucher_lines"
+
+    fiscal_year_id: uuid.UUID = Field(
+        sa_column=Column(
+            Uuid(), ForeignKey("fiscal_years.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    voucher_no: int = Field(primary_key=True)
+    line_no: int = Field(primary_key=True)
+    account: str = Field(max_length=32)
+    amount: Decimal = Field(sa_column=Column(Money(), nullable=False))
+    text: str = Field(max_length=1000)
+    #: "dimension=object" pairs joined by ";" (e.g. "1=100;6=P1"); "" for none.
+    objects: str = Field(max_length=1000)
+
+
+class PeriodBalance(ImporterModel, table=True):
+    """An account's debit and credit turnover in one period, in total or for one object.
+
+    ``dimension_id``/``object_id`` are "" for the account's total. Kept at import so that
+    reports read a few rows per account, however many lines the ledger has.
+    """
+
+    __tablename__ = "period_balances"
+
+    fiscal_year_id: uuid.UUID = Field(
+        sa_column=Column(
+            Uuid(), ForeignKey("fiscal_years.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    period: date = Field(primary_key=True)
+    account: str = Field(max_length=32, primary_key=True)
+    dimension_id: str = Field(max_length=32, primary_key=True)
+    object_id: str = Field(max_length=64, primary_key=True)
+    debit: Decimal = Field(sa_column=Column(Money(), nullable=False))
+    credit: Decimal = Field(sa_column=Column(Money(), nullable=False))
+
+
+class SourceBalance(ImporterModel, table=True):
+    """An account's opening and closing balance for the year as the source reported them."""
+
+    __tablename__ = "source_balances"
+
+    fiscal_year_id: uuid.UUID = Field(
+        sa_column=Column(
+            Uuid(), ForeignKey("fiscal_years.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    account: str = Field(max_length=32, primary_key=True)
+    opening: Decimal | None = Field(default=None, sa_column=Column(Money(), nullable=True))
+    closing: Decimal | None = Field(default=None, sa_column=Column(Money(), nullable=True))

@@ -13,7 +13,7 @@ from sqlalchemy import Enum as SqlEnum
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from ledgerlink.journal_exporter.storage.types import Money
+from ledgerlink.shared.db import Money
 from ledgerlink.shared.messaging.tables import define_messaging_tables
 
 

@@ -42,7 +42,7 @@ def upgrade() -> None:
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('consumer', 'event_id')
     )
-    # Amounts are storage.types.Money: NUMERIC(18, 2), exact decimal text on SQLite.
+    # Amounts are ledgerlink.shared.db.Money: NUMERIC(18, 2), exact decimal text on SQLite.
     op.create_table('journals',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('journal_id', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
