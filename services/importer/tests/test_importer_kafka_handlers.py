@@ -21,9 +21,13 @@ from ledgerlink.shared.events import (
     ConnectionActivatedV1,
     ConnectionRejectedV1,
     EventData,
+    ImportCompletedV1,
+    ImportFailedV1,
     ImportQueuedV1,
     ImportRequestedV1,
+    ImportStartedV1,
     Provider,
+    ReportsReadyV1,
 )
 from ledgerlink.shared.messaging.consumer import EventConsumer, Outcome
 from ledgerlink.shared.messaging.dead_letters import DeadLetter, RawRecord
@@ -71,7 +75,13 @@ async def test_one_group_reads_both_topics_and_documents_import_queued(db: Datab
         ("ledgerlink-importer", Topic.CONNECTIONS),
         ("ledgerlink-importer", Topic.IMPORT_REQUESTS),
     ]
-    assert process.documented == [ImportQueuedV1]
+    assert process.documented == [
+        ImportQueuedV1,
+        ImportStartedV1,
+        ImportCompletedV1,
+        ImportFailedV1,
+        ReportsReadyV1,
+    ]
 
 
 async def test_activation_is_processed_once(db: Database) -> None:

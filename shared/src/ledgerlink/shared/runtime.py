@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from fastapi import FastAPI, Response
@@ -47,6 +47,16 @@ from ledgerlink.shared.telemetry import configure_logging, configure_tracing
 logger = logging.getLogger(__name__)
 
 
+class BackgroundWorker(Protocol):
+    """A task that runs for the process's lifetime."""
+
+    def start(self) -> None:
+        """Start working (in the running event loop)."""
+
+    async def stop(self) -> None:
+        """Finish or abandon the current piece of work and return."""
+
+
 @dataclass
 class ProcessContext:
     """Everything a service process holds for its lifetime."""
@@ -63,6 +73,16 @@ class ProcessContext:
     tracer_provider: TracerProvider
     http_client: httpx.AsyncClient
     consumers: list[EventConsumer] = field(default_factory=list)
+    #: Long-running tasks of the service (import runners ...), started after the broker
+    #: and stopped before it.
+    workers: list[BackgroundWorker] = field(default_factory=list)
+    #: Called after each consumed event's transaction commits (besides waking the relay).
+    commit_listeners: list[Callable[[], None]] = field(default_factory=list)
+
+    def _committed(self) -> None:
+        self.relay.wake()
+        for listener in self.commit_listeners:
+            listener()
 
     def consumer(self, group: str) -> EventConsumer:
         """A consumer for consumer group ``group`` writing to this process's store."""
@@ -75,7 +95,7 @@ class ProcessContext:
             ),
             settings=self.config.kafka,
             metrics=self.metrics,
-            on_commit=self.relay.wake,
+            on_commit=self._committed,
         )
         self.consumers.append(consumer)
         return consumer
@@ -159,6 +179,8 @@ def create_service_app(
         await process.broker.start()
         if config.outbox.relay_enabled:
             process.relay.start()
+        for worker in process.workers:
+            worker.start()
         logger.info(
             "service started",
             extra={"bootstrap_servers": config.kafka.bootstrap_servers, "port": config.http.port},
@@ -166,6 +188,8 @@ def create_service_app(
         try:
             yield
         finally:
+            for worker in process.workers:
+                await worker.stop()
             await process.relay.stop()
             await process.broker.stop()
             await process.http_client.aclose()

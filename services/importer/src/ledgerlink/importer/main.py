@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import FastAPI
 
 from ledgerlink.importer.config import Config
 from ledgerlink.importer.handlers.http import register_http_routes
 from ledgerlink.importer.handlers.kafka import register_kafka_handlers
+from ledgerlink.importer.services.ledger_import import ImportSettings, LedgerImportService
+from ledgerlink.importer.services.runner import ImportRunner
+from ledgerlink.importer.storage.files import FileArea
 from ledgerlink.importer.storage.models import messaging, metadata
 from ledgerlink.shared.runtime import ProcessContext, create_service_app
 
@@ -20,8 +25,24 @@ def create_app(config: Config | None = None) -> FastAPI:
     config = config or Config()
 
     def register(process: ProcessContext, app: FastAPI) -> None:
+        imports = LedgerImportService(
+            process.db,
+            process.outbox,
+            FileArea(config.files_dir, extra_roots=config.file_roots),
+            ImportSettings(
+                lease=timedelta(seconds=config.import_lease_seconds),
+                max_attempts=config.import_max_attempts,
+                batch_lines=config.import_batch_lines,
+            ),
+        )
+        runner = ImportRunner(
+            imports, workers=config.import_workers, poll_seconds=config.import_poll_seconds
+        )
+        if config.import_workers:
+            process.workers.append(runner)
+            process.commit_listeners.append(runner.wake)
         register_kafka_handlers(process, config)
-        register_http_routes(process, app)
+        register_http_routes(process, app, config, imports, on_queued=runner.wake)
 
     return create_service_app(
         service_name=SERVICE_NAME,
@@ -30,5 +51,8 @@ def create_app(config: Config | None = None) -> FastAPI:
         metadata=metadata,
         tables=messaging,
         register=register,
-        description="Import jobs: one per activated connection and per import request.",
+        description=(
+            "Import jobs (activations, import requests, uploads), the imported books "
+            "(SIE 4, SAF-T) and their reports: trial balance, P&L, balance sheet."
+        ),
     )

@@ -10,8 +10,12 @@ from ledgerlink.importer.services.imports import ImportService
 from ledgerlink.shared.events import (
     ConnectionActivatedV1,
     ConnectionRejectedV1,
+    ImportCompletedV1,
+    ImportFailedV1,
     ImportQueuedV1,
     ImportRequestedV1,
+    ImportStartedV1,
+    ReportsReadyV1,
 )
 from ledgerlink.shared.messaging.consumer import ReceivedEvent
 from ledgerlink.shared.runtime import ProcessContext
@@ -44,4 +48,6 @@ def register_kafka_handlers(process: ProcessContext, config: Config) -> None:
     consumer.ignore(ConnectionRejectedV1.EVENT_TYPE)
     process.subscribe(consumer, Topic.CONNECTIONS)
     process.subscribe(consumer, Topic.IMPORT_REQUESTS)
-    process.document_publication(ImportQueuedV1)
+    process.document_publication(
+        ImportQueuedV1, ImportStartedV1, ImportCompletedV1, ImportFailedV1, ReportsReadyV1
+    )
