@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -71,6 +72,11 @@ async def stack(
                 "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{otlp_receiver.url}/v1/traces",
                 "OTEL_BSP_SCHEDULE_DELAY": "200",
                 "LOG_LEVEL": "INFO",
+                # The importer keeps uploads under the test's directory and may read
+                # files dropped in <tmp>/drop (import.requested file locations).
+                "LEDGERLINK_IMPORTER_FILES_DIR": str(tmp_path / "importer-files"),
+                "LEDGERLINK_IMPORTER_FILE_ROOTS": json.dumps([str(tmp_path / "drop")]),
+                "LEDGERLINK_IMPORTER_IMPORT_POLL_SECONDS": "0.5",
             },
             log_dir=tmp_path / "logs",
         )

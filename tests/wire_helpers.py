@@ -29,7 +29,11 @@ def free_port() -> int:
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T | None]], *, timeout: float = 30.0, what: str = "condition"
+    probe: Callable[[], Awaitable[T | None]],
+    *,
+    timeout: float = 30.0,
+    what: str = "condition",
+    interval: float = 0.1,
 ) -> T:
     """Poll ``probe`` until it returns something other than None (for state only
     observable by asking, such as a row over HTTP); fail after ``timeout``."""
@@ -40,7 +44,7 @@ async def eventually(
             return result
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(interval)
 
 
 @dataclass(frozen=True)
