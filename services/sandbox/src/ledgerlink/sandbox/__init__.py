@@ -1,0 +1,1 @@
+"""Ledgerlink sandbox: local stand-ins for the vendor APIs (dev, demo and tests only)."""

@@ -1,0 +1,1 @@
+"""Vendor stand-ins: one module per vendor, each exposing ``mount(app, world)``."""
