@@ -1,0 +1,1000 @@
+"""24SevenOffice connector: SOAP for the integration user's clients and master data, REST for
+transactions.
+
+Which API for what, and why:
+
+* **SOAP** (``authenticate.asmx``, AccountService, TransactionService) with the integration
+  user's username and password (seed 004: one integration user per accounting firm, invited
+  to every client to reconcile). ``Login`` gives a session (cookie ``ASP.NET_SessionId``);
+  ``GetIdentities`` lists the clients (:meth:`TwentyFourConnector.list_companies`) and
+  ``SetIdentityById`` switches between them (:meth:`TwentyFourConnector.select_company`).
+  Accounts, user-defined dimensions, fiscal years with their locks and the transaction types
+  (the "Transaction Type" choice that appears once the credentials are accepted) are read over
+  the same session: they are small, and SOAP needs nothing but the integration user.
+* **REST** (``/v1``, client credentials with ``login_organization`` = the selected client) for
+  transaction lines and postings. ``GET /transactionlines`` pages with ``Link: rel="next"``,
+  so a ledger of a million lines is read in bounded memory, whereas SOAP ``GetTransactions``
+  answers a whole date range in one document. ``POST /transactions`` checks balance per date
+  and open periods and answers structured errors with a ``trackingId`` for support, where
+  ``SaveBundleList`` only says ``NotSaved`` with a text.
+
+Sessions expire: a SOAP call answered "not authenticated" logs in again once and is repeated;
+a REST 401 fetches a new token once and repeats. Logins are throttled by the vendor, so the
+session is kept and reused, never renewed pre-emptively. Passwords, the ApplicationId, the
+session id and tokens are ``SecretStr`` or private attributes and never reach a log line or an
+exception message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import json
+import logging
+import time
+import xml.etree.ElementTree as ET  # building only; parsing goes through defusedxml
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any, ClassVar, Final
+
+import defusedxml.ElementTree as SafeET
+import httpx
+from defusedxml import DefusedXmlException
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from ledgerlink.connectors.base import LedgerConnector
+from ledgerlink.connectors.errors import (
+    AccessNotEnabled,
+    AuthenticationFailed,
+    ConnectorError,
+    DuplicateData,
+    InvalidData,
+    NotFound,
+    PeriodLocked,
+    RateLimited,
+    VendorUnavailable,
+)
+from ledgerlink.connectors.http import RateBudget, RetryPolicy, VendorHttpClient
+from ledgerlink.connectors.models import (
+    Account,
+    AccountType,
+    Company,
+    Dimension,
+    DimensionKind,
+    DimensionObject,
+    JournalPosting,
+    Period,
+    PostedJournal,
+    SyncCursor,
+    Voucher,
+    VoucherLine,
+    VoucherPage,
+)
+
+__all__ = [
+    "TransactionType",
+    "TwentyFourConnector",
+    "TwentyFourSettings",
+]
+
+logger = logging.getLogger(__name__)
+
+VENDOR: Final = "twentyfour"
+SOAP_NS: Final = "http://24sevenOffice.com/webservices"
+SOAP_ENV: Final = "http://schemas.xmlsoap.org/soap/envelope/"
+SESSION_COOKIE: Final = "ASP.NET_SessionId"
+MAX_TRANSACTION_LINES: Final = 1000
+
+_AUTH_SERVICE: Final = "authenticate/v001/authenticate.asmx"
+_ACCOUNT_SERVICE: Final = "Economy/Account/V004/Accountservice.asmx"
+_TRANSACTION_SERVICE: Final = "Economy/Accounting/V001/TransactionService.asmx"
+
+# 24SevenOffice names the cost centre "department"; cost units are a user-defined dimension.
+_KIND_OF_KEY: Final[Mapping[str, DimensionKind]] = {
+    "department": "cost_centre",
+    "project": "project",
+    "unit": "cost_unit",
+}
+_KEY_OF_KIND: Final = {"cost_centre": "department", "cost_unit": "unit", "project": "project"}
+
+
+class TwentyFourSettings(BaseModel):
+    """How to reach one 24SevenOffice integration user (and, for transactions, the REST API)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    application_id: SecretStr = Field(description="The integrator's SOAP ApplicationId.")
+    username: str = Field(description="The integration user's login (an e-mail address).")
+    password: SecretStr = Field(description="The integration user's password.")
+    client: str | None = Field(
+        default=None,
+        description="The client (Company.external_id) to work on; None: the user's default.",
+    )
+    rest_client_id: SecretStr | None = Field(
+        default=None, description="REST API client id (needed for vouchers and postings)."
+    )
+    rest_client_secret: SecretStr | None = Field(default=None, description="REST client secret.")
+    organization: str | None = Field(
+        default=None,
+        description="REST login_organization; None: the selected client's id.",
+    )
+    audience: str = Field(default="https://api.24sevenoffice.com", description="Token audience.")
+    transaction_type: int | None = Field(
+        default=None,
+        description="The transaction type (No) postings get: the choice seed 004 shows.",
+    )
+    soap_base_url: str = Field(
+        default="https://api.24sevenoffice.com", description="Base URL of the SOAP services."
+    )
+    rest_base_url: str = Field(
+        default="https://rest.api.24sevenoffice.com/v1", description="Base URL of the REST API."
+    )
+    token_url: str = Field(
+        default="https://login.24sevenoffice.com/oauth/token", description="OAuth token URL."
+    )
+    sync_from: dt.date | None = Field(
+        default=None, description="First date of voucher history; None: first fiscal year."
+    )
+    page_size: int = Field(default=500, ge=1, le=1000, description="Lines per REST page.")
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    retry: RetryPolicy = Field(
+        default_factory=RetryPolicy, description="Retries of 429/5xx and dropped connections."
+    )
+
+
+class TransactionType(BaseModel):
+    """A 24SevenOffice transaction type (bilagsart): what a posted journal is booked as."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    no: int
+    title: str
+
+
+class _SoapFaultError(Exception):
+    """A SOAP fault, before it is mapped to a ConnectorError."""
+
+    def __init__(self, code: str, message: str, status: int, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _q(name: str) -> str:
+    return f"{{{SOAP_NS}}}{name}"
+
+
+def _child_text(element: ET.Element, name: str) -> str:
+    child = element.find(_q(name))
+    return (child.text or "").strip() if child is not None else ""
+
+
+def _bool(text: str) -> bool:
+    return text.strip().lower() == "true"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _account_type(number: str) -> AccountType | None:
+    """The type implied by the Norwegian standard chart (NS 4102) for an account number."""
+    if not number.isdigit():
+        return None
+    if number.startswith("1"):
+        return "asset"
+    if number.startswith("20"):
+        return "equity"
+    if number.startswith("2"):
+        return "liability"
+    if number.startswith("3"):
+        return "revenue"
+    if number[0] in "4567":
+        return "expense"
+    # Class 8 mixes financial income and costs and taxes: no single type.
+    return None
+
+
+def _encode_cursor(state: Mapping[str, Any]) -> SyncCursor:
+    raw = json.dumps(state, separators=(",", ":"), default=str).encode()
+    return SyncCursor(token=base64.urlsafe_b64encode(raw).decode())
+
+
+def _decode_cursor(cursor: SyncCursor) -> dict[str, Any]:
+    try:
+        state = json.loads(base64.urlsafe_b64decode(cursor.token.encode()))
+    except (ValueError, json.JSONDecodeError):
+        raise ValueError("not a 24SevenOffice sync cursor") from None
+    if not isinstance(state, dict) or state.get("v") != 1:
+        raise ValueError("not a 24SevenOffice sync cursor")
+    return state
+
+
+class TwentyFourConnector(LedgerConnector):
+    """24SevenOffice through the integration user (SOAP) and the REST API."""
+
+    vendor: ClassVar[str] = VENDOR
+
+    def __init__(
+        self,
+        settings: TwentyFourSettings,
+        *,
+        budget: RateBudget | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        # One pooled client for the three hosts (SOAP, REST, token): every URL is absolute.
+        # The session cookie is sent explicitly on SOAP calls only, never from a jar that
+        # would also hand it to the REST API and the token endpoint.
+        self._http = VendorHttpClient(
+            VENDOR,
+            settings.soap_base_url,
+            tenant=settings.client or "",
+            budget=budget,
+            retry=settings.retry,
+            timeout=settings.timeout_seconds,
+            transport=transport,
+        )
+        self._client: str | None = settings.client
+        self._session: SecretStr | None = None
+        self._session_client: str | None = None
+        self._session_lock = asyncio.Lock()
+        self._token: SecretStr | None = None
+        self._token_expires = 0.0
+        self._token_lock = asyncio.Lock()
+        self._identities: dict[str, str] = {}
+        self._transaction_type = settings.transaction_type
+        #: How many SOAP logins and REST tokens this connector made (for tests and metrics).
+        self.logins = 0
+        self.tokens = 0
+
+    def __repr__(self) -> str:
+        return f"TwentyFourConnector(username={self.settings.username!r}, client={self._client!r})"
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (the vendor session simply times out)."""
+        await self._http.aclose()
+
+    # ------------------------------------------------------------------------------------
+    # SOAP
+    # ------------------------------------------------------------------------------------
+
+    def _soap_url(self, service: str) -> str:
+        return f"{self.settings.soap_base_url.rstrip('/')}/{service}"
+
+    @staticmethod
+    def _envelope(operation: str, build: Any = None) -> bytes:
+        envelope = ET.Element(f"{{{SOAP_ENV}}}Envelope")
+        body = ET.SubElement(envelope, f"{{{SOAP_ENV}}}Body")
+        element = ET.SubElement(body, _q(operation))
+        if build is not None:
+            build(element)
+        return bytes(ET.tostring(envelope, encoding="utf-8", xml_declaration=True))
+
+    async def _soap_raw(
+        self, service: str, operation: str, body: bytes, session: SecretStr | None
+    ) -> ET.Element:
+        """One SOAP call: the operation's result element, or :class:`_SoapFaultError`."""
+        headers = {
+            "Content-Type": "text/xml; charset=utf-8",
+            "SOAPAction": f'"{SOAP_NS}/{operation}"',
+        }
+        if session is not None:
+            headers["Cookie"] = f"{SESSION_COOKIE}={session.get_secret_value()}"
+        # Every operation the connector calls over SOAP reads (Login included), so a
+        # request whose answer was lost can be repeated.
+        response = await self._http.post(
+            self._soap_url(service),
+            content=body,
+            headers=headers,
+            idempotent=True,
+            classify=lambda answer: _classify_soap(operation, answer),
+        )
+        try:
+            root = SafeET.fromstring(response.content)
+        except (ET.ParseError, DefusedXmlException, ValueError):
+            if response.status_code == 429:
+                raise RateLimited(
+                    VENDOR, "too many requests", retry_after=_retry_after(response)
+                ) from None
+            if response.status_code >= 500:
+                raise VendorUnavailable(
+                    VENDOR, f"{operation} failed", status=response.status_code
+                ) from None
+            raise InvalidData(
+                VENDOR,
+                f"{operation}: the answer is not a SOAP envelope",
+                status=response.status_code,
+            ) from None
+        body_element = root.find(f"{{{SOAP_ENV}}}Body")
+        if body_element is None or len(body_element) == 0:
+            raise InvalidData(VENDOR, f"{operation}: the answer has no SOAP body")
+        first = body_element[0]
+        if first.tag == f"{{{SOAP_ENV}}}Fault":
+            raise _SoapFaultError(
+                (first.findtext("faultcode") or "").strip(),
+                (first.findtext("faultstring") or "").strip(),
+                response.status_code,
+                _retry_after(response),
+            )
+        if response.status_code >= 400:
+            raise VendorUnavailable(VENDOR, f"{operation} failed", status=response.status_code)
+        if first.tag != _q(f"{operation}Response"):
+            raise InvalidData(VENDOR, f"{operation}: unexpected answer {first.tag}")
+        result = first.find(_q(f"{operation}Result"))
+        return result if result is not None else first
+
+    async def _login(self) -> None:
+        """Log in (into the selected client's identity if it is known) and keep the session."""
+        identity = self._identities.get(self._client) if self._client else None
+        settings = self.settings
+
+        def build(element: ET.Element) -> None:
+            credential = ET.SubElement(element, _q("credential"))
+            ET.SubElement(
+                credential, _q("ApplicationId")
+            ).text = settings.application_id.get_secret_value()
+            ET.SubElement(credential, _q("Username")).text = settings.username
+            ET.SubElement(credential, _q("Password")).text = settings.password.get_secret_value()
+            if identity:
+                ET.SubElement(credential, _q("IdentityId")).text = identity
+
+        self.logins += 1
+        logger.info("24SevenOffice: logging in as %s", settings.username)
+        try:
+            result = await self._soap_raw(
+                _AUTH_SERVICE, "Login", self._envelope("Login", build), None
+            )
+        except _SoapFaultError as fault:
+            raise self._map_fault("Login", fault) from None
+        session_id = (result.text or "").strip()
+        if not session_id:
+            raise AuthenticationFailed(VENDOR, "login refused: no session was given")
+        session = SecretStr(session_id)
+        try:
+            # Which client did the session land on? (With IdentityId, the selected one.)
+            self._parse_identities(
+                await self._soap_raw(
+                    _AUTH_SERVICE, "GetIdentities", self._envelope("GetIdentities"), session
+                )
+            )
+            if self._client is not None and self._session_client != self._client:
+                # First login of this connector: switch to the selected client (later
+                # logins name its identity directly).
+                wanted = self._identity_or_raise(self._client)
+                await self._soap_raw(
+                    _AUTH_SERVICE,
+                    "SetIdentityById",
+                    self._envelope("SetIdentityById", _identity_body(wanted)),
+                    session,
+                )
+                self._session_client = self._client
+        except _SoapFaultError as fault:
+            raise self._map_fault("Login", fault) from None
+        self._session = session
+
+    async def _ensure_session(self) -> SecretStr:
+        async with self._session_lock:
+            if self._session is None:
+                await self._login()
+            assert self._session is not None
+            return self._session
+
+    async def _soap(
+        self, service: str, operation: str, build: Any = None, *, relogin: bool = True
+    ) -> ET.Element:
+        """A SOAP call in the session; an expired session is renewed once and the call
+        repeated."""
+        body = self._envelope(operation, build)
+        session = await self._ensure_session()
+        try:
+            return await self._soap_raw(service, operation, body, session)
+        except _SoapFaultError as fault:
+            if not (relogin and self._is_unauthenticated(fault)):
+                raise self._map_fault(operation, fault) from None
+        logger.info("24SevenOffice: session expired during %s; logging in again", operation)
+        async with self._session_lock:
+            if self._session is None or self._session.get_secret_value() == (
+                session.get_secret_value()
+            ):
+                self._session = None
+                await self._login()
+            assert self._session is not None
+            session = self._session
+        try:
+            return await self._soap_raw(service, operation, body, session)
+        except _SoapFaultError as fault:
+            error = self._map_fault(operation, fault)
+            if self._is_unauthenticated(fault):
+                error = AuthenticationFailed(
+                    VENDOR,
+                    f"{operation}: the session was refused right after a new login",
+                    vendor_code=fault.code,
+                    vendor_message=fault.message,
+                    status=fault.status,
+                )
+            raise error from None
+
+    @staticmethod
+    def _is_unauthenticated(fault: _SoapFaultError) -> bool:
+        return fault.message.lower().startswith("not authenticated")
+
+    @staticmethod
+    def _map_fault(operation: str, fault: _SoapFaultError) -> ConnectorError:
+        """A SOAP fault as a vendor-neutral error; the fault string is kept as said."""
+        text = fault.message.lower()
+        details: dict[str, Any] = {
+            "vendor_code": fault.code or None,
+            "vendor_message": fault.message,
+            "status": fault.status,
+        }
+        if "too many" in text or fault.status == 429:
+            return RateLimited(
+                VENDOR,
+                f"{operation}: throttled by 24SevenOffice",
+                retry_after=fault.retry_after,
+                **details,
+            )
+        if (
+            text.startswith("not authenticated")
+            or "username or password" in text
+            or "applicationid" in text
+        ):
+            return AuthenticationFailed(VENDOR, f"{operation}: credentials refused", **details)
+        if "not enabled" in text or "no access" in text:
+            return AccessNotEnabled(VENDOR, f"{operation}: API access not enabled", **details)
+        if "identity" in text and "not available" in text:
+            return NotFound(VENDOR, f"{operation}: client not available to the user", **details)
+        if fault.status >= 500 and fault.code.endswith("Server"):
+            return VendorUnavailable(VENDOR, f"{operation}: 24SevenOffice failed", **details)
+        return InvalidData(VENDOR, f"{operation}: request refused", **details)
+
+    # ------------------------------------------------------------------------------------
+    # Clients (identities)
+    # ------------------------------------------------------------------------------------
+
+    async def _load_identities(self) -> list[tuple[str, Company]]:
+        return self._parse_identities(await self._soap(_AUTH_SERVICE, "GetIdentities"))
+
+    def _parse_identities(self, result: ET.Element) -> list[tuple[str, Company]]:
+        found: list[tuple[str, Company]] = []
+        for identity in result.findall(_q("Identity")):
+            client = identity.find(_q("Client"))
+            if client is None:
+                continue
+            client_id = _child_text(client, "Id")
+            identity_id = _child_text(identity, "Id")
+            self._identities[client_id] = identity_id
+            if _bool(_child_text(identity, "IsCurrent")):
+                self._session_client = client_id
+            found.append(
+                (
+                    identity_id,
+                    Company(
+                        external_id=client_id,
+                        business_id=_child_text(client, "OrganizationNumber") or None,
+                        name=_child_text(client, "Name"),
+                        currency=_child_text(client, "Currency") or "NOK",
+                    ),
+                )
+            )
+        return found
+
+    async def list_companies(self) -> list[Company]:
+        """The clients the integration user was invited to (its identities)."""
+        return [company for _identity, company in await self._load_identities()]
+
+    def _identity_or_raise(self, client: str) -> str:
+        identity = self._identities.get(client)
+        if identity is None:
+            raise NotFound(
+                VENDOR,
+                f"client {client} is not among the integration user's identities "
+                "(was the invitation accepted?)",
+            )
+        return identity
+
+    async def _switch_identity(self, client: str) -> None:
+        if client not in self._identities:
+            await self._load_identities()
+        identity = self._identity_or_raise(client)
+        if self._session_client == client:
+            return
+        await self._soap(_AUTH_SERVICE, "SetIdentityById", _identity_body(identity))
+        self._session_client = client
+
+    async def select_company(self, external_id: str) -> None:
+        """Work on another client from now on (SOAP identity and REST organization)."""
+        await self._ensure_session()
+        await self._switch_identity(external_id)
+        if self._client != external_id and self.settings.organization is None:
+            self._token = None  # the REST token is per organization
+        self._client = external_id
+
+    async def _ensure_client(self) -> None:
+        """The session is on the selected client (a re-login may have landed elsewhere)."""
+        await self._ensure_session()
+        if self._client is not None and self._session_client != self._client:
+            await self._switch_identity(self._client)
+
+    # ------------------------------------------------------------------------------------
+    # Master data (SOAP)
+    # ------------------------------------------------------------------------------------
+
+    async def read_transaction_types(self) -> list[TransactionType]:
+        """The transaction types to choose from for postings (seed 004's choice)."""
+        await self._ensure_client()
+        result = await self._soap(_TRANSACTION_SERVICE, "GetTransactionTypes")
+        return [
+            TransactionType(no=int(_child_text(item, "No")), title=_child_text(item, "Title"))
+            for item in result.findall(_q("TransactionType"))
+        ]
+
+    def select_transaction_type(self, no: int) -> None:
+        """The transaction type postings get from now on."""
+        self._transaction_type = no
+
+    async def read_accounts(self) -> list[Account]:
+        """The chart of accounts; the type follows the Norwegian standard chart."""
+        await self._ensure_client()
+        result = await self._soap(_ACCOUNT_SERVICE, "GetAccountList")
+        accounts = []
+        for item in result.findall(_q("AccountData")):
+            number = _child_text(item, "AccountNo")
+            active = _child_text(item, "IsActive")
+            accounts.append(
+                Account(
+                    number=number,
+                    name=_child_text(item, "AccountName"),
+                    type=_account_type(number),
+                    active=_bool(active) if active else True,
+                )
+            )
+        return accounts
+
+    async def read_dimensions(self) -> list[Dimension]:
+        """Departments, projects and user-defined dimensions with their values."""
+        await self._ensure_client()
+        result = await self._soap(_TRANSACTION_SERVICE, "GetUserDefinedDimensions")
+        dimensions = []
+        for item in result.findall(_q("UserDefinedDimension")):
+            values = item.find(_q("Values"))
+            objects = tuple(
+                DimensionObject(
+                    code=_child_text(value, "Value"),
+                    name=_child_text(value, "Name"),
+                    active=_bool(_child_text(value, "IsActive") or "true"),
+                )
+                for value in (values.findall(_q("DimensionValue")) if values is not None else [])
+            )
+            dimensions.append(
+                Dimension(
+                    id=_child_text(item, "TypeId"),
+                    name=_child_text(item, "Name"),
+                    kind=_KIND_OF_KEY.get(_child_text(item, "Key")),
+                    objects=objects,
+                )
+            )
+        return dimensions
+
+    async def read_periods(self) -> list[Period]:
+        """Monthly periods of every fiscal year; a locked year locks all its periods."""
+        await self._ensure_client()
+        result = await self._soap(_TRANSACTION_SERVICE, "GetFiscalYears")
+        periods = []
+        for year in result.findall(_q("FiscalYear")):
+            year_locked = _bool(_child_text(year, "IsLocked"))
+            container = year.find(_q("Periods"))
+            items = container.findall(_q("Period")) if container is not None else []
+            if not items:
+                periods.append(
+                    Period(
+                        start=dt.date.fromisoformat(_child_text(year, "StartDate")[:10]),
+                        end=dt.date.fromisoformat(_child_text(year, "EndDate")[:10]),
+                        status="closed" if year_locked else "open",
+                    )
+                )
+            for item in items:
+                locked = year_locked or _bool(_child_text(item, "IsLocked"))
+                periods.append(
+                    Period(
+                        start=dt.date.fromisoformat(_child_text(item, "StartDate")[:10]),
+                        end=dt.date.fromisoformat(_child_text(item, "EndDate")[:10]),
+                        status="closed" if locked else "open",
+                    )
+                )
+        return periods
+
+    # ------------------------------------------------------------------------------------
+    # REST
+    # ------------------------------------------------------------------------------------
+
+    def _organization(self) -> str:
+        organization = self.settings.organization or self._client
+        if organization is None:
+            raise InvalidData(
+                VENDOR, "no client selected: call select_company() or set settings.client"
+            )
+        return organization
+
+    async def _fetch_token(self) -> None:
+        settings = self.settings
+        if settings.rest_client_id is None or settings.rest_client_secret is None:
+            raise AccessNotEnabled(
+                VENDOR, "the REST API needs rest_client_id and rest_client_secret"
+            )
+        response = await self._http.post(
+            settings.token_url,
+            idempotent=True,
+            classify=_classify_token,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": settings.rest_client_id.get_secret_value(),
+                "client_secret": settings.rest_client_secret.get_secret_value(),
+                "login_organization": self._organization(),
+                "audience": settings.audience,
+            },
+        )
+        self.tokens += 1
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = {}
+        if response.status_code != 200 or "access_token" not in payload:
+            error = str(payload.get("error") or "")
+            description = str(payload.get("error_description") or "")
+            details: dict[str, Any] = {
+                "vendor_code": error or None,
+                "vendor_message": description or None,
+                "status": response.status_code,
+            }
+            if error == "access_denied" or response.status_code == 403:
+                raise AccessNotEnabled(
+                    VENDOR, "the REST client is not allowed for this organization", **details
+                )
+            raise AuthenticationFailed(VENDOR, "REST client credentials refused", **details)
+        self._token = SecretStr(str(payload["access_token"]))
+        expires_in = float(payload.get("expires_in") or 3600)
+        # Renew a little early so a token does not expire between check and use.
+        self._token_expires = time.monotonic() + max(0.0, expires_in - 30)
+
+    async def _bearer(self) -> SecretStr:
+        async with self._token_lock:
+            if self._token is None or time.monotonic() >= self._token_expires:
+                await self._fetch_token()
+            assert self._token is not None
+            return self._token
+
+    async def _rest(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: object = None,
+    ) -> httpx.Response:
+        """A REST call with a bearer token; a 401 fetches a new token once and repeats."""
+        url = (
+            path_or_url
+            if path_or_url.startswith(("http://", "https://"))
+            else f"{self.settings.rest_base_url.rstrip('/')}{path_or_url}"
+        )
+        content = (
+            json.dumps(json_body, default=_json_default).encode() if json_body is not None else None
+        )
+        for attempt in (1, 2):
+            token = await self._bearer()
+            headers = {"Authorization": f"Bearer {token.get_secret_value()}"}
+            if content is not None:
+                headers["Content-Type"] = "application/json"
+            response = await self._http.request(
+                method,
+                url,
+                params=params,
+                content=content,
+                headers=headers,
+                classify=lambda answer: _classify_rest(method, url, answer),
+            )
+            if response.status_code != 401 or attempt == 2:
+                break
+            logger.info("24SevenOffice: REST token refused; fetching a new one")
+            async with self._token_lock:
+                if self._token is not None and (
+                    self._token.get_secret_value() == token.get_secret_value()
+                ):
+                    self._token = None
+        if response.status_code >= 400:
+            raise self._rest_error(method, url, response)
+        return response
+
+    @staticmethod
+    def _rest_error(method: str, url: str, response: httpx.Response) -> ConnectorError:
+        return _rest_error(method, url, response)
+
+    # ------------------------------------------------------------------------------------
+    # Vouchers (REST transaction lines)
+    # ------------------------------------------------------------------------------------
+
+    async def _history_range(self) -> tuple[dt.date, dt.date]:
+        periods = await self.read_periods()
+        if not periods:
+            raise NotFound(VENDOR, "the client has no fiscal years")
+        start = self.settings.sync_from or min(period.start for period in periods)
+        return start, max(period.end for period in periods)
+
+    async def read_vouchers(
+        self, cursor: SyncCursor | None = None, *, page_size: int | None = None
+    ) -> VoucherPage:
+        """One page of transactions (lines grouped by transaction) changed since ``cursor``.
+
+        The cursor keeps the page to fetch, the change-time high-water mark and the lines of
+        a transaction cut by the page boundary. Once a pass is complete the cursor reads
+        only transactions changed after it (edits and deletions included) next time.
+        """
+        state: dict[str, Any] = (
+            _decode_cursor(cursor) if cursor is not None and not cursor.is_start else {"v": 1}
+        )
+        limit = page_size or self.settings.page_size
+        if "from" not in state:
+            date_from, date_to = await self._history_range()
+            state.update(
+                {"from": date_from.isoformat(), "to": date_to.isoformat(), "page": 1, "carry": []}
+            )
+        params: dict[str, str] = {
+            "dateFrom": str(state["from"]),
+            "dateTo": str(state["to"]),
+            "page": str(state["page"]),
+            "limit": str(limit),
+        }
+        if state.get("since"):
+            params["changedAfter"] = str(state["since"])
+        response = await self._rest("GET", "/transactionlines", params=params)
+        try:
+            lines = response.json(parse_float=Decimal)
+        except ValueError:
+            raise InvalidData(VENDOR, "transactionlines: the answer is not JSON") from None
+        if not isinstance(lines, list):
+            raise InvalidData(VENDOR, "transactionlines: the answer is not a list")
+        has_next = response.links.get("next") is not None
+        pending: list[dict[str, Any]] = list(state.get("carry") or [])
+        seen = {line["id"] for line in pending}
+        pending.extend(line for line in lines if line.get("id") not in seen)
+        high_water: str | None = state.get("hw")
+        for line in pending:
+            changed = line.get("changedAt")
+            if changed and (
+                high_water is None
+                or dt.datetime.fromisoformat(changed) > dt.datetime.fromisoformat(high_water)
+            ):
+                high_water = str(changed)
+        groups: list[list[dict[str, Any]]] = []
+        for line in pending:
+            if groups and groups[-1][0]["transactionId"] == line["transactionId"]:
+                groups[-1].append(line)
+            else:
+                groups.append([line])
+        carry: list[dict[str, Any]] = []
+        if has_next and groups:
+            # The last transaction may continue on the next page.
+            carry = groups.pop()
+        vouchers = tuple(self._voucher(group) for group in groups)
+        if has_next:
+            next_state = {**state, "page": int(state["page"]) + 1, "carry": carry, "hw": high_water}
+        else:
+            # Pass complete: next time, only what changed after the newest change seen.
+            since = high_water or state.get("since")
+            next_state = {"v": 1, "since": since}
+        return VoucherPage(vouchers=vouchers, cursor=_encode_cursor(next_state), has_more=has_next)
+
+    @staticmethod
+    def _voucher(lines: Sequence[Mapping[str, Any]]) -> Voucher:
+        first = lines[0]
+        return Voucher(
+            external_id=str(first["transactionId"]),
+            series=str(first.get("transactionTypeId")),
+            number=str(first.get("transactionNumber")),
+            date=dt.date.fromisoformat(str(first["date"])),
+            description=str(first.get("transactionDescription") or ""),
+            status="invalidated" if first.get("isDeleted") else "valid",
+            version=str(first["version"]) if first.get("version") is not None else None,
+            lines=tuple(
+                VoucherLine(
+                    account=str(line["accountNumber"]),
+                    amount=Decimal(str(line["amount"])),
+                    description=str(line.get("description") or ""),
+                    vat_code=str(line["taxCode"]) if line.get("taxCode") else None,
+                    dimensions={
+                        _KIND_OF_KEY.get(key, key): str(code)
+                        for key, code in (line.get("dimensions") or {}).items()
+                    },
+                )
+                for line in lines
+            ),
+        )
+
+    # ------------------------------------------------------------------------------------
+    # Posting (REST)
+    # ------------------------------------------------------------------------------------
+
+    async def post_journal(self, posting: JournalPosting) -> PostedJournal:
+        """Post a journal as one transaction of the chosen transaction type.
+
+        The lines are dated ``posting.date`` when it lies in the posting's period, otherwise
+        on the period's last day: 24SevenOffice assigns the period from the date, and a
+        retroactive correction must land in the period it corrects.
+        """
+        if self._transaction_type is None:
+            raise InvalidData(
+                VENDOR,
+                "no transaction type chosen: pick one of read_transaction_types() first",
+            )
+        if len(posting.lines) > MAX_TRANSACTION_LINES:
+            raise InvalidData(
+                VENDOR,
+                f"a transaction takes at most {MAX_TRANSACTION_LINES} lines, "
+                f"got {len(posting.lines)}",
+            )
+        line_date = _date_in_period(posting.date, posting.period)
+        body = {
+            "transactionTypeId": self._transaction_type,
+            "description": posting.description,
+            "reference": posting.reference,
+            "lines": [
+                {
+                    "date": line_date.isoformat(),
+                    "accountNumber": _account_number(line.account),
+                    "amount": line.amount,
+                    "description": line.description,
+                    "dimensions": {
+                        key: value
+                        for key, value in (
+                            ("department", line.cost_centre),
+                            ("unit", line.cost_unit),
+                        )
+                        if value
+                    },
+                }
+                for line in posting.lines
+            ],
+        }
+        response = await self._rest("POST", "/transactions", json_body=body)
+        payload = response.json()
+        return PostedJournal(
+            external_id=str(payload.get("id")), status=str(payload.get("status") or "Posted")
+        )
+
+
+def _classify_soap(operation: str, response: httpx.Response) -> ConnectorError | None:
+    """Errors the HTTP core retries or raises; SOAP faults are left to the connector.
+
+    A throttling fault and 502/503/504 are retried; a fault answered with 500 (the SOAP 1.1
+    way) reaches :meth:`TwentyFourConnector._soap_raw`, which maps it by its fault string.
+    """
+    status = response.status_code
+    if status < 400:
+        return None
+    said = _fault_string(response)
+    if status == 429 or (
+        status == 500 and said is not None and "too many requests" in said.lower()
+    ):
+        return RateLimited(
+            VENDOR,
+            f"{operation}: too many requests",
+            retry_after=_retry_after(response),
+            vendor_message=said,
+            status=status,
+        )
+    if status in (502, 503, 504):
+        return VendorUnavailable(
+            VENDOR, f"{operation}: 24SevenOffice unavailable", vendor_message=said, status=status
+        )
+    return None
+
+
+def _fault_string(response: httpx.Response) -> str | None:
+    """The faultstring of a SOAP fault answer (or the start of any other body)."""
+    try:
+        root = SafeET.fromstring(response.content)
+    except (ET.ParseError, DefusedXmlException, ValueError):
+        return response.text[:200] or None
+    found = root.find(f"{{{SOAP_ENV}}}Body/{{{SOAP_ENV}}}Fault")
+    return (found.findtext("faultstring") or "").strip() or None if found is not None else None
+
+
+def _classify_token(response: httpx.Response) -> ConnectorError | None:
+    status = response.status_code
+    if status == 429:
+        return RateLimited(
+            VENDOR, "token request throttled", retry_after=_retry_after(response), status=429
+        )
+    if status >= 500:
+        return VendorUnavailable(VENDOR, "token request failed", status=status)
+    return None
+
+
+def _classify_rest(method: str, url: str, response: httpx.Response) -> ConnectorError | None:
+    """The REST error body as a ConnectorError; 401 is left to the token renewal."""
+    if response.status_code < 400 or response.status_code == 401:
+        return None
+    return _rest_error(method, url, response)
+
+
+def _rest_error(method: str, url: str, response: httpx.Response) -> ConnectorError:
+    """A REST error answer as a ConnectorError; the vendor's messages and trackingId kept."""
+    path = httpx.URL(url).path
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = {}
+    errors = payload.get("errors") if isinstance(payload, dict) else None
+    items = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+    kinds = [str(e.get("type") or "") for e in items]
+    message = "; ".join(str(e.get("message") or "") for e in items) or response.reason_phrase
+    tracking = payload.get("trackingId") if isinstance(payload, dict) else None
+    if tracking:
+        message = f"{message} (trackingId {tracking})"
+    details: dict[str, Any] = {
+        "vendor_code": kinds[0] if kinds else None,
+        "vendor_message": message,
+        "status": response.status_code,
+    }
+    status = response.status_code
+    what = f"{method} {path}"
+    if status == 429:
+        return RateLimited(
+            VENDOR, f"{what}: too many requests", retry_after=_retry_after(response), **details
+        )
+    if status >= 500:
+        return VendorUnavailable(VENDOR, f"{what}: 24SevenOffice failed", **details)
+    if status == 401:
+        return AuthenticationFailed(VENDOR, f"{what}: token refused", **details)
+    if status == 403:
+        return AccessNotEnabled(VENDOR, f"{what}: access not enabled", **details)
+    if status == 404:
+        return NotFound(VENDOR, f"{what}: not found", **details)
+    if status == 409:
+        return DuplicateData(VENDOR, f"{what}: already exists", **details)
+    if "closedPeriod" in kinds:
+        return PeriodLocked(VENDOR, f"{what}: the period is closed", **details)
+    return InvalidData(VENDOR, f"{what}: refused", **details)
+
+
+def _identity_body(identity: str) -> Any:
+    def build(element: ET.Element) -> None:
+        ET.SubElement(element, _q("identityId")).text = identity
+
+    return build
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Decimal):
+        # Two-decimal amounts survive the float's shortest repr exactly.
+        return float(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _account_number(account: str) -> int:
+    if not account.isdigit():
+        raise InvalidData(VENDOR, f"24SevenOffice account numbers are numeric, got {account!r}")
+    return int(account)
+
+
+def _date_in_period(day: dt.date, period: dt.date) -> dt.date:
+    """``day`` if it lies in the month starting ``period``, else that month's last day."""
+    if (day.year, day.month) == (period.year, period.month):
+        return day
+    next_month = (
+        dt.date(period.year + 1, 1, 1)
+        if period.month == 12
+        else dt.date(period.year, period.month + 1, 1)
+    )
+    return next_month - dt.timedelta(days=1)
