@@ -1,0 +1,942 @@
+"""Visma Netvisor connector: XML resources (``<name>.nv``) signed with an HMAC-SHA256 MAC.
+
+What this module knows about Netvisor, and why the connector behaves as it does:
+
+* **Authentication.** Every request carries the ``X-Netvisor-*`` headers and a MAC:
+  HMAC-SHA256 with key ``CustomerKey&PartnerKey`` over
+  ``URL-with-query&Sender&CustomerId&Timestamp&Language&OrganisationId&TransactionId&
+  TimestampUnix&CustomerKey&PartnerKey``, both ISO-8859-1 encoded, lowercase hex. The keys
+  themselves are never sent. Signing is an :class:`httpx.Auth` flow, so every attempt (a
+  retry after a 429, a 5xx or a connection reset too) is signed afresh with a new
+  ``TransactionId``: Netvisor refuses a reused one with ``REQUEST_NOT_UNIQUE``.
+* **One request at a time per customer.** Netvisor processes one request per customer
+  environment at a time, so every connector talking to the same customer (same base URL and
+  customer id) in this process shares one :class:`asyncio.Lock`.
+* **Formats.** Requests use ANSI dates (``2024-01-31``) and a decimal point; responses use
+  Finnish dates (``31.1.2024``) and a decimal comma (``-17,18``). Bodies are ISO-8859-15
+  (the euro sign exists there, not in ISO-8859-1); characters outside it are sent as XML
+  character references so nothing is lost.
+* **Errors.** Every answer is ``Root/ResponseStatus`` with ``Status`` OK or FAILED and a
+  second ``Status`` ``CATEGORY :: message``; the category decides the connector error class
+  (see :data:`ERROR_CATEGORIES`) and the vendor message is kept on the exception.
+* **No paging.** ``accountingledger.nv`` returns everything matching its filter in one
+  answer, so reads are chunked by date windows: a first, full read walks the fiscal years
+  month by month by voucher date; incremental reads ask for vouchers *modified* in windows
+  of at most :data:`INCREMENTAL_WINDOW_DAYS` days (``lastmodifiedstart``/``lastmodifiedend``,
+  which also return invalidated vouchers). ``netvisorkeylist`` (<= 500 keys) is not used for
+  chunking: keys cannot be listed without reading the vouchers themselves, so a key list
+  would only ever re-read what a date window has already returned.
+* **No company endpoint.** Netvisor has no company-information resource; a set of
+  credentials reaches exactly one organisation, so :meth:`NetvisorConnector.list_companies`
+  returns that one, built from the settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import re
+import uuid
+import weakref
+import xml.etree.ElementTree as ET  # building only; parsing goes through defusedxml
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar, Final, Literal
+
+import defusedxml
+import defusedxml.ElementTree as SafeET
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from ledgerlink.connectors.base import LedgerConnector
+from ledgerlink.connectors.errors import (
+    AccessNotEnabled,
+    AuthenticationFailed,
+    ConnectorError,
+    DuplicateData,
+    InvalidData,
+    PeriodLocked,
+    RateLimited,
+    RequestNotUnique,
+    VendorUnavailable,
+)
+from ledgerlink.connectors.http import RetryPolicy, VendorHttpClient
+from ledgerlink.connectors.models import (
+    Account,
+    AccountType,
+    Company,
+    Dimension,
+    DimensionKind,
+    DimensionObject,
+    JournalPosting,
+    Period,
+    PostedJournal,
+    SyncCursor,
+    Voucher,
+    VoucherLine,
+    VoucherPage,
+)
+
+__all__ = [
+    "ERROR_CATEGORIES",
+    "INCREMENTAL_WINDOW_DAYS",
+    "NetvisorAuth",
+    "NetvisorConnector",
+    "NetvisorSettings",
+    "build_voucher_xml",
+    "compute_mac",
+    "format_fi_date",
+    "format_fi_decimal",
+    "parse_fi_date",
+    "parse_fi_decimal",
+    "sign_headers",
+]
+
+logger = logging.getLogger(__name__)
+
+VENDOR: Final = "netvisor"
+XML_ENCODING: Final = "ISO-8859-15"
+MAC_ALGORITHM: Final = "HMACSHA256"
+#: Longest span of modification dates one incremental request asks for.
+INCREMENTAL_WINDOW_DAYS: Final = 31
+#: Netvisor documents no answer time; its own guidance is to allow at least 120 s.
+DEFAULT_TIMEOUT_SECONDS: Final = 120.0
+_CURSOR_VERSION: Final = 1
+
+#: Netvisor's error categories and the connector error each one becomes.
+ERROR_CATEGORIES: Final[Mapping[str, type[ConnectorError]]] = {
+    "AUTHENTICATION_FAILED": AuthenticationFailed,
+    "INVALID_DATA": InvalidData,
+    "INVALID_DATA_SIZE": InvalidData,
+    "DUPLICATE_DATA": DuplicateData,
+    "REQUEST_NOT_UNIQUE": RequestNotUnique,
+    "PERIOD_LOCK": PeriodLocked,
+    "SERVICE_ACCESS_ERROR": AccessNotEnabled,
+    "SYSTEM_MAINTANANCE": VendorUnavailable,  # sic: Netvisor's spelling
+    "TECHNICAL_ERROR": VendorUnavailable,
+}
+
+_HEADER_PREFIX: Final = "X-Netvisor-"
+_ASCII_PRINTABLE = re.compile(r"^[\x20-\x7e]+$")
+
+
+# --------------------------------------------------------------------------- settings
+
+
+class NetvisorSettings(BaseModel):
+    """Credentials and options of one Netvisor customer environment."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sender: str = Field(description="Name of the integration (X-Netvisor-Authentication-Sender).")
+    customer_id: str = Field(description="The customer's API identifier (CustomerId).")
+    partner_id: str = Field(description="Ledgerlink's partner identifier (PartnerId).")
+    customer_key: SecretStr = Field(description="The customer's MAC key (never sent).")
+    partner_key: SecretStr = Field(description="Ledgerlink's partner MAC key (never sent).")
+    organisation_id: str = Field(description="The company's business ID (Y-tunnus), 1234567-8.")
+    language: Literal["FI", "EN", "SE"] = Field(
+        default="FI", description="Language of Netvisor's messages (X-Netvisor-Interface-Language)."
+    )
+    base_url: str = Field(
+        default="https://integration.netvisor.fi",
+        description="Netvisor's API root; the ISV/test host is https://isvapi.netvisor.fi.",
+    )
+    company_name: str = Field(
+        default="", description="Name shown for the company (Netvisor has no company endpoint)."
+    )
+    voucher_class: str = Field(
+        default="Muistiotosite",
+        description="Voucher class (tositelaji) of posted journals; must exist in Netvisor.",
+    )
+    cost_centre_dimension: str | None = Field(
+        default=None,
+        description="Netvisor dimension name for cost centres; found by name when unset.",
+    )
+    cost_unit_dimension: str | None = Field(
+        default=None,
+        description="Netvisor dimension name for cost units; found by name when unset.",
+    )
+    timeout_seconds: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0)
+
+    @field_validator("sender", "customer_id", "partner_id", "organisation_id")
+    @classmethod
+    def _header_safe(cls, value: str) -> str:
+        # These travel as HTTP header values and inside the MAC: printable ASCII only, so
+        # both ends encode them the same way.
+        if not _ASCII_PRINTABLE.match(value):
+            raise ValueError("must be non-empty printable ASCII")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
+# --------------------------------------------------------------------------- formats
+
+
+def format_fi_date(value: dt.date) -> str:
+    """A date the way Netvisor writes it in responses: ``31.1.2024``."""
+    return f"{value.day}.{value.month}.{value.year}"
+
+
+def parse_fi_date(text: str) -> dt.date:
+    """``31.1.2024`` (Finnish) or ``2024-01-31`` (ANSI) as a date."""
+    text = text.strip()
+    if "-" in text:
+        return dt.date.fromisoformat(text)
+    day, month, year = (int(part) for part in text.split("."))
+    return dt.date(year, month, day)
+
+
+def format_fi_decimal(value: Decimal) -> str:
+    """An amount the way Netvisor writes it in responses: ``-17,18``."""
+    return f"{value:.2f}".replace(".", ",")
+
+
+def parse_fi_decimal(text: str) -> Decimal:
+    """``-17,18`` or ``-17.18`` (spaces as thousands separators allowed) as a Decimal."""
+    cleaned = text.strip().replace("\xa0", "").replace(" ", "").replace(",", ".")
+    try:
+        return Decimal(cleaned)
+    except InvalidOperation as exc:
+        raise ValueError(f"not an amount: {text!r}") from exc
+
+
+def _ansi(value: dt.date) -> str:
+    return value.isoformat()
+
+
+# --------------------------------------------------------------------------- signing
+
+
+def compute_mac(
+    *,
+    url: str,
+    sender: str,
+    customer_id: str,
+    timestamp: str,
+    language: str,
+    organisation_id: str,
+    transaction_id: str,
+    timestamp_unix: str,
+    customer_key: str,
+    partner_key: str,
+) -> str:
+    """Netvisor's request MAC: HMAC-SHA256, key ``CustomerKey&PartnerKey``, lowercase hex."""
+    message = "&".join(
+        (
+            url,
+            sender,
+            customer_id,
+            timestamp,
+            language,
+            organisation_id,
+            transaction_id,
+            timestamp_unix,
+            customer_key,
+            partner_key,
+        )
+    )
+    key = f"{customer_key}&{partner_key}"
+    # Netvisor computes over ISO-8859-1 bytes; anything outside it cannot match anyway.
+    return hmac.new(
+        key.encode("iso-8859-1", errors="replace"),
+        message.encode("iso-8859-1", errors="replace"),
+        hashlib.sha256,
+    ).hexdigest()
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def sign_headers(
+    settings: NetvisorSettings,
+    url: str,
+    *,
+    now: dt.datetime | None = None,
+    transaction_id: str | None = None,
+) -> dict[str, str]:
+    """Every Netvisor header for a request to ``url`` (the full URL with its query)."""
+    moment = (now or _utcnow()).astimezone(dt.UTC)
+    timestamp = moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+    timestamp_unix = str(int(moment.timestamp()))
+    transaction = transaction_id or uuid.uuid4().hex
+    mac = compute_mac(
+        url=url,
+        sender=settings.sender,
+        customer_id=settings.customer_id,
+        timestamp=timestamp,
+        language=settings.language,
+        organisation_id=settings.organisation_id,
+        transaction_id=transaction,
+        timestamp_unix=timestamp_unix,
+        customer_key=settings.customer_key.get_secret_value(),
+        partner_key=settings.partner_key.get_secret_value(),
+    )
+    return {
+        "X-Netvisor-Authentication-Sender": settings.sender,
+        "X-Netvisor-Authentication-CustomerId": settings.customer_id,
+        "X-Netvisor-Authentication-PartnerId": settings.partner_id,
+        "X-Netvisor-Authentication-Timestamp": timestamp,
+        "X-Netvisor-Authentication-TimestampUnix": timestamp_unix,
+        "X-Netvisor-Authentication-TransactionId": transaction,
+        "X-Netvisor-Interface-Language": settings.language,
+        "X-Netvisor-Organisation-ID": settings.organisation_id,
+        "X-Netvisor-Authentication-MAC": mac,
+        "X-Netvisor-Authentication-MACHashCalculationAlgorithm": MAC_ALGORITHM,
+        "X-Netvisor-Authentication-UseHTTPResponseStatusCodes": "1",
+    }
+
+
+class NetvisorAuth(httpx.Auth):
+    """Signs each request, and each retry of it, with a fresh TransactionId and MAC."""
+
+    def __init__(
+        self, settings: NetvisorSettings, *, clock: Callable[[], dt.datetime] = _utcnow
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"NetvisorAuth(customer_id={self._settings.customer_id!r})"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Add the headers; httpx calls this once per send, so retries are re-signed."""
+        request.headers.update(sign_headers(self._settings, str(request.url), now=self._clock()))
+        yield request
+
+
+# --------------------------------------------------------------------------- XML
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrib: str) -> ET.Element:
+    element = ET.SubElement(parent, tag, attrib)
+    if text is not None:
+        element.text = text
+    return element
+
+
+def _encode_xml(root: ET.Element) -> bytes:
+    body = ET.tostring(root, encoding="unicode")
+    document = f'<?xml version="1.0" encoding="{XML_ENCODING}"?>\n{body}'
+    # Characters ISO-8859-15 lacks become character references: valid XML, nothing lost.
+    return document.encode("iso-8859-15", errors="xmlcharrefreplace")
+
+
+def build_voucher_xml(
+    *,
+    voucher_date: dt.date,
+    description: str,
+    voucher_class: str,
+    lines: Sequence[tuple[Decimal, str, str, Mapping[str, str]]],
+    calculation_mode: Literal["net", "gross"] = "net",
+    number: int | None = None,
+) -> bytes:
+    """An ``accounting.nv`` body for one voucher, its elements in the DTD's order.
+
+    ``lines`` are ``(amount, description, account number, {dimension name: item})``; VAT is
+    not posted by the connector (journals carry no VAT), so every line has ``vatcode NONE``.
+    """
+    root = ET.Element("root")
+    voucher = _sub(root, "voucher")
+    _sub(voucher, "calculationmode", calculation_mode)
+    _sub(voucher, "voucherdate", _ansi(voucher_date), format="ansi")
+    if number is not None:
+        _sub(voucher, "number", str(number))
+    _sub(voucher, "description", description)
+    _sub(voucher, "voucherclass", voucher_class)
+    for amount, line_description, account, dimensions in lines:
+        line = _sub(voucher, "voucherline")
+        _sub(line, "linesum", format(amount, "f"), type=calculation_mode)
+        _sub(line, "description", line_description)
+        _sub(line, "accountnumber", account)
+        _sub(line, "vatpercent", "0", vatcode="NONE")
+        for name, item in dimensions.items():
+            dimension = _sub(line, "dimension")
+            _sub(dimension, "dimensionname", name)
+            _sub(dimension, "dimensionitem", item)
+    return _encode_xml(root)
+
+
+def _text(element: ET.Element | None, tag: str, default: str = "") -> str:
+    if element is None:
+        return default
+    child = element.find(tag)
+    if child is None or child.text is None:
+        return default
+    return child.text.strip()
+
+
+def _parse_document(content: bytes) -> ET.Element | None:
+    try:
+        root: ET.Element = SafeET.fromstring(content)
+    except (ET.ParseError, ValueError, defusedxml.DefusedXmlException):
+        return None
+    return root
+
+
+def _response_status(root: ET.Element | None) -> tuple[str, str | None]:
+    """``(status, "CATEGORY :: message" or None)`` from ``Root/ResponseStatus``."""
+    if root is None:
+        return "", None
+    statuses = [(element.text or "").strip() for element in root.findall("ResponseStatus/Status")]
+    if not statuses:
+        return "", None
+    return statuses[0], (statuses[1] if len(statuses) > 1 else None)
+
+
+def _split_category(detail: str | None) -> tuple[str | None, str]:
+    if not detail:
+        return None, ""
+    category, separator, message = detail.partition("::")
+    if not separator:
+        return None, detail.strip()
+    return category.strip(), message.strip()
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _status_document(content: bytes) -> ET.Element | None:
+    """``Root`` with only its ``ResponseStatus``: the status comes first, so a ledger answer
+    of many megabytes need not be parsed twice just to learn that it is OK."""
+    end = content.find(b"</ResponseStatus>", 0, 8192)
+    if end == -1:
+        return _parse_document(content)
+    head = content[: end + len(b"</ResponseStatus>")] + b"</Root>"
+    return _parse_document(head) or _parse_document(content)
+
+
+def classify_response(response: httpx.Response) -> ConnectorError | None:
+    """The connector error a Netvisor answer stands for, or None for a successful one."""
+    root = _status_document(response.content)
+    status, detail = _response_status(root)
+    category, message = _split_category(detail)
+    if response.status_code == 429:
+        return RateLimited(
+            VENDOR,
+            "Netvisor asked to slow down",
+            retry_after=_retry_after(response),
+            vendor_code=category,
+            vendor_message=message or None,
+        )
+    if status == "OK" and response.status_code < 400:
+        return None
+    if category is not None:
+        error_class = ERROR_CATEGORIES.get(category, ConnectorError)
+        return error_class(
+            VENDOR,
+            f"Netvisor refused the request: {category}",
+            vendor_code=category,
+            vendor_message=message,
+            status=response.status_code,
+        )
+    if response.status_code >= 500 or root is None:
+        return VendorUnavailable(
+            VENDOR,
+            "Netvisor answered without a readable response status",
+            status=response.status_code,
+        )
+    return ConnectorError(
+        VENDOR,
+        f"Netvisor answered {status or 'nothing'}",
+        vendor_message=detail,
+        status=response.status_code,
+    )
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _voucher_digest(element: ET.Element) -> str:
+    """A short fingerprint of a voucher's content, to notice edits without a version."""
+    canonical = ET.tostring(element, encoding="unicode")
+    return hashlib.blake2b(canonical.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def _parse_voucher(element: ET.Element) -> Voucher:
+    lines = []
+    for line in element.findall("VoucherLine"):
+        vat_code = _text(line, "VatCode")
+        dimensions = {
+            _text(dimension, "DimensionName"): _text(dimension, "DimensionItem")
+            for dimension in line.findall("Dimension")
+            if _text(dimension, "DimensionName")
+        }
+        lines.append(
+            VoucherLine(
+                account=_text(line, "AccountNumber"),
+                amount=parse_fi_decimal(_text(line, "LineSum", "0")),
+                description=_text(line, "Description"),
+                # Netvisor writes NONE for "no VAT"; the model has None for that.
+                vat_code=None if vat_code in ("", "NONE") else vat_code,
+                dimensions=dimensions,
+            )
+        )
+    status = (element.get("Status") or "valid").strip().lower()
+    return Voucher(
+        external_id=_text(element, "NetvisorKey"),
+        series=_text(element, "VoucherClass") or None,
+        number=_text(element, "VoucherNumber") or None,
+        date=parse_fi_date(_text(element, "VoucherDate")),
+        description=_text(element, "VoucherDescription"),
+        status="invalidated" if status == "invalidated" else "valid",
+        lines=tuple(lines),
+    )
+
+
+_KIND_BY_NAME: Final[Mapping[str, DimensionKind]] = {
+    "kustannuspaikka": "cost_centre",
+    "kustannuspaikat": "cost_centre",
+    "cost centre": "cost_centre",
+    "cost center": "cost_centre",
+    "kostnadsställe": "cost_centre",
+    "kustannuskohde": "cost_unit",
+    "kustannusyksikkö": "cost_unit",
+    "cost unit": "cost_unit",
+    "kostnadsbärare": "cost_unit",
+    "projekti": "project",
+    "projektit": "project",
+    "project": "project",
+    "projekt": "project",
+}
+
+
+def _dimension_kind(name: str) -> DimensionKind | None:
+    # Netvisor dimensions are free-named by the customer; the usual names tell the kind.
+    return _KIND_BY_NAME.get(name.strip().casefold())
+
+
+def _account_type(number: str) -> AccountType | None:
+    """The account's type from the Finnish chart of accounts' number ranges.
+
+    Netvisor's account list carries no balance-sheet/P&L class, but Finnish charts follow
+    the same ranges: 1xxx assets, 20xx-23xx equity, 24xx-29xx liabilities, 3xxx revenue,
+    4xxx-9xxx expenses (9xxx also holds appropriations and taxes).
+    """
+    digits = number.strip()
+    if not digits.isdigit():
+        return None
+    first = digits[0]
+    if first == "1":
+        return "asset"
+    if first == "2":
+        return "equity" if len(digits) >= 2 and digits[1] in "0123" else "liability"
+    if first == "3":
+        return "revenue"
+    if first in "456789":
+        return "expense"
+    return None
+
+
+def _month_end(day: dt.date) -> dt.date:
+    following = (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return following - dt.timedelta(days=1)
+
+
+# --------------------------------------------------------------------------- cursor
+
+
+class _Cursor(BaseModel):
+    """What :class:`SyncCursor.token` holds for Netvisor (JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    v: int = _CURSOR_VERSION
+    mode: Literal["full", "incremental"]
+    #: Full mode: next voucher-date window starts here; the walk ends after ``until``.
+    next: dt.date | None = None
+    until: dt.date | None = None
+    #: Modification date from which the next incremental read starts.
+    since: dt.date
+    #: NetvisorKey -> content digest of vouchers already returned from the overlapping days.
+    seen: dict[str, str] = Field(default_factory=dict)
+
+    def dump(self) -> SyncCursor:
+        return SyncCursor(token=self.model_dump_json(exclude_none=True))
+
+    @classmethod
+    def load(cls, cursor: SyncCursor) -> _Cursor:
+        try:
+            data: dict[str, Any] = json.loads(cursor.token)
+            return cls.model_validate(data)
+        except ValueError as exc:
+            raise ValueError("not a Netvisor cursor") from exc
+
+
+# --------------------------------------------------------------------------- connector
+
+_CUSTOMER_LOCKS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, str], asyncio.Lock]
+] = weakref.WeakKeyDictionary()
+
+
+def _customer_lock(settings: NetvisorSettings) -> asyncio.Lock:
+    # Netvisor serves one request at a time per customer environment: every connector of
+    # this process aimed at the same customer waits on the same lock (one per event loop,
+    # since an asyncio lock belongs to the loop it is used in).
+    locks = _CUSTOMER_LOCKS.setdefault(asyncio.get_running_loop(), {})
+    key = (settings.base_url, settings.customer_id)
+    lock = locks.get(key)
+    if lock is None:
+        lock = locks[key] = asyncio.Lock()
+    return lock
+
+
+class NetvisorConnector(LedgerConnector):
+    """A :class:`LedgerConnector` for one Netvisor customer environment (one company)."""
+
+    vendor: ClassVar[str] = VENDOR
+
+    def __init__(
+        self,
+        settings: NetvisorSettings,
+        *,
+        clock: Callable[[], dt.datetime] = _utcnow,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._http = VendorHttpClient(
+            VENDOR,
+            f"{settings.base_url}/",
+            tenant=settings.customer_id,
+            classify=classify_response,
+            retry=retry,
+            timeout=httpx.Timeout(settings.timeout_seconds, connect=10.0),
+            # Signing is an auth flow: httpx runs it for every send, so each retry gets a
+            # fresh TransactionId, timestamp and MAC.
+            auth=NetvisorAuth(settings, clock=clock),
+            transport=transport,
+            sleep=sleep,
+        )
+        self._dimension_names: dict[DimensionKind, str] | None = None
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._http.aclose()
+
+    def __repr__(self) -> str:
+        return (
+            f"NetvisorConnector(customer_id={self.settings.customer_id!r}, "
+            f"organisation_id={self.settings.organisation_id!r})"
+        )
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def list_companies(self) -> list[Company]:
+        """The one organisation these credentials reach.
+
+        Netvisor has no company-information resource: a customer id and key pair belongs
+        to exactly one organisation, whose business ID the settings already carry. The
+        call still costs a cheap signed request (the period list), so a wrong key or a
+        missing interface right shows here rather than at the first sync.
+        """
+        await self._call("GET", "accountingperiodlist.nv")
+        return [
+            Company(
+                external_id=self.settings.customer_id,
+                business_id=self.settings.organisation_id,
+                name=self.settings.company_name or self.settings.organisation_id,
+                currency="EUR",
+            )
+        ]
+
+    async def read_accounts(self) -> list[Account]:
+        """The chart of accounts (``accountlist.nv``).
+
+        Netvisor's list carries no balance-sheet/P&L class; the type comes from the
+        Finnish chart's number ranges (see ``_account_type``).
+        """
+        root = await self._call("GET", "accountlist.nv")
+        return [
+            Account(
+                number=_text(element, "Number"),
+                name=_text(element, "Name"),
+                type=_account_type(_text(element, "Number")),
+                active=_text(element, "IsActive", "1").lower() not in ("0", "false"),
+            )
+            for element in root.findall("AccountList/Account")
+        ]
+
+    async def read_dimensions(self) -> list[Dimension]:
+        """Dimensions and their items (``dimensionlist.nv``).
+
+        Netvisor identifies an item by its name, so an item's code and name are the same;
+        hidden items are inactive. The kind is recognised from the usual dimension names.
+        """
+        root = await self._call("GET", "dimensionlist.nv")
+        dimensions = []
+        for element in root.findall("DimensionNameList/DimensionName"):
+            name = _text(element, "Name")
+            objects = tuple(
+                DimensionObject(
+                    code=_text(detail, "Name"),
+                    name=_text(detail, "Name"),
+                    active=_text(detail, "IsHidden", "False").lower() not in ("true", "1"),
+                )
+                for detail in element.findall("DimensionDetails/DimensionDetail")
+            )
+            dimensions.append(
+                Dimension(
+                    id=_text(element, "Netvisorkey") or _text(element, "NetvisorKey") or name,
+                    name=name,
+                    kind=_dimension_kind(name),
+                    objects=objects,
+                )
+            )
+        self._dimension_names = {
+            dimension.kind: dimension.name for dimension in dimensions if dimension.kind
+        }
+        return dimensions
+
+    async def read_periods(self) -> list[Period]:
+        """Monthly periods of every fiscal year, closed up to the period lock date.
+
+        Netvisor lists fiscal years and one lock date (``AccountingPeriodLockDate``):
+        postings dated on or before it are refused. Finnish books close month by month,
+        so the fiscal years are cut into calendar months.
+        """
+        years, lock_date = await self._fiscal_years()
+        periods = []
+        for start, end in years:
+            month = start
+            while month <= end:
+                month_end = min(_month_end(month), end)
+                closed = lock_date is not None and month_end <= lock_date
+                periods.append(
+                    Period(start=month, end=month_end, status="closed" if closed else "open")
+                )
+                month = month_end + dt.timedelta(days=1)
+        return periods
+
+    async def _fiscal_years(self) -> tuple[list[tuple[dt.date, dt.date]], dt.date | None]:
+        root = await self._call("GET", "accountingperiodlist.nv")
+        years = sorted(
+            (parse_fi_date(_text(element, "BeginDate")), parse_fi_date(_text(element, "EndDate")))
+            for element in root.findall("AccountingPeriodList/Period")
+        )
+        lock_text = _text(
+            root.find("AccountingPeriodList/PeriodLockInformation"), "AccountingPeriodLockDate"
+        )
+        return years, (parse_fi_date(lock_text) if lock_text else None)
+
+    async def read_vouchers(
+        self, cursor: SyncCursor | None = None, *, page_size: int | None = None
+    ) -> VoucherPage:
+        """One window of vouchers; see the module docstring for how windows are chosen.
+
+        ``page_size`` does not apply: Netvisor has no paging, a page is one voucher-date
+        month (first read) or up to :data:`INCREMENTAL_WINDOW_DAYS` days of modifications
+        (incremental read). A first read skips empty months within one call.
+        """
+        del page_size  # Netvisor cannot cap an answer's size; windows do instead.
+        if cursor is None or cursor.is_start:
+            state = await self._start_cursor()
+        else:
+            state = _Cursor.load(cursor)
+        if state.mode == "full":
+            return await self._read_full_window(state)
+        return await self._read_modified_window(state)
+
+    async def _start_cursor(self) -> _Cursor:
+        years, _ = await self._fiscal_years()
+        today = self._clock().astimezone(dt.UTC).date()
+        # What changed since yesterday is read once up front, only for its fingerprints:
+        # the walk returns those vouchers anyway, and the incremental read that ends the
+        # first sync (from yesterday on) then does not return them a second time.
+        start = today - dt.timedelta(days=1)
+        recent = await self._call(
+            "GET",
+            "accountingledger.nv",
+            params={
+                "lastmodifiedstart": _ansi(start),
+                "lastmodifiedend": _ansi(today + dt.timedelta(days=1)),
+            },
+        )
+        seen = {
+            _text(element, "NetvisorKey"): _voucher_digest(element)
+            for element in recent.findall("Vouchers/Voucher")
+        }
+        if not years:
+            return _Cursor(mode="incremental", since=today, seen=seen)
+        return _Cursor(mode="full", next=years[0][0], until=years[-1][1], since=today, seen=seen)
+
+    async def _read_full_window(self, state: _Cursor) -> VoucherPage:
+        if state.next is None or state.until is None:
+            raise ValueError("not a Netvisor full-read cursor")
+        start = state.next
+        seen = dict(state.seen)
+        vouchers: list[Voucher] = []
+        # Empty months are skipped within one call, so a page is never empty before the end.
+        while start <= state.until and not vouchers:
+            end = min(_month_end(start), state.until)
+            root = await self._call(
+                "GET",
+                "accountingledger.nv",
+                params={"startdate": _ansi(start), "enddate": _ansi(end)},
+            )
+            elements = root.findall("Vouchers/Voucher")
+            vouchers = [_parse_voucher(element) for element in elements]
+            for element in elements:
+                # A recently changed voucher: remember the content the walk returned.
+                key = _text(element, "NetvisorKey")
+                if key in seen:
+                    seen[key] = _voucher_digest(element)
+            start = end + dt.timedelta(days=1)
+        if start <= state.until:
+            following = state.model_copy(update={"next": start, "seen": seen})
+        else:
+            # The walk is done; from here on modifications only, from the day the first
+            # read began, so whatever changed during the walk is read (again) next.
+            following = _Cursor(mode="incremental", since=state.since, seen=seen)
+        # has_more stays true after the walk: the incremental read that follows is part of
+        # the same sync and ends it.
+        return VoucherPage(vouchers=tuple(vouchers), cursor=following.dump(), has_more=True)
+
+    async def _read_modified_window(self, state: _Cursor) -> VoucherPage:
+        today = self._clock().astimezone(dt.UTC).date()
+        # One day of overlap: modification dates have day precision (and may be Finnish
+        # local dates), so the watermark's own day and the day before are read again and
+        # vouchers already returned unchanged are recognised by their content digest.
+        start = state.since - dt.timedelta(days=1)
+        horizon = today + dt.timedelta(days=1)
+        end = min(start + dt.timedelta(days=INCREMENTAL_WINDOW_DAYS - 1), horizon)
+        root = await self._call(
+            "GET",
+            "accountingledger.nv",
+            params={"lastmodifiedstart": _ansi(start), "lastmodifiedend": _ansi(end)},
+        )
+        vouchers = []
+        seen: dict[str, str] = {}
+        for element in root.findall("Vouchers/Voucher"):
+            voucher = _parse_voucher(element)
+            digest = _voucher_digest(element)
+            seen[voucher.external_id] = digest
+            if state.seen.get(voucher.external_id) != digest:
+                vouchers.append(voucher)
+        done = end >= horizon
+        following = _Cursor(mode="incremental", since=today if done else end, seen=seen)
+        return VoucherPage(vouchers=tuple(vouchers), cursor=following.dump(), has_more=not done)
+
+    # -- writes ------------------------------------------------------------------------
+
+    async def post_journal(self, posting: JournalPosting) -> PostedJournal:
+        """Post one journal as one voucher (``accounting.nv`` takes one per request).
+
+        The voucher is dated ``posting.date`` when it falls in the posting's period, else
+        on the last day of that period (a retroactive correction belongs to the period it
+        corrects). The reference goes into the voucher description, Netvisor's only
+        free-text field on a voucher.
+        """
+        period_end = _month_end(posting.period)
+        voucher_date = posting.date if posting.period <= posting.date <= period_end else period_end
+        description = posting.description
+        if posting.reference and posting.reference not in description:
+            description = (
+                f"{description} ({posting.reference})" if description else posting.reference
+            )
+        names = await self._dimension_names_for_posting(posting)
+        lines = []
+        for line in posting.lines:
+            dimensions: dict[str, str] = {}
+            if line.cost_centre:
+                dimensions[names["cost_centre"]] = line.cost_centre
+            if line.cost_unit:
+                dimensions[names["cost_unit"]] = line.cost_unit
+            lines.append((line.amount, line.description or description, line.account, dimensions))
+        body = build_voucher_xml(
+            voucher_date=voucher_date,
+            description=description,
+            voucher_class=self.settings.voucher_class,
+            lines=lines,
+        )
+        root = await self._call("POST", "accounting.nv", body=body)
+        key = _text(root, "Replies/InsertedDataIdentifier")
+        if not key:
+            raise ConnectorError(VENDOR, "Netvisor accepted the voucher but returned no key")
+        return PostedJournal(external_id=key, status="OK")
+
+    async def _dimension_names_for_posting(self, posting: JournalPosting) -> dict[str, str]:
+        needs_centre = any(line.cost_centre for line in posting.lines)
+        needs_unit = any(line.cost_unit for line in posting.lines)
+        names: dict[str, str] = {}
+        configured = {
+            "cost_centre": self.settings.cost_centre_dimension,
+            "cost_unit": self.settings.cost_unit_dimension,
+        }
+        for kind, needed in (("cost_centre", needs_centre), ("cost_unit", needs_unit)):
+            if not needed:
+                continue
+            name = configured[kind]
+            if name is None:
+                if self._dimension_names is None:
+                    await self.read_dimensions()
+                assert self._dimension_names is not None
+                name = self._dimension_names.get(kind)  # type: ignore[call-overload]
+            if name is None:
+                raise InvalidData(
+                    VENDOR,
+                    f"no Netvisor dimension is known for {kind.replace('_', ' ')}s; "
+                    f"set {kind}_dimension in the settings",
+                )
+            names[kind] = name
+        return names
+
+    async def send(
+        self,
+        method: Literal["GET", "POST"],
+        resource: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> ET.Element:
+        """A signed call to any ``.nv`` resource; the parsed ``Root`` of a successful answer.
+
+        For resources this connector has no method for (``accountingedit.nv``,
+        ``invalidatevouchers.nv``, ``accountbalance.nv``...). Failures raise the same
+        :class:`ConnectorError` subclasses as every other method.
+        """
+        return await self._call(method, resource, params=params, body=body)
+
+    async def _call(
+        self,
+        method: Literal["GET", "POST"],
+        resource: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> ET.Element:
+        headers = (
+            {"Content-Type": f"text/xml; charset={XML_ENCODING}"} if body is not None else None
+        )
+        # One request at a time per customer, retries included: the lock is held until the
+        # answer (or the final failure) is in.
+        async with _customer_lock(self.settings):
+            response = await self._http.request(
+                method, resource, params=dict(params or {}), content=body, headers=headers
+            )
+        logger.debug(
+            "netvisor answered",
+            extra={"vendor": VENDOR, "resource": resource, "status": response.status_code},
+        )
+        root = _parse_document(response.content)
+        if root is None:  # classify_response lets no unreadable answer through; be sure
+            raise VendorUnavailable(VENDOR, f"unreadable answer from {resource}")
+        return root
