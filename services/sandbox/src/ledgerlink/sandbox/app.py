@@ -169,17 +169,7 @@ def create_app(
     app.include_router(control_router(world))
 
     for name in vendors:
-        module_name = f"{_VENDOR_PACKAGE}.{name}"
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            # TEMP until all vendor modules exist: a vendor module still being written must
-            # not break the others. Only this exact module may be missing; a missing import
-            # inside an existing vendor module still fails.
-            if exc.name != module_name:
-                raise
-            logger.warning("sandbox vendor module missing", extra={"vendor": name})
-            continue
+        module = importlib.import_module(f"{_VENDOR_PACKAGE}.{name}")
         cast(_VendorModule, module).mount(app, world)
     return app
 
