@@ -59,7 +59,9 @@ async def stack(
     """
     prefix = f"t{uuid.uuid4().hex[:10]}."
     await create_all_topics(kafka_backend, prefix)
-    urls = {spec.name: await postgres_backend.create_database() for spec in SERVICES}
+    urls = {
+        spec.name: await postgres_backend.create_database() for spec in SERVICES if spec.stateful
+    }
     stack = Stack(
         StackConfig(
             bootstrap_servers=kafka_backend.bootstrap_servers,

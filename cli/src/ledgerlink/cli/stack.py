@@ -32,6 +32,14 @@ class ServiceSpec:
     module: str
     env_prefix: str
     default_port: int
+    #: A Ledgerlink service proper: a store to migrate, Kafka, nested settings. The
+    #: vendor sandbox is not (no store, no Kafka, flat settings).
+    stateful: bool = True
+
+    @property
+    def ready_path(self) -> str:
+        """The path that answers 200 once the process can serve."""
+        return "/readyz" if self.stateful else "/healthz"
 
     def env(self, key: str) -> str:
         """The full name of one of this service's settings variables."""
@@ -44,6 +52,9 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         "journal-exporter", "ledgerlink.journal_exporter", "LEDGERLINK_JOURNAL_EXPORTER_", 8083
     ),
+    # The vendors' stand-in (Netvisor, Procountor, Visma.net, 24SevenOffice, Nmbrs):
+    # development, demos and tests only, never a production part.
+    ServiceSpec("sandbox", "ledgerlink.sandbox", "LEDGERLINK_SANDBOX_", 8084, stateful=False),
 )
 SERVICES_BY_NAME = {spec.name: spec for spec in SERVICES}
 
@@ -89,6 +100,16 @@ class Stack:
         """The environment one service runs with."""
         env = dict(os.environ)
         env.update(self.config.env)
+        env.update({"OTEL_SERVICE_NAME": f"ledgerlink-{spec.name}", "PYTHONUNBUFFERED": "1"})
+        if not spec.stateful:
+            env.update(
+                {
+                    spec.env("HOST"): "127.0.0.1",
+                    spec.env("PORT"): str(self.config.ports[spec.name]),
+                }
+            )
+            env.update(extra or {})
+            return env
         env.update(
             {
                 spec.env("KAFKA__BOOTSTRAP_SERVERS"): self.config.bootstrap_servers,
@@ -97,8 +118,6 @@ class Stack:
                 spec.env("DATABASE__URL"): self.config.database_urls[spec.name],
                 spec.env("HTTP__HOST"): "127.0.0.1",
                 spec.env("HTTP__PORT"): str(self.config.ports[spec.name]),
-                "OTEL_SERVICE_NAME": f"ledgerlink-{spec.name}",
-                "PYTHONUNBUFFERED": "1",
             }
         )
         env.update(extra or {})
@@ -107,6 +126,8 @@ class Stack:
     def migrate(self, name: str) -> None:
         """Apply the service's migrations (a separate process, as the k8s Job does)."""
         spec = SERVICES_BY_NAME[name]
+        if not spec.stateful:
+            return
         result = subprocess.run(
             [sys.executable, "-m", spec.module, "migrate"],
             env=self.service_env(spec),
@@ -143,7 +164,7 @@ class Stack:
         return running
 
     async def wait_ready(self, name: str, timeout: float = 60.0) -> None:
-        """Wait until ``/readyz`` answers 200 (database and broker reachable)."""
+        """Wait until the ready path answers 200 (``/readyz``: database and broker reachable)."""
         running = self.services[name]
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(timeout=5.0) as client:
@@ -154,7 +175,7 @@ class Stack:
                         + self._log_tail(name)
                     )
                 try:
-                    response = await client.get(f"{running.url}/readyz")
+                    response = await client.get(f"{running.url}{running.spec.ready_path}")
                     if response.status_code == 200:
                         return
                 except httpx.TransportError:
