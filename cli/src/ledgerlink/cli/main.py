@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from aiokafka import AIOKafkaProducer
 
+from ledgerlink.cli.ledger import import_ledger, report_app
 from ledgerlink.cli.stack import SERVICES, Stack, StackConfig, create_all_topics
 from ledgerlink.shared.config import KafkaSettings
 from ledgerlink.shared.envelope import CloudEvent
@@ -28,7 +29,8 @@ from ledgerlink.shared.kafka.embedded import EmbeddedKafka
 from ledgerlink.shared.topics import all_topics
 
 app = typer.Typer(
-    help="Ledgerlink: run the stack, manage topics, publish events.", no_args_is_help=True
+    help="Ledgerlink: run the stack, manage topics, publish events, import ledgers, report.",
+    no_args_is_help=True,
 )
 dev_app = typer.Typer(
     help="Development: the whole system on embedded defaults.", no_args_is_help=True
@@ -38,6 +40,8 @@ publish_app = typer.Typer(help="Publish events as an upstream system would.", no
 app.add_typer(dev_app, name="dev")
 app.add_typer(topics_app, name="topics")
 app.add_typer(publish_app, name="publish")
+app.add_typer(report_app, name="report")
+app.command("import")(import_ledger)
 
 
 @dev_app.command("up")

@@ -221,24 +221,34 @@ class LedgerImportService:
                     )
                     await self._record_failure(session, job, error)
                     continue
-                job.status = ImportStatus.RUNNING
-                job.attempts += 1
-                job.lease_expires_at = now + self._settings.lease
-                job.started_at = now
-                job.updated_at = now
-                await self._outbox.add(
-                    session,
-                    ImportStartedV1(
-                        import_id=job.id,
-                        connection_id=job.connection_id,
-                        business_id=job.business_id,
-                        provider=Provider(job.provider),
-                        attempt=job.attempts,
-                    ),
-                    key=job.business_id or str(job.id),
-                    subject=str(job.id),
-                )
-                return ClaimedJob(job.id, job.attempts)
+                return await self.start(session, job)
+
+    async def start(self, session: AsyncSession, job: ImportJob) -> ClaimedJob:
+        """Mark ``job`` running under this runner's lease and announce ``import.started``.
+
+        In ``session``'s transaction: used by :meth:`claim_next`, and by a caller that
+        queues a job and runs it itself (``ledgerlink import --direct``), so that no other
+        runner takes it in between.
+        """
+        now = datetime.now(UTC)
+        job.status = ImportStatus.RUNNING
+        job.attempts += 1
+        job.lease_expires_at = now + self._settings.lease
+        job.started_at = now
+        job.updated_at = now
+        await self._outbox.add(
+            session,
+            ImportStartedV1(
+                import_id=job.id,
+                connection_id=job.connection_id,
+                business_id=job.business_id,
+                provider=Provider(job.provider),
+                attempt=job.attempts,
+            ),
+            key=job.business_id or str(job.id),
+            subject=str(job.id),
+        )
+        return ClaimedJob(job.id, job.attempts)
 
     # ------------------------------------------------------------------- running
 
