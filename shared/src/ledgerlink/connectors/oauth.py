@@ -26,12 +26,18 @@ import json
 import logging
 import secrets
 import time
+import warnings
 from collections.abc import AsyncGenerator, Callable, MutableMapping
 from typing import Any, Literal, Protocol
 
 import httpx
 from authlib.integrations.base_client.errors import OAuthError as AuthlibOAuthError
-from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+with warnings.catch_warnings():
+    # authlib 1.6 warns on importing its httpx integration, pointing at a future
+    # "httpx2"; for httpx as it is today this integration is the supported one.
+    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from ledgerlink.connectors.errors import (
