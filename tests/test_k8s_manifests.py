@@ -39,6 +39,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 OVERLAYS_DIR = REPO_ROOT / "deploy" / "k8s" / "overlays"
 OVERLAYS = ("dev", "prod")
 SERVICES = ("auth", "importer", "journal-exporter")
+# Parts that only the dev overlay deploys: the vendor sandboxes (no database, no broker,
+# no secrets, no migrations, no /metrics; never in prod).
+DEV_ONLY_SERVICES = ("sandbox",)
+SANDBOX = "sandbox"
 NAMESPACE = "ledgerlink"
 # Kubernetes minor version whose schemas the manifests must satisfy (kubernetes-validate
 # ships schemas for 1.25 ... 1.37; test_kubernetes_version_is_shipped guards this).
@@ -104,8 +108,13 @@ def _doc_id(overlay: str, doc: Doc) -> str:
     return f"{overlay}:{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
 
 
-def _doc_params(kinds: frozenset[str] | None = None, overlays: tuple[str, ...] = OVERLAYS) -> Any:
-    """pytest params (overlay, doc), one per rendered object of the given kinds."""
+def _doc_params(
+    kinds: frozenset[str] | None = None,
+    overlays: tuple[str, ...] = OVERLAYS,
+    services: tuple[str, ...] | None = None,
+) -> Any:
+    """pytest params (overlay, doc), one per rendered object of the given kinds (and, with
+    ``services``, only objects labelled app.kubernetes.io/name = one of them)."""
     if KUBECTL is None:
         return [
             pytest.param(None, None, id="no-kubectl", marks=pytest.mark.skip(reason=NO_KUBECTL))
@@ -124,7 +133,8 @@ def _doc_params(kinds: frozenset[str] | None = None, overlays: tuple[str, ...] =
         params.extend(
             pytest.param(overlay, doc, id=_doc_id(overlay, doc))
             for doc in docs
-            if kinds is None or doc.get("kind") in kinds
+            if (kinds is None or doc.get("kind") in kinds)
+            and (services is None or _service_of(doc) in services)
         )
     return params
 
@@ -136,6 +146,12 @@ def _doc_params(kinds: frozenset[str] | None = None, overlays: tuple[str, ...] =
 class SecretRef:
     name: str
     key: str
+
+
+def _service_of(doc: Doc) -> str | None:
+    labels = (doc.get("metadata") or {}).get("labels") or {}
+    name = labels.get("app.kubernetes.io/name")
+    return name if isinstance(name, str) else None
 
 
 def _prefix(service: str) -> str:
@@ -277,7 +293,8 @@ def test_namespace_and_labels(overlay: str, doc: Doc) -> None:
         assert meta["name"] == NAMESPACE
         return
     assert meta.get("namespace") == NAMESPACE, f"{_doc_id(overlay, doc)} not in {NAMESPACE}"
-    assert labels.get("app.kubernetes.io/name") in SERVICES, labels
+    allowed = SERVICES + DEV_ONLY_SERVICES if overlay == "dev" else SERVICES
+    assert labels.get("app.kubernetes.io/name") in allowed, labels
 
 
 # -------------------------------------------------------------------- pod policy
@@ -354,6 +371,10 @@ def test_deployment_probes_labels_and_scraping(overlay: str, doc: Doc) -> None:
     assert labels.get("app.kubernetes.io/component") == "server", labels
     assert labels.get("app.kubernetes.io/part-of") == "ledgerlink", labels
 
+    # The sandbox has nothing behind it to be ready for (no database, no broker): its
+    # readiness is its liveness. It serves no /metrics either.
+    dev_only = _service_of(doc) in DEV_ONLY_SERVICES
+    readiness_path = "/healthz" if dev_only else "/readyz"
     containers = template["spec"]["containers"]
     assert containers
     for c in containers:
@@ -361,7 +382,7 @@ def test_deployment_probes_labels_and_scraping(overlay: str, doc: Doc) -> None:
         for probe, path in (
             ("startupProbe", "/healthz"),
             ("livenessProbe", "/healthz"),
-            ("readinessProbe", "/readyz"),
+            ("readinessProbe", readiness_path),
         ):
             http_get = (c.get(probe) or {}).get("httpGet")
             assert http_get is not None, f"{c['name']}: {probe} must be an httpGet probe"
@@ -370,6 +391,11 @@ def test_deployment_probes_labels_and_scraping(overlay: str, doc: Doc) -> None:
             assert port == HTTP_PORT, f"{c['name']}: {probe} targets port {http_get['port']}"
 
     annotations = template["metadata"].get("annotations") or {}
+    if dev_only:
+        assert not any(key.startswith("prometheus.io/") for key in annotations), (
+            f"{_doc_id(overlay, doc)} serves no /metrics: do not ask Prometheus to scrape it"
+        )
+        return
     assert annotations.get("prometheus.io/scrape") == "true", annotations
     assert annotations.get("prometheus.io/path") == "/metrics", annotations
     assert annotations.get("prometheus.io/port") == str(HTTP_PORT), annotations
@@ -385,7 +411,7 @@ def test_configmaps_hold_no_secrets(overlay: str, doc: Doc) -> None:
         assert not re.search(r"://[^/\s]*:[^/\s]*@", str(value)), f"{key} carries credentials"
 
 
-@pytest.mark.parametrize(("overlay", "doc"), _doc_params(WORKLOAD_KINDS))
+@pytest.mark.parametrize(("overlay", "doc"), _doc_params(WORKLOAD_KINDS, services=SERVICES))
 def test_workload_settings(overlay: str, doc: Doc) -> None:
     docs = _docs(overlay)
     service = doc["metadata"]["labels"]["app.kubernetes.io/name"]
@@ -566,6 +592,85 @@ def test_dev_settings(service: str) -> None:
     env = _effective_env(container, docs)
     assert env[f"{_prefix(service)}LOG_LEVEL"] == "DEBUG"
     assert env[f"{_prefix(service)}KAFKA__BOOTSTRAP_SERVERS"] == "kafka:9092"
+
+
+# ---------------------------------------------------------------------- sandbox
+
+
+def _labelled(docs: tuple[Doc, ...], service: str) -> list[Doc]:
+    return [d for d in docs if _service_of(d) == service]
+
+
+def test_sandbox_is_deployed_in_dev_only() -> None:
+    """The vendor sandboxes are a dev/demo part: dev renders them, prod renders nothing of
+    them (no object labelled sandbox, no Deployment, no image)."""
+    dev = _docs("dev")
+    dev_kinds = sorted(d["kind"] for d in _labelled(dev, SANDBOX))
+    assert dev_kinds == ["ConfigMap", "Deployment", "Service", "ServiceAccount"], dev_kinds
+    deployment, container = _server(dev, SANDBOX)
+    assert deployment["spec"].get("replicas", 1) == 1, "in-memory state: one replica"
+    assert container["image"] == "ledgerlink/sandbox:dev", container["image"]
+
+    prod = _docs("prod")
+    leaked = [
+        _doc_id("prod", d)
+        for d in prod
+        if _service_of(d) == SANDBOX or "sandbox" in d["metadata"]["name"]
+    ]
+    assert not leaked, f"prod renders sandbox objects: {leaked}"
+    prod_images = [
+        c["image"]
+        for d in prod
+        if d.get("kind") in WORKLOAD_KINDS
+        for c in _containers(d["spec"]["template"]["spec"])
+    ]
+    assert prod_images, "prod renders no workloads at all"
+    assert not [i for i in prod_images if "sandbox" in i], prod_images
+
+
+def test_sandbox_settings_and_routing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox pod's environment parses into SandboxConfig, listens on all interfaces
+    at the http port, references no Secret, and its Service reaches only its pod."""
+    from ledgerlink.sandbox.config import SandboxConfig
+
+    docs = _docs("dev")
+    deployment, container = _server(docs, SANDBOX)
+    assert [*container.get("command", []), *container.get("args", [])] == [
+        "ledgerlink-sandbox",
+        "serve",
+    ]
+    env = _effective_env(container, docs)
+    p = _prefix(SANDBOX)
+    refs = [k for k, v in env.items() if isinstance(v, SecretRef)]
+    assert not refs, f"the sandbox needs no secrets, yet references {refs}"
+    typos = [
+        k
+        for k in env
+        if k.startswith(p) and _unknown_setting(SandboxConfig, k[len(p) :].split("__"))
+    ]
+    assert not typos, f"SandboxConfig has no such settings: {typos}"
+    for key in [k for k in os.environ if k.startswith(p)]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        assert isinstance(value, str)
+        monkeypatch.setenv(key, value)
+    config = SandboxConfig()
+    all_interfaces = "0.0.0.0"  # noqa: S104 - what the pod must listen on
+    assert config.host == all_interfaces, "must listen on the pod's IP"
+    assert config.port == HTTP_PORT == _container_port(container, "http")
+    assert config.demo_tenants is True, "dev sandboxes come with demo tenants to try"
+
+    svc = _find(docs, "Service", f"ledgerlink-{SANDBOX}")
+    assert svc is not None, "no Service ledgerlink-sandbox"
+    ports = svc["spec"]["ports"]
+    assert [(port["name"], port["port"]) for port in ports] == [("http", 80)], ports
+    assert _container_port(container, ports[0]["targetPort"]) == HTTP_PORT
+    selector = {"matchLabels": svc["spec"]["selector"]}
+    for other in docs:
+        if other.get("kind") in WORKLOAD_KINDS:
+            pod_labels = other["spec"]["template"]["metadata"].get("labels") or {}
+            routed = _selector_matches(selector, pod_labels)
+            assert routed == (other is deployment), _doc_id("dev", other)
 
 
 # ------------------------------------------------------------------------- prod
