@@ -93,7 +93,7 @@ async def test_get_is_retried_on_503_with_exponential_backoff() -> None:
 
 async def test_429_waits_retry_after_seconds_and_pauses_the_budget() -> None:
     fake = FakeTime()
-    budget = RateBudget(rate=100, burst=10, clock=fake.clock, sleep=fake.sleep)
+    budget = RateBudget(rate=100, burst=10, headroom=1.0, clock=fake.clock, sleep=fake.sleep)
     script = Script(
         httpx.Response(429, headers={"Retry-After": "3"}),
         httpx.Response(200),
@@ -279,7 +279,7 @@ def test_parse_retry_after() -> None:
 
 async def test_rate_budget_allows_a_burst_then_spaces_requests() -> None:
     fake = FakeTime()
-    budget = RateBudget(rate=2, burst=3, clock=fake.clock, sleep=fake.sleep)
+    budget = RateBudget(rate=2, burst=3, headroom=1.0, clock=fake.clock, sleep=fake.sleep)
     key = ("v", "t")
     waits = [await budget.acquire(key) for _ in range(5)]
     assert waits[:3] == [0, 0, 0]
@@ -290,15 +290,25 @@ async def test_rate_budget_allows_a_burst_then_spaces_requests() -> None:
 
 def test_rate_budget_reservations_queue_concurrent_callers() -> None:
     fake = FakeTime()
-    budget = RateBudget(rate=10, burst=1, clock=fake.clock, sleep=fake.sleep)
+    budget = RateBudget(rate=10, burst=1, headroom=1.0, clock=fake.clock, sleep=fake.sleep)
     # Five callers arrive at the same instant: each gets the next slot, 0.1 s apart.
     waits = [budget.reserve(("v", "t")) for _ in range(5)]
     assert waits == pytest.approx([0, 0.1, 0.2, 0.3, 0.4])
 
 
+def test_rate_budget_keeps_headroom_below_the_vendor_limit_by_default() -> None:
+    fake = FakeTime()
+    budget = RateBudget(rate=10, burst=1, clock=fake.clock, sleep=fake.sleep)
+    waits = [budget.reserve(("v", "t")) for _ in range(3)]
+    assert budget.limit == 10
+    assert waits == pytest.approx([0, 1 / 9.7, 2 / 9.7])
+    with pytest.raises(ValueError, match="headroom"):
+        RateBudget(rate=10, headroom=1.5)
+
+
 async def test_rate_budget_pause_holds_the_key_back() -> None:
     fake = FakeTime()
-    budget = RateBudget(rate=100, burst=100, clock=fake.clock, sleep=fake.sleep)
+    budget = RateBudget(rate=100, burst=100, headroom=1.0, clock=fake.clock, sleep=fake.sleep)
     budget.pause(("v", "t"), 4)
     assert await budget.acquire(("v", "t")) == pytest.approx(4)
     assert await budget.acquire(("v", "t")) == 0
@@ -308,7 +318,7 @@ async def test_rate_budget_pause_holds_the_key_back() -> None:
 async def test_concurrent_requests_share_the_budget() -> None:
     # Time stands still while the six start: they queue behind each other in the budget.
     fake = FakeTime(advance=False)
-    budget = RateBudget(rate=5, burst=2, clock=fake.clock, sleep=fake.sleep)
+    budget = RateBudget(rate=5, burst=2, headroom=1.0, clock=fake.clock, sleep=fake.sleep)
     script = Script(*[httpx.Response(200) for _ in range(6)])
     async with _client(script, fake, budget=budget) as client:
         await asyncio.gather(*(client.get(f"/p{i}") for i in range(6)))

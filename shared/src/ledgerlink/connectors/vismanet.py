@@ -477,8 +477,9 @@ class VismaNetConnector(LedgerConnector):
         if self.rate_remaining <= 0 and response.status_code != 429:
             reset = parse_retry_after(response.headers.get("x-ratelimit-reset"))
             if reset is not None:
-                # A second more than the window's rest: our clock and Visma's differ a little.
-                reset += 1
+                # Visma rounds the rest of the window up to whole seconds; a hair more
+                # covers the time between its answer and our pause.
+                reset += 0.05
                 logger.info(
                     "Visma.net rate window spent; pausing",
                     extra={"vendor": VENDOR, "seconds": reset},
