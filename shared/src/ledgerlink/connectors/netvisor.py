@@ -64,7 +64,7 @@ from ledgerlink.connectors.errors import (
     RequestNotUnique,
     VendorUnavailable,
 )
-from ledgerlink.connectors.http import RetryPolicy, VendorHttpClient
+from ledgerlink.connectors.http import RateBudget, RetryPolicy, VendorHttpClient
 from ledgerlink.connectors.models import (
     Account,
     AccountType,
@@ -610,7 +610,10 @@ class NetvisorConnector(LedgerConnector):
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        budget: RateBudget | None = None,
     ) -> None:
+        """``budget``: a request rate per customer on top of one-at-a-time. UNCONFIRMED:
+        Netvisor publishes no number; give one where an environment is known to throttle."""
         self.settings = settings
         self._clock = clock
         self._http = VendorHttpClient(
@@ -625,6 +628,7 @@ class NetvisorConnector(LedgerConnector):
             auth=NetvisorAuth(settings, clock=clock),
             transport=transport,
             sleep=sleep,
+            budget=budget,
         )
         self._dimension_names: dict[DimensionKind, str] | None = None
 
