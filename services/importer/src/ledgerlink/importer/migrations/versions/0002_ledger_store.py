@@ -101,7 +101,6 @@ def upgrade() -> None:
     sa.Column('amount', MONEY, nullable=False),
     sa.Column('text', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
     sa.Column('objects', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
-    sa.ForeignKeyConstraint(['fiscal_year_id'], ['fiscal_years.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('fiscal_year_id', 'voucher_no', 'line_no')
     )
     op.create_table('vouchers',
@@ -113,7 +112,6 @@ def upgrade() -> None:
     sa.Column('period', sa.Date(), nullable=False),
     sa.Column('text', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
     sa.Column('source_id', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-    sa.ForeignKeyConstraint(['fiscal_year_id'], ['fiscal_years.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('fiscal_year_id', 'voucher_no')
     )
     with op.batch_alter_table('import_jobs', schema=None) as batch_op:
