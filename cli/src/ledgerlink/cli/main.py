@@ -102,7 +102,8 @@ async def _dev_up(
         typer.echo("")
         typer.echo(f"Kafka bootstrap servers: {bootstrap_servers}   [{kind}]")
         for name, running in stack.services.items():
-            typer.echo(f"{name:<17} {running.url}   (health {running.url}/readyz)")
+            health = f"{running.url}{running.spec.ready_path}"
+            typer.echo(f"{name:<17} {running.url}   (health {health})")
         typer.echo(f"Stores: {data_dir}/<service>.db   Press Ctrl-C to stop.")
         typer.echo("")
         watcher = asyncio.create_task(_watch_children(stack, stopping))
