@@ -387,28 +387,7 @@ class LedgerImportService:
         outcome: str,
         content_hash: str,
     ) -> None:
-        now = datetime.now(UTC)
         span = periods_between(facts.fiscal_year_start, facts.fiscal_year_end)
-        periods = [period.strftime("%Y-%m") for period in span]
-        differences = [
-            AccountDifferenceV1(
-                account=d.account,
-                opening=_text(d.opening),
-                movements=_text(d.movements),
-                computed_closing=_text(d.computed_closing),
-                source_closing=_text(d.source_closing),
-                difference=_text(d.difference),
-            )
-            for d in reconciliation.differences
-        ]
-        counts = ImportCountsV1(
-            accounts=len(check.accounts),
-            dimensions=len(check.dimensions),
-            objects=len(check.objects),
-            vouchers=check.voucher_count,
-            lines=check.line_count,
-        )
-        job.status = ImportStatus.COMPLETED
         job.outcome = outcome
         job.business_id = facts.business_id
         job.company_id = company_id
@@ -416,37 +395,32 @@ class LedgerImportService:
         job.fiscal_year_start = facts.fiscal_year_start
         job.fiscal_year_end = facts.fiscal_year_end
         job.progress_lines = check.line_count
-        job.counts = counts.model_dump()
-        job.periods = periods
+        job.counts = ImportCountsV1(
+            accounts=len(check.accounts),
+            dimensions=len(check.dimensions),
+            objects=len(check.objects),
+            vouchers=check.voucher_count,
+            lines=check.line_count,
+        ).model_dump()
+        job.periods = [period.strftime("%Y-%m") for period in span]
         job.reconciliation_status = reconciliation.status
-        job.differences = [d.model_dump() for d in differences]
+        job.differences = [
+            AccountDifferenceV1(
+                account=d.account,
+                opening=_text(d.opening),
+                movements=_text(d.movements),
+                computed_closing=_text(d.computed_closing),
+                source_closing=_text(d.source_closing),
+                difference=_text(d.difference),
+            ).model_dump()
+            for d in reconciliation.differences
+        ]
         job.notices = [
             {"code": n.code, "message": n.message, "location": n.location} for n in check.notices
         ]
-        job.lease_expires_at = None
-        job.finished_at = now
-        job.updated_at = now
-        await self._outbox.add(
-            session,
-            ImportCompletedV1(
-                import_id=job.id,
-                connection_id=job.connection_id,
-                business_id=facts.business_id,
-                company_name=facts.name[:300],
-                provider=Provider(job.provider),
-                outcome="replaced" if outcome == "replaced" else "imported",
-                fiscal_year_start=facts.fiscal_year_start,
-                fiscal_year_end=facts.fiscal_year_end,
-                counts=counts,
-                periods=tuple(periods),
-                reconciliation_status=reconciliation.status,  # type: ignore[arg-type]
-                differences=tuple(differences),
-                notice_count=len(check.notices),
-            ),
-            key=facts.business_id,
-            subject=str(job.id),
-        )
-        await self._reports_ready(session, job, facts, periods)
+        _finish(job, ImportStatus.COMPLETED)
+        await self._announce_completed(session, job, facts.name)
+        await self._reports_ready(session, job, facts, job.periods)
         logger.info(
             "import completed",
             extra={
@@ -456,6 +430,36 @@ class LedgerImportService:
                 "reconciliation": reconciliation.status,
                 "outcome": outcome,
             },
+        )
+
+    async def _announce_completed(
+        self, session: AsyncSession, job: ImportJob, company_name: str
+    ) -> None:
+        """``import.completed`` from the result recorded on the finished job."""
+        assert job.fiscal_year_start is not None
+        assert job.fiscal_year_end is not None
+        empty = {"accounts": 0, "dimensions": 0, "objects": 0, "vouchers": 0, "lines": 0}
+        await self._outbox.add(
+            session,
+            ImportCompletedV1(
+                import_id=job.id,
+                connection_id=job.connection_id,
+                business_id=job.business_id,
+                company_name=company_name[:300],
+                provider=Provider(job.provider),
+                outcome=job.outcome,  # type: ignore[arg-type]
+                fiscal_year_start=job.fiscal_year_start,
+                fiscal_year_end=job.fiscal_year_end,
+                counts=ImportCountsV1.model_validate(job.counts or empty),
+                periods=tuple(job.periods or ()),
+                reconciliation_status=job.reconciliation_status or "not_available",  # type: ignore[arg-type]
+                differences=tuple(
+                    AccountDifferenceV1.model_validate(d) for d in job.differences or ()
+                ),
+                notice_count=len(job.notices or ()),
+            ),
+            key=job.business_id,
+            subject=str(job.id),
         )
 
     async def _reports_ready(
@@ -487,8 +491,6 @@ class LedgerImportService:
         job = await session.get(ImportJob, claimed.id, with_for_update=True)
         original = await session.get(ImportJob, year.import_id)
         assert job is not None
-        now = datetime.now(UTC)
-        job.status = ImportStatus.COMPLETED
         job.outcome = "unchanged"
         job.business_id = facts.business_id
         job.company_id = year.company_id
@@ -502,34 +504,8 @@ class LedgerImportService:
             job.differences = original.differences
             job.notices = original.notices
             job.progress_lines = original.progress_lines
-        job.lease_expires_at = None
-        job.finished_at = now
-        job.updated_at = now
-        counts = ImportCountsV1.model_validate(
-            job.counts or {"accounts": 0, "dimensions": 0, "objects": 0, "vouchers": 0, "lines": 0}
-        )
-        await self._outbox.add(
-            session,
-            ImportCompletedV1(
-                import_id=job.id,
-                connection_id=job.connection_id,
-                business_id=facts.business_id,
-                company_name=facts.name[:300],
-                provider=Provider(job.provider),
-                outcome="unchanged",
-                fiscal_year_start=year.start,
-                fiscal_year_end=year.end,
-                counts=counts,
-                periods=tuple(job.periods or ()),
-                reconciliation_status=job.reconciliation_status or "not_available",  # type: ignore[arg-type]
-                differences=tuple(
-                    AccountDifferenceV1.model_validate(d) for d in job.differences or ()
-                ),
-                notice_count=len(job.notices or ()),
-            ),
-            key=facts.business_id,
-            subject=str(job.id),
-        )
+        _finish(job, ImportStatus.COMPLETED)
+        await self._announce_completed(session, job, facts.name)
         logger.info(
             "import unchanged: the fiscal year already holds this file",
             extra={"import_id": str(job.id), "holding_import_id": str(year.import_id)},
@@ -538,15 +514,11 @@ class LedgerImportService:
     async def _record_failure(
         self, session: AsyncSession, job: ImportJob, error: LedgerImportError | ImportRequestError
     ) -> None:
-        now = datetime.now(UTC)
         location = getattr(error, "location", "") or None
         message = getattr(error, "message", None) or str(error)
-        job.status = ImportStatus.FAILED
         job.error_code = error.reason_code
         job.error_message = (f"{location}: {message}" if location else message)[:2000]
-        job.lease_expires_at = None
-        job.finished_at = now
-        job.updated_at = now
+        _finish(job, ImportStatus.FAILED)
         await self._outbox.add(
             session,
             ImportFailedV1(
@@ -565,6 +537,15 @@ class LedgerImportService:
             "import failed",
             extra={"import_id": str(job.id), "reason_code": error.reason_code, "error": message},
         )
+
+
+def _finish(job: ImportJob, status: ImportStatus) -> None:
+    """The job's final status; its lease is given up."""
+    now = datetime.now(UTC)
+    job.status = status
+    job.lease_expires_at = None
+    job.finished_at = now
+    job.updated_at = now
 
 
 def _text(amount: Decimal) -> str:
