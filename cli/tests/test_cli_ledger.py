@@ -9,11 +9,10 @@ own event loop for ``--direct``. Expected figures come from the generator's own 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -34,6 +33,7 @@ from ledgerlink.importer.storage.files import FileArea
 from ledgerlink.importer.storage.models import ImportJob, ImportStatus, messaging
 from ledgerlink.shared.db import Database
 from ledgerlink.shared.messaging.outbox import Outbox
+from ledgerlink.shared.testing import serving
 
 SPEC = LedgerSpec(lines=1500, seed=11)
 SE_ID = "556000-0001"  # SPEC.business_id as the importer keeps it
@@ -83,12 +83,6 @@ def table_rows(output: str) -> dict[str, list[Decimal]]:
     return rows
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield  # the test process keeps its own signal handlers
-
-
 @pytest.fixture
 async def importer(db: Database, tmp_path: Path) -> AsyncIterator[str]:
     """The importer's HTTP API and an import runner on the test store; yields its URL."""
@@ -107,24 +101,15 @@ async def importer(db: Database, tmp_path: Path) -> AsyncIterator[str]:
             on_queued=runner.wake,
         )
     )
-    server = _Server(
-        uvicorn.Config(
-            api, host="127.0.0.1", port=0, log_level="warning", access_log=False, lifespan="off"
-        )
+    config = uvicorn.Config(
+        api, host="127.0.0.1", port=0, log_level="warning", access_log=False, lifespan="off"
     )
-    serving = asyncio.create_task(server.serve())
     runner.start()
     try:
-        async with asyncio.timeout(20):
-            while not server.started:
-                assert not serving.done(), "the importer's HTTP server did not start"
-                await asyncio.sleep(0.01)  # waiting for the listener, bounded above
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
+        async with serving(config) as url:
+            yield url
     finally:
         await runner.stop()
-        server.should_exit = True
-        await serving
 
 
 @pytest.fixture

@@ -12,12 +12,15 @@ testcontainers is a test-only dependency and is imported only when Docker answer
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import uvicorn
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -143,3 +146,43 @@ def start_postgres_backend() -> PostgresBackend:
             _close=container.stop,
         )
     return PostgresBackend(kind="local", admin_url=LOCAL_POSTGRES_URL)
+
+
+class _InLoopServer(uvicorn.Server):
+    """uvicorn that reports start-up on an event and leaves signals to the test process."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    async def startup(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
+        await super().startup(sockets)  # type: ignore[arg-type]
+        self.ready.set()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # Inside a test process, Ctrl-C belongs to pytest, not to this server.
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serving(config: uvicorn.Config) -> AsyncIterator[str]:
+    """Serve ``config``'s app in the current event loop; yields ``http://host:port``.
+
+    Give ``port=0`` for an ephemeral port. Start-up is awaited on an event, never a
+    sleep; a start-up error is raised here. Leaving the block stops the server.
+    """
+    server = _InLoopServer(config)
+    running = asyncio.create_task(server.serve())
+    ready = asyncio.create_task(server.ready.wait())
+    await asyncio.wait({running, ready}, return_when=asyncio.FIRST_COMPLETED)
+    if not server.ready.is_set():
+        ready.cancel()
+        await running  # re-raises the start-up error, if any
+        raise RuntimeError("the server stopped during start-up")
+    try:
+        host, port = server.servers[0].sockets[0].getsockname()[:2]
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        await running

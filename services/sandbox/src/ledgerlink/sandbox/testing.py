@@ -2,22 +2,21 @@
 
 ``async with running_sandbox(world=world) as sandbox:`` starts uvicorn on 127.0.0.1 with an
 ephemeral port in the current loop and yields :class:`RunningSandbox`; leaving the block
-stops the server and waits for it. Start-up is awaited on an event, never on a sleep.
+stops the server and waits for it (``ledgerlink.shared.testing.serving``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-import uvicorn
 from fastapi import FastAPI
 
 from ledgerlink.sandbox.app import VENDOR_MODULES, create_app, uvicorn_config
 from ledgerlink.sandbox.config import SandboxConfig
 from ledgerlink.sandbox.world import World
+from ledgerlink.shared.testing import serving
 
 __all__ = ["RunningSandbox", "running_sandbox"]
 
@@ -33,23 +32,6 @@ class RunningSandbox:
     def url(self, path: str) -> str:
         """Absolute URL of ``path`` (``/procountor/api/coa`` ...)."""
         return f"{self.base_url}/{path.lstrip('/')}"
-
-
-class _Server(uvicorn.Server):
-    """uvicorn server that reports start-up on an event and leaves signals alone."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = asyncio.Event()
-
-    async def startup(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
-        await super().startup(sockets)  # type: ignore[arg-type]
-        self.ready.set()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        # Inside a test process, Ctrl-C belongs to pytest, not to this server.
-        yield
 
 
 @contextlib.asynccontextmanager
@@ -69,17 +51,6 @@ async def running_sandbox(
     app = create_app(config, world, vendors=vendors)
     if setup is not None:
         setup(app, world)
-    server = _Server(uvicorn_config(app, "127.0.0.1", 0, lifespan="off"))
-    serving = asyncio.create_task(server.serve())
-    ready = asyncio.create_task(server.ready.wait())
-    await asyncio.wait({serving, ready}, return_when=asyncio.FIRST_COMPLETED)
-    if not server.ready.is_set():
-        ready.cancel()
-        await serving  # re-raises the start-up error, if any
-        raise RuntimeError("the sandbox server stopped during start-up")
-    try:
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield RunningSandbox(base_url=f"http://127.0.0.1:{port}", world=world, app=app)
-    finally:
-        server.should_exit = True
-        await serving
+    server_config = uvicorn_config(app, "127.0.0.1", 0, lifespan="off")
+    async with serving(server_config) as base_url:
+        yield RunningSandbox(base_url=base_url, world=world, app=app)
