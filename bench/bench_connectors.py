@@ -21,6 +21,12 @@ For every vendor connector (Netvisor, Procountor, Visma.net, 24SevenOffice, Nmbr
    when ``achieved / rate >= --target`` (0.95) and the sandbox answered at most one 429
    ("no 429 after the first"): 429s are counted on the wire by a recording transport.
 
+   Visma.net's limit is a *fixed window* (``Limit`` calls per window, ``X-RateLimit-Reset``
+   in whole seconds), not a bucket: its sandbox turns the same settings into a window of
+   ``burst / rate`` seconds holding ``burst`` calls (0.25 s and 5 calls by default, the
+   hardest case for a whole-second Reset), or ``--fixed-window`` seconds holding
+   ``rate x window`` calls. The real window is an hour (15,000 calls).
+
 Connector modules are imported lazily: a vendor whose connector or sandbox module does not
 exist (yet) is reported as ``missing`` and the others are measured.
 
@@ -63,6 +69,8 @@ DEFAULT_ROUNDS = 3
 DEFAULT_RATE = 20.0
 DEFAULT_RATE_BURST = 5
 DEFAULT_RATE_REQUESTS = 200
+# Vendors whose limit is a fixed window of calls rather than a token bucket.
+FIXED_WINDOW_VENDORS = frozenset({"vismanet"})
 DEFAULT_TARGET = 0.95
 # Out-of-the-way limits for the throughput part (sandbox bucket and connector budget).
 UNLIMITED_RATE = 1_000_000.0
@@ -575,14 +583,21 @@ async def measure_throughput(vendor: str, args: argparse.Namespace, result: Vend
 
 async def measure_rate(vendor: str, args: argparse.Namespace) -> RateRun:
     rate, burst = args.rate, args.rate_burst
+    # The sandbox's limit: a bucket of `burst`, or for a fixed-window vendor the window's
+    # calls (the Visma sandbox's window is its bucket size / rate).
+    refill = burst / rate
+    sandbox_burst = burst
+    if vendor in FIXED_WINDOW_VENDORS and args.fixed_window is not None:
+        sandbox_burst = max(1, round(rate * args.fixed_window))
+        refill = max(refill, sandbox_burst / rate)
     # Small books: only the chart of accounts (or the company list) is read here.
-    with sandbox_process(vendor, 200, args.seed, rate, burst) as box:
+    with sandbox_process(vendor, 200, args.seed, rate, sandbox_burst) as box:
         transport = RecordingTransport()
         budget = rate * args.budget_fraction
         async with make_connector(vendor, box, transport, budget, burst) as connector:
             await warm_up(vendor, connector)
-            # Let both buckets (the sandbox's and the connector's) fill up again.
-            await asyncio.sleep(burst / rate + 0.5)
+            # Let both limits (the sandbox's and the connector's) fill up again.
+            await asyncio.sleep(refill + 0.5)
             before_requests, before_answered = transport.requests, transport.answered
             before_429 = transport.too_many
             started = time.perf_counter()
@@ -652,10 +667,13 @@ def report_text(results: list[VendorResult], args: argparse.Namespace, verdict: 
             f"{_fmt(r.median_cpu_s_per_100k, '.2f'):>11} "
             f"{_fmt(r.median_sandbox_cpu_s_per_100k, '.2f'):>19}"
         )
+    window = args.fixed_window or args.rate_burst / args.rate
+    calls = args.rate_burst if args.fixed_window is None else max(1, round(args.rate * window))
     out.append(
         f"rate limit {args.rate:g} req/s (burst {args.rate_burst}) in the sandbox, connector "
         f"budget {args.rate * args.budget_fraction:g} req/s, {args.rate_requests} requests; "
-        f"target ratio >= {args.target} and no 429 after the first"
+        f"target ratio >= {args.target} and no 429 after the first; Visma.net: a fixed "
+        f"window of {window:g} s holding {calls} calls"
     )
     for r in results:
         if r.rate is None:
@@ -704,6 +722,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=1.0,
         help="the connector's budget as a fraction of --rate (1.0: the limit itself)",
     )
+    p.add_argument(
+        "--fixed-window",
+        type=float,
+        default=None,
+        help="Visma.net's fixed window in the rate run, seconds (default: burst / rate); "
+        "it holds rate x window calls",
+    )
     p.add_argument("--only", choices=("throughput", "rate"), help="run one part only")
     p.add_argument("--target", type=float, default=DEFAULT_TARGET, help="minimum ratio (0.95)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per read")
@@ -718,6 +743,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"unknown vendors {unknown}; choose from {VENDORS}")
     if args.lines < 2 or args.rounds < 1 or args.rate <= 0 or args.rate_burst < 1:
         p.error("--lines >= 2, --rounds >= 1, --rate > 0 and --rate-burst >= 1")
+    if args.fixed_window is not None and args.fixed_window <= 0:
+        p.error("--fixed-window > 0")
     if not 0 < args.budget_fraction <= 10:
         p.error("--budget-fraction must be in (0, 10]")
     args.vendor_list = vendors

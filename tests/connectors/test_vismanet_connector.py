@@ -589,6 +589,46 @@ async def test_spent_rate_window_pauses_instead_of_hitting_429() -> None:
         assert any(wait >= 1 for wait in sleep.waits), "paused until the window reset"
 
 
+def paced_connector(env: Env, sleep: FakeSleep, rate: float, burst: int) -> VismaNetConnector:
+    """A connector whose budget runs on the sandbox's clock (simulated time throughout)."""
+    return VismaNetConnector(
+        env.settings(requests_per_second=rate, burst=burst),
+        budget=RateBudget(rate, burst, clock=env.clock, sleep=sleep),
+        retry=RetryPolicy(attempts=6, max_total_seconds=600),
+        sleep=sleep,
+    )
+
+
+async def test_short_fixed_window_is_used_at_the_budget_rate() -> None:
+    # 5 calls per 0.25 s window, Reset "1" throughout: a pause of Reset after each spent
+    # window would leave 5 calls per 1.25 s (0.2 of the limit); the window's start + its
+    # length ends the pause where the window really ends.
+    async for env in _env(RateLimitSettings(rate_per_second=20, burst=5)):
+        sleep = FakeSleep(env.clock)
+        async with paced_connector(env, sleep, rate=20, burst=1) as conn:
+            await conn.read_accounts()
+            started = env.clock()
+            calls = 100
+            for _ in range(calls):
+                await conn.read_accounts()
+            elapsed = env.clock() - started
+        assert 429 not in env.log.statuses()
+        assert conn.rate_window.ends_by is not None
+        assert calls / elapsed >= 0.95 * 20, f"{calls / elapsed:.2f} calls/s of 20"
+
+
+async def test_a_window_length_that_visma_contradicts_costs_one_429_at_most() -> None:
+    # Configured as 40 calls/s while the sandbox allows 20: the estimated window (0.125 s) is
+    # too short, so the first resume is early and refused; after that only Reset counts.
+    async for env in _env(RateLimitSettings(rate_per_second=20, burst=5)):
+        sleep = FakeSleep(env.clock)
+        async with paced_connector(env, sleep, rate=40, burst=5) as conn:
+            for _ in range(40):
+                await conn.read_accounts()
+            assert conn.rate_window.trust_length is False
+        assert env.log.statuses().count(429) == 1
+
+
 async def test_voided_and_edited_batches_come_with_the_next_sync(env: Env) -> None:
     tenant = env.tenant
     async with connector(env) as conn:

@@ -207,6 +207,10 @@ class RateBudget:
             await self._sleep(wait)
         return wait
 
+    def now(self) -> float:
+        """The budget's clock (what :meth:`pause` counts from)."""
+        return self._clock()
+
     def pause(self, key: tuple[str, str], seconds: float) -> None:
         """Hold every request for ``key`` back for ``seconds`` from now."""
         until = self._clock() + seconds

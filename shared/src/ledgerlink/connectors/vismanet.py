@@ -29,7 +29,12 @@
   classes, keeping the vendor's code and message.
 * **Rate**: every answer carries ``X-RateLimit-Limit/-Remaining/-Reset``; when the remaining
   calls reach zero the connection pauses until the window resets, and a 429 is retried after
-  its ``Retry-After``.
+  its ``Retry-After``. Visma's limit is a fixed window and ``Reset`` counts whole seconds, so
+  "until the window resets" is estimated from two facts (see :class:`WindowTracker`): every
+  answer says the window ends by its arrival time + ``Reset``, and the window began before
+  its first answer arrived, so it ends by then + its length (``Limit`` / the configured
+  calls per second). The pause lasts until the earlier of the two, not a whole second past
+  every reset.
 """
 
 from __future__ import annotations
@@ -358,6 +363,80 @@ class _Assembler:
 
 _BUDGETS: dict[tuple[float, int], RateBudget] = {}
 
+#: Added to an estimated window end before calling again: the vendor's clock granularity,
+#: plus a ten-thousandth of the window for clocks that run at slightly different rates.
+WINDOW_MARGIN_S: Final = 0.005
+WINDOW_MARGIN_SHARE: Final = 1e-4
+
+
+@dataclass
+class WindowTracker:
+    """Visma.net's fixed rate window, as far as the ``X-RateLimit-*`` headers reveal it.
+
+    ``Reset`` is whole seconds rounded up, so one answer only says the window ends within
+    (arrival + Reset - 1, arrival + Reset]; the smallest arrival + Reset over the window's
+    answers is the best such bound (it is within one call's spacing of the real end when the
+    answers cross a change of ``Reset``). The window also began before its first answer
+    arrived, so it ends by that arrival + the window's length, where the length is ``Limit``
+    divided by the calls per second the connection was configured with. That bound is used
+    only while it agrees with what Visma says: the first answer's ``Reset`` must not exceed
+    the length (a test client's smaller ``Limit`` over the same hour would make the length
+    look shorter), and after a 429 it is not used again for this connection.
+    """
+
+    #: The vendor's calls per second as configured (15,000/hour by default).
+    rate: float
+    limit: int | None = None
+    remaining: int | None = None
+    #: Arrival of the window's first answer seen here, and that answer's Reset.
+    first_seen: float | None = None
+    first_reset: float | None = None
+    #: The window has certainly ended by then (min of arrival + Reset).
+    ends_by: float | None = None
+    #: False once the length-based bound met a 429.
+    trust_length: bool = True
+
+    def observe(self, now: float, limit: int | None, remaining: int, reset: float | None) -> None:
+        """Take in one answer's headers, read at ``now``."""
+        ended_by = self.ended_by()
+        new_window = (
+            self.remaining is None
+            or remaining > self.remaining
+            or (ended_by is not None and now >= ended_by)
+        )
+        if new_window:
+            self.first_seen, self.first_reset, self.ends_by = now, reset, None
+        if limit is not None:
+            self.limit = limit
+        self.remaining = remaining
+        if reset is not None:
+            bound = now + reset
+            self.ends_by = bound if self.ends_by is None else min(self.ends_by, bound)
+
+    def refused(self) -> None:
+        """A 429 came: the estimate was early; from now on only Reset is trusted."""
+        self.trust_length = False
+
+    def resume_at(self) -> float | None:
+        """When to call again after the window is spent (None: nothing known)."""
+        end = self.ended_by()
+        return None if end is None else end + WINDOW_MARGIN_S
+
+    def ended_by(self) -> float | None:
+        """When the current window has surely ended (None: nothing known)."""
+        end = self.ends_by
+        if (
+            self.trust_length
+            and self.first_seen is not None
+            and self.limit is not None
+            and self.limit > 0
+        ):
+            length = self.limit / self.rate
+            if self.first_reset is None or self.first_reset <= length + 1:
+                by_length = self.first_seen + length * (1 + WINDOW_MARGIN_SHARE)
+                end = by_length if end is None else min(end, by_length)
+        return end
+
 
 def _shared_budget(rate: float, burst: int) -> RateBudget:
     # One budget per process and limit: several connections to one company share it.
@@ -365,6 +444,13 @@ def _shared_budget(rate: float, burst: int) -> RateBudget:
     if budget is None:
         budget = _BUDGETS[(rate, burst)] = RateBudget(rate, burst)
     return budget
+
+
+def _header_int(response: httpx.Response, name: str) -> int | None:
+    try:
+        return int(response.headers[name])
+    except (KeyError, ValueError):
+        return None
 
 
 def _wrap(value: Any) -> dict[str, Any]:
@@ -419,6 +505,7 @@ class VismaNetConnector(LedgerConnector):
         self._periods: dict[dt.date, str] | None = None
         #: Latest X-RateLimit-Remaining seen (None before the first answer).
         self.rate_remaining: int | None = None
+        self.rate_window = WindowTracker(settings.requests_per_second)
 
     def __repr__(self) -> str:
         return (
@@ -467,24 +554,32 @@ class VismaNetConnector(LedgerConnector):
 
     def _observe_rate(self, response: httpx.Response) -> None:
         """Honour X-RateLimit headers: with no calls left, pause until the window resets."""
-        remaining = response.headers.get("x-ratelimit-remaining")
+        remaining = _header_int(response, "x-ratelimit-remaining")
         if remaining is None:
             return
-        try:
-            self.rate_remaining = int(remaining)
-        except ValueError:
+        self.rate_remaining = remaining
+        window = self.rate_window
+        now = self._budget.now()
+        if response.status_code == 429:
+            # Retried after its Retry-After by the HTTP client; the estimate was too early.
+            if window.remaining == 0:
+                window.refused()
             return
-        if self.rate_remaining <= 0 and response.status_code != 429:
-            reset = parse_retry_after(response.headers.get("x-ratelimit-reset"))
-            if reset is not None:
-                # Visma rounds the rest of the window up to whole seconds; a hair more
-                # covers the time between its answer and our pause.
-                reset += 0.05
-                logger.info(
-                    "Visma.net rate window spent; pausing",
-                    extra={"vendor": VENDOR, "seconds": reset},
-                )
-                self._budget.pause(self._budget_key, reset)
+        window.observe(
+            now,
+            _header_int(response, "x-ratelimit-limit"),
+            remaining,
+            parse_retry_after(response.headers.get("x-ratelimit-reset")),
+        )
+        if remaining > 0:
+            return
+        resume = window.resume_at()
+        if resume is not None and resume > now:
+            logger.info(
+                "Visma.net rate window spent; pausing",
+                extra={"vendor": VENDOR, "seconds": round(resume - now, 3)},
+            )
+            self._budget.pause(self._budget_key, resume - now)
 
     async def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         await self._ensure_token()
