@@ -160,6 +160,21 @@ async def test_login_sets_the_session_cookie_and_repeated_logins_are_throttled(e
     assert int(response.headers["Retry-After"]) >= 1
 
 
+async def test_sandbox_reset_forgets_sessions_and_logins_but_keeps_users(env: Env) -> None:
+    env.state.login_limit = 2
+    session = await login(env)
+    await login(env)
+    assert "Too many logins" in fault_string(
+        await soap(env.http, tf.AUTH_PATH, "Login", login_body())
+    )
+    assert (await env.http.post("/_sandbox/reset")).status_code == 204
+    response = await soap(env.http, tf.ACCOUNT_PATH, "GetAccountList", session=session)
+    assert fault_string(response).startswith("Not authenticated")
+    assert env.state.login_count == 0
+    # The integration user and its application are still there: logging in works again.
+    assert await login(env) != session
+
+
 async def test_calls_without_a_valid_session_are_refused(env: Env) -> None:
     for session in (None, "not-a-session"):
         response = await soap(env.http, tf.ACCOUNT_PATH, "GetAccountList", session=session)

@@ -712,6 +712,25 @@ async def test_rate_limit_headers_and_429_per_client_and_company() -> None:
         assert again.status_code == 200
 
 
+async def test_sandbox_reset_refills_the_rate_windows() -> None:
+    world, tenant, _ = make_world(Clock(), burst=2)
+    async with (
+        running_sandbox(world=world, vendors=("vismanet",)) as sandbox,
+        httpx.AsyncClient(base_url=sandbox.base_url) as http,
+    ):
+        token = await service_token(http, tenant.tenant_id)
+        for _ in range(2):
+            await http.get("/vismanet/v1/account", params=PAGE, headers=bearer(token))
+        limited = await http.get("/vismanet/v1/account", params=PAGE, headers=bearer(token))
+        assert limited.status_code == 429
+        assert (await http.post("/_sandbox/reset")).status_code == 204
+        # Tokens are forgotten by a reset as well: a new one, then a full window again.
+        token = await service_token(http, tenant.tenant_id)
+        again = await http.get("/vismanet/v1/account", params=PAGE, headers=bearer(token))
+        assert again.status_code == 200
+        assert again.headers["x-ratelimit-remaining"] == "1"
+
+
 async def test_faults_render_as_visma_answers(env: Env) -> None:
     token = await service_token(env.http, env.tenant.tenant_id)
     env.world.faults.set(FaultPlan(vendor="vismanet", storm_429=1, retry_after_seconds=2))

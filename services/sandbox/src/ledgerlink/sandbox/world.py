@@ -91,6 +91,7 @@ class World:
         self._one_at_a_time: dict[str, OneAtATime] = {}
         self._ordinals: dict[str, int] = {}
         self._ids = random.Random(f"{self.seed}:tenant-ids")
+        self._reset_hooks: list[Callable[[], None]] = []
 
     # -- tenants ---------------------------------------------------------------------------
 
@@ -241,3 +242,9 @@ class World:
             tenant.state.clear()
             if tenant.company_factory is not None:
                 tenant.company = tenant.company_factory()
+        for hook in self._reset_hooks:
+            hook()
+
+    def on_reset(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` on :meth:`reset`: for state a vendor keeps beside the world."""
+        self._reset_hooks.append(hook)

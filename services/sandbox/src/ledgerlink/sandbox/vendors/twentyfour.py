@@ -204,6 +204,16 @@ class TwentyFourState:
         self.sessions.clear()
         self.tokens.clear()
 
+    def reset(self) -> None:
+        """What :meth:`World.reset` forgets: sessions, tokens, login history, counters and
+        saved bundles and references. Applications, users and REST clients stay."""
+        self.expire_sessions()
+        self.logins.clear()
+        self.login_count = 0
+        self.token_count = 0
+        self.saved_bundles.clear()
+        self.posted_references.clear()
+
 
 _STATES: weakref.WeakKeyDictionary[World, TwentyFourState] = weakref.WeakKeyDictionary()
 
@@ -221,6 +231,7 @@ def state_of(world: World) -> TwentyFourState:
             token_ttl_seconds=float(world.config.access_token_ttl_seconds)
         )
         world.faults.on_expire_tokens(VENDOR, state.expire_sessions)
+        world.on_reset(state.reset)
     return state
 
 

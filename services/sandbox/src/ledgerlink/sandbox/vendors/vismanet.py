@@ -148,6 +148,10 @@ class VismaNetState:
     #: Fixed rate-limit windows per (client, company).
     windows: dict[str, _Window] = field(default_factory=dict)
 
+    def reset(self) -> None:
+        """What :meth:`World.reset` forgets: the rate windows (clients and users stay)."""
+        self.windows.clear()
+
 
 _STATES: weakref.WeakKeyDictionary[World, VismaNetState] = weakref.WeakKeyDictionary()
 
@@ -157,6 +161,7 @@ def state_of(world: World) -> VismaNetState:
     state = _STATES.get(world)
     if state is None:
         state = _STATES[world] = VismaNetState()
+        world.on_reset(state.reset)
     return state
 
 
