@@ -81,8 +81,21 @@ async def test_activation_reaches_every_service_in_one_trace(
                 f"{stack.services['auth'].url}/v1/connections/{activated.data['connection_id']}"
             )
         ).json()
+        metrics = (await http.get(f"{stack.services['auth'].url}/metrics")).text
     assert [job["id"] for job in jobs] == [queued.data["import_id"]]
     assert connection["status"] == "active"
+    # One /metrics per service: the events it consumed, and its vendor API traffic families.
+    consumed = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("ledgerlink_events_consumed_total{")
+        and f'event_type="{ACTIVATION}"' in line
+        and 'outcome="processed"' in line
+    ]
+    assert consumed, metrics
+    assert float(consumed[0].rsplit(" ", 1)[1]) >= 1
+    assert "# TYPE ledgerlink_connector_requests_total counter" in metrics
+    assert "# TYPE ledgerlink_connector_request_seconds histogram" in metrics
 
     services = await otlp_receiver.wait_for_services(
         trace_id, {"ledgerlink-auth", "ledgerlink-importer", "ledgerlink-journal-exporter"}

@@ -42,6 +42,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
+from ledgerlink.connectors import metrics as connector_metrics
 from ledgerlink.connectors.errors import (
     AccessNotEnabled,
     AuthenticationFailed,
@@ -259,8 +260,11 @@ class VendorHttpClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        metrics: connector_metrics.ConnectorMetrics | None = None,
     ) -> None:
         self.vendor = vendor
+        #: Where traffic is recorded; None: what a service installed (if anything).
+        self.metrics = metrics
         self._clock = clock
         self.tenant = tenant
         self.budget = budget
@@ -332,17 +336,27 @@ class VendorHttpClient:
         policy = self.retry
         key = (self.vendor, self.tenant)
 
+        metrics = self.metrics or connector_metrics.current()
+
         async def attempt() -> httpx.Response:
             if self.budget is not None:
-                await self.budget.acquire(key)
+                waited = await self.budget.acquire(key)
+                if metrics is not None and waited > 0:
+                    metrics.budget_wait_seconds.labels(self.vendor).inc(waited)
             request = self._client.build_request(
                 method, url, params=params, json=json, content=content, data=data, headers=headers
             )
             if build is not None:
                 request = build(request)
+            sent = time.perf_counter()
             try:
                 response = await self._client.send(request)
             except httpx.TransportError as exc:
+                if metrics is not None:
+                    metrics.request_seconds.labels(self.vendor, method).observe(
+                        time.perf_counter() - sent
+                    )
+                    metrics.requests.labels(self.vendor, method, "transport_error").inc()
                 unavailable = VendorUnavailable(
                     self.vendor, f"{type(exc).__name__} on {method} {request.url.path}"
                 )
@@ -351,6 +365,13 @@ class VendorHttpClient:
                     raise _Retry(unavailable, None) from exc
                 raise unavailable from exc
             error = classifier(response)
+            if metrics is not None:
+                metrics.request_seconds.labels(self.vendor, method).observe(
+                    time.perf_counter() - sent
+                )
+                metrics.requests.labels(
+                    self.vendor, method, connector_metrics.outcome_label(error)
+                ).inc()
             if error is None:
                 return response
             if isinstance(error, RateLimited):
@@ -376,7 +397,7 @@ class VendorHttpClient:
             wait=self._wait,
             retry=retry_if_exception(lambda exc: isinstance(exc, _Retry)),
             sleep=self._sleep,
-            before_sleep=self._log_retry(method, url),
+            before_sleep=self._before_retry(method, url, metrics),
             reraise=True,
         )
         try:
@@ -398,11 +419,15 @@ class VendorHttpClient:
         )
         return float(backoff) + self._rng.uniform(0, policy.jitter_seconds)
 
-    def _log_retry(self, method: str, url: str) -> Callable[[RetryCallState], None]:
+    def _before_retry(
+        self, method: str, url: str, metrics: connector_metrics.ConnectorMetrics | None
+    ) -> Callable[[RetryCallState], None]:
         def log(state: RetryCallState) -> None:
             outcome = state.outcome
             exc = outcome.exception() if outcome is not None else None
             reason = exc.error if isinstance(exc, _Retry) else exc
+            if metrics is not None:
+                metrics.retries.labels(self.vendor, connector_metrics.outcome_label(reason)).inc()
             logger.warning(
                 "retrying vendor request",
                 extra={

@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import MetaData
 
+from ledgerlink.connectors import metrics as connector_metrics
 from ledgerlink.shared.config import ServiceConfig
 from ledgerlink.shared.db import Database
 from ledgerlink.shared.events import EventData
@@ -123,6 +124,8 @@ def build_process_context(
     tracer_provider = configure_tracing(service_name)
     registry = CollectorRegistry()
     metrics = MessagingMetrics(registry)
+    # Vendor API traffic of any connector this process uses goes to the same /metrics.
+    connector_metrics.install(registry)
     db = Database.from_settings(config.database)
     SQLAlchemyInstrumentor().instrument(
         engine=db.engine.sync_engine, tracer_provider=tracer_provider
