@@ -1,4 +1,5 @@
-"""VendorHttpClient: retries, Retry-After, idempotency, rate budget, safe logs (MockTransport)."""
+"""VendorHttpClient: retries, Retry-After, idempotency, rate budget, safe logs, metrics
+(MockTransport)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 
+from ledgerlink.connectors import metrics as connector_metrics
 from ledgerlink.connectors.errors import (
     AccessNotEnabled,
+    AuthenticationFailed,
     ConnectorError,
     InvalidData,
     NotFound,
@@ -51,6 +55,7 @@ def _client(
     *,
     budget: RateBudget | None = None,
     retry: RetryPolicy | None = None,
+    metrics: connector_metrics.ConnectorMetrics | None = None,
 ) -> VendorHttpClient:
     return VendorHttpClient(
         "testvendor",
@@ -61,6 +66,7 @@ def _client(
         clock=fake.clock,
         budget=budget,
         retry=retry or RetryPolicy(attempts=4, jitter_seconds=0.1),
+        metrics=metrics,
     )
 
 
@@ -324,3 +330,98 @@ async def test_concurrent_requests_share_the_budget() -> None:
         await asyncio.gather(*(client.get(f"/p{i}") for i in range(6)))
     assert len(script.requests) == 6
     assert sorted(fake.sleeps) == pytest.approx([0.2, 0.4, 0.6, 0.8])
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    found = registry.get_sample_value(name, labels)
+    return 0.0 if found is None else found
+
+
+def attempts(registry: CollectorRegistry, outcome: str) -> float:
+    return sample(
+        registry,
+        "ledgerlink_connector_requests_total",
+        vendor="testvendor",
+        method="GET",
+        outcome=outcome,
+    )
+
+
+async def test_metrics_count_attempts_by_outcome_retries_and_durations() -> None:
+    registry = CollectorRegistry()
+    script = Script(
+        httpx.Response(429, headers={"Retry-After": "1"}),
+        httpx.ConnectError("refused"),
+        httpx.Response(503),
+        httpx.Response(200, json={}),
+        httpx.Response(401),
+    )
+    metrics = connector_metrics.ConnectorMetrics(registry)
+    async with _client(
+        script, FakeTime(), retry=RetryPolicy(attempts=5), metrics=metrics
+    ) as client:
+        await client.get("/accounts")
+        with pytest.raises(AuthenticationFailed):
+            await client.get("/accounts")
+    assert attempts(registry, "ok") == 1
+    assert attempts(registry, "rate_limited") == 1
+    assert attempts(registry, "transport_error") == 1
+    assert attempts(registry, "vendor_unavailable") == 1
+    assert attempts(registry, "authentication_failed") == 1
+    retries = "ledgerlink_connector_retries_total"
+    assert sample(registry, retries, vendor="testvendor", reason="rate_limited") == 1
+    assert sample(registry, retries, vendor="testvendor", reason="vendor_unavailable") == 2
+    # Every attempt has a duration; the 401 was not retried.
+    durations = "ledgerlink_connector_request_seconds_count"
+    assert sample(registry, durations, vendor="testvendor", method="GET") == 5
+
+
+async def test_metrics_count_time_held_back_by_the_budget() -> None:
+    registry = CollectorRegistry()
+    fake = FakeTime()
+    budget = RateBudget(2, 1, headroom=1.0, clock=fake.clock, sleep=fake.sleep)
+    script = Script(*(httpx.Response(200) for _ in range(3)))
+    metrics = connector_metrics.ConnectorMetrics(registry)
+    async with _client(script, fake, budget=budget, metrics=metrics) as client:
+        for _ in range(3):
+            await client.get("/x")
+    # 2 per second, one at a time: the second and the third waited half a second each.
+    waited = sample(registry, "ledgerlink_connector_budget_wait_seconds_total", vendor="testvendor")
+    assert waited == pytest.approx(1.0)
+
+
+async def test_metric_labels_carry_no_tenant_and_no_url() -> None:
+    registry = CollectorRegistry()
+    metrics = connector_metrics.ConnectorMetrics(registry)
+    async with _client(Script(httpx.Response(200)), FakeTime(), metrics=metrics) as client:
+        await client.get("/companies/1234567-8/accounts?token=abc")
+    for metric in registry.collect():
+        for found in metric.samples:
+            text = repr(found.labels)
+            assert "t1" not in text
+            assert "1234567-8" not in text
+            assert "token" not in text
+
+
+async def test_installed_metrics_are_used_when_none_is_given() -> None:
+    registry = CollectorRegistry()
+    connector_metrics.install(registry)
+    try:
+        async with _client(Script(httpx.Response(200)), FakeTime()) as client:
+            await client.get("/x")
+    finally:
+        connector_metrics.uninstall()
+    async with _client(Script(httpx.Response(200)), FakeTime()) as client:
+        await client.get("/x")  # not recorded any more
+    assert attempts(registry, "ok") == 1
+
+
+def test_outcome_labels_are_snake_case_error_classes() -> None:
+    assert connector_metrics.outcome_label(None) == "ok"
+    assert connector_metrics.outcome_label(RateLimited("acme", "slow down")) == "rate_limited"
+    assert (
+        connector_metrics.outcome_label(VendorUnavailable("acme", "down")) == "vendor_unavailable"
+    )
