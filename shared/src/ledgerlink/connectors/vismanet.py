@@ -503,8 +503,6 @@ class VismaNetConnector(LedgerConnector):
         self._token_fetched = False
         self._last_etag: str | None = None
         self._periods: dict[dt.date, str] | None = None
-        #: Latest X-RateLimit-Remaining seen (None before the first answer).
-        self.rate_remaining: int | None = None
         self.rate_window = WindowTracker(settings.requests_per_second)
 
     def __repr__(self) -> str:
@@ -552,12 +550,16 @@ class VismaNetConnector(LedgerConnector):
         self._observe_rate(response)
         return classify_response(response)
 
+    @property
+    def rate_remaining(self) -> int | None:
+        """Latest X-RateLimit-Remaining of an answered call (None before the first)."""
+        return self.rate_window.remaining
+
     def _observe_rate(self, response: httpx.Response) -> None:
         """Honour X-RateLimit headers: with no calls left, pause until the window resets."""
         remaining = _header_int(response, "x-ratelimit-remaining")
         if remaining is None:
             return
-        self.rate_remaining = remaining
         window = self.rate_window
         now = self._budget.now()
         if response.status_code == 429:
