@@ -37,7 +37,7 @@ Everything runs against one fresh PostgreSQL database created for the run
 
 Usage::
 
-    uv run --group bench python bench/bench_ledger_import.py [--quick] [--lines N]
+    uv run python bench/bench_ledger_import.py [--quick] [--lines N]
 
 The PostgreSQL server is taken from ``--postgres`` (``LEDGERLINK_BENCH_POSTGRES``), by
 default ``postgresql://postgres@127.0.0.1:5432/postgres``; the role must be allowed to

@@ -58,13 +58,19 @@ CREDENTIALS = {"username": USER, "token": TOKEN, "domain": DOMAIN}
 
 
 class RecordingSleep:
-    """Stands in for asyncio.sleep: records the waits the connector asks for, waits not."""
+    """Stands in for asyncio.sleep: records the waits the connector asks for and moves its
+    own clock by them instead of waiting (the connector gets both: time is one pair)."""
 
     def __init__(self) -> None:
         self.waits: list[float] = []
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
 
     async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
+        self.now += seconds
         await asyncio.sleep(0)
 
 
@@ -445,7 +451,7 @@ async def test_unreadable_journal_xml_is_invalid_data() -> None:
 async def test_persistent_429_is_rate_limited_after_the_retries(env: Env) -> None:
     env.world.faults.set(FaultPlan(vendor="nmbrs", storm_429=100, retry_after_seconds=1))
     sleep = RecordingSleep()
-    async with NmbrsConnector(env.settings(), sleep=sleep) as connector:
+    async with NmbrsConnector(env.settings(), sleep=sleep, clock=sleep.clock) as connector:
         with pytest.raises(RateLimited) as caught:
             await connector.list_companies()
     assert caught.value.retry_after == 1
@@ -455,7 +461,7 @@ async def test_persistent_429_is_rate_limited_after_the_retries(env: Env) -> Non
 async def test_server_errors_and_resets_become_vendor_unavailable(env: Env) -> None:
     sleep = RecordingSleep()
     env.world.faults.set(FaultPlan(vendor="nmbrs", error_rate=1.0, error_status=503))
-    async with NmbrsConnector(env.settings(), sleep=sleep) as connector:
+    async with NmbrsConnector(env.settings(), sleep=sleep, clock=sleep.clock) as connector:
         with pytest.raises(VendorUnavailable) as unavailable:
             await connector.list_companies()
         env.world.faults.set(FaultPlan(vendor="nmbrs", reset_rate=1.0))
@@ -477,7 +483,7 @@ async def test_a_429_storm_slows_the_sync_without_failing_it(env: Env) -> None:
         )
     env.world.faults.set(FaultPlan(vendor="nmbrs", storm_429=3, retry_after_seconds=2))
     sleep = RecordingSleep()
-    async with NmbrsConnector(env.settings(), sleep=sleep) as connector:
+    async with NmbrsConnector(env.settings(), sleep=sleep, clock=sleep.clock) as connector:
         runs = await connector.list_runs(env.company_id(env.first), 2025)
         journals = await connector.read_run_journal(env.company_id(env.first), runs[2].run_id)
     assert journals == baseline

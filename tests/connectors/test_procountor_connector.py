@@ -100,20 +100,26 @@ class SteppingClock:
 
 
 class FakeSleep:
-    """Records the waits instead of sleeping them: "slows down" is the sum of the waits."""
+    """Records the waits instead of sleeping them: "slows down" is the sum of the waits.
+    Its own clock moves by each wait, and the budget runs on it (time is one pair)."""
 
     def __init__(self) -> None:
         self.waits: list[float] = []
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
 
     async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
+        self.now += seconds
 
 
 def connector(env: Env, sleep: FakeSleep | None = None, **overrides: Any) -> ProcountorConnector:
     fake = sleep or FakeSleep()
     return ProcountorConnector(
         env.settings(**overrides),
-        budget=RateBudget(20, 10, sleep=fake),
+        budget=RateBudget(20, 10, clock=fake.clock, sleep=fake),
         retry=RetryPolicy(attempts=6, max_total_seconds=60),
         sleep=fake,
     )

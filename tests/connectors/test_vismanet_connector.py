@@ -180,7 +180,7 @@ def connector(
     fake = sleep or FakeSleep(env.clock)
     return VismaNetConnector(
         settings or env.settings(**overrides),
-        budget=RateBudget(1000, 1000, sleep=fake),
+        budget=RateBudget(1000, 1000, clock=env.clock, sleep=fake),
         retry=retry or RetryPolicy(attempts=6, max_total_seconds=600),
         sleep=fake,
     )

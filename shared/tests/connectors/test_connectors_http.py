@@ -294,6 +294,18 @@ async def test_rate_budget_allows_a_burst_then_spaces_requests() -> None:
     assert await budget.acquire(("v", "other")) == 0
 
 
+def test_rate_budget_refuses_a_fake_sleep_on_the_real_clock() -> None:
+    # The mix that made a Visma.net test depend on the machine's speed: waits computed from
+    # real elapsed time, "slept" on another clock.
+    async def fake_sleep(seconds: float) -> None:
+        return None
+
+    with pytest.raises(ValueError, match="needs the clock it advances"):
+        RateBudget(10, 1, sleep=fake_sleep)
+    assert RateBudget(10, 1, sleep=fake_sleep, clock=lambda: 0.0).now() == 0.0
+    assert RateBudget(10, 1).burst == 1
+
+
 def test_rate_budget_reservations_queue_concurrent_callers() -> None:
     fake = FakeTime()
     budget = RateBudget(rate=10, burst=1, headroom=1.0, clock=fake.clock, sleep=fake.sleep)

@@ -183,6 +183,14 @@ class RateBudget:
     ) -> None:
         if rate <= 0 or burst < 1 or not 0 < headroom <= 1:
             raise ValueError("rate must be > 0, burst >= 1 and 0 < headroom <= 1")
+        if sleep is not asyncio.sleep and clock is time.monotonic:
+            # A fake sleep on the real clock computes every wait from real elapsed time
+            # while the time it "sleeps" passes only on some other clock: pacing and
+            # window pauses then depend on how fast the machine is (a test that passed
+            # on one machine met 429s on a slower one). Time is injected as a pair.
+            raise ValueError(
+                "RateBudget: an injected sleep needs the clock it advances (pass clock= too)"
+            )
         self.limit = rate
         self.rate = rate * headroom
         self.burst = burst

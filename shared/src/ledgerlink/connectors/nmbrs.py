@@ -35,6 +35,7 @@ exception message.
 from __future__ import annotations
 
 import asyncio
+import time
 import datetime as dt
 import logging
 import re
@@ -369,9 +370,10 @@ class NmbrsConnector(PayrollSource):
         token_store: TokenStore | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
-        budget = RateBudget(settings.rate_per_second, settings.burst, sleep=sleep)
+        budget = RateBudget(settings.rate_per_second, settings.burst, sleep=sleep, clock=clock)
         self._own_session = False
         self._session = oauth_session
         if settings.api == "rest" and self._session is None:
