@@ -1,4 +1,9 @@
-"""A service imports the shared library only, never another service."""
+"""A service imports the shared library and the connectors package, never another service.
+
+Layers, from the bottom: ``ledgerlink.shared`` (contracts, wiring) <- ``ledgerlink.connectors``
+(vendor APIs) <- the services. The shared library imports neither; the connectors import no
+service.
+"""
 
 from __future__ import annotations
 
@@ -34,28 +39,29 @@ def forbidden_for(service: str) -> set[str]:
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
 def test_service_imports_only_shared_and_itself(service: str) -> None:
-    folder = ROOT / "services" / service
+    assert violations_in(ROOT / "services" / service, forbidden_for(service)) == []
+
+
+def violations_in(folder: Path, forbidden: set[str]) -> list[str]:
     files = sorted(folder.rglob("*.py"))
     assert files, f"no Python files under {folder}"
-    violations = [
-        f"{path.relative_to(ROOT)} imports {module}"
+    return [
+        f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} imports {module}"
         for path in files
-        for module in imported_modules(path)
-        if any(module == bad or module.startswith(bad + ".") for bad in forbidden_for(service))
-    ]
-    assert violations == []
-
-
-def test_shared_library_imports_no_service() -> None:
-    """Nor do its tests: tests against the vendor sandboxes live in tests/connectors/."""
-    forbidden = set(SERVICES.values()) | OTHER_PACKAGES
-    violations = [
-        f"{path.relative_to(ROOT)} imports {module}"
-        for path in sorted((ROOT / "shared").rglob("*.py"))
         for module in imported_modules(path)
         if any(module == bad or module.startswith(bad + ".") for bad in forbidden)
     ]
-    assert violations == []
+
+
+def test_shared_library_imports_no_service_and_no_connector() -> None:
+    """Nor do its tests: tests against the vendor sandboxes live in tests/connectors/."""
+    forbidden = set(SERVICES.values()) | OTHER_PACKAGES | {"ledgerlink.connectors"}
+    assert violations_in(ROOT / "shared", forbidden) == []
+
+
+def test_connectors_import_no_service() -> None:
+    """The connectors stand on the shared library only (their sandbox tests live in tests/)."""
+    assert violations_in(ROOT / "connectors", set(SERVICES.values()) | OTHER_PACKAGES) == []
 
 
 def test_the_check_catches_a_cross_service_import(tmp_path: Path) -> None:
@@ -66,3 +72,6 @@ def test_the_check_catches_a_cross_service_import(tmp_path: Path) -> None:
     modules = imported_modules(offender)
     assert any(module.startswith("ledgerlink.importer") for module in modules)
     assert "ledgerlink.importer" in forbidden_for("auth")
+    assert violations_in(tmp_path, forbidden_for("auth")) == [
+        f"{offender} imports ledgerlink.importer.storage"
+    ]

@@ -27,7 +27,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import MetaData
 
-from ledgerlink.connectors import metrics as connector_metrics
 from ledgerlink.shared.config import ServiceConfig
 from ledgerlink.shared.db import Database
 from ledgerlink.shared.events import EventData
@@ -124,8 +123,6 @@ def build_process_context(
     tracer_provider = configure_tracing(service_name)
     registry = CollectorRegistry()
     metrics = MessagingMetrics(registry)
-    # Vendor API traffic of any connector this process uses goes to the same /metrics.
-    connector_metrics.install(registry)
     db = Database.from_settings(config.database)
     SQLAlchemyInstrumentor().instrument(
         engine=db.engine.sync_engine, tracer_provider=tracer_provider

@@ -8,6 +8,7 @@ from ledgerlink.auth.config import Config
 from ledgerlink.auth.handlers.http import register_http_routes
 from ledgerlink.auth.handlers.kafka import register_kafka_handlers
 from ledgerlink.auth.storage.models import messaging, metadata
+from ledgerlink.connectors import metrics as connector_metrics
 from ledgerlink.shared.runtime import ProcessContext, create_service_app
 
 SERVICE_NAME = "auth"
@@ -20,6 +21,8 @@ def create_app(config: Config | None = None) -> FastAPI:
     config = config or Config()
 
     def register(process: ProcessContext, app: FastAPI) -> None:
+        # Vendor API traffic of every connector this process uses goes to its /metrics.
+        connector_metrics.install(process.registry)
         register_kafka_handlers(process, config)
         register_http_routes(process, app)
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
+from ledgerlink.connectors import metrics as connector_metrics
 from ledgerlink.importer.config import Config
 from ledgerlink.importer.handlers.http import register_http_routes
 from ledgerlink.importer.handlers.kafka import register_kafka_handlers
@@ -25,6 +26,8 @@ def create_app(config: Config | None = None) -> FastAPI:
     config = config or Config()
 
     def register(process: ProcessContext, app: FastAPI) -> None:
+        # Vendor API traffic of every connector this process uses goes to its /metrics.
+        connector_metrics.install(process.registry)
         imports = LedgerImportService(
             process.db,
             process.outbox,

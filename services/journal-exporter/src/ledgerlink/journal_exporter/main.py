@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from ledgerlink.connectors import metrics as connector_metrics
 from ledgerlink.journal_exporter.config import Config
 from ledgerlink.journal_exporter.handlers.http import register_http_routes
 from ledgerlink.journal_exporter.handlers.kafka import register_kafka_handlers
@@ -20,6 +21,8 @@ def create_app(config: Config | None = None) -> FastAPI:
     config = config or Config()
 
     def register(process: ProcessContext, app: FastAPI) -> None:
+        # Vendor API traffic of every connector this process uses goes to its /metrics.
+        connector_metrics.install(process.registry)
         register_kafka_handlers(process, config)
         register_http_routes(process, app)
 

@@ -35,10 +35,10 @@ exception message.
 from __future__ import annotations
 
 import asyncio
-import time
 import datetime as dt
 import logging
 import re
+import time
 import xml.etree.ElementTree as ET  # parsing goes through defusedxml; ET only for types
 from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
