@@ -68,3 +68,19 @@ def test_long_vendor_messages_are_cut() -> None:
     error = VendorUnavailable("twentyfour", "down", vendor_message="x" * 5000)
     assert error.vendor_message is not None
     assert len(error.vendor_message) == 500
+
+
+def test_unexpected_response_names_vendor_endpoint_and_what_was_wrong() -> None:
+    from ledgerlink.connectors.errors import ConnectorError, UnexpectedResponse
+
+    error = UnexpectedResponse(
+        "vismanet", "GET /v2/journaltransaction", "batchNumber is missing", status=200
+    )
+    assert isinstance(error, ConnectorError)
+    assert error.retryable is False
+    assert str(error) == (
+        "vismanet: unexpected answer from GET /v2/journaltransaction: batchNumber is missing "
+        "(HTTP 200)"
+    )
+    assert error.endpoint == "GET /v2/journaltransaction"
+    assert error.detail == "batchNumber is missing"

@@ -27,6 +27,7 @@ __all__ = [
     "RateLimited",
     "ReauthorizationRequired",
     "RequestNotUnique",
+    "UnexpectedResponse",
     "VendorUnavailable",
     "redact",
 ]
@@ -160,3 +161,26 @@ class VendorUnavailable(ConnectorError):
 
 class RequestNotUnique(ConnectorError):
     """A request id (e.g. Netvisor's TransactionId) was used twice."""
+
+
+class UnexpectedResponse(ConnectorError):
+    """The vendor answered in a shape its published contract does not allow (a required field
+    missing, an unknown enum value, a wrong namespace, a truncated or mistyped body).
+
+    ``endpoint`` is the method and path (no query string: it can carry identifiers) and
+    ``detail`` says what was wrong, e.g. ``"Transactions[3].AccountNumber is missing"``. Not
+    retryable: the same request would get the same answer; an operator hands the (redacted)
+    exchange to us instead.
+    """
+
+    def __init__(
+        self,
+        vendor: str,
+        endpoint: str,
+        detail: str,
+        *,
+        status: int | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.detail = detail
+        super().__init__(vendor, f"unexpected answer from {endpoint}: {detail}", status=status)
