@@ -79,7 +79,6 @@ from ledgerlink.importer.domain.ledger import (
     LedgerLine,
     LedgerVoucher,
     SourceBalance,
-    normalise_business_id,
 )
 from ledgerlink.importer.main import MIGRATIONS
 from ledgerlink.importer.sample_ledgers import LedgerSpec, write_saft, write_sie
@@ -94,6 +93,7 @@ from ledgerlink.importer.services.reports import ReportService
 from ledgerlink.importer.storage.files import FileArea
 from ledgerlink.importer.storage.ledger_store import LedgerStore, LineRow
 from ledgerlink.importer.storage.models import ImportJob, messaging
+from ledgerlink.shared.business_id import normalise_business_id
 from ledgerlink.shared.db import Database, create_engine
 from ledgerlink.shared.events import Provider
 from ledgerlink.shared.messaging.outbox import Outbox

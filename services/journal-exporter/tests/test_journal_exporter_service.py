@@ -373,3 +373,32 @@ async def test_activated_connection_is_recorded(db: Database) -> None:
     assert connection.company_name == "Saab"
     assert connection.last_activation_event_id == "evt-b"
     assert await outbox_rows(db) == []
+
+
+async def test_a_business_id_with_a_wrong_check_digit_is_rejected_as_activations_are(
+    db: Database,
+) -> None:
+    # Saab AB is 556036-0793; the last digit is the Luhn check digit.
+    received = journal().model_copy(update={"business_id": "556036-0794"})
+    result = await receive(db, received)
+    row, lines = await stored(db, result.id)
+    assert row.status is JournalStatus.REJECTED
+    assert lines == []
+    message = (
+        "Swedish organisation number (organisationsnummer) 556036-0794 has check digit 4; "
+        "expected 3"
+    )
+    assert row.problems == [{"code": "invalid_business_id", "message": message, "line": None}]
+    event_type, payload = await last_event(db)
+    assert event_type == "ledgerlink.journal.rejected.v1"
+    assert payload["reason_code"] == "invalid_business_id"
+    assert payload["business_id"] == "556036-0794"
+
+
+async def test_a_business_id_outside_the_normal_form_is_rejected(db: Database) -> None:
+    result = await receive(db, journal().model_copy(update={"business_id": "5560360793"}))
+    row, _lines = await stored(db, result.id)
+    assert row.status is JournalStatus.REJECTED
+    assert row.problems is not None
+    assert row.problems[0]["code"] == "invalid_business_id"
+    assert "not in the normal form" in row.problems[0]["message"]

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledgerlink.auth.domain.business_id import BusinessIdError, parse_business_id
 from ledgerlink.auth.storage.models import Connection, ConnectionStatus, Environment
 from ledgerlink.auth.storage.repository import ConnectionRepository, EnvironmentRepository
+from ledgerlink.shared.business_id import BusinessIdError, parse_business_id
 from ledgerlink.shared.events import (
     ActivationRequestedV1,
     ConnectionActivatedV1,

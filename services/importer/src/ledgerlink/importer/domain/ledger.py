@@ -36,7 +36,6 @@ Decisions, and why:
 from __future__ import annotations
 
 import calendar
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -45,6 +44,7 @@ from enum import StrEnum
 from typing import BinaryIO, Final
 
 from ledgerlink.importer.domain import saft, sie
+from ledgerlink.shared.business_id import normalise_business_id
 
 _ZERO: Final = Decimal(0)
 _CENT: Final = Decimal("0.01")
@@ -275,29 +275,6 @@ def read_ledger(stream: BinaryIO, *, filename: str) -> Iterator[LedgerItem]:
     if kind is LedgerFormat.SIE:
         return _SieReader(stream, filename).items()
     return _SaftReader(stream, filename).items()
-
-
-def normalise_business_id(country: str, raw: str) -> str:
-    """The business ID as the rest of Ledgerlink writes it (auth's normal form).
-
-    NO: nine digits (``MVA``/``NO`` decorations dropped). SE: ``NNNNNN-NNNN`` (a
-    twelve-digit personnummer loses its century). FI: ``NNNNNNN-N``. Others: compact.
-    """
-    compact = re.sub(r"[\s.]", "", raw).upper()
-    if country == "NO":
-        return compact.removeprefix("NO").removesuffix("MVA")
-    if country == "SE":
-        digits = compact.replace("-", "").replace("+", "")
-        if len(digits) == 12:
-            digits = digits[2:]
-        if len(digits) == 10 and digits.isdigit():
-            return f"{digits[:6]}-{digits[6:]}"
-        return compact
-    if country == "FI":
-        digits = compact.replace("-", "")
-        if len(digits) == 8 and digits.isdigit():
-            return f"{digits[:7]}-{digits[7]}"
-    return compact
 
 
 _SIE_KIND: Final = {

@@ -5,9 +5,12 @@ Pure domain logic: no I/O, stdlib only. :func:`review_journal` applies, in this 
 1. **Duplicates.** A journal whose ``(source, journal_id)`` was already *accepted* is
    refused with ``duplicate_journal``, naming the earlier acceptance. A journal that was
    only ever rejected may be sent again.
-2. **The journal rules** of :mod:`.journal_rules` (:func:`validate_journal`), every
+2. **The business ID**, when given: it must be a valid ID in Ledgerlink's normal form
+   (:func:`ledgerlink.shared.business_id.parse_normal_form`, the rule activations follow);
+   otherwise ``invalid_business_id`` with the reason (format or check digit).
+3. **The journal rules** of :mod:`.journal_rules` (:func:`validate_journal`), every
    problem in their stable order.
-3. **What the store can hold.** Amounts and totals are kept as ``NUMERIC(18, 2)``, so an
+4. **What the store can hold.** Amounts and totals are kept as ``NUMERIC(18, 2)``, so an
    amount or total above :data:`MAX_STORED_AMOUNT` is refused (``amount_too_large``,
    ``total_too_large``) rather than rounded or failing in the database.
 
@@ -30,6 +33,7 @@ from ledgerlink.journal_exporter.domain.journal_rules import (
     journal_totals,
     validate_journal,
 )
+from ledgerlink.shared.business_id import BusinessIdError, parse_normal_form
 
 __all__ = [
     "MAX_STORED_AMOUNT",
@@ -44,6 +48,7 @@ __all__ = [
 MAX_STORED_AMOUNT: Final = Decimal("9999999999999999.99")
 DUPLICATE_JOURNAL: Final = "duplicate_journal"
 INVALID_JOURNAL: Final = "invalid_journal"
+INVALID_BUSINESS_ID: Final = "invalid_business_id"
 _MAX_SHOWN_AMOUNT: Final = 40
 
 
@@ -110,6 +115,7 @@ def review_journal(
     corrects_period: str | None,
     lines: Sequence[JournalLineInput],
     earlier: EarlierAcceptance | None,
+    business_id: str | None = None,
 ) -> JournalReview:
     """Review one received journal; ``earlier`` is its accepted predecessor, if any."""
     problems: list[Problem] = []
@@ -122,6 +128,11 @@ def review_journal(
                 f"{earlier.run_reference})",
             )
         )
+    if business_id is not None:
+        try:
+            parse_normal_form(business_id)
+        except BusinessIdError as error:
+            problems.append(Problem(INVALID_BUSINESS_ID, error.message))
     problems.extend(
         Problem(problem.code, problem.message, problem.line)
         for problem in validate_journal(period, lines, corrects_period)

@@ -53,6 +53,7 @@ class JournalService:
             period=journal.period,
             corrects_period=journal.corrects_period,
             lines=journal.lines,
+            business_id=journal.business_id,
             earlier=None
             if earlier is None
             else EarlierAcceptance(

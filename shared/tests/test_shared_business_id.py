@@ -1,4 +1,4 @@
-"""Unit tests for ledgerlink.auth.domain.business_id."""
+"""Unit tests for ledgerlink.shared.business_id (the business-ID contract rule)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import random
 
 import pytest
 
-from ledgerlink.auth.domain.business_id import (
+from ledgerlink.shared.business_id import (
     SUPPORTED_COUNTRIES,
     BusinessId,
     BusinessIdError,
+    normalise_business_id,
     parse_business_id,
+    parse_normal_form,
 )
 
 # Real, publicly registered IDs. Each one was checked against the algorithm by hand
@@ -447,3 +449,46 @@ def test_long_input_is_truncated_in_message() -> None:
     assert error.reason_code == "invalid_format"
     assert len(error.message) < 200
     assert "has 500 digits" in error.message
+
+
+# --- the normal form as events carry it -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "country"),
+    [("0112038-9", "FI"), ("923609016", "NO"), ("556036-0793", "SE"), ("33011433", "NL")],
+)
+def test_a_normal_form_names_its_country(value: str, country: str) -> None:
+    assert parse_normal_form(value) == parse_business_id(country, value)
+
+
+def test_a_normal_form_with_a_wrong_check_digit_is_refused() -> None:
+    error = reject_normal("0112038-8")
+    assert error.reason_code == "invalid_check_digit"
+    assert error.message.endswith("0112038-8 has check digit 8; expected 9")
+    assert reject_normal("556036-0794").reason_code == "invalid_check_digit"
+    assert reject_normal("923609017").reason_code == "invalid_check_digit"
+
+
+@pytest.mark.parametrize("value", ["5560360793", "NO923609016MVA", "FI01120389", " 33011433", ""])
+def test_other_spellings_are_not_the_normal_form(value: str) -> None:
+    error = reject_normal(value)
+    assert error.reason_code == "invalid_format"
+    assert "not in the normal form" in error.message
+
+
+def reject_normal(value: str) -> BusinessIdError:
+    with pytest.raises(BusinessIdError) as info:
+        parse_normal_form(value)
+    return info.value
+
+
+def test_lenient_normalisation_keeps_the_shape_of_an_id_with_a_wrong_check_digit() -> None:
+    # What a file says about itself is kept: valid IDs in normal form, a wrong check digit
+    # in its country's shape, anything else compacted.
+    assert normalise_business_id("SE", "5560360793") == "556036-0793"
+    assert normalise_business_id("SE", "165571-0918") == "165571-0918"
+    assert normalise_business_id("NO", "NO 923 609 016 MVA") == "923609016"
+    assert normalise_business_id("FI", "0112038-8") == "0112038-8"
+    assert normalise_business_id("NO", "a") == "A"
+    assert normalise_business_id("SE", "55 60.36") == "556036"

@@ -1,9 +1,22 @@
-"""Validation and normalisation of company business IDs (FI, NO, SE, NL).
+"""Validation and normal form of company business IDs (FI, NO, SE, NL): a contract rule.
 
-Pure domain logic: no I/O, stdlib only. The single entry point is
-:func:`parse_business_id`, which either returns a normalised :class:`BusinessId`
-or raises :class:`BusinessIdError` with a machine-readable ``reason_code`` and a
-human message naming the country's scheme and what is wrong.
+Every event carries a business ID in the normal form defined here, and every service checks
+it with this one module (auth for activations, the importer for files, the journal exporter
+for ``journal.ready``). Entry points:
+
+- :func:`parse_business_id` (country + any accepted spelling) returns a :class:`BusinessId`
+  in normal form or raises :class:`BusinessIdError` with a machine-readable ``reason_code``
+  and a human message naming the country's scheme and what is wrong;
+- :func:`parse_normal_form` checks a value that claims to be in normal form already (an
+  event's ``business_id``): the four normal forms are disjoint, so the shape names the
+  country;
+- :func:`normalise_business_id` is the lenient form for what a file says about itself: the
+  normal form when the ID is valid, else the input compacted (the file is still readable;
+  whether its ID matches the connection's is checked elsewhere).
+
+The check digits are python-stdnum's (``stdnum.fi.ytunnus``, ``stdnum.no.orgnr``,
+``stdnum.se.orgnr`` / ``stdnum.luhn``), a well-kept library with the registers' rules; the
+accepted spellings, the normal form, the reason codes and the messages are ours.
 
 Only ASCII digits ``0-9`` count as digits (``\\d`` would also accept e.g.
 Arabic-Indic or full-width digits). Surrounding whitespace is ignored and country
@@ -57,13 +70,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from stdnum import luhn
+from stdnum.exceptions import ValidationError
+from stdnum.fi import ytunnus
+from stdnum.no import orgnr
+
 __all__ = [
     "SUPPORTED_COUNTRIES",
     "BusinessId",
     "BusinessIdError",
     "BusinessIdKind",
     "BusinessIdReason",
+    "normalise_business_id",
     "parse_business_id",
+    "parse_normal_form",
 ]
 
 BusinessIdReason = Literal["invalid_format", "invalid_check_digit", "unsupported_country"]
@@ -74,9 +94,6 @@ _NO_SCHEME: Final = "Norwegian organisation number (organisasjonsnummer)"
 _SE_ORG_SCHEME: Final = "Swedish organisation number (organisationsnummer)"
 _SE_PERSONAL_SCHEME: Final = "Swedish personal identity number (personnummer) used as business ID"
 _NL_SCHEME: Final = "Dutch Chamber of Commerce number (KvK-nummer)"
-
-_FI_WEIGHTS: Final = (7, 9, 10, 5, 8, 4, 2)
-_NO_WEIGHTS: Final = (3, 2, 7, 6, 5, 4, 3, 2)
 
 _FI_HYPHENATED: Final = re.compile(r"([0-9]{6,7})-([0-9])")
 _FI_PLAIN: Final = re.compile(r"([0-9]{7})([0-9])")
@@ -101,11 +118,17 @@ class BusinessIdError(ValueError):
 
     reason_code: BusinessIdReason
     message: str
+    #: With ``invalid_check_digit``: the input in its country's normal form (its shape was
+    #: right, only the check digit is not).
+    normal_form: str | None
 
-    def __init__(self, reason_code: BusinessIdReason, message: str) -> None:
+    def __init__(
+        self, reason_code: BusinessIdReason, message: str, *, normal_form: str | None = None
+    ) -> None:
         super().__init__(message)
         self.reason_code = reason_code
         self.message = message
+        self.normal_form = normal_form
 
     def __str__(self) -> str:
         return self.message
@@ -147,40 +170,30 @@ def _describe_shape(text: str) -> str:
     return "contains characters that are not allowed"
 
 
-def _digits(text: str) -> list[int]:
-    return [int(ch) for ch in text]
+def _expected_check_digit(valid: Callable[[str], bool], body: str) -> int | None:
+    """The one check digit that makes ``body`` + digit valid for ``valid``, or None when no
+    digit does (a Y-tunnus body with remainder 1, an organisasjonsnummer whose MOD11 digit
+    would be 10): the messages say what was expected, the library says what is valid."""
+    for digit in range(10):
+        if valid(f"{body}{digit}"):
+            return digit
+    return None
 
 
-def _fi_check_digit(body: str) -> int | None:
-    """Y-tunnus check digit for a 7-digit body, or None if no valid ID has this body."""
-    remainder = sum(w * d for w, d in zip(_FI_WEIGHTS, _digits(body), strict=True)) % 11
-    if remainder == 0:
-        return 0
-    if remainder == 1:
-        return None
-    return 11 - remainder
+def _stdnum_valid(validate: Callable[[str], str]) -> Callable[[str], bool]:
+    def valid(number: str) -> bool:
+        try:
+            validate(number)
+        except ValidationError:
+            return False
+        return True
+
+    return valid
 
 
-def _no_check_digit(first_eight: str) -> int | None:
-    """MOD11 check digit for the first 8 digits, or None if it would be 10."""
-    check = 11 - sum(w * d for w, d in zip(_NO_WEIGHTS, _digits(first_eight), strict=True)) % 11
-    if check == 11:
-        return 0
-    if check == 10:
-        return None
-    return check
-
-
-def _luhn_check_digit(payload: str) -> int:
-    """Luhn check digit to append to ``payload``."""
-    total = 0
-    for index, digit in enumerate(reversed(_digits(payload))):
-        if index % 2 == 0:
-            digit *= 2
-            if digit > 9:
-                digit -= 9
-        total += digit
-    return (10 - total % 10) % 10
+_fi_valid: Final = _stdnum_valid(ytunnus.validate)
+_no_valid: Final = _stdnum_valid(orgnr.validate)
+_luhn_valid: Final = _stdnum_valid(luhn.validate)
 
 
 def _parse_fi(text: str) -> BusinessId:
@@ -196,17 +209,19 @@ def _parse_fi(text: str) -> BusinessId:
     body = match.group(1).rjust(7, "0")
     given = int(match.group(2))
     value = f"{body}-{given}"
-    check = _fi_check_digit(body)
+    check = _expected_check_digit(_fi_valid, body)
     if check is None:
         raise BusinessIdError(
             "invalid_check_digit",
             f"{_FI_SCHEME} {value} cannot be valid: the weighted sum of {body} leaves "
             "remainder 1 modulo 11, and no business ID with such a body is ever issued",
+            normal_form=value,
         )
     if check != given:
         raise BusinessIdError(
             "invalid_check_digit",
             f"{_FI_SCHEME} {value} has check digit {given}; expected {check}",
+            normal_form=value,
         )
     return BusinessId(country="FI", value=value, kind="organisation")
 
@@ -228,17 +243,19 @@ def _parse_no(text: str) -> BusinessId:
             "a first digit of 8 or 9, as assigned by the Brønnøysund Register Centre",
         )
     given = int(number[8])
-    check = _no_check_digit(number[:8])
+    check = _expected_check_digit(_no_valid, number[:8])
     if check is None:
         raise BusinessIdError(
             "invalid_check_digit",
             f"{_NO_SCHEME} {number} cannot be valid: the MOD11 check digit for "
             f"{number[:8]} would be 10, and no such number is ever issued",
+            normal_form=number,
         )
     if check != given:
         raise BusinessIdError(
             "invalid_check_digit",
             f"{_NO_SCHEME} {number} has check digit {given}; expected {check}",
+            normal_form=number,
         )
     return BusinessId(country="NO", value=number, kind="organisation")
 
@@ -272,11 +289,12 @@ def _parse_se(text: str) -> BusinessId:
         )
     scheme = _SE_ORG_SCHEME if kind == "organisation" else _SE_PERSONAL_SCHEME
     given = int(number[9])
-    check = _luhn_check_digit(number[:9])
+    check = _expected_check_digit(_luhn_valid, number[:9])
     if check != given:
         raise BusinessIdError(
             "invalid_check_digit",
             f"{scheme} {value} has check digit {given}; expected {check}",
+            normal_form=value,
         )
     return BusinessId(country="SE", value=value, kind=kind)
 
@@ -321,3 +339,40 @@ def parse_business_id(country: str, raw: str) -> BusinessId:
             f"supported countries: {supported}",
         )
     return parser(raw.strip())
+
+
+# The normal forms, one per country; no string has two of these shapes.
+_NORMAL_FORMS: Final = (
+    (re.compile(r"[0-9]{7}-[0-9]"), "FI"),
+    (re.compile(r"[0-9]{9}"), "NO"),
+    (re.compile(r"[0-9]{6}-[0-9]{4}"), "SE"),
+    (re.compile(r"[0-9]{8}"), "NL"),
+)
+
+
+def parse_normal_form(value: str) -> BusinessId:
+    """Check ``value`` as a business ID already in its normal form (as events carry it).
+
+    The country follows from the shape (FI ``NNNNNNN-C``, NO nine digits, SE
+    ``NNNNNN-NNNN``, NL eight digits); the check digit is then verified as
+    :func:`parse_business_id` does. Any other spelling, even of a valid ID, is
+    ``invalid_format``: a producer must send the normal form.
+    """
+    for pattern, country in _NORMAL_FORMS:
+        if pattern.fullmatch(value):
+            return parse_business_id(country, value)
+    raise BusinessIdError(
+        "invalid_format",
+        f"business ID {_show(value)} is not in the normal form of a supported country: "
+        "FI NNNNNNN-C, NO 9 digits, SE NNNNNN-NNNN or NL 8 digits",
+    )
+
+
+def normalise_business_id(country: str, raw: str) -> str:
+    """The normal form of ``raw`` when it is a valid ID of ``country``; otherwise ``raw``
+    compacted (whitespace and dots removed, upper case), so that what a file says about
+    itself is kept as it said it rather than refused while reading."""
+    try:
+        return parse_business_id(country, raw).value
+    except BusinessIdError as error:
+        return error.normal_form or re.sub(r"[\s.]", "", raw).upper()
