@@ -10,9 +10,8 @@ from typing import Literal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledgerlink.importer.domain.import_rules import KnownConnection, check_import_request
-from ledgerlink.importer.storage.models import Connection, ImportJob, ImportStatus, ImportTrigger
+from ledgerlink.importer.storage.models import ImportJob, ImportStatus, ImportTrigger
 from ledgerlink.importer.storage.repository import ConnectionRepository, ImportJobRepository
-from ledgerlink.shared.db import as_utc
 from ledgerlink.shared.events import (
     ALL_IMPORT_SCOPES,
     ConnectionActivatedV1,
@@ -51,28 +50,9 @@ class ImportService:
         ``activated_at`` is the activation event's time (now when it has none); it is
         stored in UTC, a naive time being taken as UTC.
         """
-        activated_at = as_utc(activated_at) if activated_at else datetime.now(UTC)
-        connection = await self._connections.get(activation.connection_id)
-        if connection is None:
-            await self._connections.add(
-                Connection(
-                    connection_id=activation.connection_id,
-                    environment_id=activation.environment_id,
-                    provider=activation.provider.value,
-                    business_id=activation.business_id,
-                    company_name=activation.company_name,
-                    activated_at=activated_at,
-                    last_activation_event_id=event_id,
-                )
-            )
-        else:
-            # A repeated activation (auth reuses the connection): take the latest facts.
-            connection.environment_id = activation.environment_id
-            connection.provider = activation.provider.value
-            connection.business_id = activation.business_id
-            connection.company_name = activation.company_name
-            connection.activated_at = activated_at
-            connection.last_activation_event_id = event_id
+        await self._connections.record_activation(
+            activation, event_id=event_id, activated_at=activated_at or datetime.now(UTC)
+        )
         return await self._queue(
             connection_id=activation.connection_id,
             business_id=activation.business_id,

@@ -13,6 +13,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from ledgerlink.shared.db import Money
+from ledgerlink.shared.messaging.read_models import ConnectionReadModel
 from ledgerlink.shared.messaging.tables import define_messaging_tables
 
 
@@ -48,19 +49,10 @@ class ImportTrigger(StrEnum):
     UPLOAD = "upload"
 
 
-class Connection(ImporterModel, table=True):
+class Connection(ConnectionReadModel, ImporterModel, table=True):
     """An activated connection, as the importer learnt of it from auth's events."""
 
     __tablename__ = "connections"
-
-    connection_id: uuid.UUID = Field(primary_key=True)
-    environment_id: uuid.UUID
-    provider: str = Field(max_length=32)
-    business_id: str = Field(max_length=32, index=True)
-    company_name: str = Field(max_length=300)
-    #: When the latest activation happened (its event's time).
-    activated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    last_activation_event_id: str = Field(max_length=200)
 
 
 class ImportJob(ImporterModel, table=True):

@@ -8,23 +8,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from ledgerlink.importer.storage.models import Connection, ImportJob
+from ledgerlink.shared.messaging.read_models import ConnectionReadModelRepository
 
 
-class ConnectionRepository:
-    """Activated connections the importer knows of."""
+class ConnectionRepository(ConnectionReadModelRepository[Connection]):
+    """Activated connections this service knows of (the shared read model's rules)."""
 
     def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
-    async def get(self, connection_id: uuid.UUID) -> Connection | None:
-        """One connection by id."""
-        return await self._session.get(Connection, connection_id)
-
-    async def add(self, connection: Connection) -> Connection:
-        """Insert a newly learnt connection."""
-        self._session.add(connection)
-        await self._session.flush()
-        return connection
+        super().__init__(session, Connection)
 
 
 class ImportJobRepository:

@@ -8,7 +8,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledgerlink.journal_exporter.storage.models import Connection
 from ledgerlink.journal_exporter.storage.repository import ConnectionRepository
-from ledgerlink.shared.db import as_utc
 from ledgerlink.shared.events import ConnectionActivatedV1
 
 
@@ -30,24 +29,6 @@ class ConnectionService:
         ``activated_at`` is the activation event's time (now when it has none); it is
         stored in UTC, a naive time being taken as UTC.
         """
-        moment = as_utc(activated_at) if activated_at else datetime.now(UTC)
-        connection = await self._connections.get(activation.connection_id)
-        if connection is None:
-            return await self._connections.add(
-                Connection(
-                    connection_id=activation.connection_id,
-                    environment_id=activation.environment_id,
-                    provider=activation.provider.value,
-                    business_id=activation.business_id,
-                    company_name=activation.company_name,
-                    activated_at=moment,
-                    last_activation_event_id=event_id,
-                )
-            )
-        connection.environment_id = activation.environment_id
-        connection.provider = activation.provider.value
-        connection.business_id = activation.business_id
-        connection.company_name = activation.company_name
-        connection.activated_at = moment
-        connection.last_activation_event_id = event_id
-        return connection
+        return await self._connections.record_activation(
+            activation, event_id=event_id, activated_at=activated_at or datetime.now(UTC)
+        )

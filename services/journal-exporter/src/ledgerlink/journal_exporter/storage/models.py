@@ -14,6 +14,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from ledgerlink.shared.db import Money
+from ledgerlink.shared.messaging.read_models import ConnectionReadModel
 from ledgerlink.shared.messaging.tables import define_messaging_tables
 
 
@@ -108,16 +109,7 @@ class JournalLine(JournalExporterModel, table=True):
     description: str | None = Field(default=None, max_length=500)
 
 
-class Connection(JournalExporterModel, table=True):
+class Connection(ConnectionReadModel, JournalExporterModel, table=True):
     """An activated connection: a company whose journals this service may export."""
 
     __tablename__ = "connections"
-
-    connection_id: uuid.UUID = Field(primary_key=True)
-    environment_id: uuid.UUID
-    provider: str = Field(max_length=32)
-    business_id: str = Field(max_length=32, index=True)
-    company_name: str = Field(max_length=300)
-    #: When the latest activation happened (its event's time).
-    activated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    last_activation_event_id: str = Field(max_length=200)

@@ -17,6 +17,7 @@ from ledgerlink.journal_exporter.storage.models import (
     JournalLine,
     JournalStatus,
 )
+from ledgerlink.shared.messaging.read_models import ConnectionReadModelRepository
 
 #: A journal's payload holds every line as received: loaded only when asked for.
 _PAYLOAD = cast("QueryableAttribute[Any]", Journal.payload)
@@ -83,18 +84,8 @@ class JournalRepository:
         return list(result.scalars().all())
 
 
-class ConnectionRepository:
-    """Activated connections the journal exporter knows of."""
+class ConnectionRepository(ConnectionReadModelRepository[Connection]):
+    """Activated connections this service knows of (the shared read model's rules)."""
 
     def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
-    async def get(self, connection_id: uuid.UUID) -> Connection | None:
-        """One connection by id."""
-        return await self._session.get(Connection, connection_id)
-
-    async def add(self, connection: Connection) -> Connection:
-        """Insert a newly learnt connection."""
-        self._session.add(connection)
-        await self._session.flush()
-        return connection
+        super().__init__(session, Connection)
