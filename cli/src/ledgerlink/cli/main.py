@@ -14,7 +14,14 @@ import typer
 from aiokafka import AIOKafkaProducer
 
 from ledgerlink.cli.ledger import import_ledger, report_app
-from ledgerlink.cli.stack import SERVICES, Stack, StackConfig, create_all_topics
+from ledgerlink.cli.stack import (
+    SERVICES,
+    Stack,
+    StackConfig,
+    StatusRow,
+    create_all_topics,
+    render_status,
+)
 from ledgerlink.shared.config import KafkaSettings
 from ledgerlink.shared.envelope import CloudEvent
 from ledgerlink.shared.events import (
@@ -61,8 +68,13 @@ def dev_up(
         int, typer.Option(help="auth gets this port, the others the next.")
     ] = 8081,
     logs_to_files: Annotated[
-        bool, typer.Option("--log-files/--log-stderr", help="Service logs to DATA_DIR/logs.")
-    ] = False,
+        bool,
+        typer.Option(
+            "--log-files/--show-logs",
+            help="Keep the services' JSON logs in DATA_DIR/logs/<service>.log (the default), "
+            "or stream them live to this terminal.",
+        ),
+    ] = True,
 ) -> None:
     """Start an embedded Kafka broker, SQLite stores and every service; Ctrl-C stops all."""
     data_dir = data_dir.resolve()
@@ -98,13 +110,8 @@ async def _dev_up(
         loop.add_signal_handler(sig, stopping.set)
     try:
         await stack.up()
-        kind = "embedded mock cluster (development and tests only)" if embedded else "external"
-        typer.echo("")
-        typer.echo(f"Kafka bootstrap servers: {bootstrap_servers}   [{kind}]")
-        for name, running in stack.services.items():
-            health = f"{running.url}{running.spec.ready_path}"
-            typer.echo(f"{name:<17} {running.url}   (health {health})")
-        typer.echo(f"Stores: {data_dir}/<service>.db   Press Ctrl-C to stop.")
+        typer.echo("\nLedgerlink is running:\n")
+        typer.echo(_status_table(stack, bootstrap_servers, embedded is not None, data_dir))
         typer.echo("")
         watcher = asyncio.create_task(_watch_children(stack, stopping))
         await stopping.wait()
@@ -115,6 +122,24 @@ async def _dev_up(
         if embedded is not None:
             embedded.close()
         typer.echo("stopped.")
+
+
+def _status_table(stack: Stack, bootstrap_servers: str, embedded: bool, data_dir: Path) -> str:
+    kafka_note = "embedded mock cluster: development and tests only" if embedded else "external"
+    rows = [StatusRow("kafka", bootstrap_servers, "ready", kafka_note)]
+    for name, running in stack.services.items():
+        log = stack.log_path(name)
+        where = str(log) if log is not None else "logs on this terminal"
+        rows.append(StatusRow(name, running.url, "ready", where))
+    auth = stack.services.get("auth")
+    footer = [
+        f"Stores: {data_dir}/<service>.db (SQLite). HTTP API of each service: <address>/docs.",
+        "Vendor APIs in the sandbox: <sandbox address>/<vendor>/..., control at /_sandbox.",
+    ]
+    if auth is not None:
+        footer.append(f"Readiness: {auth.url}{auth.spec.ready_path} (and likewise per service).")
+    footer.append("Ctrl-C stops everything.")
+    return render_status(rows, footer=footer)
 
 
 async def _watch_children(stack: Stack, stopping: asyncio.Event) -> None:

@@ -59,6 +59,36 @@ SERVICES: tuple[ServiceSpec, ...] = (
 SERVICES_BY_NAME = {spec.name: spec for spec in SERVICES}
 
 
+@dataclass(frozen=True)
+class StatusRow:
+    """One line of the status table ``ledgerlink dev up`` prints."""
+
+    part: str
+    address: str
+    state: str
+    detail: str = ""
+
+
+def render_status(rows: list[StatusRow], *, footer: list[str] | None = None) -> str:
+    """A plain-text table a person reads at a glance (no colour codes: it may go to a file).
+
+    Columns are as wide as their widest cell, so nothing wraps on a normal terminal.
+    """
+    header = StatusRow("part", "address", "state", "logs / notes")
+    table = [header, *rows]
+    widths = [
+        max(len(getattr(row, name)) for row in table) for name in ("part", "address", "state")
+    ]
+    lines = []
+    for index, row in enumerate(table):
+        cells = [row.part, row.address, row.state]
+        line = "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+        lines.append(f"  {line}  {row.detail}".rstrip())
+        if index == 0:
+            lines.append("  " + "  ".join("-" * width for width in widths) + "  " + "-" * 12)
+    return "\n".join(lines + [""] + [f"  {text}" for text in footer or []])
+
+
 class StackError(RuntimeError):
     """A part of the stack failed to start."""
 
@@ -141,13 +171,20 @@ class Stack:
                 f"{result.stderr.decode(errors='replace')[-2000:]}"
             )
 
+    def log_path(self, name: str) -> Path | None:
+        """Where one service's log goes (None: to this process's terminal)."""
+        if self.config.log_dir is None:
+            return None
+        return self.config.log_dir / f"{name}.log"
+
     def start(self, name: str, extra_env: Mapping[str, str] | None = None) -> RunningService:
         """Start one service process (it must have been migrated)."""
         spec = SERVICES_BY_NAME[name]
         log: IO[bytes] | None = None
-        if self.config.log_dir is not None:
-            self.config.log_dir.mkdir(parents=True, exist_ok=True)
-            log = (self.config.log_dir / f"{name}.log").open("ab")
+        path = self.log_path(name)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            log = path.open("ab")
         process = subprocess.Popen(
             [sys.executable, "-m", spec.module, "serve"],
             env=self.service_env(spec, extra_env),
