@@ -1,0 +1,59 @@
+"""The environment the tests run in holds exactly the pinned set.
+
+``scripts/bootstrap`` installs ``requirements-dev.lock`` (or ``requirements-bench.lock`` with
+``--bench``) with ``uv pip sync``; a re-resolution would show up here as a version that differs
+from its pin, or a package nobody pinned.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pins(lock: str) -> dict[str, str]:
+    found = {}
+    for line in (ROOT / lock).read_text().splitlines():
+        match = PIN.match(line)
+        if match:
+            found[canonical(match.group(1))] = match.group(2)
+    return found
+
+
+def installed() -> dict[str, str]:
+    return {
+        canonical(dist.metadata["Name"]): dist.version
+        for dist in importlib.metadata.distributions()
+    }
+
+
+def test_every_installed_third_party_package_is_pinned_at_its_version() -> None:
+    present = {
+        name: version for name, version in installed().items() if not name.startswith("ledgerlink")
+    }
+    dev, bench = pins("requirements-dev.lock"), pins("requirements-bench.lock")
+    expected = bench if "dlt" in present else dev
+    assert {n: v for n, v in present.items() if expected.get(n) != v} == {}
+    # Nothing pinned is missing either (only packages for other platforms may be absent).
+    missing = sorted(set(expected) - set(present))
+    assert all(name in {"colorama", "pywin32", "tzdata", "win32-setctime"} for name in missing), (
+        missing
+    )
+
+
+def test_the_lock_files_agree_with_each_other() -> None:
+    runtime, dev, bench = (
+        pins("requirements.lock"),
+        pins("requirements-dev.lock"),
+        pins("requirements-bench.lock"),
+    )
+    assert {n: v for n, v in runtime.items() if dev.get(n) != v} == {}
+    assert {n: v for n, v in dev.items() if bench.get(n) != v} == {}
