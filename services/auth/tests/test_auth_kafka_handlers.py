@@ -335,3 +335,19 @@ async def test_dead_letter_does_not_stop_the_next_record(db: Database) -> None:
 
     assert len(process.dead_letters) == 1
     assert await count(db, Connection) == 1
+
+
+async def test_service_log_lines_name_the_record_they_are_about(
+    db: Database, json_log_lines: list[dict[str, Any]]
+) -> None:
+    _, consumer = wire(db)
+    activation = record(offset=12)
+
+    assert await consumer.process(activation) is Outcome.PROCESSED
+
+    [line] = [entry for entry in json_log_lines if entry["message"] == "activation handled"]
+    assert line["event_id"] == event_id(activation)
+    assert line["topic"] == "ledgerlink.activations"
+    assert line["partition"] == 0
+    assert line["offset"] == 12
+    assert line["status"] == "active"
