@@ -419,11 +419,12 @@ def test_workload_settings(overlay: str, doc: Doc) -> None:
     secret_name = re.compile(rf"ledgerlink-{re.escape(service)}-secrets{HASH_SUFFIX}")
     for c in doc["spec"]["template"]["spec"]["containers"]:
         env = _effective_env(c, docs)
-        for var, key in ((f"{p}DATABASE__URL", "database-url"), (f"{p}SECRET_KEY", "secret-key")):
-            ref = env.get(var)
-            assert isinstance(ref, SecretRef), f"{var} must come from a secretKeyRef, got {ref!r}"
-            assert secret_name.fullmatch(ref.name), ref
-            assert ref.key == key, ref
+        ref = env.get(f"{p}DATABASE__URL")
+        assert isinstance(ref, SecretRef), f"{p}DATABASE__URL must come from a secretKeyRef"
+        assert secret_name.fullmatch(ref.name), ref
+        assert ref.key == "database-url", ref
+        # No service reads a secret key (yet): a Secret for it would only be a liability.
+        assert f"{p}SECRET_KEY" not in env
         for var in (
             f"{p}KAFKA__BOOTSTRAP_SERVERS",
             f"{p}KAFKA__CLIENT_ID",
@@ -483,7 +484,6 @@ def test_service_config_accepts_rendered_env(
         monkeypatch.delenv(key)
     placeholders = {  # prod Secrets live outside git: well-formed stand-ins
         "database-url": "postgresql+asyncpg://ledgerlink:placeholder@db.invalid:5432/ledgerlink",
-        "secret-key": "placeholder-secret-key-of-sufficient-length",
     }
     for key, value in env.items():
         if isinstance(value, SecretRef):
@@ -564,24 +564,17 @@ def test_dev_secrets_exist(service: str) -> None:
     for workload in _workloads(docs, service):
         for c in _containers(workload["spec"]["template"]["spec"]):
             refs |= {v for v in _effective_env(c, docs).values() if isinstance(v, SecretRef)}
-    assert {r.key for r in refs} == {"database-url", "secret-key"}, refs
+    assert {r.key for r in refs} == {"database-url"}, refs
     for ref in refs:
         secret = _find(docs, "Secret", ref.name)
         assert secret is not None, f"dev overlay lacks Secret {ref.name}"
         value = _secret_value(secret, ref.key)
         assert value, f"Secret {ref.name} lacks {ref.key}"
-        if ref.key == "database-url":
-            url = urlsplit(value)
-            assert url.scheme == "postgresql+asyncpg", value
-            assert url.hostname == "postgres", value
-            assert url.path == "/ledgerlink_" + service.replace("-", "_"), (
-                "one database per service"
-            )
-            assert "dev" in (url.password or ""), "dev passwords must say so"
-        else:
-            assert "dev-only" in value or b"dev-only" in base64.urlsafe_b64decode(value + "=="), (
-                "the dev secret-key must be recognisably dev-only"
-            )
+        url = urlsplit(value)
+        assert url.scheme == "postgresql+asyncpg", value
+        assert url.hostname == "postgres", value
+        assert url.path == "/ledgerlink_" + service.replace("-", "_"), "one database per service"
+        assert "dev" in (url.password or ""), "dev passwords must say so"
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -8,15 +8,9 @@ import pytest
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import SettingsConfigDict
 
-from ledgerlink.shared.config import (
-    DEVELOPMENT_SECRET_KEY,
-    DatabaseSettings,
-    KafkaSettings,
-    ServiceConfig,
-)
+from ledgerlink.shared.config import DatabaseSettings, KafkaSettings, ServiceConfig
 from ledgerlink.shared.topics import Topic
 
-STRONG_KEY = "k" * 32
 POSTGRES_URL = "postgresql+asyncpg://ledger:pg-password-0xA1@db.internal:5432/ledger"
 
 
@@ -38,7 +32,6 @@ def test_defaults_without_environment() -> None:
     config = XConfig()
 
     assert config.environment == "development"
-    assert config.secret_key.get_secret_value() == DEVELOPMENT_SECRET_KEY
     assert config.kafka.bootstrap_servers == "127.0.0.1:9092"
     assert config.kafka.topic_prefix == ""
     assert config.database.url.get_secret_value().startswith("sqlite+aiosqlite:///")
@@ -49,7 +42,6 @@ def test_defaults_without_environment() -> None:
 def test_env_prefix_and_nested_delimiter(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEDGERLINK_X_ENVIRONMENT", "test")
     monkeypatch.setenv("LEDGERLINK_X_LOG_LEVEL", "DEBUG")
-    monkeypatch.setenv("LEDGERLINK_X_SECRET_KEY", STRONG_KEY)
     monkeypatch.setenv("LEDGERLINK_X_KAFKA__BOOTSTRAP_SERVERS", "kafka-0:9092,kafka-1:9092")
     monkeypatch.setenv("LEDGERLINK_X_KAFKA__TOPIC_PREFIX", "staging.")
     monkeypatch.setenv("LEDGERLINK_X_KAFKA__HANDLER_ATTEMPTS", "7")
@@ -63,7 +55,6 @@ def test_env_prefix_and_nested_delimiter(monkeypatch: pytest.MonkeyPatch) -> Non
 
     assert config.environment == "test"
     assert config.log_level == "DEBUG"
-    assert config.secret_key.get_secret_value() == STRONG_KEY
     assert config.kafka.bootstrap_servers == "kafka-0:9092,kafka-1:9092"
     assert config.kafka.topic_prefix == "staging."
     assert config.kafka.handler_attempts == 7
@@ -95,9 +86,7 @@ def test_invalid_nested_value_from_environment_is_refused(
 
 
 def test_secrets_never_appear_in_repr_str_or_json(monkeypatch: pytest.MonkeyPatch) -> None:
-    secret_key = "s3cr3t-key-" + "q" * 30
     sasl_password = "sasl-pw-Zx81"
-    monkeypatch.setenv("LEDGERLINK_X_SECRET_KEY", secret_key)
     monkeypatch.setenv("LEDGERLINK_X_DATABASE__URL", POSTGRES_URL)
     monkeypatch.setenv("LEDGERLINK_X_KAFKA__SASL_MECHANISM", "PLAIN")
     monkeypatch.setenv("LEDGERLINK_X_KAFKA__SASL_USERNAME", "svc")
@@ -116,51 +105,40 @@ def test_secrets_never_appear_in_repr_str_or_json(monkeypatch: pytest.MonkeyPatc
         "database json": config.database.model_dump_json(),
     }
     for how, text in rendered.items():
-        for secret in (secret_key, sasl_password, "pg-password-0xA1", POSTGRES_URL):
+        for secret in (sasl_password, "pg-password-0xA1", POSTGRES_URL):
             assert secret not in text, f"{secret!r} leaked through {how}"
     assert "**********" in rendered["json"]
 
 
 def test_refusal_errors_do_not_echo_secret_values(monkeypatch: pytest.MonkeyPatch) -> None:
-    short_secret = "too-short-secret-9f"
-    monkeypatch.setenv("LEDGERLINK_X_SECRET_KEY", short_secret)
+    secret_url = "sqlite+aiosqlite:////srv/private-9f/ledger.db"
+    monkeypatch.setenv("LEDGERLINK_X_ENVIRONMENT", "production")
+    monkeypatch.setenv("LEDGERLINK_X_DATABASE__URL", secret_url)
 
     with pytest.raises(ValidationError) as caught:
         XConfig()
 
-    assert "at least 32 characters" in str(caught.value)
-    assert short_secret not in str(caught.value)
+    assert "production needs PostgreSQL" in str(caught.value)
+    assert "private-9f" not in str(caught.value)
 
 
-@pytest.mark.parametrize("length", [0, 1, 31])
-def test_short_secret_key_refused(length: int) -> None:
-    with pytest.raises(ValidationError, match="secret_key must be at least 32 characters long"):
-        ServiceConfig(secret_key=SecretStr("a" * length))
+def test_there_is_no_shared_secret_key_setting() -> None:
+    # No service uses one yet; a service that needs a key declares it on its own Config.
+    assert "secret_key" not in ServiceConfig.model_fields
 
 
-def test_secret_key_of_exactly_32_characters_accepted() -> None:
-    config = ServiceConfig(secret_key=SecretStr(STRONG_KEY))
-
-    assert config.secret_key.get_secret_value() == STRONG_KEY
-
-
-def test_production_refuses_development_secret_key() -> None:
-    with pytest.raises(ValidationError, match="development default in production"):
-        ServiceConfig(
-            environment="production",
-            database=DatabaseSettings(url=SecretStr(POSTGRES_URL)),
-        )
-
-
-def test_production_refuses_development_secret_key_from_environment(
+def test_leftover_secret_key_variable_is_ignored_even_in_production(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Deployments that still set the old variable keep starting, whatever its value.
     monkeypatch.setenv("LEDGERLINK_X_ENVIRONMENT", "production")
-    monkeypatch.setenv("LEDGERLINK_X_SECRET_KEY", DEVELOPMENT_SECRET_KEY)
+    monkeypatch.setenv("LEDGERLINK_X_SECRET_KEY", "short")
     monkeypatch.setenv("LEDGERLINK_X_DATABASE__URL", POSTGRES_URL)
 
-    with pytest.raises(ValidationError, match="development default in production"):
-        XConfig()
+    config = XConfig()
+
+    assert config.environment == "production"
+    assert not hasattr(config, "secret_key")
 
 
 @pytest.mark.parametrize(
@@ -168,21 +146,16 @@ def test_production_refuses_development_secret_key_from_environment(
 )
 def test_production_refuses_sqlite(url: str) -> None:
     with pytest.raises(ValidationError, match="production needs PostgreSQL"):
-        ServiceConfig(
-            environment="production",
-            secret_key=SecretStr(STRONG_KEY),
-            database=DatabaseSettings(url=SecretStr(url)),
-        )
+        ServiceConfig(environment="production", database=DatabaseSettings(url=SecretStr(url)))
 
 
 def test_production_refuses_the_default_database() -> None:
     with pytest.raises(ValidationError, match="production needs PostgreSQL"):
-        ServiceConfig(environment="production", secret_key=SecretStr(STRONG_KEY))
+        ServiceConfig(environment="production")
 
 
-def test_production_accepts_strong_key_and_postgres(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_production_accepts_postgres(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEDGERLINK_X_ENVIRONMENT", "production")
-    monkeypatch.setenv("LEDGERLINK_X_SECRET_KEY", STRONG_KEY)
     monkeypatch.setenv("LEDGERLINK_X_DATABASE__URL", POSTGRES_URL)
 
     config = XConfig()
@@ -194,7 +167,6 @@ def test_production_accepts_strong_key_and_postgres(monkeypatch: pytest.MonkeyPa
 def test_non_production_may_use_development_defaults(environment: str) -> None:
     config = ServiceConfig.model_validate({"environment": environment})
 
-    assert config.secret_key.get_secret_value() == DEVELOPMENT_SECRET_KEY
     assert config.database.url.get_secret_value().startswith("sqlite")
 
 

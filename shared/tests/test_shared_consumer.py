@@ -6,6 +6,7 @@ Real databases (SQLite file and PostgreSQL); the dead-letter topic is an in-memo
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
@@ -243,6 +245,51 @@ async def test_valid_event_is_handled_once_and_recorded(store: Store) -> None:
         )
         == 1
     )
+
+
+async def test_log_lines_while_handling_name_the_record(
+    store: Store, json_log_lines: list[dict[str, Any]]
+) -> None:
+    harness = _harness(store)
+    handler_logger = logging.getLogger("ledgerlink.test.handler")
+
+    async def handle(session: AsyncSession, event: ReceivedEvent[ActivationRequestedV1]) -> None:
+        handler_logger.info("handling the activation")
+
+    harness.consumer.route(ActivationRequestedV1, handle)
+    envelope = CloudEvent.new(source="ledgerlink/store", type=ActivationRequestedV1.EVENT_TYPE)
+    tracer = TracerProvider().get_tracer("test")
+
+    # The Kafka telemetry middleware opens a consumer span around process(); so do we.
+    with tracer.start_as_current_span("consume") as span:
+        assert await harness.consumer.process(_record(envelope=envelope)) is Outcome.PROCESSED
+    logging.getLogger("ledgerlink.test.handler").info("after the record")
+
+    [line] = [entry for entry in json_log_lines if entry["message"] == "handling the activation"]
+    assert line["event_id"] == envelope.id
+    assert line["topic"] == TOPIC
+    assert line["partition"] == 2
+    assert line["offset"] == 41
+    assert line["trace_id"] == format(span.get_span_context().trace_id, "032x")
+    [after] = [entry for entry in json_log_lines if entry["message"] == "after the record"]
+    assert "event_id" not in after
+    assert "offset" not in after
+
+
+async def test_dead_letter_log_names_the_record_even_without_an_envelope(
+    store: Store, json_log_lines: list[dict[str, Any]]
+) -> None:
+    harness = _harness(store)
+    harness.consumer.route(ActivationRequestedV1, _recording_handler(harness))
+    headers = [("ce_id", b"evt-no-type"), ("ce_specversion", b"1.0")]
+
+    outcome = await harness.consumer.process(_record(headers=headers, offset=9))
+
+    assert outcome is Outcome.DEAD_LETTERED
+    [line] = [entry for entry in json_log_lines if entry["message"] == "event dead-lettered"]
+    assert line["event_id"] == "evt-no-type"
+    assert (line["topic"], line["partition"], line["offset"]) == (TOPIC, 2, 9)
+    assert line["error_class"] == "EnvelopeError"
 
 
 async def test_same_event_again_is_a_duplicate(store: Store) -> None:

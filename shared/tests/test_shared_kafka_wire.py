@@ -31,8 +31,8 @@ from ledgerlink.shared.db import Database, create_engine
 from ledgerlink.shared.envelope import CloudEvent
 from ledgerlink.shared.events import ActivationRequestedV1
 from ledgerlink.shared.kafka.broker import (
+    DeadLetterProducer,
     build_broker,
-    dead_letter_publisher,
     outbox_publisher,
     subscribe,
 )
@@ -42,6 +42,7 @@ from ledgerlink.shared.messaging.dead_letters import (
     DLQ_CONSUMER,
     DLQ_ERROR_CLASS,
     DLQ_ERROR_MESSAGE,
+    DLQ_FAILED_AT,
     DLQ_ORIGINAL_OFFSET,
     DLQ_ORIGINAL_PARTITION,
     DLQ_ORIGINAL_TOPIC,
@@ -260,12 +261,13 @@ async def pipeline(kafka: EmbeddedKafka, store: Store) -> AsyncIterator[Pipeline
         bootstrap_servers=kafka.bootstrap_servers, retry_backoff_seconds=0, handler_attempts=2
     )
     broker = build_broker(settings, app_name="wire-test")
+    dead_letter_producer = DeadLetterProducer(settings)
     metrics = MessagingMetrics(CollectorRegistry())
     consumer = EventConsumer(
         name=group,
         db=store.db,
         inbox=Inbox(store.tables, group),
-        dead_letters=DeadLetterPublisher(dead_letter_publisher(broker), metrics, consumer=group),
+        dead_letters=DeadLetterPublisher(dead_letter_producer.publish, metrics, consumer=group),
         settings=settings,
         metrics=metrics,
     )
@@ -281,11 +283,13 @@ async def pipeline(kafka: EmbeddedKafka, store: Store) -> AsyncIterator[Pipeline
 
     consumer.route(ActivationRequestedV1, handle)
     subscribe(broker, consumer, topic)
+    await dead_letter_producer.start()
     await broker.start()
     try:
         yield built
     finally:
         await broker.stop()
+        await dead_letter_producer.stop()
 
 
 def _event_record(
@@ -391,6 +395,63 @@ async def test_record_with_a_binary_cloudevents_header_is_dead_lettered(
     assert await _end_offset(pipeline.kafka, dead_letter_topic(pipeline.topic)) == 1
 
 
+async def test_dead_letter_keeps_non_utf8_headers_byte_for_byte(pipeline: Pipeline) -> None:
+    _, record = _event_record(value=b"{not json")
+    binary = b"\xff\x00\x9f\xc3("  # not UTF-8: a stray byte and a broken sequence
+    record["headers"] = [
+        *record["headers"],
+        ("x-binary", binary),
+        ("x-repeated", b"\x80one"),
+        ("x-repeated", b"two"),
+    ]
+    await _produce(pipeline.kafka, pipeline.topic, [record])
+
+    [letter] = await _read(pipeline.kafka, dead_letter_topic(pipeline.topic), 1)
+    assert letter.value == b"{not json"
+    assert letter.key == b"0112038-9"
+    # Every original header, repeats included, in order and with its exact bytes.
+    assert list(letter.headers[: len(record["headers"])]) == record["headers"]
+    headers = _headers(letter)
+    assert headers["x-binary"] == binary
+    assert [value for name, value in letter.headers if name == "x-repeated"] == [
+        b"\x80one",
+        b"two",
+    ]
+    assert headers[DLQ_ERROR_CLASS] == b"MalformedDataError"
+    assert headers[DLQ_ERROR_MESSAGE].startswith(b"data is not valid JSON")
+    assert headers[DLQ_ORIGINAL_TOPIC] == pipeline.topic.encode()
+    assert headers[DLQ_ORIGINAL_PARTITION] == b"0"
+    assert headers[DLQ_ORIGINAL_OFFSET] == b"0"
+    assert headers[DLQ_CONSUMER] == pipeline.group.encode()
+    assert DLQ_FAILED_AT in headers
+    # Nothing but the original headers and the dlq_* ones.
+    assert [name for name, _ in letter.headers[len(record["headers"]) :]] == [
+        DLQ_ERROR_CLASS,
+        DLQ_ERROR_MESSAGE,
+        DLQ_ORIGINAL_TOPIC,
+        DLQ_ORIGINAL_PARTITION,
+        DLQ_ORIGINAL_OFFSET,
+        DLQ_CONSUMER,
+        DLQ_FAILED_AT,
+    ]
+
+
+async def test_binary_cloudevents_header_is_dead_lettered_with_its_bytes(
+    pipeline: Pipeline,
+) -> None:
+    _, record = _event_record()
+    record["headers"] = [
+        (name, b"\xff\xfe" if name == "ce_source" else value) for name, value in record["headers"]
+    ]
+    await _produce(pipeline.kafka, pipeline.topic, [record])
+
+    [letter] = await _read(pipeline.kafka, dead_letter_topic(pipeline.topic), 1)
+    headers = _headers(letter)
+    assert headers["ce_source"] == b"\xff\xfe"
+    assert headers[DLQ_ERROR_CLASS] == b"EnvelopeError"
+    assert list(letter.headers[: len(record["headers"])]) == record["headers"]
+
+
 # --- the outbox relayed to Kafka ------------------------------------------------------------
 
 
@@ -446,9 +507,9 @@ async def test_outbox_publisher_keeps_headers_key_and_trace(
 async def test_dead_letter_publisher_over_the_wire(kafka: EmbeddedKafka) -> None:
     topic = _unique("dlq-direct")
     kafka.create_topic(dead_letter_topic(topic), 1)
-    broker = build_broker(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers))
+    producer = DeadLetterProducer(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers))
     publisher = DeadLetterPublisher(
-        dead_letter_publisher(broker), MessagingMetrics(CollectorRegistry()), consumer="grp"
+        producer.publish, MessagingMetrics(CollectorRegistry()), consumer="grp"
     )
     original = RawRecord(
         topic=topic,
@@ -459,11 +520,11 @@ async def test_dead_letter_publisher_over_the_wire(kafka: EmbeddedKafka) -> None
         headers=[("ce_id", b"abc"), ("x-origin", b"store")],
     )
 
-    await broker.start()
+    await producer.start()
     try:
         letter = await publisher.send(original, "EnvelopeError", "missing CloudEvents header(s)")
     finally:
-        await broker.stop()
+        await producer.stop()
 
     [record] = await _read(kafka, dead_letter_topic(topic), 1)
     assert letter.topic == dead_letter_topic(topic)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -14,7 +15,12 @@ from opentelemetry.sdk.resources import SERVICE_NAME
 from opentelemetry.sdk.trace import TracerProvider
 
 from ledgerlink.shared import telemetry
-from ledgerlink.shared.telemetry import JsonLogFormatter, configure_logging, configure_tracing
+from ledgerlink.shared.telemetry import (
+    JsonLogFormatter,
+    bound_log_fields,
+    configure_logging,
+    configure_tracing,
+)
 
 
 class _ListHandler(logging.Handler):
@@ -224,3 +230,66 @@ def test_configure_logging_installs_one_json_handler() -> None:
         root.handlers[:] = saved_handlers
         root.setLevel(saved_level)
         aiokafka.setLevel(saved_aiokafka)
+
+
+# --- fields bound to a block (one record being handled) --------------------------------------
+
+
+def test_bound_fields_are_on_every_line_inside_the_block_only(
+    captured: tuple[logging.Logger, _ListHandler],
+) -> None:
+    logger, handler = captured
+
+    with bound_log_fields(event_id="evt-1", topic="ledgerlink.activations", offset=7):
+        logger.info("inside")
+        inside = _format_last(handler)
+    logger.info("after")
+    after = _format_last(handler)
+
+    assert inside["event_id"] == "evt-1"
+    assert inside["topic"] == "ledgerlink.activations"
+    assert inside["offset"] == 7
+    for name in ("event_id", "topic", "offset"):
+        assert name not in after
+
+
+def test_nested_blocks_add_fields_and_explicit_extra_wins(
+    captured: tuple[logging.Logger, _ListHandler],
+) -> None:
+    logger, handler = captured
+
+    with bound_log_fields(topic="t", partition=1), bound_log_fields(partition=2, event_id="e"):
+        logger.info("nested", extra={"event_id": "explicit"})
+        entry = _format_last(handler)
+        assert (entry["topic"], entry["partition"], entry["event_id"]) == ("t", 2, "explicit")
+    with bound_log_fields(topic="t", partition=1):
+        logger.info("outer again")
+        assert _format_last(handler)["partition"] == 1
+
+
+async def test_concurrent_tasks_keep_their_own_fields(
+    captured: tuple[logging.Logger, _ListHandler],
+) -> None:
+    logger, handler = captured
+    formatter = JsonLogFormatter("svc")
+    lines: dict[str, dict[str, Any]] = {}
+    first_bound, second_logged = asyncio.Event(), asyncio.Event()
+
+    async def first() -> None:
+        with bound_log_fields(event_id="first"):
+            first_bound.set()
+            await second_logged.wait()  # the other task binds and logs meanwhile
+            logger.info("first")
+            lines["first"] = json.loads(formatter.format(handler.records[-1]))
+
+    async def second() -> None:
+        await first_bound.wait()
+        with bound_log_fields(event_id="second"):
+            logger.info("second")
+            lines["second"] = json.loads(formatter.format(handler.records[-1]))
+        second_logged.set()
+
+    await asyncio.gather(first(), second())
+
+    assert lines["first"]["event_id"] == "first"
+    assert lines["second"]["event_id"] == "second"

@@ -12,9 +12,6 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: A key that only development may use; production refuses to start with it.
-DEVELOPMENT_SECRET_KEY = "development-only-secret-key-change-me"  # noqa: S105
-
 
 class KafkaSettings(BaseModel):
     """How a service reaches Kafka."""
@@ -94,10 +91,8 @@ class ServiceConfig(BaseSettings):
         default="development", description="Production refuses development defaults."
     )
     log_level: str = Field(default="INFO", description="Python logging level name.")
-    secret_key: SecretStr = Field(
-        default=SecretStr(DEVELOPMENT_SECRET_KEY),
-        description="Key that encrypts secrets at rest (at least 32 characters).",
-    )
+    # No secret key here: no service signs or encrypts anything yet. The service that
+    # first does declares its own key on its own Config, with its own production guard.
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
@@ -105,12 +100,8 @@ class ServiceConfig(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_development_defaults_in_production(self) -> ServiceConfig:
-        key = self.secret_key.get_secret_value()
-        if len(key) < 32:
-            raise ValueError("secret_key must be at least 32 characters long")
-        if self.environment == "production":
-            if key == DEVELOPMENT_SECRET_KEY:
-                raise ValueError("secret_key still has its development default in production")
-            if self.database.url.get_secret_value().startswith("sqlite"):
-                raise ValueError("production needs PostgreSQL, not the embedded SQLite store")
+        if self.environment == "production" and self.database.url.get_secret_value().startswith(
+            "sqlite"
+        ):
+            raise ValueError("production needs PostgreSQL, not the embedded SQLite store")
         return self

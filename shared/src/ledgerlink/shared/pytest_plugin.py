@@ -6,6 +6,8 @@ Back-ends are chosen once per session (see :mod:`ledgerlink.shared.testing`).
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -28,6 +30,7 @@ from ledgerlink.shared.messaging.outbox import Outbox
 from ledgerlink.shared.messaging.tables import MessagingTables
 from ledgerlink.shared.metrics import MessagingMetrics
 from ledgerlink.shared.migrations import upgrade_to_head
+from ledgerlink.shared.telemetry import JsonLogFormatter
 from ledgerlink.shared.testing import (
     KafkaBackend,
     PostgresBackend,
@@ -36,6 +39,37 @@ from ledgerlink.shared.testing import (
 )
 
 ENGINES = ("postgresql", "sqlite")
+
+
+class _JsonLinesHandler(logging.Handler):
+    """Keeps each record as the services' JSON formatter renders it when it is logged."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.setFormatter(JsonLogFormatter("test"))
+        self.lines: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(json.loads(self.format(record)))
+
+
+@pytest.fixture
+def json_log_lines() -> Iterator[list[dict[str, Any]]]:
+    """Every INFO-or-above log line of the test, as a service would write it (parsed JSON).
+
+    Formatted at the moment of the log call, so trace ids and bound fields are those of
+    the caller's context.
+    """
+    handler = _JsonLinesHandler()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(min(level, logging.INFO))
+    try:
+        yield handler.lines
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -31,8 +31,8 @@ from ledgerlink.shared.config import ServiceConfig
 from ledgerlink.shared.db import Database
 from ledgerlink.shared.events import EventData
 from ledgerlink.shared.kafka.broker import (
+    DeadLetterProducer,
     build_broker,
-    dead_letter_publisher,
     outbox_publisher,
     subscribe,
 )
@@ -65,6 +65,8 @@ class ProcessContext:
     config: ServiceConfig
     db: Database
     broker: KafkaBroker
+    #: Sends dead letters byte for byte; runs alongside the broker.
+    dead_letter_producer: DeadLetterProducer
     tables: MessagingTables
     outbox: Outbox
     relay: OutboxRelay
@@ -91,7 +93,7 @@ class ProcessContext:
             db=self.db,
             inbox=Inbox(self.tables, group),
             dead_letters=DeadLetterPublisher(
-                dead_letter_publisher(self.broker), self.metrics, consumer=group
+                self.dead_letter_producer.publish, self.metrics, consumer=group
             ),
             settings=self.config.kafka,
             metrics=self.metrics,
@@ -145,6 +147,7 @@ def build_process_context(
         config=config,
         db=db,
         broker=broker,
+        dead_letter_producer=DeadLetterProducer(config.kafka),
         tables=metadata_tables,
         outbox=Outbox(
             metadata_tables,
@@ -176,7 +179,13 @@ def create_service_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await process.broker.start()
+        # Before the broker: its subscribers may dead-letter the first record they fetch.
+        await process.dead_letter_producer.start()
+        try:
+            await process.broker.start()
+        except BaseException:
+            await process.dead_letter_producer.stop()
+            raise
         if config.outbox.relay_enabled:
             process.relay.start()
         for worker in process.workers:
@@ -192,6 +201,7 @@ def create_service_app(
                 await worker.stop()
             await process.relay.stop()
             await process.broker.stop()
+            await process.dead_letter_producer.stop()
             await process.http_client.aclose()
             await process.db.dispose()
             process.tracer_provider.shutdown()

@@ -1,7 +1,7 @@
 """Secrets at rest: tokens and credentials are stored encrypted, never in clear.
 
 :class:`SecretBox` derives a Fernet key (AES-128-CBC + HMAC-SHA256, authenticated) from
-the service's ``SECRET_KEY`` with HKDF, so the configured key can be any long string.
+a secret key that the caller supplies, with HKDF, so the key can be any long string.
 Ciphertexts carry a version prefix so the scheme can change without ambiguity.
 """
 

@@ -11,7 +11,11 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry import trace
@@ -20,6 +24,27 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
 _STANDARD_RECORD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+#: Fields every log line carries while they are bound (see :func:`bound_log_fields`). A
+#: context variable, so concurrent handlers (one asyncio task each) never see each
+#: other's fields.
+_BOUND_FIELDS: ContextVar[Mapping[str, Any]] = ContextVar(
+    "ledgerlink_log_fields", default=MappingProxyType({})
+)
+
+
+@contextmanager
+def bound_log_fields(**fields: Any) -> Iterator[None]:
+    """Add ``fields`` to every JSON log line emitted inside the block.
+
+    Applies to the current task and to tasks it starts; nested blocks add to (and may
+    override) the outer fields. A log call's own ``extra`` still wins over bound fields.
+    """
+    token = _BOUND_FIELDS.set({**_BOUND_FIELDS.get(), **fields})
+    try:
+        yield
+    finally:
+        _BOUND_FIELDS.reset(token)
 
 
 def configure_tracing(service_name: str) -> TracerProvider:
@@ -46,7 +71,7 @@ def configure_tracing(service_name: str) -> TracerProvider:
 
 
 class JsonLogFormatter(logging.Formatter):
-    """One JSON object per line, carrying the current trace and span ids."""
+    """One JSON object per line, carrying the current trace and span ids and bound fields."""
 
     def __init__(self, service_name: str) -> None:
         super().__init__()
@@ -64,6 +89,9 @@ class JsonLogFormatter(logging.Formatter):
         if span_context.is_valid:
             entry["trace_id"] = format(span_context.trace_id, "032x")
             entry["span_id"] = format(span_context.span_id, "016x")
+        # Read at format time, which for the stream handler is the moment of the log call,
+        # in the caller's context.
+        entry.update(_BOUND_FIELDS.get())
         entry.update(
             (key, value)
             for key, value in vars(record).items()

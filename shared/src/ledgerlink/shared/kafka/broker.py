@@ -6,6 +6,7 @@ import dataclasses
 import logging
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
@@ -13,6 +14,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.kafka.security import parse_security
 from faststream.security import SASLPlaintext, SASLScram256, SASLScram512
 from opentelemetry.trace import TracerProvider
 from prometheus_client import CollectorRegistry
@@ -145,18 +147,48 @@ def outbox_publisher(broker: KafkaBroker) -> Any:
     return publish
 
 
-def dead_letter_publisher(broker: KafkaBroker) -> Any:
-    """A publish function for dead letters."""
+class DeadLetterProducer:
+    """Publishes dead letters with the original record's key, value and header bytes.
 
-    async def publish(letter: DeadLetter) -> None:
-        await broker.publish(
-            letter.value,
-            topic=letter.topic,
-            key=letter.key,
-            headers={name: value.decode(errors="replace") for name, value in letter.headers},
+    FastStream's ``publish`` takes header values as ``str`` and encodes them as UTF-8, so a
+    binary header (often the very reason a record failed) could not pass through it
+    unchanged, and repeated header names would collapse in its dict. This producer sends
+    through aiokafka directly, with the broker's delivery guarantees (idempotent,
+    ``acks=all``) and security settings. :meth:`publish` is a
+    :data:`~ledgerlink.shared.messaging.dead_letters.PublishDeadLetter`.
+    """
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._settings = settings
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        """Connect to the brokers (aiokafka needs a running event loop, so not in init)."""
+        if self._producer is not None:
+            return
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._settings.bootstrap_servers,
+            client_id=f"{self._settings.client_id}-dead-letters",
+            acks="all",
+            enable_idempotence=True,
+            **parse_security(_security(self._settings)),
         )
+        await producer.start()
+        self._producer = producer
 
-    return publish
+    async def stop(self) -> None:
+        """Flush pending dead letters and disconnect."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def publish(self, letter: DeadLetter) -> None:
+        """Send ``letter`` and wait until the brokers acknowledged it."""
+        if self._producer is None:
+            raise RuntimeError("the dead-letter producer is not started")
+        await self._producer.send_and_wait(
+            letter.topic, value=letter.value, key=letter.key, headers=list(letter.headers)
+        )
 
 
 async def create_topics(settings: KafkaSettings, topics: dict[str, int]) -> None:

@@ -37,6 +37,7 @@ from ledgerlink.shared.events import EventData
 from ledgerlink.shared.messaging.dead_letters import DeadLetterPublisher, RawRecord
 from ledgerlink.shared.messaging.inbox import Inbox
 from ledgerlink.shared.metrics import MessagingMetrics
+from ledgerlink.shared.telemetry import bound_log_fields
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +137,20 @@ class EventConsumer:
         self._ignored.update(event_types)
 
     async def process(self, record: RawRecord) -> Outcome:
-        """Process one record; returns only once it is safe to commit its offset."""
+        """Process one record; returns only once it is safe to commit its offset.
+
+        Every log line emitted meanwhile (ours, the handler's, the services') names the
+        record: its event id, topic, partition and offset.
+        """
+        with bound_log_fields(
+            event_id=_event_id_of(record),
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        ):
+            return await self._process(record)
+
+    async def _process(self, record: RawRecord) -> Outcome:
         try:
             parsed = self._parse(record)
         except (EnvelopeError, ValidationError, UnknownEventTypeError, MalformedDataError) as exc:
@@ -260,6 +274,17 @@ class UnknownEventTypeError(ValueError):
 
 class MalformedDataError(ValueError):
     """The record's value is not a JSON object."""
+
+
+def _event_id_of(record: RawRecord) -> str | None:
+    """The record's ``ce_id`` for the logs, before (and even if not) the envelope parses."""
+    for name, value in record.headers:
+        if name == "ce_id":
+            try:
+                return value.decode()
+            except UnicodeDecodeError:
+                return None
+    return None
 
 
 def _describe(exc: Exception) -> str:

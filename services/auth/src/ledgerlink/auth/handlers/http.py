@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from ledgerlink.auth.storage.models import Connection
 from ledgerlink.auth.storage.repository import ConnectionRepository
-from ledgerlink.shared.db import UtcDatetime
+from ledgerlink.shared.db import Database, UtcDatetime
 from ledgerlink.shared.runtime import ProcessContext
 
 
@@ -35,13 +35,13 @@ class ConnectionPublic(BaseModel):
         return cls.model_validate(connection, from_attributes=True)
 
 
-def register_http_routes(process: ProcessContext, app: FastAPI) -> None:
+def build_router(db: Database) -> APIRouter:
     """Read-only views of connections."""
     router = APIRouter(prefix="/v1", tags=["connections"])
 
     @router.get("/connections/{connection_id}", response_model=ConnectionPublic)
     async def get_connection(connection_id: uuid.UUID) -> ConnectionPublic:
-        async with process.db.transaction() as session:
+        async with db.transaction() as session:
             connection = await ConnectionRepository(session).get(connection_id)
         if connection is None:
             raise HTTPException(404, f"no connection {connection_id}")
@@ -49,8 +49,13 @@ def register_http_routes(process: ProcessContext, app: FastAPI) -> None:
 
     @router.get("/connections", response_model=list[ConnectionPublic])
     async def list_connections(business_id: str) -> list[ConnectionPublic]:
-        async with process.db.transaction() as session:
+        async with db.transaction() as session:
             connections = await ConnectionRepository(session).list_for_business_id(business_id)
         return [ConnectionPublic.of(connection) for connection in connections]
 
-    app.include_router(router)
+    return router
+
+
+def register_http_routes(process: ProcessContext, app: FastAPI) -> None:
+    """Attach the routes to the service's app."""
+    app.include_router(build_router(process.db))
