@@ -879,10 +879,10 @@ class VismaNetConnector(LedgerConnector):
         ``expandSegmentsValues``), each value named by ``valueId``.
         """
         listed = _array(await self._get("/v1/dimension"), "GET /v1/dimension", "the answer")
-        ids = [
-            _required_str({"id": item}, "id", "GET /v1/dimension", f"the answer[{index}]")
-            for index, item in enumerate(listed)
-        ]
+        for index, item in enumerate(listed):
+            if not isinstance(item, str):
+                _fail("GET /v1/dimension", f"the answer[{index}] is not a dimension id (string)")
+        ids: list[str] = listed
         if SUBACCOUNT_DIMENSION not in ids:
             return []
         path = f"/v1/dimension/{SUBACCOUNT_DIMENSION}"
@@ -891,11 +891,10 @@ class VismaNetConnector(LedgerConnector):
             await self._get(path, {"expandSegmentsValues": "true"}), endpoint, "dimension"
         )
         dimension_id = _str(dimension, "id", endpoint, "dimension", required=False)
-        segments = dimension.get("segments")
+        # Asked with expandSegmentsValues: a dimension without its segments is not one.
+        segments = _array(dimension.get("segments"), endpoint, "dimension.segments")
         result = []
-        for index, raw in enumerate(
-            _array(segments, endpoint, "dimension.segments") if segments is not None else []
-        ):
+        for index, raw in enumerate(segments):
             where = f"dimension.segments[{index}]"
             segment = _object(raw, endpoint, where)
             segment_id = segment.get("segmentId")
