@@ -478,7 +478,8 @@ async def test_last_modified_filter_sees_an_edit(env: Env) -> None:
         params={**PAGE, "lastModifiedDateTime": stamp, "lastModifiedDateTimeCondition": ">"},
         headers=bearer(token),
     )
-    assert [(b["batchNumber"], b["status"]) for b in after.json()] == [("3", "Void")]
+    # The published status enum says "Voided" (JournalTransactionStatusEnum), not "Void".
+    assert [(b["batchNumber"], b["status"]) for b in after.json()] == [("3", "Voided")]
     bad = await env.http.get(
         "/vismanet/v2/journaltransaction",
         params={**PAGE, "lastModifiedDateTime": "yesterday"},
@@ -505,10 +506,12 @@ async def test_create_read_update_release(env: Env) -> None:
     assert batch["financialPeriod"] == "202506"
     assert created.headers["location"].endswith(f"/v2/journaltransaction/{number}")
     lines = batch["journalTransactionLines"]
-    assert lines[0]["subaccount"] == [
-        {"segmentId": 1, "segmentValue": "100"},
-        {"segmentId": 2, "segmentValue": "CU01"},
-    ]
+    # The read DTO's subaccount is an object whose segments carry the values (published
+    # SubaccountInJournalTransactionLineDto), not the write DTO's bare list.
+    assert [
+        (segment["segmentId"], segment["segmentValue"])
+        for segment in lines[0]["subaccount"]["segments"]
+    ] == [(1, "100"), (2, "CU01")]
     assert lines[0]["debitAmountInCurrency"] == 1500.25
     assert lines[1]["creditAmountInCurrency"] == 1500.25
 
@@ -660,14 +663,22 @@ async def test_master_data_shapes(env: Env) -> None:
     accounts = await get("/v1/account")
     assert [a["accountCD"] for a in accounts] == [a.number for a in company.accounts]
     assert {a["type"] for a in accounts} <= {"Asset", "Liability", "Income", "Expense"}
-    (dimension,) = await get("/v1/dimension")
+    # Published shapes: GET /v1/dimension lists ids only, the segments and their values
+    # (valueId) come from /v1/dimension/{id}; a financial period's id is "period" and its
+    # GL flag "closedInGeneralLedger"; a branch's currency needs expandCurrency=true.
+    assert await get("/v1/dimension") == ["SUBACCOUNT"]
+    dimension = await get("/v1/dimension/SUBACCOUNT")
     assert [s["segmentId"] for s in dimension["segments"]] == [1, 2]
+    assert all("valueId" in v for s in dimension["segments"] for v in s["segmentValues"])
     periods = await get("/v1/financialperiod")
-    assert periods[0]["periodId"] == "202401"
-    assert periods[0]["closedInGl"] is True
-    assert any(not p["closedInGl"] for p in periods)
+    assert periods[0]["period"] == "202401"
+    assert periods[0]["closedInGeneralLedger"] is True
+    assert any(not p["closedInGeneralLedger"] for p in periods)
     (branch,) = await get("/v1/branch")
     assert branch["corporateId"] == company.business_id
+    assert "currency" not in branch
+    (branch,) = await get("/v1/branch", expandCurrency="true")
+    assert branch["currency"]["id"] == company.currency
     subaccounts = await get("/v1/subaccount")
     assert subaccounts
     balances = await get("/v2/generalledgerbalance", periodId="202401")

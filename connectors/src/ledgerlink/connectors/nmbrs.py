@@ -42,7 +42,7 @@ import time
 import xml.etree.ElementTree as ET  # parsing goes through defusedxml; ET only for types
 from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Final, Literal, NoReturn
 from xml.sax.saxutils import escape
 
 import defusedxml.ElementTree as SafeET
@@ -63,6 +63,7 @@ from ledgerlink.connectors.errors import (
     InvalidData,
     NotFound,
     RateLimited,
+    UnexpectedResponse,
     VendorUnavailable,
 )
 from ledgerlink.connectors.http import (
@@ -81,6 +82,7 @@ __all__ = [
     "JournalDetail",
     "NmbrsConnector",
     "NmbrsSettings",
+    "UnexpectedJournal",
     "classify_rest",
     "classify_soap",
     "parse_journal_xml",
@@ -248,9 +250,44 @@ def classify_rest(response: httpx.Response) -> ConnectorError | None:
 # --------------------------------------------------------------------------------------------
 
 
-def _journal_date(text: str) -> dt.date:
-    """A journal header date; UNCONFIRMED format, so ISO and Dutch day-month-year are read."""
+class UnexpectedJournal(UnexpectedResponse, InvalidData):
+    """The journal XML string is outside what Nmbrs publishes (unreadable, a missing period or
+    account, an unknown debit/credit word).
+
+    Also an :class:`InvalidData`, as :func:`parse_journal_xml` raised before the published
+    contract was pinned, so callers that catch that keep working.
+    """
+
+
+#: Where the journal XML comes from, for error messages when the caller does not say.
+JOURNAL_ENDPOINT: Final = "the journal XML"
+
+# The XML declaration of the inner document. Nmbrs builds the string with .NET, whose
+# StringWriter declares encoding="utf-16" although the string travels inside a UTF-8 SOAP
+# answer; other writers declare utf-8 or a single-byte code page. The string is already
+# text, so the declaration says nothing true about it and is removed before parsing
+# (UNCONFIRMED which encodings Nmbrs declares; any declaration is handled alike).
+_DECLARATION: Final = re.compile(r"\A\s*<\?xml[^>]*\?>", re.IGNORECASE)
+
+
+def _journal_fail(endpoint: str, detail: str) -> NoReturn:
+    raise UnexpectedJournal(VENDOR, endpoint, detail)
+
+
+def _journal_date(text: str, endpoint: str = JOURNAL_ENDPOINT) -> dt.date:
+    """A journal header (or run) date.
+
+    UNCONFIRMED format: Nmbrs publishes no example. Its journal XML has the element names of
+    Twinfield's transaction XML (header/date, lines/line/dim1..dim3, value, debitcredit),
+    whose published header date is ``yyyymmdd``; .NET writes ``yyyy-mm-ddThh:mm:ss``; Dutch
+    users write ``dd-mm-yyyy``. All of these are read.
+    """
     value = text.strip().split("T", 1)[0].split(" ", 1)[0]
+    if len(value) == 8 and value.isdigit():
+        try:
+            return dt.date(int(value[:4]), int(value[4:6]), int(value[6:]))
+        except ValueError:
+            _journal_fail(endpoint, f"unreadable journal date {value!r}")
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
@@ -260,36 +297,41 @@ def _journal_date(text: str) -> dt.date:
             return dt.datetime.strptime(value, pattern).date()
         except ValueError:
             continue
-    raise InvalidData(VENDOR, f"unreadable journal date {value!r}")
+    _journal_fail(endpoint, f"unreadable journal date {value[:40]!r}")
 
 
-def _journal_period(text: str) -> tuple[int, int]:
-    """``"3/2025"`` -> (2025, 3)."""
-    period, _, year = text.strip().partition("/")
+def _journal_period(text: str, endpoint: str = JOURNAL_ENDPOINT) -> tuple[int, int]:
+    """``"3/2025"`` -> (2025, 3); Twinfield's ``"2025/03"`` is read too (UNCONFIRMED form)."""
+    first, _, second = text.strip().partition("/")
     try:
-        month, full_year = int(period), int(year)
+        if len(first) == 4 and len(second) <= 2:
+            full_year, month = int(first), int(second)
+        else:
+            month, full_year = int(first), int(second)
     except ValueError:
-        raise InvalidData(VENDOR, f"unreadable journal period {text!r}") from None
+        _journal_fail(endpoint, f"unreadable journal period {text[:40]!r}")
     if not 1 <= month <= 12:
         # Four-weekly payrolls have 13 periods; those have no calendar month to post in.
-        raise InvalidData(VENDOR, f"journal period {text!r} is not a calendar month")
+        _journal_fail(endpoint, f"journal period {text[:40]!r} is not a calendar month")
     return full_year, month
 
 
-def _line(element: ET.Element) -> PayrollJournalLine:
+def _line(element: ET.Element, endpoint: str, where: str) -> PayrollJournalLine:
     def text(name: str) -> str:
         return (element.findtext(name) or "").strip()
 
     account = text("dim1")
     if not account:
-        raise InvalidData(VENDOR, "a journal line has no GL account (dim1)")
+        _journal_fail(endpoint, f"{where} has no GL account (dim1)")
     try:
         amount = Decimal(text("value"))
     except InvalidOperation:
-        raise InvalidData(VENDOR, f"unreadable journal amount {text('value')!r}") from None
+        _journal_fail(endpoint, f"{where} has an unreadable amount {text('value')[:40]!r}")
+    if not amount.is_finite():
+        _journal_fail(endpoint, f"{where} has an unreadable amount {text('value')[:40]!r}")
     side_text = text("debitcredit").lower()
     if side_text not in {"debit", "credit", "d", "c"}:
-        raise InvalidData(VENDOR, f"unknown debitcredit {side_text!r}")
+        _journal_fail(endpoint, f"{where} has an unknown debitcredit {side_text[:20]!r}")
     side: Literal["D", "C"] = "D" if side_text.startswith("d") else "C"
     if amount < 0:
         # A negative value on one side is a positive value on the other.
@@ -304,24 +346,39 @@ def _line(element: ET.Element) -> PayrollJournalLine:
     )
 
 
-def parse_journal_xml(document: str, run: PayrollRun, reference: str) -> list[PayrollJournal]:
+def parse_journal_xml(
+    document: str, run: PayrollRun, reference: str, *, endpoint: str = JOURNAL_ENDPOINT
+) -> list[PayrollJournal]:
     """The journals of ``run`` from the Nmbrs journal XML: one per ``<transaction>``.
 
     A transaction in another period than the run's is a retroactive correction: it is
-    posted in the period it corrects, with the run's reference (seed 003).
+    posted in the period it corrects, with the run's reference (seed 003). Whatever the
+    document declares as its encoding is ignored (it is a string already). Anything outside
+    the shape raises :class:`UnexpectedJournal` naming ``endpoint``.
     """
+    text = _DECLARATION.sub("", document.lstrip("\ufeff"), count=1).strip()
+    if not text:
+        _journal_fail(endpoint, "the journal XML is empty")
     try:
-        root = SafeET.fromstring(document)
+        root = SafeET.fromstring(text)
     except (ET.ParseError, DefusedXmlException, ValueError) as exc:
-        raise InvalidData(VENDOR, f"unreadable journal XML ({type(exc).__name__})") from None
+        _journal_fail(endpoint, f"unreadable journal XML ({type(exc).__name__})")
     if root.tag != "transactions":
-        raise InvalidData(VENDOR, f"unexpected journal root <{root.tag}>")
+        _journal_fail(endpoint, f"unexpected journal root <{root.tag[:60]}>")
     journals = []
-    for transaction in root.findall("transaction"):
-        year, month = _journal_period(transaction.findtext("header/period") or "")
+    for index, transaction in enumerate(root.findall("transaction")):
+        where = f"transaction[{index}]"
+        period_text = transaction.findtext("header/period")
+        if period_text is None or not period_text.strip():
+            _journal_fail(endpoint, f"{where}/header/period is missing")
+        year, month = _journal_period(period_text, endpoint)
         date_text = transaction.findtext("header/date")
-        day = _journal_date(date_text) if date_text and date_text.strip() else None
+        day = _journal_date(date_text, endpoint) if date_text and date_text.strip() else None
         period = dt.date(year, month, 1)
+        elements = transaction.findall("lines/line")
+        if not elements:
+            # A journal entry without lines books nothing; a run's transaction always has.
+            _journal_fail(endpoint, f"{where} has no lines/line")
         journals.append(
             PayrollJournal(
                 run_id=run.run_id,
@@ -329,7 +386,10 @@ def parse_journal_xml(document: str, run: PayrollRun, reference: str) -> list[Pa
                 period=period,
                 kind="normal" if (year, month) == (run.year, run.period) else "correction",
                 reference=reference,
-                lines=tuple(_line(line) for line in transaction.findall("lines/line")),
+                lines=tuple(
+                    _line(line, endpoint, f"{where}/lines/line[{number}]")
+                    for number, line in enumerate(elements)
+                ),
             )
         )
     return journals
@@ -348,6 +408,52 @@ def _reference(company: str, run: PayrollRun) -> str:
 
 def _child_text(element: ET.Element, name: str) -> str:
     return (element.findtext(f"{{{SERVICE_NS}}}{name}") or "").strip()
+
+
+def _fail(endpoint: str, detail: str, status: int | None = None) -> NoReturn:
+    raise UnexpectedResponse(VENDOR, endpoint, detail, status=status)
+
+
+def _soap_endpoint(operation: str) -> str:
+    return f"POST {SOAP_PATH} {operation}"
+
+
+def _child_int(element: ET.Element, name: str, endpoint: str, where: str) -> int:
+    """A required integer child (WSDL ``s:int``) of a result element."""
+    text = _child_text(element, name)
+    if not text:
+        _fail(endpoint, f"{where}/{name} is missing")
+    try:
+        return int(text)
+    except ValueError:
+        _fail(endpoint, f"{where}/{name} is not an integer: {text[:20]!r}")
+
+
+def _rest_json(response: httpx.Response, endpoint: str) -> dict[str, Any]:
+    if not response.content.strip():
+        _fail(endpoint, "the body is empty", response.status_code)
+    try:
+        body = response.json()
+    except ValueError:
+        _fail(endpoint, "the body is not JSON (truncated?)", response.status_code)
+    if not isinstance(body, dict):
+        _fail(endpoint, f"the answer is not an object ({type(body).__name__})")
+    return body
+
+
+def _rest_value(
+    obj: Any, name: str, endpoint: str, where: str, kinds: tuple[type, ...], *, required: bool
+) -> Any:
+    if not isinstance(obj, dict):
+        _fail(endpoint, f"{where} is not an object ({type(obj).__name__})")
+    value = obj.get(name)
+    if value is None:
+        if required:
+            _fail(endpoint, f"{where}.{name} is missing")
+        return None
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        _fail(endpoint, f"{where}.{name} has the wrong type ({type(value).__name__})")
+    return value
 
 
 def _split_run_id(run: str) -> tuple[int, int]:
@@ -427,24 +533,32 @@ class NmbrsConnector(PayrollSource):
     async def list_companies(self) -> list[Company]:
         """The companies the API user (SOAP) or the authorised debtor (REST) can see."""
         if self.settings.api == "rest":
+            endpoint = "GET /api/companies"
             return [
                 Company(
-                    external_id=str(item["companyId"]),
-                    business_id=item.get("kvkNumber") or None,
-                    name=str(item.get("name") or ""),
+                    external_id=str(
+                        _rest_value(item, "companyId", endpoint, where, (str,), required=True)
+                    ),
+                    business_id=_rest_value(
+                        item, "kvkNumber", endpoint, where, (str,), required=False
+                    )
+                    or None,
+                    name=_rest_value(item, "name", endpoint, where, (str,), required=False) or "",
                     currency=self.settings.currency,
                 )
-                for item in await self._rest_pages("/api/companies")
+                for index, item in enumerate(await self._rest_pages("/api/companies"))
+                for where in (f"data[{index}]",)
             ]
         result = await self._soap("List_GetAll", {})
+        endpoint = _soap_endpoint("List_GetAll")
         return [
             Company(
-                external_id=_child_text(company, "ID"),
+                external_id=str(_child_int(company, "ID", endpoint, f"Company[{index}]")),
                 business_id=_child_text(company, "KvkNr") or None,
                 name=_child_text(company, "Name"),
                 currency=self.settings.currency,
             )
-            for company in result.findall(f"{{{SERVICE_NS}}}Company")
+            for index, company in enumerate(result.findall(f"{{{SERVICE_NS}}}Company"))
         ]
 
     async def list_runs(self, company: str, year: int) -> list[PayrollRun]:
@@ -453,17 +567,23 @@ class NmbrsConnector(PayrollSource):
             items = await self._rest_pages(
                 f"/api/companies/{company}/payruns", params={"year": year}
             )
-            return [self._rest_run(item) for item in items]
+            endpoint = "GET /api/companies/{companyId}/payruns"
+            return [
+                self._rest_run(item, endpoint, f"data[{index}]") for index, item in enumerate(items)
+            ]
         result = await self._soap("Run_GetList", {"CompanyId": company, "Year": year})
+        endpoint = _soap_endpoint("Run_GetList")
         runs = []
-        for info in result.findall(f"{{{SERVICE_NS}}}RunInfo"):
+        for index, info in enumerate(result.findall(f"{{{SERVICE_NS}}}RunInfo")):
+            where = f"RunInfo[{index}]"
+            run_year = _child_int(info, "Year", endpoint, where)
             run_at = _child_text(info, "RunAt")
             runs.append(
                 PayrollRun(
-                    run_id=f"{_child_text(info, 'Year')}-{_child_text(info, 'ID')}",
-                    year=int(_child_text(info, "Year")),
-                    period=int(_child_text(info, "PeriodStart")),
-                    date=_journal_date(run_at) if run_at else None,
+                    run_id=f"{run_year}-{_child_int(info, 'ID', endpoint, where)}",
+                    year=run_year,
+                    period=_child_int(info, "PeriodStart", endpoint, where),
+                    date=_journal_date(run_at, endpoint) if run_at else None,
                     description=_child_text(info, "Description"),
                 )
             )
@@ -485,7 +605,12 @@ class NmbrsConnector(PayrollSource):
         result = await self._soap(
             operation, {"CompanyId": company, "RunId": run_number, "Year": year}
         )
-        journals = parse_journal_xml(result.text or "", info, _reference(company, info))
+        journals = parse_journal_xml(
+            result.text or "",
+            info,
+            _reference(company, info),
+            endpoint=f"{_soap_endpoint(operation)} (journal XML)",
+        )
         logger.info(
             "nmbrs: read run journal",
             extra={
@@ -528,18 +653,25 @@ class NmbrsConnector(PayrollSource):
             # Every operation used here only reads: repeating one cannot book anything.
             idempotent=True,
         )
+        endpoint = _soap_endpoint(operation)
+        if not response.content.strip():
+            _fail(endpoint, "the body is empty", response.status_code)
         try:
             root = SafeET.fromstring(response.content)
         except (ET.ParseError, DefusedXmlException, ValueError) as exc:
-            raise VendorUnavailable(
-                VENDOR, f"unreadable SOAP answer to {operation} ({type(exc).__name__})"
-            ) from None
-        result = root.find(
-            f"{{{SOAP_ENV}}}Body/{{{SERVICE_NS}}}{operation}Response"
-            f"/{{{SERVICE_NS}}}{operation}Result"
-        )
+            _fail(endpoint, f"unreadable SOAP answer ({type(exc).__name__})", response.status_code)
+        body = root.find(f"{{{SOAP_ENV}}}Body")
+        if root.tag != f"{{{SOAP_ENV}}}Envelope" or body is None:
+            _fail(endpoint, f"not a SOAP 1.1 envelope (root <{root.tag[:80]}>)")
+        answer = body.find(f"{{{SERVICE_NS}}}{operation}Response")
+        if answer is None:
+            # Not silently "nothing": a response in another namespace (or another operation's)
+            # would otherwise read as no companies, no runs.
+            found = [child.tag[:80] for child in body]
+            _fail(endpoint, f"{operation}Response in {SERVICE_NS} is missing (found {found})")
+        result = answer.find(f"{{{SERVICE_NS}}}{operation}Result")
         if result is None:
-            # A void/empty result (no companies, no runs) may omit the element.
+            # A void/empty result (no companies, no runs) omits the element (.asmx).
             return ET.Element(f"{{{SERVICE_NS}}}{operation}Result")
         return result
 
@@ -549,66 +681,125 @@ class NmbrsConnector(PayrollSource):
         self, path: str, params: dict[str, Any] | None = None
     ) -> list[dict[str, Any]]:
         """Every item of a paged REST list (``{data, pagination}``)."""
+        endpoint = f"GET {_path_template(path)}"
         items: list[dict[str, Any]] = []
         page = 1
         while True:
             response = await self._http.get(
                 path, params={**(params or {}), "page": page, "pageSize": self.settings.page_size}
             )
-            body = response.json()
-            data = body.get("data") or []
+            body = _rest_json(response, endpoint)
+            data = _rest_value(body, "data", endpoint, "answer", (list,), required=True)
+            for index, item in enumerate(data):
+                if not isinstance(item, dict):
+                    _fail(endpoint, f"data[{index}] is not an object ({type(item).__name__})")
             items.extend(data)
-            total_pages = int((body.get("pagination") or {}).get("totalPages") or 0)
+            pagination = _rest_value(
+                body, "pagination", endpoint, "answer", (dict,), required=False
+            )
+            total_pages = (
+                _rest_value(
+                    pagination, "totalPages", endpoint, "pagination", (int,), required=False
+                )
+                if pagination is not None
+                else None
+            ) or 0
             if page >= total_pages or not data:
                 return items
             page += 1
 
     @staticmethod
-    def _rest_run(item: dict[str, Any]) -> PayrollRun:
-        run_at = item.get("runAt")
+    def _rest_run(item: dict[str, Any], endpoint: str, where: str) -> PayrollRun:
+        run_at = _rest_value(item, "runAt", endpoint, where, (str,), required=False)
         return PayrollRun(
-            run_id=str(item["payrunId"]),
-            year=int(item["year"]),
-            period=int(item["periodStart"]),
-            date=_journal_date(str(run_at)) if run_at else None,
-            description=str(item.get("description") or ""),
+            run_id=str(_rest_value(item, "payrunId", endpoint, where, (str,), required=True)),
+            year=_rest_value(item, "year", endpoint, where, (int,), required=True),
+            period=_rest_value(item, "periodStart", endpoint, where, (int,), required=True),
+            date=_journal_date(run_at, endpoint) if run_at else None,
+            description=_rest_value(item, "description", endpoint, where, (str,), required=False)
+            or "",
         )
 
     async def _rest_journal(self, company: str, run: str) -> list[PayrollJournal]:
         # UNCONFIRMED: Nmbrs documents no REST journal resource; this reads
         # /api/companies/{companyId}/payruns/{payrunId}/journals, which answers the payrun and
         # its transactions with the SOAP journal's content as JSON.
+        endpoint = "GET /api/companies/{companyId}/payruns/{payrunId}/journals"
         response = await self._http.get(f"/api/companies/{company}/payruns/{run}/journals")
-        body = response.json()
-        info = self._rest_run(body["payrun"])
+        body = _rest_json(response, endpoint)
+        payrun = _rest_value(body, "payrun", endpoint, "answer", (dict,), required=True)
+        info = self._rest_run(payrun, endpoint, "payrun")
         reference = _reference(company, info)
+        transactions = (
+            _rest_value(body, "transactions", endpoint, "answer", (list,), required=False) or []
+        )
         journals = []
-        for transaction in body.get("transactions") or []:
-            year = int(transaction["period"]["year"])
-            month = int(transaction["period"]["period"])
+        for index, transaction in enumerate(transactions):
+            where = f"transactions[{index}]"
+            period_of = _rest_value(transaction, "period", endpoint, where, (dict,), required=True)
+            year = _rest_value(
+                period_of, "year", endpoint, f"{where}.period", (int,), required=True
+            )
+            month = _rest_value(
+                period_of, "period", endpoint, f"{where}.period", (int,), required=True
+            )
+            if not 1 <= month <= 12:
+                _fail(endpoint, f"{where}.period.period {month} is not a calendar month")
             period = dt.date(year, month, 1)
             lines = []
-            for line in transaction.get("lines") or []:
-                amount = Decimal(str(line["value"]))
-                side: Literal["D", "C"] = (
-                    "D" if str(line["debitCredit"]).lower().startswith("d") else "C"
+            raw_lines = _rest_value(transaction, "lines", endpoint, where, (list,), required=True)
+            for number, line in enumerate(raw_lines):
+                line_where = f"{where}.lines[{number}]"
+                value = _rest_value(
+                    line, "value", endpoint, line_where, (int, float, str), required=True
                 )
+                try:
+                    amount = Decimal(str(value))
+                except InvalidOperation:
+                    _fail(endpoint, f"{line_where}.value is not a number")
+                if not amount.is_finite():
+                    _fail(endpoint, f"{line_where}.value is not a number")
+                side_text = str(
+                    _rest_value(line, "debitCredit", endpoint, line_where, (str,), required=True)
+                ).lower()
+                if side_text not in {"debit", "credit", "d", "c"}:
+                    _fail(endpoint, f"{line_where}.debitCredit {side_text[:20]!r} is unknown")
+                side: Literal["D", "C"] = "D" if side_text.startswith("d") else "C"
                 if amount < 0:
                     amount, side = -amount, "C" if side == "D" else "D"
                 lines.append(
                     PayrollJournalLine(
-                        gl_account=str(line["generalLedgerAccount"]),
-                        cost_centre=line.get("costCenter") or None,
-                        cost_unit=line.get("costUnit") or None,
+                        gl_account=str(
+                            _rest_value(
+                                line,
+                                "generalLedgerAccount",
+                                endpoint,
+                                line_where,
+                                (str, int),
+                                required=True,
+                            )
+                        ),
+                        cost_centre=_rest_value(
+                            line, "costCenter", endpoint, line_where, (str,), required=False
+                        )
+                        or None,
+                        cost_unit=_rest_value(
+                            line, "costUnit", endpoint, line_where, (str,), required=False
+                        )
+                        or None,
                         amount=amount,
                         debit_credit=side,
-                        description=str(line.get("description") or ""),
+                        description=_rest_value(
+                            line, "description", endpoint, line_where, (str,), required=False
+                        )
+                        or "",
                     )
                 )
+            date_text = _rest_value(transaction, "date", endpoint, where, (str,), required=True)
             journals.append(
                 PayrollJournal(
                     run_id=info.run_id,
-                    date=_journal_date(str(transaction["date"])),
+                    date=_journal_date(date_text, endpoint),
                     period=period,
                     kind="normal" if (year, month) == (info.year, info.period) else "correction",
                     reference=reference,
@@ -616,3 +807,11 @@ class NmbrsConnector(PayrollSource):
                 )
             )
         return journals
+
+
+def _path_template(path: str) -> str:
+    """``path`` with its ids replaced by their names (ids are the caller's data)."""
+    parts = path.split("/")
+    if len(parts) > 3 and parts[1:3] == ["api", "companies"]:
+        parts[3] = "{companyId}"
+    return "/".join(parts)

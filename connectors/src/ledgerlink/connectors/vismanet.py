@@ -24,6 +24,14 @@
   line carries a reference number derived from the posting's reference, and before posting
   it looks for a batch with that reference in the financial period; if one exists (and is not
   void) that batch is returned instead of posting again.
+* **Reading** follows the published OpenAPI DTOs (see ``connectors/README.md``): a journal
+  line's subaccount is an object whose ``segments`` carry ``segmentId``/``segmentValue`` and
+  its VAT code an object ``{id}``; batch statuses are the published enum (``Voided`` marks
+  a void batch); a financial period is identified by ``period`` (YYYYPP) and closed by
+  ``closedInGeneralLedger``; ``/v1/dimension`` lists ids and ``/v1/dimension/{id}`` holds
+  the segment values (``valueId``); a branch's currency is asked for (``expandCurrency``).
+  Extra fields are ignored; a missing required field, an unknown enum value or a body of
+  the wrong type is an :class:`UnexpectedResponse` naming the endpoint and the field.
 * **Errors**: IPPException bodies (``ExceptionFaultCode``: 12002 company not set or not
   authorised, 12027 no licence) and ``{"message"}`` bodies are mapped to the connector error
   classes, keeping the vendor's code and message.
@@ -48,7 +56,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, ClassVar, Final, Literal, Self
+from typing import Any, ClassVar, Final, Literal, NoReturn, Self
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -63,6 +71,7 @@ from ledgerlink.connectors.errors import (
     NotFound,
     PeriodLocked,
     RateLimited,
+    UnexpectedResponse,
     VendorUnavailable,
 )
 from ledgerlink.connectors.http import RateBudget, RetryPolicy, VendorHttpClient, parse_retry_after
@@ -114,12 +123,36 @@ MAX_PAGE_SIZE: Final = 1000
 MAX_REFERENCE_LENGTH: Final = 15
 MAX_DESCRIPTION_LENGTH: Final = 255
 
+# AccountDto.type: the published enum (Asset, Liability, Income, Expense); equity accounts
+# are liability-type accounts in Visma.net.
 _ACCOUNT_TYPES: Final[Mapping[str, AccountType]] = {
-    "asset": "asset",
-    "liability": "liability",
-    "income": "revenue",
-    "expense": "expense",
+    "Asset": "asset",
+    "Liability": "liability",
+    "Income": "revenue",
+    "Expense": "expense",
 }
+# JournalTransactionDto.status: the published enum (JournalTransactionStatusEnum). The field's
+# description lists "On hold" and "Void" instead of "Hold" and "Voided"; UNCONFIRMED which
+# words the API sends, so both are known. Anything else is outside the contract.
+_BATCH_STATUSES: Final = frozenset(
+    {
+        "Hold",
+        "Balanced",
+        "Unposted",
+        "Posted",
+        "Completed",
+        "Voided",
+        "Released",
+        "PartiallyReleased",
+        "Scheduled",
+        "On hold",
+        "Void",
+    }
+)
+_VOID_STATUSES: Final = frozenset({"Voided", "Void"})
+#: The dimension whose segments make up subaccounts (cost centre, cost unit...).
+# UNCONFIRMED: the id; Visma.net names its segmented keys as Acumatica does (SUBACCOUNT).
+SUBACCOUNT_DIMENSION: Final = "SUBACCOUNT"
 # UNCONFIRMED: the wording of a closed-period refusal; matched loosely.
 _PERIOD_CLOSED: Final = re.compile(r"(?i)financial period\s+\S+\s+is\s+(closed|locked)")
 _FAULT_MESSAGES: Final[Mapping[str, str]] = {
@@ -276,6 +309,164 @@ def classify_response(response: httpx.Response) -> ConnectorError | None:
 
 
 # --------------------------------------------------------------------------------------------
+# The published shapes (answers outside them raise UnexpectedResponse)
+# --------------------------------------------------------------------------------------------
+#
+# Sources (see connectors/README.md): the Visma.net ERP API's OpenAPI document as generated
+# into public clients (Pionect/visma-php-sdk, madsoliver/vismanet_api_lib). The generated
+# DTOs mark every field optional; the fields checked as required here are those without
+# which an answer cannot be read correctly (an id, an amount, a status, a closed flag).
+
+
+def _fail(endpoint: str, detail: str, status: int | None = None) -> NoReturn:
+    raise UnexpectedResponse(VENDOR, endpoint, detail, status=status)
+
+
+def _parse_json(response: httpx.Response, endpoint: str) -> Any:
+    if not response.content.strip():
+        _fail(endpoint, "the body is empty", response.status_code)
+    try:
+        return json.loads(response.content, parse_float=Decimal)
+    except ValueError:
+        _fail(endpoint, "the body is not JSON (truncated?)", response.status_code)
+
+
+def _object(value: Any, endpoint: str, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        _fail(endpoint, f"{where} is not an object ({type(value).__name__})")
+    return value
+
+
+def _array(value: Any, endpoint: str, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        _fail(endpoint, f"{where} is not a list ({type(value).__name__})")
+    return value
+
+
+def _str(
+    obj: Mapping[str, Any], name: str, endpoint: str, where: str, *, required: bool = True
+) -> str | None:
+    """A string field; ids the API may send as numbers are read as their text."""
+    value = obj.get(name)
+    if value is None:
+        if required:
+            _fail(endpoint, f"{where}.{name} is missing")
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        _fail(endpoint, f"{where}.{name} is not a string ({type(value).__name__})")
+    return str(value)
+
+
+def _required_str(obj: Mapping[str, Any], name: str, endpoint: str, where: str) -> str:
+    value = _str(obj, name, endpoint, where)
+    assert value is not None
+    return value
+
+
+def _amount(obj: Mapping[str, Any], name: str, endpoint: str, where: str) -> Decimal | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        _fail(endpoint, f"{where}.{name} is not a number ({type(value).__name__})")
+    return Decimal(value)
+
+
+def _flag(
+    obj: Mapping[str, Any], name: str, endpoint: str, where: str, *, default: bool | None = None
+) -> bool:
+    value = obj.get(name)
+    if value is None:
+        if default is None:
+            _fail(endpoint, f"{where}.{name} is missing")
+        return default
+    if not isinstance(value, bool):
+        _fail(endpoint, f"{where}.{name} is not a boolean ({type(value).__name__})")
+    return value
+
+
+def _date_of(obj: Mapping[str, Any], name: str, endpoint: str, where: str) -> dt.date:
+    text = _required_str(obj, name, endpoint, where)
+    try:
+        return dt.date.fromisoformat(text[:10])
+    except ValueError:
+        _fail(endpoint, f"{where}.{name} is not a date: {text[:40]!r}")
+
+
+def _moment(obj: Mapping[str, Any], name: str, endpoint: str, where: str) -> str:
+    text = _required_str(obj, name, endpoint, where)
+    try:
+        _stamp(text)
+    except ValueError:
+        _fail(endpoint, f"{where}.{name} is not a date and time: {text[:40]!r}")
+    return text
+
+
+def _checked_line(raw: Any, endpoint: str, where: str) -> dict[str, Any]:
+    """A JournalTransactionLineDto, checked; the subaccount is an object whose ``segments``
+    list carries ``segmentId``/``segmentValue`` (SubaccountInJournalTransactionLineDto), and
+    the VAT code is an object ``{id, description}`` (VatCodeInJournalTransactionLineDto)."""
+    line = dict(_object(raw, endpoint, where))
+    _required_str(line, "accountNumber", endpoint, where)
+    for name in ("debitAmountInCurrency", "creditAmountInCurrency", "debitAmount", "creditAmount"):
+        _amount(line, name, endpoint, where)
+    _str(line, "referenceNumber", endpoint, where, required=False)
+    _str(line, "transactionDescription", endpoint, where, required=False)
+    _str(line, "description", endpoint, where, required=False)
+    subaccount = line.get("subaccount")
+    if subaccount is not None:
+        sub = _object(subaccount, endpoint, f"{where}.subaccount")
+        segments = sub.get("segments")
+        for index, segment in enumerate(
+            _array(segments, endpoint, f"{where}.subaccount.segments")
+            if segments is not None
+            else []
+        ):
+            path = f"{where}.subaccount.segments[{index}]"
+            item = _object(segment, endpoint, path)
+            segment_id = item.get("segmentId")
+            if isinstance(segment_id, bool) or not isinstance(segment_id, int):
+                _fail(endpoint, f"{path}.segmentId is missing or not an integer")
+            _str(item, "segmentValue", endpoint, path, required=False)
+    vat_code = line.get("vatCode")
+    if vat_code is not None:
+        _str(_object(vat_code, endpoint, f"{where}.vatCode"), "id", endpoint, f"{where}.vatCode")
+    return line
+
+
+def _checked_batch(raw: Any, endpoint: str, where: str = "batch") -> dict[str, Any]:
+    """A JournalTransactionDto, checked (number, stamp, date, status, lines)."""
+    batch = dict(_object(raw, endpoint, where))
+    batch["batchNumber"] = _required_str(batch, "batchNumber", endpoint, where)
+    _moment(batch, "lastModifiedDateTime", endpoint, where)
+    _date_of(batch, "transactionDate", endpoint, where)
+    status = _required_str(batch, "status", endpoint, where)
+    if status not in _BATCH_STATUSES:
+        _fail(endpoint, f"{where}.status {status[:40]!r} is not a published batch status")
+    for name in ("debitTotalInCurrency", "creditTotalInCurrency"):
+        _amount(batch, name, endpoint, where)
+    lines = batch.get("journalTransactionLines")
+    batch["journalTransactionLines"] = [
+        _checked_line(line, endpoint, f"{where}.journalTransactionLines[{index}]")
+        for index, line in enumerate(
+            _array(lines, endpoint, f"{where}.journalTransactionLines") if lines is not None else []
+        )
+    ]
+    return batch
+
+
+def _line_amount(line: Mapping[str, Any], side: str) -> Decimal:
+    # UNCONFIRMED which of the two the ledger's own currency is: the write DTO has only
+    # ``...InCurrency`` and its description says "in your default currency", so it is read
+    # first, the plain amount only when it is absent.
+    for name in (f"{side}AmountInCurrency", f"{side}Amount"):
+        value = line.get(name)
+        if value is not None:
+            return Decimal(value)
+    return Decimal(0)
+
+
+# --------------------------------------------------------------------------------------------
 # Cursor and batch reassembly
 # --------------------------------------------------------------------------------------------
 
@@ -331,9 +522,9 @@ def _complete(batch: Mapping[str, Any]) -> bool:
     if debit_total is None or credit_total is None:
         return True
     lines = _lines(batch)
-    debit = sum((Decimal(str(x.get("debitAmountInCurrency") or 0)) for x in lines), Decimal(0))
-    credit = sum((Decimal(str(x.get("creditAmountInCurrency") or 0)) for x in lines), Decimal(0))
-    return debit == Decimal(str(debit_total)) and credit == Decimal(str(credit_total))
+    debit = sum((_line_amount(x, "debit") for x in lines), Decimal(0))
+    credit = sum((_line_amount(x, "credit") for x in lines), Decimal(0))
+    return debit == Decimal(debit_total) and credit == Decimal(credit_total)
 
 
 class _Assembler:
@@ -584,21 +775,24 @@ class VismaNetConnector(LedgerConnector):
             self._budget.pause(self._budget_key, resume - now)
 
     async def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """The JSON of a GET (an empty or unreadable body is :class:`UnexpectedResponse`)."""
         await self._ensure_token()
         response = await self._http.get(path, params=dict(params or {}))
         self._last_etag = response.headers.get("etag")
-        return _body(response)
+        return _parse_json(response, f"GET {path}")
 
     async def _list(self, path: str, params: Mapping[str, Any] | None = None) -> list[Any]:
-        """Every row of a paged list (``pageNumber``/``pageSize`` are mandatory)."""
+        """Every row of a paged list (``pageNumber``/``pageSize`` are sent on every list)."""
         rows: list[Any] = []
         number = 1
         while True:
-            page = await self._get(
-                path, {**(params or {}), "pageNumber": number, "pageSize": MAX_PAGE_SIZE}
+            page = _array(
+                await self._get(
+                    path, {**(params or {}), "pageNumber": number, "pageSize": MAX_PAGE_SIZE}
+                ),
+                f"GET {path}",
+                "the answer",
             )
-            if not isinstance(page, list):
-                raise VendorUnavailable(VENDOR, f"unexpected answer from {path}")
             rows.extend(page)
             if len(page) < MAX_PAGE_SIZE:
                 return rows
@@ -607,36 +801,65 @@ class VismaNetConnector(LedgerConnector):
     # -- master data -----------------------------------------------------------------------
 
     async def list_companies(self) -> list[Company]:
-        """The company the connection works in (its main branch carries the details)."""
-        branches = await self._list("/v1/branch")
-        main = next((b for b in branches if b.get("isMainBranch")), None) or (
-            branches[0] if branches else None
-        )
-        if main is None:
+        """The company the connection works in (its main branch carries the details).
+
+        BranchDto carries the base currency only when asked with ``expandCurrency=true``;
+        without it the currency is absent, and it is never guessed: a missing currency is an
+        :class:`UnexpectedResponse`, not EUR.
+        """
+        endpoint = "GET /v1/branch"
+        branches = [
+            _object(row, endpoint, f"branch[{index}]")
+            for index, row in enumerate(await self._list("/v1/branch", {"expandCurrency": "true"}))
+        ]
+        if not branches:
             return []
-        currency = main.get("currency") or {}
+        main_index = next(
+            (
+                index
+                for index, branch in enumerate(branches)
+                if _flag(branch, "isMainBranch", endpoint, f"branch[{index}]", default=False)
+            ),
+            0,
+        )
+        main, where = branches[main_index], f"branch[{main_index}]"
+        currency = main.get("currency")
+        if currency is None:
+            _fail(endpoint, f"{where}.currency is missing (asked with expandCurrency=true)")
+        currency_id = _required_str(
+            _object(currency, endpoint, f"{where}.currency"), "id", endpoint, f"{where}.currency"
+        )
+        # The company is what ipp-company-id names; without one (a service token bound to
+        # its company) the branch's organizationId is taken. UNCONFIRMED that the two agree.
+        external_id = self.settings.company_id or _str(main, "organizationId", endpoint, where)
         return [
             Company(
-                external_id=str(
-                    self.settings.company_id or main.get("organizationId") or main["branchId"]
-                ),
-                business_id=main.get("corporateId"),
-                name=str(main.get("name") or ""),
-                currency=str(currency.get("id") or "EUR"),
+                external_id=str(external_id),
+                business_id=_str(main, "corporateId", endpoint, where, required=False) or None,
+                name=_str(main, "name", endpoint, where, required=False) or "",
+                currency=currency_id,
             )
         ]
 
     async def read_accounts(self) -> list[Account]:
         """The chart of accounts (Visma's four types; equity reads as liability)."""
-        return [
-            Account(
-                number=str(row["accountCD"]),
-                name=str(row.get("description") or ""),
-                type=_ACCOUNT_TYPES.get(str(row.get("type") or "").lower()),
-                active=bool(row.get("active", True)),
+        endpoint = "GET /v1/account"
+        accounts = []
+        for index, raw in enumerate(await self._list("/v1/account")):
+            where = f"account[{index}]"
+            row = _object(raw, endpoint, where)
+            kind = _str(row, "type", endpoint, where, required=False)
+            if kind is not None and kind not in _ACCOUNT_TYPES:
+                _fail(endpoint, f"{where}.type {kind[:40]!r} is not a published account type")
+            accounts.append(
+                Account(
+                    number=_required_str(row, "accountCD", endpoint, where),
+                    name=_str(row, "description", endpoint, where, required=False) or "",
+                    type=_ACCOUNT_TYPES[kind] if kind is not None else None,
+                    active=_flag(row, "active", endpoint, where, default=True),
+                )
             )
-            for row in await self._list("/v1/account")
-        ]
+        return accounts
 
     def _segment_kind(self, segment_id: int) -> DimensionKind | None:
         if segment_id == self.settings.cost_centre_segment:
@@ -649,61 +872,107 @@ class VismaNetConnector(LedgerConnector):
         return self._segment_kind(segment_id) or f"segment_{segment_id}"
 
     async def read_dimensions(self) -> list[Dimension]:
-        """The subaccount segments as dimensions (segment 1 cost centre, 2 cost unit)."""
+        """The subaccount segments as dimensions (segment 1 cost centre, 2 cost unit).
+
+        ``GET /v1/dimension`` answers only the dimensions' ids (a list of strings); the
+        segments and their values come from ``GET /v1/dimension/{id}`` (DtoDimension, with
+        ``expandSegmentsValues``), each value named by ``valueId``.
+        """
+        listed = _array(await self._get("/v1/dimension"), "GET /v1/dimension", "the answer")
+        for index, item in enumerate(listed):
+            if not isinstance(item, str):
+                _fail("GET /v1/dimension", f"the answer[{index}] is not a dimension id (string)")
+        ids: list[str] = listed
+        if SUBACCOUNT_DIMENSION not in ids:
+            return []
+        path = f"/v1/dimension/{SUBACCOUNT_DIMENSION}"
+        endpoint = f"GET {path}"
+        dimension = _object(
+            await self._get(path, {"expandSegmentsValues": "true"}), endpoint, "dimension"
+        )
+        dimension_id = _str(dimension, "id", endpoint, "dimension", required=False)
+        # Asked with expandSegmentsValues: a dimension without its segments is not one.
+        segments = _array(dimension.get("segments"), endpoint, "dimension.segments")
         result = []
-        for dimension in await self._list("/v1/dimension"):
-            for segment in dimension.get("segments") or []:
-                segment_id = int(segment["segmentId"])
-                result.append(
-                    Dimension(
-                        id=f"{dimension.get('dimensionId', 'SUBACCOUNT')}:{segment_id}",
-                        name=str(segment.get("description") or f"Segment {segment_id}"),
-                        kind=self._segment_kind(segment_id),
-                        objects=tuple(
-                            DimensionObject(
-                                code=str(value["value"]),
-                                name=str(value.get("description") or ""),
-                                active=bool(value.get("active", True)),
-                            )
-                            for value in segment.get("segmentValues") or []
-                        ),
+        for index, raw in enumerate(segments):
+            where = f"dimension.segments[{index}]"
+            segment = _object(raw, endpoint, where)
+            segment_id = segment.get("segmentId")
+            if isinstance(segment_id, bool) or not isinstance(segment_id, int):
+                _fail(endpoint, f"{where}.segmentId is missing or not an integer")
+            values = segment.get("segmentValues")
+            objects = []
+            for value_index, value_raw in enumerate(
+                _array(values, endpoint, f"{where}.segmentValues") if values is not None else []
+            ):
+                value_where = f"{where}.segmentValues[{value_index}]"
+                value = _object(value_raw, endpoint, value_where)
+                objects.append(
+                    DimensionObject(
+                        code=_required_str(value, "valueId", endpoint, value_where),
+                        name=_str(value, "description", endpoint, value_where, required=False)
+                        or "",
+                        active=_flag(value, "active", endpoint, value_where, default=True),
                     )
                 )
+            result.append(
+                Dimension(
+                    id=f"{dimension_id or SUBACCOUNT_DIMENSION}:{segment_id}",
+                    name=_str(segment, "description", endpoint, where, required=False)
+                    or f"Segment {segment_id}",
+                    kind=self._segment_kind(segment_id),
+                    objects=tuple(objects),
+                )
+            )
         return result
 
     async def read_periods(self) -> list[Period]:
-        """Financial periods; closed in the General Ledger (or inactive) reads as closed."""
-        rows = await self._list("/v1/financialperiod")
-        self._periods = {
-            dt.date.fromisoformat(str(row["startDate"])[:10]): str(row["periodId"]) for row in rows
-        }
-        return [
-            Period(
-                start=dt.date.fromisoformat(str(row["startDate"])[:10]),
-                end=dt.date.fromisoformat(str(row["endDate"])[:10]),
-                status="closed" if row.get("closedInGl") or not row.get("active", True) else "open",
+        """Financial periods (FinancialPeriodDto): the id is ``period`` (YYYYPP); a period
+        closed in the General Ledger (``closedInGeneralLedger``) or inactive reads as closed."""
+        endpoint = "GET /v1/financialperiod"
+        periods: dict[dt.date, str] = {}
+        result = []
+        for index, raw in enumerate(await self._list("/v1/financialperiod")):
+            where = f"financialPeriod[{index}]"
+            row = _object(raw, endpoint, where)
+            period_id = _required_str(row, "period", endpoint, where)
+            if len(period_id) != 6 or not period_id.isdigit():
+                _fail(endpoint, f"{where}.period {period_id[:20]!r} is not YYYYPP")
+            start = _date_of(row, "startDate", endpoint, where)
+            closed = _flag(row, "closedInGeneralLedger", endpoint, where)
+            active = _flag(row, "active", endpoint, where, default=True)
+            periods[start] = period_id
+            result.append(
+                Period(
+                    start=start,
+                    end=_date_of(row, "endDate", endpoint, where),
+                    status="closed" if closed or not active else "open",
+                )
             )
-            for row in rows
-        ]
+        self._periods = periods
+        return result
 
     # -- vouchers --------------------------------------------------------------------------
 
     def _voucher(self, batch: Mapping[str, Any]) -> Voucher:
+        """A checked batch (see :func:`_checked_batch`) as a voucher."""
         lines = []
         for line in _lines(batch):
-            debit = Decimal(str(line.get("debitAmountInCurrency") or 0))
-            credit = Decimal(str(line.get("creditAmountInCurrency") or 0))
+            subaccount = line.get("subaccount") or {}
             dimensions = {
                 self._segment_key(int(segment["segmentId"])): str(segment["segmentValue"])
-                for segment in line.get("subaccount") or []
+                for segment in subaccount.get("segments") or []
                 if segment.get("segmentValue")
             }
+            vat_code = (line.get("vatCode") or {}).get("id")
             lines.append(
                 VoucherLine(
                     account=str(line["accountNumber"]),
-                    amount=debit - credit,
-                    description=str(line.get("transactionDescription") or ""),
-                    vat_code=line.get("vatCodeId") or None,
+                    amount=_line_amount(line, "debit") - _line_amount(line, "credit"),
+                    description=str(
+                        line.get("transactionDescription") or line.get("description") or ""
+                    ),
+                    vat_code=str(vat_code) if vat_code else None,
                     dimensions=dimensions,
                 )
             )
@@ -714,16 +983,15 @@ class VismaNetConnector(LedgerConnector):
             number=number,
             date=dt.date.fromisoformat(str(batch["transactionDate"])[:10]),
             description=str(batch.get("description") or ""),
-            status="invalidated" if batch.get("status") == "Void" else "valid",
-            version=str(batch.get("lastModifiedDateTime") or "") or None,
+            status="invalidated" if batch["status"] in _VOID_STATUSES else "valid",
+            version=str(batch["lastModifiedDateTime"]),
             lines=tuple(lines),
         )
 
     async def _journal_page(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        page = await self._get("/v2/journaltransaction", params)
-        if not isinstance(page, list):
-            raise VendorUnavailable(VENDOR, "unexpected answer from /v2/journaltransaction")
-        return page
+        endpoint = "GET /v2/journaltransaction"
+        page = _array(await self._get("/v2/journaltransaction", params), endpoint, "the answer")
+        return [_checked_batch(entry, endpoint, f"batch[{i}]") for i, entry in enumerate(page)]
 
     async def read_vouchers(
         self, cursor: SyncCursor | None = None, *, page_size: int | None = None
@@ -768,7 +1036,7 @@ class VismaNetConnector(LedgerConnector):
             complete = batch
             if not _complete(batch):
                 # The data moved between two pages (an edit shifts the lines): read it whole.
-                complete = await self._get(f"/v2/journaltransaction/{batch['batchNumber']}")
+                complete = await self._read_batch(str(batch["batchNumber"]))
             vouchers.append(self._voucher(complete))
         held_back = assembler.last
         resume = starts.get(held_back, 1) if has_more and held_back is not None else 1
@@ -793,9 +1061,14 @@ class VismaNetConnector(LedgerConnector):
         skip = list(dict.fromkeys([*state.skip, *at_latest]))
         return _Cursor(since=state.since, page=resume_page, skip=skip)
 
+    async def _read_batch(self, batch_number: str) -> dict[str, Any]:
+        path = f"/v2/journaltransaction/{batch_number}"
+        # The endpoint is named by its template: the batch number is the caller's own data.
+        return _checked_batch(await self._get(path), "GET /v2/journaltransaction/{number}")
+
     async def read_batch(self, batch_number: str) -> tuple[Voucher, str | None]:
         """One batch, whole, with its ETag (for an optimistic-concurrency update)."""
-        batch = await self._get(f"/v2/journaltransaction/{batch_number}")
+        batch = await self._read_batch(batch_number)
         return self._voucher(batch), self._last_etag
 
     async def update_description(
@@ -831,7 +1104,7 @@ class VismaNetConnector(LedgerConnector):
                 {"periodId": period_id, "pageNumber": number, "pageSize": MAX_PAGE_SIZE}
             )
             for entry in page:
-                if entry.get("status") == "Void":
+                if entry["status"] in _VOID_STATUSES:
                     continue
                 if any(line.get("referenceNumber") == reference for line in _lines(entry)):
                     return entry
@@ -889,7 +1162,7 @@ class VismaNetConnector(LedgerConnector):
         ref = reference_number(posting.reference)
         existing = await self.find_batch(period_id, ref)
         if existing is not None:
-            number, status = str(existing["batchNumber"]), str(existing.get("status") or "")
+            number, status = str(existing["batchNumber"]), str(existing["status"])
             logger.info(
                 "Visma.net batch with this reference exists; not posting again",
                 extra={"vendor": VENDOR, "batch": number, "period": period_id},
@@ -900,11 +1173,20 @@ class VismaNetConnector(LedgerConnector):
                 json=self._journal_dto(posting, period_id, ref),
                 idempotent=False,
             )
-            created = _body(response) or {}
+            # The published answer to a POST is an untyped object: 201 Created with the new
+            # batch's Location (and ETag). A body naming the batch is read when there is one.
+            created = _body(response)
+            created = created if isinstance(created, dict) else {}
             number = str(created.get("batchNumber") or "")
             if not number:
                 location = response.headers.get("location", "")
                 number = location.rstrip("/").rsplit("/", 1)[-1]
+            if not number:
+                _fail(
+                    "POST /v2/journaltransaction",
+                    "neither a Location header nor a batchNumber names the new batch",
+                    response.status_code,
+                )
             status = str(created.get("status") or "Balanced")
         if self.settings.release_after_post and status == "Balanced":
             await self.release(number)

@@ -99,6 +99,8 @@ MAX_PAGE_SIZE: Final = 1000
 MAX_REFERENCE_LENGTH: Final = 15
 MAX_DESCRIPTION_LENGTH: Final = 255
 
+#: The dimension holding the subaccount segments (UNCONFIRMED id, as Acumatica names it).
+SUBACCOUNT_DIMENSION: Final = "SUBACCOUNT"
 #: Subaccount segment id per dimension kind: cost centre in segment 1, cost unit in 2.
 SEGMENT_OF_KIND: Final[Mapping[str, int]] = {"cost_centre": 1, "cost_unit": 2}
 KIND_OF_SEGMENT: Final[Mapping[int, str]] = {v: k for k, v in SEGMENT_OF_KIND.items()}
@@ -121,7 +123,9 @@ DEMO_REDIRECT_URI: Final = "http://127.0.0.1:8000/oauth/visma/callback"
 DEMO_USERNAME: Final = "demo@sandbox.invalid"
 DEMO_PASSWORD: Final = "sandbox"  # noqa: S105 - a public demo credential
 
-BatchStatus = Literal["On hold", "Balanced", "Unposted", "Posted", "Void"]
+# JournalTransactionStatusEnum of the published OpenAPI (Pionect/visma-php-sdk
+# src/Enums/JournalTransactionStatusEnum.php): "Hold" and "Voided", not "On hold"/"Void".
+BatchStatus = Literal["Hold", "Balanced", "Unposted", "Posted", "Voided"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,7 +330,7 @@ def _periods(company: CompanyData) -> list[tuple[str, PeriodData]]:
 
 def _status(tenant: Tenant, voucher: VoucherData) -> BatchStatus:
     if voucher.status == "invalidated":
-        return "Void"
+        return "Voided"
     extra = _extras(tenant).get(voucher.id)
     return extra.status if extra is not None else "Posted"
 
@@ -343,7 +347,10 @@ def _etag(voucher: VoucherData) -> str:
 
 
 def _stamp(moment: dt.datetime) -> str:
-    """Visma's ``lastModifiedDateTime``: ISO 8601 in UTC with milliseconds."""
+    """Visma's ``lastModifiedDateTime``: ISO 8601 in UTC with milliseconds.
+
+    UNCONFIRMED: whether the API writes an offset; the published filter formats have none
+    (``yyyy-MM-ddTHH:mm:ss.FFF``), and the filter here reads both."""
     return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -354,6 +361,7 @@ def _number(amount: Decimal) -> float:
 
 
 def _subaccount(dimensions: Mapping[str, str]) -> list[dict[str, Any]]:
+    """SegmentDto list (segmentId, segmentValue) of a combination of dimension values."""
     return [
         {"segmentId": segment, "segmentValue": dimensions[kind]}
         for kind, segment in SEGMENT_OF_KIND.items()
@@ -361,18 +369,43 @@ def _subaccount(dimensions: Mapping[str, str]) -> list[dict[str, Any]]:
     ]
 
 
+def _subaccount_number(dimensions: Mapping[str, str]) -> str:
+    return "-".join(dimensions.get(kind) or "0" for kind in SEGMENT_OF_KIND)
+
+
+def _line_subaccount(dimensions: Mapping[str, str]) -> dict[str, Any]:
+    """The read DTO's subaccount: an object whose ``segments`` carry the values
+    (SubaccountInJournalTransactionLineDto in the published OpenAPI), not a bare list."""
+    return {
+        "subaccountNumber": _subaccount_number(dimensions),
+        "description": None,
+        "active": True,
+        "segments": [
+            {**segment, "segmentDescription": None, "segmentValueDescription": None}
+            for segment in _subaccount(dimensions)
+        ],
+    }
+
+
 def _line_dto(tenant: Tenant, voucher: VoucherData, line: LineData) -> dict[str, Any]:
     extra = _extras(tenant).get(voucher.id)
     reference = extra.references.get(line.line_no) if extra else None
+    debit = _number(line.amount) if line.amount > 0 else 0.0
+    credit = _number(-line.amount) if line.amount < 0 else 0.0
+    # JournalTransactionLineDto: the VAT code is an object {id, description} (the write
+    # DTO's ``vatCodeId`` is not part of the read DTO).
     return {
         "lineNumber": line.line_no,
         "accountNumber": line.account,
-        "subaccount": _subaccount(line.dimensions),
+        "subaccount": _line_subaccount(line.dimensions),
         "referenceNumber": reference or f"{voucher.series}{voucher.number}",
+        "description": line.description,
         "transactionDescription": line.description,
-        "debitAmountInCurrency": _number(line.amount) if line.amount > 0 else 0.0,
-        "creditAmountInCurrency": _number(-line.amount) if line.amount < 0 else 0.0,
-        "vatCodeId": line.vat_code,
+        "debitAmount": debit,
+        "debitAmountInCurrency": debit,
+        "creditAmount": credit,
+        "creditAmountInCurrency": credit,
+        "vatCode": {"id": line.vat_code, "description": None} if line.vat_code else None,
     }
 
 
@@ -386,7 +419,7 @@ def _batch_dto(
         "module": "ModuleGL",
         "batchNumber": str(voucher.id),
         "status": _status(tenant, voucher),
-        "hold": False,
+        "hold": _status(tenant, voucher) == "Hold",
         "transactionDate": f"{voucher.date.isoformat()}T00:00:00",
         "financialPeriod": _financial_period(tenant, voucher),
         "branch": extra.branch if extra else "1",
@@ -896,33 +929,47 @@ class _Erp:
         )
 
     async def dimensions(self, request: Request, ctx: _Context) -> Response:
-        number, size = _paging(request)
+        """``GET /v1/dimension``: the dimensions' ids only (``string[]`` in the published
+        OpenAPI, no paging); segments come from :meth:`dimension`."""
+        return _json([SUBACCOUNT_DIMENSION])
+
+    async def dimension(self, request: Request, ctx: _Context) -> Response:
+        """``GET /v1/dimension/{dimensionId}``: DtoDimension with its segments; the values
+        of a segment (DtoSegmentValue, named by ``valueId``) unless
+        ``expandSegmentsValues=false``."""
+        if request.path_params["dimension_id"] != SUBACCOUNT_DIMENSION:
+            raise _message(404, f"Dimension {request.path_params['dimension_id']} not found.")
+        expand = request.query_params.get("expandSegmentsValues", "true").lower() != "false"
         segments = []
         for kind, segment_id in SEGMENT_OF_KIND.items():
-            dimension = next((d for d in ctx.company.dimensions if d.kind == kind), None)
-            if dimension is None:
+            found = next((d for d in ctx.company.dimensions if d.kind == kind), None)
+            if found is None:
                 continue
-            segments.append(
-                {
-                    "segmentId": segment_id,
-                    "description": dimension.name,
-                    "length": max((len(o.code) for o in dimension.objects), default=0),
-                    "validate": True,
-                    "segmentValues": [
-                        {"value": o.code, "description": o.name, "active": o.active}
-                        for o in dimension.objects
-                    ],
-                }
-            )
-        dimensions = [
+            segment: dict[str, Any] = {
+                "segmentId": segment_id,
+                "description": found.name,
+                "length": max((len(o.code) for o in found.objects), default=0),
+                "validate": True,
+            }
+            if expand:
+                segment["segmentValues"] = [
+                    {
+                        "segmentId": segment_id,
+                        "valueId": o.code,
+                        "description": o.name,
+                        "active": o.active,
+                    }
+                    for o in found.objects
+                ]
+            segments.append(segment)
+        return _json(
             {
-                "id": 1,
-                "dimensionId": "SUBACCOUNT",
+                "id": SUBACCOUNT_DIMENSION,
+                "length": sum(int(segment["length"]) for segment in segments),
                 "description": "Subaccount",
                 "segments": segments,
             }
-        ]
-        return _json(_page(dimensions, number, size))
+        )
 
     async def subaccounts(self, request: Request, ctx: _Context) -> Response:
         number, size = _paging(request)
@@ -945,16 +992,22 @@ class _Erp:
 
     async def financial_periods(self, request: Request, ctx: _Context) -> Response:
         number, size = _paging(request)
+        # FinancialPeriodDto: ``period`` (YYYYPP) is the id, and a period closed in the
+        # General Ledger says so in ``closedInGeneralLedger`` (no ``periodId``/``closedInGl``).
         rows = [
             {
-                "periodId": period_id,
                 "year": int(period_id[:4]),
                 "period": period_id,
                 "startDate": f"{period.start.isoformat()}T00:00:00",
                 "endDate": f"{period.end.isoformat()}T00:00:00",
                 "description": period.start.strftime("%B %Y"),
                 "active": True,
-                "closedInGl": period.closed,
+                "closedInSupplierLedger": period.closed,
+                "closedInCustomerLedger": period.closed,
+                "closedInInventoryManagement": period.closed,
+                "closedInGeneralLedger": period.closed,
+                "closedInCashManagement": period.closed,
+                "closedInFixedAssets": period.closed,
             }
             for period_id, period in _periods(ctx.company)
         ]
@@ -963,17 +1016,20 @@ class _Erp:
     async def branches(self, request: Request, ctx: _Context) -> Response:
         number, size = _paging(request)
         company = ctx.company
-        rows = [
-            {
-                "branchId": 1,
-                "number": "1",
-                "name": company.name,
-                "isMainBranch": True,
-                "corporateId": company.business_id,
-                "currency": {"id": company.currency},
-                "organizationId": ctx.company_id,
-            }
-        ]
+        row: dict[str, Any] = {
+            "branchId": 1,
+            "number": "1",
+            "name": company.name,
+            # BranchDto.organizationId is an integer (the company's id here).
+            "organizationId": int(ctx.company_id) if ctx.company_id.isdigit() else ctx.company_id,
+            "isMainBranch": True,
+            "isActive": True,
+            "corporateId": company.business_id,
+        }
+        # BranchDto carries the base currency only when asked (expandCurrency=true).
+        if request.query_params.get("expandCurrency", "").lower() == "true":
+            row["currency"] = {"id": company.currency, "description": company.currency}
+        rows = [row]
         return _json(_page(rows, number, size))
 
     async def gl_balances(self, request: Request, ctx: _Context) -> Response:
@@ -1115,7 +1171,7 @@ class _Erp:
     def _editable(self, ctx: _Context, voucher: VoucherData) -> _BatchExtra:
         status = _status(ctx.tenant, voucher)
         extra = _extras(ctx.tenant).get(voucher.id)
-        if extra is None or status not in ("On hold", "Balanced"):
+        if extra is None or status not in ("Hold", "Balanced"):
             raise _message(400, f"Batch {voucher.id} has status {status} and cannot be changed.")
         return extra
 
@@ -1233,6 +1289,7 @@ def mount(app: FastAPI, world: World) -> None:
     route("/v1/account", "GET", "read", erp.accounts)
     route("/v1/subaccount", "GET", "read", erp.subaccounts)
     route("/v1/dimension", "GET", "read", erp.dimensions)
+    route("/v1/dimension/{dimension_id}", "GET", "read", erp.dimension)
     route("/v1/financialperiod", "GET", "read", erp.financial_periods)
     route("/v1/branch", "GET", "read", erp.branches)
     route("/v2/generalledgerbalance", "GET", "read", erp.gl_balances)
