@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -25,6 +26,7 @@ from ledgerlink.importer.domain.ledger import (
     LedgerCompany,
     LedgerDimension,
     LedgerObject,
+    LedgerVoucher,
     PeriodMovements,
 )
 from ledgerlink.importer.domain.ledger import SourceBalance as SourceBalanceItem
@@ -49,6 +51,51 @@ _LINE_COLUMNS = ("fiscal_year_id", "voucher_no", "line_no", "account", "amount",
                  "objects")  # fmt: skip
 _BALANCE_COLUMNS = ("fiscal_year_id", "period", "account", "dimension_id", "object_id", "debit",
                     "credit")  # fmt: skip
+
+
+@dataclass
+class LedgerRows:
+    """One batch of voucher and line rows, shaped and truncated as the store keeps them."""
+
+    vouchers: list[VoucherRow] = field(default_factory=list)
+    lines: list[LineRow] = field(default_factory=list)
+    #: True for the file's last batch.
+    done: bool = False
+
+
+class LedgerRowBuilder:
+    """Turns a fiscal year's vouchers into rows (pure: runs in the import's worker thread).
+
+    Vouchers are numbered in the order they come (``voucher_no``, the key lines refer
+    to); texts are cut to their column sizes, as the store's tables define them.
+    """
+
+    def __init__(self, fiscal_year_id: uuid.UUID) -> None:
+        self.fiscal_year_id = fiscal_year_id
+        self._voucher_no = 0
+
+    def add(self, voucher: LedgerVoucher, rows: LedgerRows) -> None:
+        """Append ``voucher`` and its lines to ``rows``."""
+        year = self.fiscal_year_id
+        self._voucher_no += 1
+        number = self._voucher_no
+        rows.vouchers.append(
+            (
+                year,
+                number,
+                voucher.series[:32],
+                voucher.number[:64],
+                voucher.date,
+                voucher.date.replace(day=1),
+                voucher.text[:1000],
+                voucher.source_id[:200],
+            )
+        )
+        lines = rows.lines
+        for line_no, line in enumerate(voucher.lines, start=1):
+            objects = ";".join(f"{d}={o}" for d, o in line.objects)
+            lines.append((year, number, line_no, line.account, line.amount, line.text[:1000],
+                          objects[:1000]))  # fmt: skip
 
 
 def _table(model: type[Any]) -> Table:
@@ -228,6 +275,15 @@ class LedgerStore:
                 index_elements=keys, set_={name: statement.excluded[name] for name in updates}
             )
             await self._session.execute(statement)
+
+    async def write_rows(self, rows: LedgerRows) -> None:
+        """Insert one batch of voucher and line rows."""
+        await self.bulk_insert_vouchers(rows.vouchers)
+        await self.bulk_insert_lines(rows.lines)
+
+    async def company(self, company_id: uuid.UUID) -> Company | None:
+        """The company with this id."""
+        return await self._session.get(Company, company_id)
 
     async def bulk_insert_vouchers(self, rows: Sequence[VoucherRow]) -> None:
         """Insert voucher rows (``fiscal_year_id, voucher_no, series, number, date, ...``)."""
