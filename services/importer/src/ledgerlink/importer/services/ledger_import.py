@@ -353,6 +353,8 @@ class LedgerImportService:
         )
         await store.save_period_balances(year.id, check.movements)
         await store.save_source_balances(year.id, check.balances.values())
+        await store.save_object_balances(year.id, check.object_balances.values())
+        await store.save_comparison_balances(year.id, check.comparison.values())
         return WrittenYear(company, year, replaced, lines, reconciliation)
 
     def _check_request(

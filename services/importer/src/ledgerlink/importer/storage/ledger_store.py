@@ -22,20 +22,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from ledgerlink.importer.domain.ledger import (
+    ComparisonBalance as ComparisonBalanceItem,
+)
+from ledgerlink.importer.domain.ledger import (
     LedgerAccount,
     LedgerCompany,
     LedgerDimension,
     LedgerObject,
     LedgerVoucher,
+    ObjectBalance,
     PeriodMovements,
 )
 from ledgerlink.importer.domain.ledger import SourceBalance as SourceBalanceItem
 from ledgerlink.importer.storage.models import (
     Account,
     Company,
+    ComparisonBalance,
     Dimension,
     DimensionObject,
     FiscalYear,
+    ObjectSourceBalance,
     PeriodBalance,
     SourceBalance,
     Voucher,
@@ -202,11 +208,19 @@ class LedgerStore:
                 content_hash=content_hash,
                 source_format=facts.source_format.value,
                 source_generated_on=facts.generated_on,
+                source_sie_type=facts.sie_type,
             )
             self._session.add(year)
             await self._session.flush()
             return year, False
-        for model in (VoucherLine, Voucher, PeriodBalance, SourceBalance):
+        for model in (
+            VoucherLine,
+            Voucher,
+            PeriodBalance,
+            SourceBalance,
+            ObjectSourceBalance,
+            ComparisonBalance,
+        ):
             table = _table(model)
             await self._session.execute(delete(table).where(table.c.fiscal_year_id == year.id))
         year.end = facts.fiscal_year_end
@@ -214,6 +228,7 @@ class LedgerStore:
         year.content_hash = content_hash
         year.source_format = facts.source_format.value
         year.source_generated_on = facts.generated_on
+        year.source_sie_type = facts.sie_type
         await self._session.flush()
         return year, replaced
 
@@ -310,6 +325,26 @@ class LedgerStore:
         """Store the opening and closing balances the source reported."""
         rows = [(fiscal_year_id, b.account, b.opening, b.closing) for b in balances]
         await self._bulk(SourceBalance, ("fiscal_year_id", "account", "opening", "closing"), rows)
+
+    async def save_object_balances(
+        self, fiscal_year_id: uuid.UUID, balances: Iterable[ObjectBalance]
+    ) -> None:
+        """Store the per-object opening and closing balances the source reported."""
+        rows = [
+            (fiscal_year_id, b.account, b.dimension_id, b.object_id[:64], b.opening, b.closing)
+            for b in balances
+        ]
+        columns = ("fiscal_year_id", "account", "dimension_id", "object_id", "opening", "closing")
+        await self._bulk(ObjectSourceBalance, columns, rows)
+
+    async def save_comparison_balances(
+        self, fiscal_year_id: uuid.UUID, balances: Iterable[ComparisonBalanceItem]
+    ) -> None:
+        """Store the previous year's balances the source reported (the comparison year)."""
+        rows = [(fiscal_year_id, b.account, b.opening, b.closing) for b in balances]
+        await self._bulk(
+            ComparisonBalance, ("fiscal_year_id", "account", "opening", "closing"), rows
+        )
 
     async def _bulk(
         self, model: type[Any], columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
