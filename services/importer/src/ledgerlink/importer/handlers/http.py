@@ -11,6 +11,7 @@ from typing import Annotated, Literal, TypeVar
 from fastapi import APIRouter, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
+from ledgerlink.importer.domain.import_rules import ImportRequestError, replace_reason_of
 from ledgerlink.importer.domain.ledger import LedgerImportError
 from ledgerlink.importer.domain.reports import PeriodRangeError
 from ledgerlink.importer.factory import ImporterParts
@@ -116,8 +117,26 @@ def build_router(
             str | None,
             Form(description="Whose books these must be; the import fails for another's."),
         ] = None,
+        replace: Annotated[
+            bool,
+            Form(
+                description="Replace the stored fiscal year even though the file holds fewer "
+                "kinds of data (no vouchers, no balances) or is older than it; needs `reason`."
+            ),
+        ] = False,
+        reason: Annotated[
+            str | None,
+            Form(
+                description="Why the stored year may be replaced (recorded on the job).",
+                max_length=1000,
+            ),
+        ] = None,
     ) -> ImportAccepted:
         """Upload a ledger file and queue its import; poll the returned status URL."""
+        try:
+            replace_reason = replace_reason_of(replace=replace, reason=reason)
+        except ImportRequestError as error:
+            raise HTTPException(400, str(error)) from None
         try:
             stored = await uploads.receive(file.read, file.filename)
         except (EmptyUploadError, LedgerImportError) as error:
@@ -131,6 +150,7 @@ def build_router(
                 file_location=stored.location,
                 filename=stored.filename,
                 business_id=business_id.strip() if business_id else None,
+                replace_reason=replace_reason,
             )
         if on_queued is not None:
             on_queued()

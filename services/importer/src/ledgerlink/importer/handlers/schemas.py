@@ -39,6 +39,7 @@ class ImportJobPublic(BaseModel):
     reconciliation_status: str | None
     differences: list[dict[str, str]] | None
     notices: list[dict[str, str]] | None
+    replace_reason: str | None
     error_code: str | None
     error_message: str | None
     attempts: int

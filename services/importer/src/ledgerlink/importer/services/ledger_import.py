@@ -32,7 +32,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -47,10 +47,12 @@ from ledgerlink.importer.domain.ledger import (
     LedgerFormat,
     LedgerImportError,
     LedgerItem,
+    LedgerNotice,
     Reconciliation,
     periods_between,
     read_ledger,
 )
+from ledgerlink.importer.domain.replace_rules import YearContent, check_replacement
 from ledgerlink.importer.storage.files import FileArea, sha256_of
 from ledgerlink.importer.storage.ledger_store import LedgerRowBuilder, LedgerRows, LedgerStore
 from ledgerlink.importer.storage.models import Company, FiscalYear, ImportJob, ImportStatus
@@ -106,6 +108,10 @@ class ClaimedJob:
 
     id: uuid.UUID
     attempt: int
+    #: Whether ``import.started`` went out. It is keyed by the company, like every
+    #: import event, so for a job whose company is not known yet (an upload without a
+    #: business ID) it waits until the file has said whose books it holds.
+    announced: bool = field(default=True, compare=False)
 
 
 class LedgerReader:
@@ -217,6 +223,14 @@ class LedgerImportService:
         job.lease_expires_at = now + self._settings.lease
         job.started_at = now
         job.updated_at = now
+        if not job.business_id:
+            return ClaimedJob(job.id, job.attempts, announced=False)
+        await self._announce_started(session, job)
+        return ClaimedJob(job.id, job.attempts)
+
+    async def _announce_started(self, session: AsyncSession, job: ImportJob) -> None:
+        # Keyed by the company (the import id only when the file never said whose books
+        # it holds), so that it cannot overtake import.completed on another partition.
         await self._outbox.add(
             session,
             ImportStartedV1(
@@ -229,7 +243,21 @@ class LedgerImportService:
             key=job.business_id or str(job.id),
             subject=str(job.id),
         )
-        return ClaimedJob(job.id, job.attempts)
+
+    async def _company_known(self, claimed: ClaimedJob, business_id: str) -> None:
+        """The file said whose books it holds: keep that on the job, announce the start.
+
+        A short transaction of its own, so that the business ID stays on the job (and
+        in its ``import.failed``) even when the data transaction is rolled back.
+        """
+        async with self._db.transaction() as session:
+            job = await ImportJobRepository(session).get_for_update(claimed.id)
+            assert job is not None
+            if not job.business_id:
+                job.business_id = business_id
+            if not claimed.announced:
+                await self._announce_started(session, job)
+        claimed.announced = True
 
     # ------------------------------------------------------------------- running
 
@@ -246,6 +274,7 @@ class LedgerImportService:
             location, provider = job.file_location, Provider(job.provider)
             expected_business_id = job.business_id
             filename = job.filename
+            replace_reason = job.replace_reason
         self.progress[claimed.id] = 0
         try:
             path = self._files.resolve(location)
@@ -257,11 +286,17 @@ class LedgerImportService:
                 provider=provider,
                 expected_business_id=expected_business_id,
                 content_hash=content_hash,
+                replace_reason=replace_reason,
             )
         except (LedgerImportError, ImportRequestError) as error:
             async with self._db.transaction() as session:
                 job = await ImportJobRepository(session).get_for_update(claimed.id)
                 assert job is not None
+                if not claimed.announced:
+                    # The file never said whose books it holds: started, then failed,
+                    # both keyed by the import id.
+                    await self._announce_started(session, job)
+                    claimed.announced = True
                 await self._record_failure(session, job, error)
             return ImportStatus.FAILED
         finally:
@@ -276,10 +311,13 @@ class LedgerImportService:
         provider: Provider,
         expected_business_id: str,
         content_hash: str,
+        replace_reason: str | None,
     ) -> ImportStatus:
         with path.open("rb") as stream:
             reader = LedgerReader.of_file(stream, filename, batch_lines=self._settings.batch_lines)
             facts = await asyncio.to_thread(reader.company)
+            if not claimed.announced or not expected_business_id:
+                await self._company_known(claimed, facts.business_id)
             self._check_request(facts, provider, expected_business_id)
             async with self._db.transaction() as session:
                 store = LedgerStore(session)
@@ -288,6 +326,7 @@ class LedgerImportService:
                 if year is not None and year.content_hash == content_hash:
                     await self._complete_unchanged(session, claimed, facts, year, content_hash)
                     return ImportStatus.COMPLETED
+                stored = None if year is None else await self._stored_content(session, year)
                 written = await self.write_year(
                     session,
                     reader,
@@ -297,6 +336,26 @@ class LedgerImportService:
                     content_hash=content_hash,
                     on_batch=lambda lines: self._heartbeat(claimed.id, lines),
                 )
+                overridden: list[str] = []
+                if stored is not None:
+                    overridden = check_replacement(
+                        stored,
+                        _incoming_content(facts, reader.check),
+                        business_id=facts.business_id,
+                        fiscal_year=(facts.fiscal_year_start, facts.fiscal_year_end),
+                        replace_reason=replace_reason,
+                        location=filename,
+                    )
+                if overridden:
+                    reader.check.notices.append(
+                        LedgerNotice(
+                            "replaced_on_request",
+                            f"the stored year was replaced as asked ({replace_reason}) "
+                            f"although {'; and '.join(overridden)}; it held: "
+                            f"{stored.describe() if stored else ''}",
+                            filename,
+                        )
+                    )
                 job = await ImportJobRepository(session).get_for_update(claimed.id)
                 assert job is not None
                 await self._complete(
@@ -356,6 +415,21 @@ class LedgerImportService:
         await store.save_object_balances(year.id, check.object_balances.values())
         await store.save_comparison_balances(year.id, check.comparison.values())
         return WrittenYear(company, year, replaced, lines, reconciliation)
+
+    async def _stored_content(self, session: AsyncSession, year: FiscalYear) -> YearContent:
+        """What the stored fiscal year holds, read before the import empties it."""
+        rows = await LedgerStore(session).count_rows(year.id)
+        holder = await ImportJobRepository(session).get(year.import_id)
+        accounts = int((holder.counts or {}).get("accounts", 0)) if holder else 0
+        return YearContent(
+            source_format=year.source_format,
+            sie_type=year.source_sie_type,
+            generated_on=year.source_generated_on,
+            vouchers=rows["vouchers"],
+            lines=rows["voucher_lines"],
+            accounts=accounts,
+            balances=rows["source_balances"],
+        )
 
     def _check_request(
         self, facts: LedgerCompany, provider: Provider, expected_business_id: str
@@ -550,6 +624,21 @@ class LedgerImportService:
             "import failed",
             extra={"import_id": str(job.id), "reason_code": error.reason_code, "error": message},
         )
+
+
+def _incoming_content(facts: LedgerCompany, check: LedgerCheck) -> YearContent:
+    """What the file brought, once it has been read to the end."""
+    return YearContent(
+        source_format=facts.source_format.value,
+        sie_type=facts.sie_type,
+        generated_on=facts.generated_on,
+        vouchers=check.voucher_count,
+        lines=check.line_count,
+        accounts=len(check.accounts),
+        balances=sum(
+            1 for b in check.balances.values() if b.opening is not None or b.closing is not None
+        ),
+    )
 
 
 def _finish(job: ImportJob, status: ImportStatus) -> None:
