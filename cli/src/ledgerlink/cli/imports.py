@@ -85,21 +85,40 @@ def import_ledger(
             help="Seconds to wait for the importer to finish the import (not with --direct).",
         ),
     ] = 3600.0,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Replace the stored fiscal year even though the file holds fewer kinds of "
+            "data (no vouchers, no balances) or is older than it; needs --reason.",
+        ),
+    ] = False,
+    reason: Annotated[
+        str | None,
+        typer.Option("--reason", help="With --replace: why (recorded on the import job)."),
+    ] = None,
 ) -> None:
     """Import a ledger file, with a progress bar, then print what was imported."""
     if database_url is not None and not direct:
         raise typer.BadParameter("--database-url needs --direct", param_hint="--database-url")
+    reason = (reason.strip() or None) if reason else None
+    if replace and reason is None:
+        raise typer.BadParameter("--replace needs --reason (why)", param_hint="--reason")
+    if reason is not None and not replace:
+        raise typer.BadParameter("--reason goes with --replace", param_hint="--reason")
     business_id = (business_id.strip() or None) if business_id else None
     try:
         provider_value = _detect_provider(file)
         with ImportProgress(show_progress(as_json)) as progress:
             if direct:
                 job, company_name = asyncio.run(
-                    _import_direct(file, provider_value, business_id, database_url, progress)
+                    _import_direct(
+                        file, provider_value, business_id, database_url, progress, reason
+                    )
                 )
             else:
                 job, company_name = _import_via_http(
-                    file, business_id, importer_url, timeout, progress
+                    file, business_id, importer_url, timeout, progress, reason
                 )
     except CliError as error:
         raise fail(error) from None
@@ -154,8 +173,12 @@ def _import_via_http(
     importer_url: str,
     timeout: float,
     progress: ImportProgress,
+    replace_reason: str | None = None,
 ) -> tuple[dict[str, Any], str | None]:
     base = base_url(importer_url)
+    form = {"business_id": business_id} if business_id else {}
+    if replace_reason is not None:
+        form.update(replace="true", reason=replace_reason)
     with httpx.Client(base_url=base, timeout=httpx.Timeout(60.0, connect=10.0)) as client:
         progress.uploading(path.stat().st_size)
         try:
@@ -163,7 +186,7 @@ def _import_via_http(
                 response = client.post(
                     "/v1/imports",
                     files={"file": (path.name, stream, "application/octet-stream")},
-                    data={"business_id": business_id} if business_id else None,
+                    data=form or None,
                     # The importer stores the whole upload before it answers.
                     timeout=httpx.Timeout(60.0, connect=10.0, read=max(timeout, 60.0)),
                 )
@@ -270,6 +293,7 @@ async def _import_direct(
     business_id: str | None,
     database_url: str | None,
     progress: ImportProgress,
+    replace_reason: str | None = None,
 ) -> tuple[dict[str, Any], str | None]:
     from pydantic import ValidationError
     from sqlalchemy.exc import SQLAlchemyError
@@ -309,6 +333,7 @@ async def _import_direct(
                 file_location=location,
                 filename=path.name,
                 business_id=business_id,
+                replace_reason=replace_reason,
             )
             claimed = await service.start(session, job)
         running = asyncio.create_task(service.run(claimed))
