@@ -6,7 +6,7 @@ import csv
 import io
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Final, Literal, TypeVar
 
 from fastapi import APIRouter, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
@@ -30,7 +30,7 @@ from ledgerlink.importer.storage.files import FileArea, UploadTooLargeError
 from ledgerlink.importer.storage.repository import ImportJobRepository
 from ledgerlink.shared.db import Database
 from ledgerlink.shared.messaging.outbox import Outbox
-from ledgerlink.shared.runtime import ProcessContext
+from ledgerlink.shared.runtime import ProcessContext, error_responses
 
 
 def _csv(rows: list[list[str]], filename: str) -> Response:
@@ -70,6 +70,13 @@ def statement_csv(report: StatementPublic) -> list[list[str]]:
     return rows
 
 
+_REPORT_ERRORS: Final = error_responses(
+    {
+        400: "A malformed or impossible period range (or dimension without object).",
+        404: "No books have been imported for this business ID.",
+    }
+)
+
 Format = Annotated[
     Literal["json", "csv"] | None,
     Query(description="json or csv; without it the Accept header decides (JSON by default)."),
@@ -90,7 +97,12 @@ def build_router(
     progress = runner_progress if runner_progress is not None else {}
     uploads = UploadService(files, max_bytes=max_upload_bytes)
 
-    @router.get("/imports/{import_id}", response_model=ImportJobPublic, tags=["imports"])
+    @router.get(
+        "/imports/{import_id}",
+        response_model=ImportJobPublic,
+        tags=["imports"],
+        responses=error_responses({404: "No import with this id."}),
+    )
     async def get_import(import_id: uuid.UUID) -> ImportJobPublic:
         """One import job: status, progress and, once finished, its result."""
         async with db.transaction() as session:
@@ -109,7 +121,19 @@ def build_router(
             jobs = await ImportJobRepository(session).list_for_business_id(business_id, limit=limit)
         return [ImportJobPublic.of(job, progress.get(job.id)) for job in jobs]
 
-    @router.post("/imports", status_code=202, response_model=ImportAccepted, tags=["imports"])
+    @router.post(
+        "/imports",
+        status_code=202,
+        response_model=ImportAccepted,
+        tags=["imports"],
+        responses=error_responses(
+            {
+                400: "The file is empty or neither SIE 4 nor SAF-T, or replace=true "
+                "came without a reason.",
+                413: "The file is larger than the configured limit.",
+            }
+        ),
+    )
     async def upload(
         request: Request,
         file: Annotated[UploadFile, File(description="A SIE 4 or SAF-T Financial file.")],
@@ -165,7 +189,7 @@ def build_router(
         "/companies/{business_id}/trial-balance",
         response_model=TrialBalancePublic,
         tags=["reports"],
-        responses={200: {"content": {"text/csv": {}}}},
+        responses={200: {"content": {"text/csv": {}}}, **_REPORT_ERRORS},
     )
     async def get_trial_balance(
         request: Request,
@@ -198,7 +222,7 @@ def build_router(
         "/companies/{business_id}/profit-and-loss",
         response_model=StatementPublic,
         tags=["reports"],
-        responses={200: {"content": {"text/csv": {}}}},
+        responses={200: {"content": {"text/csv": {}}}, **_REPORT_ERRORS},
     )
     async def get_profit_and_loss(
         request: Request,
@@ -219,7 +243,7 @@ def build_router(
         "/companies/{business_id}/balance-sheet",
         response_model=StatementPublic,
         tags=["reports"],
-        responses={200: {"content": {"text/csv": {}}}},
+        responses={200: {"content": {"text/csv": {}}}, **_REPORT_ERRORS},
     )
     async def get_balance_sheet(
         request: Request,
