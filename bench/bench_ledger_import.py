@@ -13,11 +13,11 @@ Everything runs against one fresh PostgreSQL database created for the run
    kernel's high-water mark of the child's memory (``VmHWM`` in ``/proc/self/status``;
    ``ru_maxrss`` elsewhere, see :func:`_peak_rss_mib`). Reported: lines/s and peak RSS.
 3. **Load stage, the same parsed lines.** Each file is parsed once with the import's
-   own reader (``ledger_import._Reader``: ``read_ledger`` + ``LedgerCheck`` + the row
-   tuples the import writes), then the same rows are loaded three ways, in rotating
-   order, into empty tables of the same database:
+   own reader (``LedgerReader``: ``read_ledger`` + ``LedgerCheck`` + the row tuples
+   ``LedgerRowBuilder`` builds, as the import writes them), then the same rows are
+   loaded three ways, in rotating order, into empty tables of the same database:
 
-   - ``ours``: ``LedgerStore.bulk_insert_vouchers`` / ``bulk_insert_lines`` (asyncpg
+   - ``ours``: ``LedgerStore.write_rows`` (vouchers, then lines; asyncpg
      binary COPY) batch by batch in one transaction, as the import does, into the
      migrated ``vouchers`` and ``voucher_lines`` tables (primary keys, foreign keys);
    - ``dlt``: a dlt pipeline (postgres destination, its default ``insert_values``
@@ -27,9 +27,10 @@ Everything runs against one fresh PostgreSQL database created for the run
 
    Verdicts: ``ours / dlt >= 5`` and ``ours / raw COPY >= 0.5`` (medians, lines/s).
 4. **Trial balance.** A ``--tb-lines`` (10 000 000) line fiscal year is built through
-   the import's reader, check and store with only the text parsing skipped: the
-   generator's vouchers go into ``_Reader`` as the ``LedgerVoucher`` items the SIE reader
-   would yield (master data comes from a real, tiny SIE file of the same company). That
+   the import's reader, check and write path (``LedgerImportService.write_year``,
+   built by the importer's factory) with only the text parsing skipped: the generator's
+   vouchers go into ``LedgerReader`` as the ``LedgerVoucher`` items the SIE reader would
+   yield (master data comes from a real, tiny SIE file of the same company). That
    path is first checked against the real import at ``--lines``: vouchers, lines, period
    and source balances must be identical. ``ReportService.trial_balance`` is then timed
    warm (whole year, three months, one cost centre) at ``--tb-lines`` and at
@@ -50,7 +51,6 @@ import argparse
 import asyncio
 import gc
 import importlib
-import io
 import itertools
 import json
 import logging
@@ -73,30 +73,27 @@ from typing import Any, Final
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from ledgerlink.importer.config import Config
 from ledgerlink.importer.domain.ledger import (
+    LedgerCheck,
     LedgerCompany,
     LedgerItem,
     LedgerLine,
     LedgerVoucher,
     SourceBalance,
+    read_ledger,
 )
+from ledgerlink.importer.factory import ImporterParts, build_importer
 from ledgerlink.importer.main import MIGRATIONS
 from ledgerlink.importer.sample_ledgers import LedgerSpec, write_saft, write_sie
 from ledgerlink.importer.services.imports import ImportService
-from ledgerlink.importer.services.ledger_import import (
-    ImportSettings,
-    LedgerImportService,
-    _Batch,
-    _Reader,
-)
+from ledgerlink.importer.services.ledger_import import LedgerReader
 from ledgerlink.importer.services.reports import ReportService
-from ledgerlink.importer.storage.files import FileArea
-from ledgerlink.importer.storage.ledger_store import LedgerStore, LineRow
-from ledgerlink.importer.storage.models import ImportJob, messaging
+from ledgerlink.importer.storage.ledger_store import LedgerRows, LedgerStore, LineRow
+from ledgerlink.importer.storage.repository import ImportJobRepository
 from ledgerlink.shared.business_id import normalise_business_id
 from ledgerlink.shared.db import Database, create_engine
 from ledgerlink.shared.events import Provider
-from ledgerlink.shared.messaging.outbox import Outbox
 from ledgerlink.shared.migrations import upgrade_to_head
 
 DEFAULT_LINES: Final = 1_000_000
@@ -299,14 +296,17 @@ class Report:
 # --------------------------------------------------------------------------- end to end
 
 
+def _importer(db: Database, files_dir: Path, batch_lines: int) -> ImporterParts:
+    """The importer's own wiring (its factory), with the bench's file area and batch size."""
+    return build_importer(Config(files_dir=files_dir, import_batch_lines=batch_lines), db)
+
+
 async def child_e2e(url: str, root: str, filename: str, fmt: str, batch_lines: int) -> None:
     """One import through the service in this (fresh) process; a JSON line on stdout."""
     db = Database(create_engine(url))
     try:
-        outbox = Outbox(messaging, source="ledgerlink/importer")
-        service = LedgerImportService(
-            db, outbox, FileArea(Path(root)), ImportSettings(batch_lines=batch_lines)
-        )
+        parts = _importer(db, Path(root), batch_lines)
+        service, outbox = parts.imports, parts.outbox
         await db.ping()
         baseline = _peak_rss_mib()
         import_id = uuid.uuid4()
@@ -326,7 +326,7 @@ async def child_e2e(url: str, root: str, filename: str, fmt: str, batch_lines: i
         seconds = time.perf_counter() - t0
         peak = _peak_rss_mib()
         async with db.transaction() as session:
-            job = await session.get(ImportJob, import_id)
+            job = await ImportJobRepository(session).get(import_id)
             assert job is not None
             lines = int((job.counts or {}).get("lines", 0))
             error = job.error_message
@@ -387,7 +387,7 @@ class Parsed:
 
     facts: LedgerCompany
     fiscal_year_id: uuid.UUID
-    batches: list[_Batch]
+    batches: list[LedgerRows]
     lines: int
     seconds: float
 
@@ -399,7 +399,7 @@ async def parse_file(db: Database, path: Path, batch_lines: int) -> Parsed:
     """Create the company and an empty fiscal year, then parse ``path`` into its rows."""
     with path.open("rb") as stream:
         t0 = time.perf_counter()
-        reader = _Reader(stream, path.name, batch_lines)
+        reader = LedgerReader.of_file(stream, path.name, batch_lines=batch_lines)
         facts = reader.company()
         seconds = time.perf_counter() - t0
         async with db.transaction() as session:
@@ -408,9 +408,9 @@ async def parse_file(db: Database, path: Path, batch_lines: int) -> Parsed:
             year, _ = await store.replace_fiscal_year(
                 company, facts, import_id=uuid.uuid4(), content_hash="bench-load-stage"
             )
-        reader.fiscal_year_id = year.id
+        reader.begin_year(year.id)
         t0 = time.perf_counter()
-        batches: list[_Batch] = []
+        batches: list[LedgerRows] = []
         while True:
             batch = reader.batch()
             batches.append(batch)
@@ -428,8 +428,7 @@ async def load_ours(db: Database, target: Target, parsed: Parsed) -> tuple[float
     async with db.transaction() as session:
         store = LedgerStore(session)
         for batch in parsed.batches:
-            await store.bulk_insert_vouchers(batch.vouchers)
-            await store.bulk_insert_lines(batch.lines)
+            await store.write_rows(batch)
     seconds = time.perf_counter() - t0
     stored = await _scalar(target.dsn, "SELECT count(*) FROM voucher_lines")
     if stored != parsed.lines:
@@ -578,17 +577,21 @@ def _master_items(spec: LedgerSpec, workdir: Path) -> list[LedgerItem]:
         lines=2, year=spec.year, seed=spec.seed, business_id=spec.business_id, name=spec.name
     )
     path = write_sie(tiny, workdir / f"master-{spec.business_id}.se")
-    items: list[LedgerItem] = []
-    reader = _Reader(io.BytesIO(path.read_bytes()), path.name, 1)
-    items.append(reader.company())
-    for item in reader._items:
-        if isinstance(item, LedgerVoucher):
-            break
-        items.append(item)
-    return items
+    with path.open("rb") as stream:
+        master = list(
+            itertools.takewhile(
+                lambda item: not isinstance(item, LedgerVoucher),
+                read_ledger(stream, filename=path.name),
+            )
+        )
+    # The company first, as the import's reader expects it.
+    return [
+        *(item for item in master if isinstance(item, LedgerCompany)),
+        *(item for item in master if not isinstance(item, LedgerCompany)),
+    ]
 
 
-def _generated_items(spec: LedgerSpec, reader: _Reader) -> Iterator[LedgerItem]:
+def _generated_items(spec: LedgerSpec, check: LedgerCheck) -> Iterator[LedgerItem]:
     """The vouchers, then the source balances, as the SIE reader yields them for ``spec``.
 
     ``#TRANS`` rows of the generated files carry no text; objects come in the order the
@@ -615,8 +618,8 @@ def _generated_items(spec: LedgerSpec, reader: _Reader) -> Iterator[LedgerItem]:
             lines=tuple(lines),
             location="generated",
         )
-    moved = reader.check.account_movements()
-    for account in sorted(reader.check.accounts):
+    moved = check.account_movements()
+    for account in sorted(check.accounts):
         opening = spec.opening.get(account, Decimal(0)) if account[0] in "12" else None
         closing = (opening or Decimal(0)) + moved.get(account, Decimal(0))
         yield SourceBalance(account, opening, closing)
@@ -625,37 +628,28 @@ def _generated_items(spec: LedgerSpec, reader: _Reader) -> Iterator[LedgerItem]:
 async def build_year_fast(db: Database, spec: LedgerSpec, workdir: Path, batch_lines: int) -> int:
     """A fiscal year of ``spec.lines`` lines written as the import writes it, parse skipped.
 
-    The import's ``_Reader`` (``LedgerCheck`` + row building) is fed the items the SIE
-    reader would yield, and its batches go through ``LedgerStore`` exactly as in
-    ``LedgerImportService._import``, in one transaction.
+    The import's reader (``LedgerCheck`` + row building) is fed the items the SIE
+    reader would yield, and the import's own write path
+    (``LedgerImportService.write_year``) writes them, in one transaction.
     """
     master = _master_items(spec, workdir)
-    reader = _Reader(io.BytesIO(b"#FLAGGA 0\n"), "generated.se", batch_lines)
-    reader._items = itertools.chain(master, _generated_items(spec, reader))
+    check = LedgerCheck()
+    reader = LedgerReader(
+        itertools.chain(master, _generated_items(spec, check)),
+        batch_lines=batch_lines,
+        check=check,
+    )
     facts = reader.company()
+    service = _importer(db, workdir, batch_lines).imports
     async with db.transaction() as session:
-        store = LedgerStore(session)
-        company = await store.save_company(facts)
-        year, _ = await store.replace_fiscal_year(
-            company, facts, import_id=uuid.uuid4(), content_hash=f"bench-fast-{spec.lines}"
+        written = await service.write_year(
+            session,
+            reader,
+            facts,
+            import_id=uuid.uuid4(),
+            content_hash=f"bench-fast-{spec.lines}",
         )
-        reader.fiscal_year_id = year.id
-        lines = 0
-        while True:
-            batch = await asyncio.to_thread(reader.batch)
-            await store.bulk_insert_vouchers(batch.vouchers)
-            await store.bulk_insert_lines(batch.lines)
-            lines += len(batch.lines)
-            if batch.done:
-                break
-        check = reader.check
-        check.finish()
-        await store.save_chart(
-            company.id, check.accounts.values(), check.dimensions.values(), check.objects.values()
-        )
-        await store.save_period_balances(year.id, check.movements)
-        await store.save_source_balances(year.id, check.balances.values())
-    return lines
+    return written.lines
 
 
 _COMPARED: Final = {

@@ -11,6 +11,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +25,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 from sqlalchemy import MetaData, func, select, update
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledgerlink.shared.config import OutboxSettings
 from ledgerlink.shared.db import Database, create_engine
@@ -374,6 +377,49 @@ async def test_failed_publish_keeps_what_went_out_marked(
     assert [row["published_at"] is not None for row in rows] == [True, True, False, False, False]
     assert await relay.publish_pending() == 3
     assert [r.event_id for r in publisher.records] == [e.id for e in envelopes]
+
+
+class _CommitFailsOnce(Database):
+    """The store refuses the next commit (as SQLite does with "database is locked")."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db.engine)
+        self.refuse_next_commit = True
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        async with self.sessionmaker() as session, session.begin():
+            yield session
+            if self.refuse_next_commit:
+                self.refuse_next_commit = False
+                raise OperationalError("COMMIT", {}, Exception("database is locked"))
+
+
+async def test_rows_sent_but_not_marked_are_not_sent_again(
+    store: Store, metrics: MessagingMetrics
+) -> None:
+    envelopes = await _add(store, 3)
+    publisher = FakePublisher()
+    db = _CommitFailsOnce(store.db)
+    relay = OutboxRelay(
+        db,
+        store.tables,
+        publisher,
+        OutboxSettings(batch_size=200, poll_interval_seconds=60.0, retention_hours=72),
+        metrics,
+        lock_name="test-outbox-unmarked",
+    )
+
+    with pytest.raises(OperationalError, match="database is locked"):
+        await relay.publish_pending()
+    assert [r.event_id for r in publisher.records] == [e.id for e in envelopes]
+    assert all(row["published_at"] is None for row in await _outbox_rows(store))
+
+    assert await relay.publish_pending() == 3
+    assert [r.event_id for r in publisher.records] == [e.id for e in envelopes]  # once each
+    assert all(row["published_at"] is not None for row in await _outbox_rows(store))
+    assert await relay.publish_pending() == 0
+    assert publisher.calls == 3
 
 
 async def test_outbox_pending_gauge(

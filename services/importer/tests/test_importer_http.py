@@ -107,6 +107,7 @@ async def test_get_import(db: Database, client: httpx.AsyncClient) -> None:
         "reconciliation_status": None,
         "differences": None,
         "notices": None,
+        "replace_reason": None,  # issue 10: the reason of an explicit replacement
         "error_code": None,
         "error_message": None,
         "attempts": 0,

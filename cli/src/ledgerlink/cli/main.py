@@ -13,7 +13,8 @@ from typing import Annotated
 import typer
 from aiokafka import AIOKafkaProducer
 
-from ledgerlink.cli.ledger import import_ledger, report_app
+from ledgerlink.cli.imports import import_ledger
+from ledgerlink.cli.reports import report_app
 from ledgerlink.cli.stack import (
     SERVICES,
     Stack,

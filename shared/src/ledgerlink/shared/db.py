@@ -65,8 +65,15 @@ def create_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> AsyncE
 class Database:
     """A service's store: the engine, a session factory and transactions.
 
-    Services never commit themselves; the message or request boundary opens one
-    :meth:`transaction` and everything inside it commits or rolls back together.
+    The message or request boundary (a Kafka handler, an HTTP route) opens one
+    :meth:`transaction`, and everything inside it commits or rolls back together: a
+    service works in the session it is given and does not commit.
+
+    The exception is work that outlives one transaction, and it is owned in one named
+    place per service: the importer's file import (``LedgerImportService``, its unit
+    of work) opens its own transactions, because its lease heartbeats and progress
+    must commit while its data transaction is still open, and a refusal is recorded
+    after that transaction rolled back (see ``services/importer/README.md``).
     """
 
     def __init__(self, engine: AsyncEngine) -> None:

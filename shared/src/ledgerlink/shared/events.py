@@ -56,6 +56,9 @@ NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
 BusinessIdText = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)
 ]
+ReplaceReason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)
+]
 Period = Annotated[str, StringConstraints(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 Email = Annotated[
@@ -141,6 +144,12 @@ class ImportRequestedV1(EventData):
     scope: tuple[ImportScope, ...] = ALL_IMPORT_SCOPES
     #: For file providers: where the uploaded file can be read.
     file_location: NonEmpty | None = None
+    #: Replace the stored fiscal year even though the file holds fewer kinds of data or
+    #: is older than it (the importer refuses that otherwise). Needs ``replace_reason``,
+    #: which is recorded on the import job. Optional: producers that predate it send
+    #: neither field and get the protection.
+    replace: bool = False
+    replace_reason: ReplaceReason | None = None
 
 
 class ImportQueuedV1(EventData):

@@ -25,6 +25,7 @@ from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel
 from sqlalchemy import MetaData
 
 from ledgerlink.shared.config import ServiceConfig
@@ -222,12 +223,42 @@ def create_service_app(
     return app
 
 
+class ErrorBody(BaseModel):
+    """What an HTTP error answers (FastAPI's ``HTTPException`` body)."""
+
+    detail: str
+
+
+def error_responses(statuses: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route returns, each with its meaning.
+
+    Every status a route can answer is documented, so a contract test (schemathesis or
+    ``tests/test_openapi_contract.py``) finds no undocumented one.
+    """
+    return {status: {"model": ErrorBody, "description": text} for status, text in statuses.items()}
+
+
+class ReadinessBody(BaseModel):
+    """``/readyz``: whether the service is ready, and each check's result."""
+
+    ready: bool
+    checks: dict[str, str]
+
+
 def _add_operational_routes(app: FastAPI, process: ProcessContext, version: str) -> None:
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process is up.")
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": process.service_name}
 
-    @app.get("/readyz", tags=["operations"], summary="Readiness: database and broker reachable.")
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Readiness: database and broker reachable.",
+        response_model=ReadinessBody,
+        responses={
+            503: {"model": ReadinessBody, "description": "A check failed (named in checks)."}
+        },
+    )
     async def readyz() -> JSONResponse:
         checks: dict[str, str] = {}
         try:
@@ -242,7 +273,18 @@ def _add_operational_routes(app: FastAPI, process: ProcessContext, version: str)
         ready = all(value == "ok" for value in checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics.")
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics.",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "Prometheus text exposition format.",
+                "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
+            }
+        },
+    )
     async def metrics() -> Response:
         return Response(generate_latest(process.registry), media_type=CONTENT_TYPE_LATEST)
 

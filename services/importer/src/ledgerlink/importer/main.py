@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from fastapi import FastAPI
 
 from ledgerlink.connectors import metrics as connector_metrics
 from ledgerlink.importer.config import Config
+from ledgerlink.importer.factory import build_importer
 from ledgerlink.importer.handlers.http import register_http_routes
 from ledgerlink.importer.handlers.kafka import register_kafka_handlers
-from ledgerlink.importer.services.ledger_import import ImportSettings, LedgerImportService
 from ledgerlink.importer.services.runner import ImportRunner
-from ledgerlink.importer.storage.files import FileArea
 from ledgerlink.importer.storage.models import messaging, metadata
 from ledgerlink.shared.runtime import ProcessContext, create_service_app
 
@@ -28,24 +25,15 @@ def create_app(config: Config | None = None) -> FastAPI:
     def register(process: ProcessContext, app: FastAPI) -> None:
         # Vendor API traffic of every connector this process uses goes to its /metrics.
         connector_metrics.install(process.registry)
-        imports = LedgerImportService(
-            process.db,
-            process.outbox,
-            FileArea(config.files_dir, extra_roots=config.file_roots),
-            ImportSettings(
-                lease=timedelta(seconds=config.import_lease_seconds),
-                max_attempts=config.import_max_attempts,
-                batch_lines=config.import_batch_lines,
-            ),
-        )
+        parts = build_importer(config, process.db, outbox=process.outbox)
         runner = ImportRunner(
-            imports, workers=config.import_workers, poll_seconds=config.import_poll_seconds
+            parts.imports, workers=config.import_workers, poll_seconds=config.import_poll_seconds
         )
         if config.import_workers:
             process.workers.append(runner)
             process.commit_listeners.append(runner.wake)
         register_kafka_handlers(process, config)
-        register_http_routes(process, app, config, imports, on_queued=runner.wake)
+        register_http_routes(process, app, parts, on_queued=runner.wake)
 
     return create_service_app(
         service_name=SERVICE_NAME,

@@ -109,6 +109,10 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._last_purge = datetime.min.replace(tzinfo=UTC)
+        #: Rows this relay published whose marking has not committed yet (the store
+        #: refused it, e.g. SQLite's "database is locked"): the next pass marks them
+        #: without publishing them again.
+        self._sent_unmarked: set[int] = set()
 
     def wake(self) -> None:
         """Tell the relay that new rows were committed."""
@@ -162,7 +166,8 @@ class OutboxRelay:
 
         Rows that went out are marked in the same transaction even when a later row
         fails; the failing row records its error and the exception is raised after the
-        commit, so the next pass starts from it.
+        commit, so the next pass starts from it. Rows published by a pass whose marking
+        failed to commit are marked by the next pass, not published again.
         """
         failure: Exception | None = None
         async with self._db.transaction() as session:
@@ -187,6 +192,9 @@ class OutboxRelay:
             published_ids: list[int] = []
             for row in rows:
                 record = _record_from_row(row)
+                if record.id in self._sent_unmarked:
+                    published_ids.append(record.id)
+                    continue
                 try:
                     await self._publish_in_trace(record)
                 except Exception as exc:
@@ -201,6 +209,7 @@ class OutboxRelay:
                     )
                     break
                 published_ids.append(record.id)
+                self._sent_unmarked.add(record.id)
                 self._metrics.outbox_published.labels(record.topic).inc()
             if published_ids:
                 await session.execute(
@@ -214,6 +223,7 @@ class OutboxRelay:
                 .where(self._table.c.published_at.is_(None))
             )
             self._metrics.outbox_pending.set(pending or 0)
+        self._sent_unmarked.difference_update(published_ids)
         if failure is not None:
             raise failure
         return len(published_ids)

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from ledgerlink.auth.storage.models import Connection
 from ledgerlink.auth.storage.repository import ConnectionRepository
 from ledgerlink.shared.db import Database, UtcDatetime
-from ledgerlink.shared.runtime import ProcessContext
+from ledgerlink.shared.runtime import ProcessContext, error_responses
 
 
 class ConnectionPublic(BaseModel):
@@ -39,7 +39,11 @@ def build_router(db: Database) -> APIRouter:
     """Read-only views of connections."""
     router = APIRouter(prefix="/v1", tags=["connections"])
 
-    @router.get("/connections/{connection_id}", response_model=ConnectionPublic)
+    @router.get(
+        "/connections/{connection_id}",
+        response_model=ConnectionPublic,
+        responses=error_responses({404: "No connection with this id."}),
+    )
     async def get_connection(connection_id: uuid.UUID) -> ConnectionPublic:
         async with db.transaction() as session:
             connection = await ConnectionRepository(session).get(connection_id)

@@ -32,8 +32,10 @@ __all__ = [
     "ImportRequestError",
     "KnownConnection",
     "ProviderMismatchError",
+    "ReplaceReasonMissingError",
     "check_import_request",
     "normalise_scope",
+    "replace_reason_of",
 ]
 
 
@@ -70,6 +72,27 @@ class ProviderMismatchError(ImportRequestError):
     """The request names another provider than the connection's."""
 
     reason_code = "provider_mismatch"
+
+
+class ReplaceReasonMissingError(ImportRequestError):
+    """A replacement of a stored fiscal year was asked for without saying why."""
+
+    reason_code = "replace_reason_missing"
+
+
+def replace_reason_of(*, replace: bool, reason: str | None) -> str | None:
+    """The reason recorded for an explicit replacement; None when none was asked for.
+
+    Asking to overwrite a year's books (with less data, or an older state of them)
+    must say why: the reason is kept on the import job as its audit trail.
+    """
+    reason = (reason or "").strip() or None
+    if replace and reason is None:
+        raise ReplaceReasonMissingError(
+            "replace=true needs a reason (why the stored fiscal year may be replaced by a "
+            "file that holds less or is older); it is recorded on the import job"
+        )
+    return reason if replace else None
 
 
 class EmptyScopeError(ImportRequestError):

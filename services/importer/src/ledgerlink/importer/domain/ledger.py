@@ -89,6 +89,8 @@ class LedgerCompany:
     fiscal_year_end: date
     source_format: LedgerFormat
     generated_on: date | None = None
+    #: SIE ``#SIETYP`` (1-3: balances only, 4: with vouchers); None for SAF-T.
+    sie_type: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +102,8 @@ class LedgerAccount:
     account_type: AccountType | None = None
     standard_code: str | None = None
     sru_code: str | None = None
+    #: Where the file declares it (for notices).
+    location: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +127,26 @@ class LedgerObject:
 @dataclass(frozen=True, slots=True)
 class SourceBalance:
     """An account's opening and closing balance for the year, as the source reports them."""
+
+    account: str
+    opening: Decimal | None
+    closing: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectBalance:
+    """An account's opening and closing balance for one object (SIE ``#OIB``/``#OUB``)."""
+
+    account: str
+    dimension_id: str
+    object_id: str
+    opening: Decimal | None
+    closing: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class ComparisonBalance:
+    """An account's balances of the previous fiscal year (SIE ``#IB/#UB/#RES -1``)."""
 
     account: str
     opening: Decimal | None
@@ -174,6 +198,8 @@ LedgerItem = (
     | LedgerDimension
     | LedgerObject
     | SourceBalance
+    | ObjectBalance
+    | ComparisonBalance
     | LedgerVoucher
     | LedgerNotice
 )
@@ -236,6 +262,12 @@ class VoucherOutsideYearError(LedgerImportError):
     """A voucher dated outside the file's fiscal year."""
 
     reason_code = "voucher_outside_fiscal_year"
+
+
+class InvalidFiscalYearError(LedgerImportError):
+    """A fiscal year that cannot exist (it ends before it starts)."""
+
+    reason_code = "invalid_fiscal_year"
 
 
 class InvalidAmountError(LedgerImportError):
@@ -306,6 +338,10 @@ class _SieReader:
         self._objects: dict[tuple[int, str], str] = {}
         self._opening: dict[str, Decimal] = {}
         self._closing: dict[str, Decimal] = {}
+        self._object_opening: dict[tuple[str, str, str], Decimal] = {}
+        self._object_closing: dict[tuple[str, str, str], Decimal] = {}
+        self._previous_opening: dict[str, Decimal] = {}
+        self._previous_closing: dict[str, Decimal] = {}
         self._master_sent = False
 
     def _fail(self, error: sie.SieParseError) -> FileParseError:
@@ -321,6 +357,13 @@ class _SieReader:
             yield from self._master()
         for account in sorted(self._opening.keys() | self._closing.keys()):
             yield SourceBalance(account, self._opening.get(account), self._closing.get(account))
+        for key in sorted(self._object_opening.keys() | self._object_closing.keys()):
+            yield ObjectBalance(*key, self._object_opening.get(key), self._object_closing.get(key))
+        previous = self._previous_opening.keys() | self._previous_closing.keys()
+        for account in sorted(previous):
+            yield ComparisonBalance(
+                account, self._previous_opening.get(account), self._previous_closing.get(account)
+            )
 
     def _take(self, record: sie.SieRecord) -> Iterator[LedgerItem]:
         match record:
@@ -345,9 +388,20 @@ class _SieReader:
                 # #RES is a P&L account's result for the year: its closing balance (the
                 # year opens at zero for P&L accounts).
                 self._closing[record.account] = record.amount
+            case sie.Balance() if record.year_index == -1:
+                target = (
+                    self._previous_opening
+                    if record.kind is sie.BalanceKind.OPENING
+                    else self._previous_closing
+                )
+                target[record.account] = record.amount
+            case sie.Result() if record.year_index == -1:
+                self._previous_closing[record.account] = record.amount
+            case sie.ObjectBalance() if record.year_index == 0:
+                yield from self._object_balance(record)
             case sie.SieWarning():
                 yield LedgerNotice(
-                    "unknown_tag", record.message, f"{self._filename} line {record.line_number}"
+                    record.code, record.message, f"{self._filename} line {record.line_number}"
                 )
             case sie.Voucher():
                 if not self._master_sent:
@@ -355,6 +409,22 @@ class _SieReader:
                 yield self._voucher(record)
             case _:
                 pass  # other years' balances, period balances, budgets: not imported
+
+    def _object_balance(self, record: sie.ObjectBalance) -> Iterator[LedgerItem]:
+        if len(record.objects) != 1:
+            # Balances are kept per object, as the reports filter by one object; a
+            # balance of a combination of objects has no place there.
+            yield LedgerNotice(
+                "object_balance_skipped",
+                f"#O{record.kind.value} of account {record.account} is for "
+                f"{len(record.objects)} objects at once; only single-object balances are kept",
+                f"{self._filename} line {record.line_number}",
+            )
+            return
+        ref = record.objects[0]
+        key = (record.account, str(ref.dimension), ref.object_id)
+        opening = record.kind is sie.BalanceKind.OPENING
+        (self._object_opening if opening else self._object_closing)[key] = record.amount
 
     def _master(self) -> Iterator[LedgerItem]:
         self._master_sent = True
@@ -366,6 +436,7 @@ class _SieReader:
                 name=account.name,
                 account_type=_SIE_KIND[sie_kind] if sie_kind else None,
                 sru_code=self._sru.get(account_number),
+                location=f"{self._filename} line {account.line_number}",
             )
         dimension_numbers = set(self._dimensions) | {d for d, _ in self._objects}
         for number in sorted(dimension_numbers):
@@ -396,6 +467,12 @@ class _SieReader:
             raise MissingCompanyError(
                 "the file has no #RAR 0, so the fiscal year it holds is unknown", location=where
             )
+        if year.end < year.start:
+            raise InvalidFiscalYearError(
+                f"#RAR 0 says the fiscal year ends on {year.end} before it starts on "
+                f"{year.start}; no fiscal year can, so the books cannot be placed in time",
+                location=f"{where} line {year.line_number}",
+            )
         return LedgerCompany(
             business_id=normalise_business_id("SE", company.org_number),
             country="SE",
@@ -406,6 +483,7 @@ class _SieReader:
             fiscal_year_end=year.end,
             source_format=LedgerFormat.SIE,
             generated_on=company.generated_on,
+            sie_type=company.sie_type,
         )
 
     def _voucher(self, voucher: sie.Voucher) -> LedgerVoucher:
@@ -470,6 +548,10 @@ class _SaftReader:
                     number=record.account_id,
                     name=record.description,
                     standard_code=record.grouping_code or record.standard_account_id,
+                    location=(
+                        f"{self._filename} /AuditFile/MasterFiles/GeneralLedgerAccounts/"
+                        f"Account[AccountID={record.account_id}]"
+                    ),
                 )
                 yield SourceBalance(
                     record.account_id, record.opening_balance, record.closing_balance
@@ -543,6 +625,12 @@ def _saft_year(header: saft.SaftHeader, filename: str) -> tuple[date, date]:
     """
     selection = header.selection
     if selection.start_date and selection.end_date:
+        if selection.end_date < selection.start_date:
+            raise InvalidFiscalYearError(
+                f"SelectionEndDate {selection.end_date} is before SelectionStartDate "
+                f"{selection.start_date}; no fiscal year can end before it starts",
+                location=f"{filename} /AuditFile/Header/SelectionCriteria",
+            )
         return selection.start_date, selection.end_date
     if selection.period_start_year and selection.period_end_year:
         first = min(max(selection.period_start or 1, 1), 12)
@@ -618,6 +706,9 @@ class LedgerCheck:
     dimensions: dict[str, LedgerDimension] = field(default_factory=dict)
     objects: dict[tuple[str, str], LedgerObject] = field(default_factory=dict)
     balances: dict[str, SourceBalance] = field(default_factory=dict)
+    #: (account, dimension id, object id) -> the object's balances.
+    object_balances: dict[tuple[str, str, str], ObjectBalance] = field(default_factory=dict)
+    comparison: dict[str, ComparisonBalance] = field(default_factory=dict)
     notices: list[LedgerNotice] = field(default_factory=list)
     movements: PeriodMovements = field(default_factory=dict)
     voucher_count: int = 0
@@ -632,6 +723,17 @@ class LedgerCheck:
         if isinstance(item, LedgerCompany):
             self.company = item
         elif isinstance(item, LedgerAccount):
+            if not item.number.isdigit():
+                self.notices.append(
+                    LedgerNotice(
+                        "non_numeric_account",
+                        f"account {item.number!r} ({item.name}) is not a number; BAS and the "
+                        "Norwegian standard chart number accounts with digits, so it falls in "
+                        "no class of the P&L or balance sheet and shows in the trial balance "
+                        "only",
+                        item.location,
+                    )
+                )
             self.accounts[item.number] = item
         elif isinstance(item, LedgerDimension):
             self.dimensions[item.dimension_id] = item
@@ -643,6 +745,19 @@ class LedgerCheck:
                 f"the balances of account {item.account}",
             )
             self.balances[item.account] = item
+        elif isinstance(item, ObjectBalance):
+            self._check_amounts(
+                (a for a in (item.opening, item.closing) if a is not None),
+                f"the balances of account {item.account} for object {item.object_id} of "
+                f"dimension {item.dimension_id}",
+            )
+            self.object_balances[(item.account, item.dimension_id, item.object_id)] = item
+        elif isinstance(item, ComparisonBalance):
+            self._check_amounts(
+                (a for a in (item.opening, item.closing) if a is not None),
+                f"the previous year's balances of account {item.account}",
+            )
+            self.comparison[item.account] = item
         else:
             self.notices.append(item)
         return None
@@ -747,6 +862,32 @@ class LedgerCheck:
                 totals[account] = totals.get(account, _ZERO) + debit - credit
         return totals
 
+    def _reconcile_objects(self) -> None:
+        """Opening + movements against the closing balance per object (SIE #OIB/#OUB)."""
+        if not self.object_balances:
+            return
+        moved: dict[tuple[str, str, str], Decimal] = {}
+        for (_, account, dimension_id, object_id), (debit, credit) in self.movements.items():
+            if dimension_id:
+                key = (account, dimension_id, object_id)
+                moved[key] = moved.get(key, _ZERO) + debit - credit
+        for key, balance in sorted(self.object_balances.items()):
+            if balance.closing is None:
+                continue
+            opening = balance.opening if balance.opening is not None else _ZERO
+            computed = opening + moved.get(key, _ZERO)
+            if computed != balance.closing:
+                account, dimension_id, object_id = key
+                self.notices.append(
+                    LedgerNotice(
+                        "object_balance_difference",
+                        f"account {account}, object {object_id} of dimension {dimension_id}: "
+                        f"opening {opening:.2f} + movements {computed - opening:.2f} = "
+                        f"{computed:.2f}, but the file's closing balance is "
+                        f"{balance.closing:.2f} (difference {computed - balance.closing:.2f})",
+                    )
+                )
+
     def finish(self) -> Reconciliation:
         """Reconcile every account; also adds accounts the balances name but the chart lacks."""
         if self.company is None:
@@ -761,8 +902,20 @@ class LedgerCheck:
                         "created with its number as its name",
                     )
                 )
+        self._reconcile_objects()
         movements = self.account_movements()
         has_closing = any(b.closing is not None for b in self.balances.values())
+        if self.company.sie_type in (1, 2, 3):
+            # Types 1-3 carry balances and no vouchers: there are no movements to
+            # reconcile the closing balances with.
+            self.notices.append(
+                LedgerNotice(
+                    "balances_only",
+                    f"SIE type {self.company.sie_type} holds balances and no vouchers; "
+                    "imported as the year's opening and closing balances",
+                )
+            )
+            return Reconciliation("not_available", 0, ())
         if not has_closing:
             return Reconciliation("not_available", 0, ())
         differences: list[AccountDifference] = []

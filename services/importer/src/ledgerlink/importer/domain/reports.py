@@ -243,15 +243,25 @@ def profit_and_loss(
     accounts: dict[str, AccountInfo],
     period: dict[str, Decimal],
     year_to_date: dict[str, Decimal],
+    previous_year: dict[str, Decimal] | None = None,
 ) -> Statement:
-    """P&L for the asked periods and for the year to date (net balances, debit positive)."""
+    """P&L for the asked periods and for the year to date (net balances, debit positive).
+
+    ``previous_year``: the previous fiscal year's result per account (SIE ``#RES -1``),
+    when the source gave it; it becomes a third column, the comparison year.
+    """
     groups = _NO_PROFIT_AND_LOSS if chart_family(chart) == "NO" else _BAS_PROFIT_AND_LOSS
+    names = ["period", "year_to_date"]
     columns = [
         {a: v for a, v in period.items() if is_profit_and_loss_account(a)},
         {a: v for a, v in year_to_date.items() if is_profit_and_loss_account(a)},
     ]
+    previous = {a: v for a, v in (previous_year or {}).items() if is_profit_and_loss_account(a)}
+    if previous:
+        names.append("previous_year")
+        columns.append(previous)
     sections = _sections(groups, accounts, columns, sign=-1)
-    return Statement(("period", "year_to_date"), tuple(sections), {"result": _sum(sections, 2)})
+    return Statement(tuple(names), tuple(sections), {"result": _sum(sections, len(columns))})
 
 
 def balance_sheet(
@@ -259,39 +269,49 @@ def balance_sheet(
     accounts: dict[str, AccountInfo],
     closing: dict[str, Decimal],
     result_to_date: Decimal,
+    previous: tuple[dict[str, Decimal], Decimal] | None = None,
 ) -> Statement:
     """Balance sheet from closing balances (debit positive) and the year's result so far.
 
     ``result_to_date`` is the P&L result (profit positive) not yet closed into equity; it
     is shown as a line of equity so that assets equal equity and liabilities.
+    ``previous``: the previous year's closing balances (SIE ``#UB -1``) and its result
+    (from ``#RES -1``), when the source gave them: a second column, the comparison year.
     """
     groups = _NO_BALANCE_SHEET if chart_family(chart) == "NO" else _BAS_BALANCE_SHEET
-    column = {a: v for a, v in closing.items() if is_balance_sheet_account(a)}
-    assets = _sections(groups, accounts, [column], sign=1, keys=("fixed_assets", "current_assets"))
+    names = ["balance"]
+    columns = [{a: v for a, v in closing.items() if is_balance_sheet_account(a)}]
+    results = [result_to_date]
+    if previous is not None:
+        names.append("previous_year_end")
+        columns.append({a: v for a, v in previous[0].items() if is_balance_sheet_account(a)})
+        results.append(previous[1])
+    width = len(columns)
+    assets = _sections(groups, accounts, columns, sign=1, keys=("fixed_assets", "current_assets"))
     liabilities = _sections(
         groups,
         accounts,
-        [column],
+        columns,
         sign=-1,
         keys=tuple(g.key for g in groups if g.low.startswith("2")),
     )
     equity = next(s for s in liabilities if s.key == "equity")
-    result_line = StatementLine("", "Result for the year to date", (result_to_date,))
+    result_line = StatementLine("", "Result for the year to date", tuple(results))
     liabilities[liabilities.index(equity)] = StatementSection(
         equity.key,
         equity.title,
         (*equity.lines, result_line),
-        (equity.totals[0] + result_to_date,),
+        tuple(equity.totals[i] + results[i] for i in range(width)),
     )
-    total_assets = _sum(assets, 1)
-    total_liabilities = _sum(liabilities, 1)
+    total_assets = _sum(assets, width)
+    total_liabilities = _sum(liabilities, width)
     return Statement(
-        ("balance",),
+        tuple(names),
         (*assets, *liabilities),
         {
             "assets": total_assets,
             "equity_and_liabilities": total_liabilities,
-            "difference": (total_assets[0] - total_liabilities[0],),
+            "difference": tuple(total_assets[i] - total_liabilities[i] for i in range(width)),
         },
     )
 

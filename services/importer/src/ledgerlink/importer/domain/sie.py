@@ -192,9 +192,15 @@ class SieRecord:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SieWarning(SieRecord):
-    """Something the parser ignored (an unknown label …); not an error."""
+    """Something the parser ignored (an unknown label …); not an error.
+
+    ``code`` says which kind (stable, machine-readable): ``unknown_tag``,
+    ``encoding_detected``, ``format_not_pc8``, ``not_a_label``, ``checksum_not_verified``,
+    ``rtrans_copy_missing``, ``informational_row_skipped``.
+    """
 
     message: str
+    code: str = "unknown_tag"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -674,6 +680,10 @@ def _voucher_name(series: str, number: str) -> str:
 
 # --------------------------------------------------------------------------- parsing
 
+#: Rows the imported books do not depend on (budgets, tax-return codes): one that is
+#: malformed is skipped with a warning instead of refusing the whole file.
+_INFORMATIONAL: Final = frozenset({"#PBUDGET", "#BUDGET", "#SRU"})
+
 _IDENTIFICATION: Final = frozenset(
     {
         "#FLAGGA",
@@ -746,6 +756,7 @@ class _Parser:
             "#RES": self._result,
             "#PSALDO": self._period_balance,
             "#PBUDGET": self._period_balance,
+            "#BUDGET": self._budget,
             "#VER": self._voucher_start,
             "#KSUMMA": self._checksum,
         }
@@ -782,7 +793,9 @@ class _Parser:
                 raw = raw[len(_UTF8_BOM) :]
                 codec = "utf-8"
                 self._warn(
-                    line_number, "the file starts with a UTF-8 byte order mark: read as utf-8"
+                    line_number,
+                    "the file starts with a UTF-8 byte order mark: read as utf-8",
+                    "encoding_detected",
                 )
             if codec is None:
                 if raw.isascii():
@@ -800,7 +813,7 @@ class _Parser:
                 detection = _detect(bytes(sample))
                 codec = "utf-8" if detection.codec == "utf-8-sig" else detection.codec
                 if detection.note is not None:
-                    self._warn(line_number, detection.note)
+                    self._warn(line_number, detection.note, "encoding_detected")
                 head = bytearray()
             try:
                 text = raw.decode(codec)
@@ -840,7 +853,7 @@ class _Parser:
             self._block_end(line_number)
             return
         if not stripped.startswith("#"):
-            self._warn(line_number, "line does not start with a #label: ignored")
+            self._warn(line_number, "line does not start with a #label: ignored", "not_a_label")
             return
         tokens = _tokenize(stripped)
         label = tokens[0]
@@ -865,7 +878,23 @@ class _Parser:
         self._expect_no_voucher(label)
         if label != "#RAR":
             self._close_header()
+        if label in _INFORMATIONAL:
+            self._lenient(handler, fields, line_number)
+            return
         handler(fields, line_number)
+
+    def _lenient(
+        self, handler: Callable[[list[_Field], int], None], fields: list[_Field], line_number: int
+    ) -> None:
+        """Run the handler of a row the books do not depend on; a bad one is skipped."""
+        try:
+            handler(fields, line_number)
+        except _LineError as error:
+            self._warn(
+                line_number,
+                f"{error}: the row is skipped (it is not part of the books)",
+                "informational_row_skipped",
+            )
 
     def _end(self, last_line: int) -> None:
         voucher = self._voucher
@@ -880,8 +909,8 @@ class _Parser:
             raise self._error(last_line, "no line starts with a #label: empty or not a SIE file")
         self._close_header()
 
-    def _warn(self, line_number: int, message: str) -> None:
-        self._out.append(SieWarning(line_number=line_number, message=message))
+    def _warn(self, line_number: int, message: str, code: str = "unknown_tag") -> None:
+        self._out.append(SieWarning(line_number=line_number, message=message, code=code))
 
     # -- identification
 
@@ -909,7 +938,9 @@ class _Parser:
                 value = _required(f, 0, label, "format")
                 if value.upper() != "PC8":
                     self._warn(
-                        line_number, f"#FORMAT {value} is not PC8, the only format SIE 4 defines"
+                        line_number,
+                        f"#FORMAT {value} is not PC8, the only format SIE 4 defines",
+                        "format_not_pc8",
                     )
                 info = replace(info, format=value)
             case "#GEN":
@@ -948,7 +979,15 @@ class _Parser:
             case "#FNAMN":
                 info = replace(info, name=_required(f, 0, label, "name"))
             case "#TAXAR":
-                info = replace(info, tax_year=_integer(f, 0, label, "year"))
+                # The tax year is informational: a bad one is skipped, not fatal.
+                try:
+                    info = replace(info, tax_year=_integer(f, 0, label, "year"))
+                except _LineError as error:
+                    self._warn(
+                        line_number,
+                        f"{error}: the row is skipped (it is not part of the books)",
+                        "informational_row_skipped",
+                    )
             case "#OMFATTN":
                 info = replace(info, scope_end=_date(f, 0, label, "date"))
             case "#KPTYP":
@@ -964,7 +1003,7 @@ class _Parser:
 
     def _checksum(self, f: list[_Field], line_number: int) -> None:
         if f:
-            self._warn(line_number, "#KSUMMA checksum not verified")
+            self._warn(line_number, "#KSUMMA checksum not verified", "checksum_not_verified")
 
     def _fiscal_year(self, f: list[_Field], line_number: int) -> None:
         year = FiscalYear(
@@ -1008,13 +1047,21 @@ class _Parser:
         )
 
     def _sru(self, f: list[_Field], line_number: int) -> None:
-        self._out.append(
-            SruCode(
-                line_number=line_number,
-                account=_required(f, 0, "#SRU", "account"),
-                code=_required(f, 1, "#SRU", "code"),
-            )
-        )
+        account = _required(f, 0, "#SRU", "account")
+        # A blank code ("#SRU 1110 \" \"") and a missing one ("#SRU 1110") say the same:
+        # the account has no SRU code.
+        code = _scalar(f, 1, "#SRU", "code").strip()
+        if not code:
+            raise _LineError(f"#SRU of account {account} has no code")
+        self._out.append(SruCode(line_number=line_number, account=account, code=code))
+
+    def _budget(self, f: list[_Field], line_number: int) -> None:
+        # ``#BUDGET year account {objects} amount [quantity]``: a plan, not the books;
+        # checked for form only, then dropped.
+        _integer(f, 0, "#BUDGET", "year")
+        _required(f, 1, "#BUDGET", "account")
+        _, f = _objects_at(f, 2, "#BUDGET")
+        _amount(f, 2, "#BUDGET", "amount")
 
     def _dimension(self, f: list[_Field], line_number: int) -> None:
         self._out.append(
@@ -1129,6 +1176,18 @@ class _Parser:
         label = "#VER"
         series = _scalar(f, 0, label, "series")
         number = _scalar(f, 1, label, "number")
+        if (
+            len(f) >= 2
+            and isinstance(f[1], str)
+            and _parse_date(f[1]) is not None
+            and (len(f) < 3 or not isinstance(f[2], str) or _parse_date(f[2]) is None)
+        ):
+            # "#VER 12 20240105 text": the series was left out, so the number stands
+            # where the series goes and the date where the number goes.
+            raise _LineError(
+                f"#VER field 'series' is missing: {series!r} stands where the series goes "
+                f'and the date {f[1]} where the number goes; an empty series is written ""'
+            )
         try:
             self._voucher = _OpenVoucher(
                 line_number=line_number,
@@ -1187,6 +1246,7 @@ class _Parser:
                 added.line_number,
                 f"#RTRANS of {voucher.name} is not followed by the identical #TRANS the "
                 "spec requires; counted once",
+                "rtrans_copy_missing",
             )
 
     def _transaction(self, kind: TransactionKind, f: list[_Field], line_number: int) -> None:

@@ -5,200 +5,32 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import date
-from decimal import Decimal
-from typing import Annotated, Literal, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Final, Literal, TypeVar
 
 from fastapi import APIRouter, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
 
-from ledgerlink.importer.config import Config
-from ledgerlink.importer.domain.ledger import LedgerImportError, detect_format
-from ledgerlink.importer.domain.reports import PeriodRangeError, Statement, TrialBalanceRow
-from ledgerlink.importer.services.imports import ImportService
-from ledgerlink.importer.services.ledger_import import LedgerImportService
-from ledgerlink.importer.services.reports import (
-    CompanyNotFoundError,
-    ReportScope,
-    ReportService,
-    StatementReport,
-    TrialBalanceReport,
+from ledgerlink.importer.domain.import_rules import ImportRequestError, replace_reason_of
+from ledgerlink.importer.domain.ledger import LedgerImportError
+from ledgerlink.importer.domain.reports import PeriodRangeError
+from ledgerlink.importer.factory import ImporterParts
+from ledgerlink.importer.handlers.schemas import (
+    ImportAccepted,
+    ImportJobPublic,
+    StatementPublic,
+    TrialBalancePublic,
+    statement_public,
+    trial_balance_public,
 )
+from ledgerlink.importer.services.imports import ImportService
+from ledgerlink.importer.services.reports import CompanyNotFoundError, ReportService
+from ledgerlink.importer.services.uploads import EmptyUploadError, UploadService
 from ledgerlink.importer.storage.files import FileArea, UploadTooLargeError
-from ledgerlink.importer.storage.models import ImportJob
 from ledgerlink.importer.storage.repository import ImportJobRepository
-from ledgerlink.shared.db import Database, UtcDatetime
-from ledgerlink.shared.events import Provider
+from ledgerlink.shared.db import Database
 from ledgerlink.shared.messaging.outbox import Outbox
-from ledgerlink.shared.runtime import ProcessContext
-
-_CHUNK = 1024 * 1024
-
-
-class ImportJobPublic(BaseModel):
-    """An import job as operators see it, with its result once it has one."""
-
-    id: uuid.UUID
-    connection_id: uuid.UUID | None
-    business_id: str
-    provider: str
-    scope: list[str]
-    trigger: str
-    status: str
-    file_location: str | None
-    filename: str | None
-    requested_event_id: str
-    outcome: str | None
-    progress_lines: int
-    fiscal_year_start: date | None
-    fiscal_year_end: date | None
-    counts: dict[str, int] | None
-    periods: list[str] | None
-    reconciliation_status: str | None
-    differences: list[dict[str, str]] | None
-    notices: list[dict[str, str]] | None
-    error_code: str | None
-    error_message: str | None
-    attempts: int
-    created_at: UtcDatetime
-    updated_at: UtcDatetime
-    started_at: UtcDatetime | None
-    finished_at: UtcDatetime | None
-
-    @classmethod
-    def of(cls, job: ImportJob, progress: int | None = None) -> ImportJobPublic:
-        public = cls.model_validate(job, from_attributes=True)
-        if progress is not None and progress > public.progress_lines:
-            public.progress_lines = progress
-        return public
-
-
-class ImportAccepted(BaseModel):
-    """An upload was stored and its import queued."""
-
-    import_id: uuid.UUID
-    status: str
-    status_url: str
-
-
-class TrialBalanceRowPublic(BaseModel):
-    account: str
-    name: str
-    opening: str
-    debit: str
-    credit: str
-    movement: str
-    closing: str
-
-
-class ReportHeader(BaseModel):
-    business_id: str
-    company_name: str
-    currency: str
-    chart: str
-    fiscal_year_start: date
-    fiscal_year_end: date
-    period_from: str
-    period_to: str
-    to_date: date
-
-    @classmethod
-    def of(cls, scope: ReportScope) -> ReportHeader:
-        return cls(
-            business_id=scope.company.business_id,
-            company_name=scope.company.name,
-            currency=scope.company.currency,
-            chart=scope.company.chart,
-            fiscal_year_start=scope.fiscal_year.start,
-            fiscal_year_end=scope.fiscal_year.end,
-            period_from=scope.first_period.strftime("%Y-%m"),
-            period_to=scope.last_period.strftime("%Y-%m"),
-            to_date=scope.to_date,
-        )
-
-
-class TrialBalancePublic(BaseModel):
-    """Opening, turnover and closing per account; amounts debit positive."""
-
-    header: ReportHeader
-    dimension_id: str | None
-    object_id: str | None
-    accounts: list[TrialBalanceRowPublic]
-    totals: TrialBalanceRowPublic
-
-
-class StatementLinePublic(BaseModel):
-    account: str
-    name: str
-    amounts: list[str]
-
-
-class StatementSectionPublic(BaseModel):
-    key: str
-    title: str
-    lines: list[StatementLinePublic]
-    totals: list[str]
-
-
-class StatementPublic(BaseModel):
-    """A P&L (revenue positive, costs negative) or balance sheet (both sides positive)."""
-
-    header: ReportHeader
-    columns: list[str]
-    sections: list[StatementSectionPublic]
-    totals: dict[str, list[str]]
-
-
-def _amount(value: Decimal) -> str:
-    return f"{value:.2f}"
-
-
-def trial_balance_public(report: TrialBalanceReport) -> TrialBalancePublic:
-    def row(r: TrialBalanceRow) -> TrialBalanceRowPublic:
-        return TrialBalanceRowPublic(
-            account=r.account,
-            name=r.name,
-            opening=_amount(r.opening),
-            debit=_amount(r.debit),
-            credit=_amount(r.credit),
-            movement=_amount(r.movement),
-            closing=_amount(r.closing),
-        )
-
-    return TrialBalancePublic(
-        header=ReportHeader.of(report.scope),
-        dimension_id=report.dimension_id,
-        object_id=report.object_id,
-        accounts=[row(r) for r in report.report.rows],
-        totals=row(report.report.totals),
-    )
-
-
-def statement_public(report: StatementReport) -> StatementPublic:
-    statement: Statement = report.statement
-    return StatementPublic(
-        header=ReportHeader.of(report.scope),
-        columns=list(statement.columns),
-        sections=[
-            StatementSectionPublic(
-                key=section.key,
-                title=section.title,
-                lines=[
-                    StatementLinePublic(
-                        account=line.account,
-                        name=line.name,
-                        amounts=[_amount(a) for a in line.amounts],
-                    )
-                    for line in section.lines
-                ],
-                totals=[_amount(a) for a in section.totals],
-            )
-            for section in statement.sections
-        ],
-        totals={key: [_amount(a) for a in values] for key, values in statement.totals.items()},
-    )
+from ledgerlink.shared.runtime import ProcessContext, error_responses
 
 
 def _csv(rows: list[list[str]], filename: str) -> Response:
@@ -238,6 +70,13 @@ def statement_csv(report: StatementPublic) -> list[list[str]]:
     return rows
 
 
+_REPORT_ERRORS: Final = error_responses(
+    {
+        400: "A malformed or impossible period range (or dimension without object).",
+        404: "No books have been imported for this business ID.",
+    }
+)
+
 Format = Annotated[
     Literal["json", "csv"] | None,
     Query(description="json or csv; without it the Accept header decides (JSON by default)."),
@@ -256,8 +95,14 @@ def build_router(
     """Import jobs, uploads and reports."""
     router = APIRouter(prefix="/v1")
     progress = runner_progress if runner_progress is not None else {}
+    uploads = UploadService(files, max_bytes=max_upload_bytes)
 
-    @router.get("/imports/{import_id}", response_model=ImportJobPublic, tags=["imports"])
+    @router.get(
+        "/imports/{import_id}",
+        response_model=ImportJobPublic,
+        tags=["imports"],
+        responses=error_responses({404: "No import with this id."}),
+    )
     async def get_import(import_id: uuid.UUID) -> ImportJobPublic:
         """One import job: status, progress and, once finished, its result."""
         async with db.transaction() as session:
@@ -276,7 +121,19 @@ def build_router(
             jobs = await ImportJobRepository(session).list_for_business_id(business_id, limit=limit)
         return [ImportJobPublic.of(job, progress.get(job.id)) for job in jobs]
 
-    @router.post("/imports", status_code=202, response_model=ImportAccepted, tags=["imports"])
+    @router.post(
+        "/imports",
+        status_code=202,
+        response_model=ImportAccepted,
+        tags=["imports"],
+        responses=error_responses(
+            {
+                400: "The file is empty or neither SIE 4 nor SAF-T, or replace=true "
+                "came without a reason.",
+                413: "The file is larger than the configured limit.",
+            }
+        ),
+    )
     async def upload(
         request: Request,
         file: Annotated[UploadFile, File(description="A SIE 4 or SAF-T Financial file.")],
@@ -284,39 +141,44 @@ def build_router(
             str | None,
             Form(description="Whose books these must be; the import fails for another's."),
         ] = None,
+        replace: Annotated[
+            bool,
+            Form(
+                description="Replace the stored fiscal year even though the file holds fewer "
+                "kinds of data (no vouchers, no balances) or is older than it; needs `reason`."
+            ),
+        ] = False,
+        reason: Annotated[
+            str | None,
+            Form(
+                description="Why the stored year may be replaced (recorded on the job).",
+                max_length=1000,
+            ),
+        ] = None,
     ) -> ImportAccepted:
         """Upload a ledger file and queue its import; poll the returned status URL."""
-        head = await file.read(4096)
-        if not head.strip():
-            raise HTTPException(400, "the uploaded file is empty")
         try:
-            fmt = detect_format(head)
-        except LedgerImportError as error:
+            replace_reason = replace_reason_of(replace=replace, reason=reason)
+        except ImportRequestError as error:
             raise HTTPException(400, str(error)) from None
-        import_id = uuid.uuid4()
-
-        async def chunks() -> AsyncIterator[bytes]:
-            yield head
-            while chunk := await file.read(_CHUNK):
-                yield chunk
-
         try:
-            location, _ = await files.save_upload(
-                import_id, file.filename or "upload", chunks(), max_bytes=max_upload_bytes
-            )
+            stored = await uploads.receive(file.read, file.filename)
+        except (EmptyUploadError, LedgerImportError) as error:
+            raise HTTPException(400, str(error)) from None
         except UploadTooLargeError as error:
             raise HTTPException(413, str(error)) from None
-        provider = Provider.SIE if fmt.value == "sie" else Provider.SAF_T
         async with db.transaction() as session:
             await ImportService(session, outbox).file_uploaded(
-                import_id=import_id,
-                provider=provider,
-                file_location=location,
-                filename=file.filename or location,
+                import_id=stored.import_id,
+                provider=stored.provider,
+                file_location=stored.location,
+                filename=stored.filename,
                 business_id=business_id.strip() if business_id else None,
+                replace_reason=replace_reason,
             )
         if on_queued is not None:
             on_queued()
+        import_id = stored.import_id
         return ImportAccepted(
             import_id=import_id,
             status="queued",
@@ -327,7 +189,7 @@ def build_router(
         "/companies/{business_id}/trial-balance",
         response_model=TrialBalancePublic,
         tags=["reports"],
-        responses={200: {"content": {"text/csv": {}}}},
+        responses={200: {"content": {"text/csv": {}}}, **_REPORT_ERRORS},
     )
     async def get_trial_balance(
         request: Request,
@@ -360,7 +222,7 @@ def build_router(
         "/companies/{business_id}/profit-and-loss",
         response_model=StatementPublic,
         tags=["reports"],
-        responses={200: {"content": {"text/csv": {}}}},
+        responses={200: {"content": {"text/csv": {}}}, **_REPORT_ERRORS},
     )
     async def get_profit_and_loss(
         request: Request,
@@ -381,7 +243,7 @@ def build_router(
         "/companies/{business_id}/balance-sheet",
         response_model=StatementPublic,
         tags=["reports"],
-        responses={200: {"content": {"text/csv": {}}}},
+        responses={200: {"content": {"text/csv": {}}}, **_REPORT_ERRORS},
     )
     async def get_balance_sheet(
         request: Request,
@@ -419,18 +281,17 @@ async def _answer(pending: Awaitable[_T]) -> _T:
 def register_http_routes(
     process: ProcessContext,
     app: FastAPI,
-    config: Config,
-    imports: LedgerImportService,
+    parts: ImporterParts,
     on_queued: Callable[[], None],
 ) -> None:
     """Attach the routes to the service's app."""
     app.include_router(
         build_router(
             process.db,
-            process.outbox,
-            FileArea(config.files_dir, extra_roots=config.file_roots),
-            max_upload_bytes=config.max_upload_bytes,
-            runner_progress=imports.progress,
+            parts.outbox,
+            parts.files,
+            max_upload_bytes=parts.uploads.max_bytes,
+            runner_progress=parts.imports.progress,
             on_queued=on_queued,
         )
     )

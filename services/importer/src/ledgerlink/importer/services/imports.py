@@ -9,7 +9,11 @@ from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledgerlink.importer.domain.import_rules import KnownConnection, check_import_request
+from ledgerlink.importer.domain.import_rules import (
+    KnownConnection,
+    check_import_request,
+    replace_reason_of,
+)
 from ledgerlink.importer.storage.models import ImportJob, ImportStatus, ImportTrigger
 from ledgerlink.importer.storage.repository import ConnectionRepository, ImportJobRepository
 from ledgerlink.shared.events import (
@@ -87,6 +91,7 @@ class ImportService:
             file_location=request.file_location,
             known=known,
         )
+        replace_reason = replace_reason_of(replace=request.replace, reason=request.replace_reason)
         if connection is None:
             logger.info(
                 "import requested for a connection not (yet) known",
@@ -100,6 +105,7 @@ class ImportService:
             trigger="import_requested",
             file_location=request.file_location,
             event_id=event_id,
+            replace_reason=replace_reason,
         )
 
     async def file_uploaded(
@@ -111,11 +117,14 @@ class ImportService:
         filename: str,
         business_id: str | None,
         connection_id: uuid.UUID | None = None,
+        replace_reason: str | None = None,
     ) -> ImportJob:
         """Queue the import of a file uploaded directly (HTTP or CLI), not by an event.
 
         ``business_id`` is what the uploader says the books are; the runner refuses a
         file holding another company's books. None: whatever company the file holds.
+        ``replace_reason``: the person asked to replace the stored fiscal year even with
+        less data or an older file, and why (see ``domain/replace_rules.py``).
         No ``import.queued`` is sent (that contract names a connection and an event
         trigger); ``import.started`` follows when a runner takes the job.
         """
@@ -131,6 +140,7 @@ class ImportService:
                 file_location=file_location,
                 filename=filename[:300],
                 requested_event_id=f"upload:{import_id}",
+                replace_reason=replace_reason,
             )
         )
         logger.info(
@@ -149,6 +159,7 @@ class ImportService:
         trigger: Literal["connection_activated", "import_requested"],
         file_location: str | None,
         event_id: str,
+        replace_reason: str | None = None,
     ) -> ImportJob:
         job = await self._jobs.add(
             ImportJob(
@@ -160,6 +171,7 @@ class ImportService:
                 status=ImportStatus.QUEUED,
                 file_location=file_location,
                 requested_event_id=event_id,
+                replace_reason=replace_reason,
             )
         )
         await self._outbox.add(

@@ -15,6 +15,15 @@ A process killed in step 2 leaves its job ``running`` with a lease that runs out
 next claim takes it over and runs it again from the start (nothing of the first attempt
 was committed). On PostgreSQL the lease is extended, and progress recorded, by short
 transactions of their own while the data transaction is open.
+
+**Where the transactions are.** The house rule is that a service runs inside its
+caller's transaction and never commits. A long import cannot: its lease heartbeats
+must commit while the data transaction is still open, and a refusal must be recorded
+after the data transaction rolled back. So :class:`LedgerImportService` is the unit of
+work of a file import, the one place that opens and commits the import's transactions
+(claim, data, heartbeat, failure); every other method of it, and every other service,
+works in a session it is given. The runner, the CLI's ``--direct`` import and the
+benchmark all go through it. All SQL is in ``storage/``.
 """
 
 from __future__ import annotations
@@ -22,16 +31,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from ledgerlink.importer.domain.import_rules import ImportRequestError
 from ledgerlink.importer.domain.ledger import (
@@ -40,14 +47,16 @@ from ledgerlink.importer.domain.ledger import (
     LedgerFormat,
     LedgerImportError,
     LedgerItem,
-    LedgerVoucher,
+    LedgerNotice,
     Reconciliation,
     periods_between,
     read_ledger,
 )
+from ledgerlink.importer.domain.replace_rules import YearContent, check_replacement
 from ledgerlink.importer.storage.files import FileArea, sha256_of
-from ledgerlink.importer.storage.ledger_store import LedgerStore, LineRow, VoucherRow
-from ledgerlink.importer.storage.models import FiscalYear, ImportJob, ImportStatus
+from ledgerlink.importer.storage.ledger_store import LedgerRowBuilder, LedgerRows, LedgerStore
+from ledgerlink.importer.storage.models import Company, FiscalYear, ImportJob, ImportStatus
+from ledgerlink.importer.storage.repository import ImportJobRepository
 from ledgerlink.shared.db import Database
 from ledgerlink.shared.events import (
     AccountDifferenceV1,
@@ -99,24 +108,31 @@ class ClaimedJob:
 
     id: uuid.UUID
     attempt: int
+    #: Whether ``import.started`` went out. It is keyed by the company, like every
+    #: import event, so for a job whose company is not known yet (an upload without a
+    #: business ID) it waits until the file has said whose books it holds.
+    announced: bool = field(default=True, compare=False)
 
 
-@dataclass
-class _Batch:
-    vouchers: list[VoucherRow] = field(default_factory=list)
-    lines: list[LineRow] = field(default_factory=list)
-    done: bool = False
+class LedgerReader:
+    """Parses and checks a ledger in a worker thread, one batch of rows at a time.
 
+    ``items`` is what :func:`read_ledger` yields for a file (:meth:`of_file`), or any
+    stream of ledger items in that order (the benchmark feeds generated ones).
+    """
 
-class _Reader:
-    """Runs parsing and checking in a worker thread, one batch of rows at a time."""
-
-    def __init__(self, stream: BinaryIO, filename: str, batch_lines: int) -> None:
-        self._items: Iterator[LedgerItem] = read_ledger(stream, filename=filename)
+    def __init__(
+        self, items: Iterator[LedgerItem], *, batch_lines: int, check: LedgerCheck | None = None
+    ) -> None:
+        self._items = items
         self._batch_lines = batch_lines
-        self.check = LedgerCheck()
-        self._voucher_no = 0
-        self.fiscal_year_id: uuid.UUID | None = None
+        self.check = check if check is not None else LedgerCheck()
+        self._rows: LedgerRowBuilder | None = None
+
+    @classmethod
+    def of_file(cls, stream: BinaryIO, filename: str, *, batch_lines: int) -> LedgerReader:
+        """A reader of a SIE 4 or SAF-T file (format detected from its content)."""
+        return cls(read_ledger(stream, filename=filename), batch_lines=batch_lines)
 
     def company(self) -> LedgerCompany:
         """Read up to the company (always the first item)."""
@@ -126,46 +142,35 @@ class _Reader:
                 return item
         raise LedgerImportError("the file holds no company")
 
-    def batch(self) -> _Batch:
+    def begin_year(self, fiscal_year_id: uuid.UUID) -> None:
+        """The rows that follow belong to this (emptied) fiscal year."""
+        self._rows = LedgerRowBuilder(fiscal_year_id)
+
+    def batch(self) -> LedgerRows:
         """Read, check and turn into rows about ``batch_lines`` more lines."""
-        year = self.fiscal_year_id
-        assert year is not None
-        batch = _Batch()
+        builder = self._rows
+        assert builder is not None, "begin_year() first"
+        rows = LedgerRows()
         take = self.check.take
         for item in self._items:
             voucher = take(item)
             if voucher is not None:
-                self._rows(year, voucher, batch)
-                if len(batch.lines) >= self._batch_lines:
-                    return batch
-        batch.done = True
-        return batch
-
-    def _rows(self, year: uuid.UUID, voucher: LedgerVoucher, batch: _Batch) -> None:
-        self._voucher_no += 1
-        number = self._voucher_no
-        batch.vouchers.append(
-            (
-                year,
-                number,
-                voucher.series[:32],
-                voucher.number[:64],
-                voucher.date,
-                voucher.date.replace(day=1),
-                voucher.text[:1000],
-                voucher.source_id[:200],
-            )
-        )
-        lines = batch.lines
-        for line_no, line in enumerate(voucher.lines, start=1):
-            objects = ";".join(f"{d}={o}" for d, o in line.objects)
-            lines.append((year, number, line_no, line.account, line.amount, line.text[:1000],
-                          objects[:1000]))  # fmt: skip
+                builder.add(voucher, rows)
+                if len(rows.lines) >= self._batch_lines:
+                    return rows
+        rows.done = True
+        return rows
 
 
-def _utc(moment: datetime, dialect: str) -> datetime:
-    # SQLite keeps naive datetimes; compare like with like there.
-    return moment if dialect == "postgresql" else moment.replace(tzinfo=None)
+@dataclass(frozen=True)
+class WrittenYear:
+    """What :meth:`LedgerImportService.write_year` wrote."""
+
+    company: Company
+    year: FiscalYear
+    replaced: bool
+    lines: int
+    reconciliation: Reconciliation
 
 
 class LedgerImportService:
@@ -191,27 +196,9 @@ class LedgerImportService:
     async def claim_next(self) -> ClaimedJob | None:
         """Take the oldest runnable job: queued with a file, or running with a dead lease."""
         while True:
-            now = datetime.now(UTC)
-            dialect = self._db.dialect
             async with self._db.transaction() as session:
-                result = await session.execute(
-                    select(ImportJob)
-                    .where(
-                        col(ImportJob.provider).in_(FILE_PROVIDERS),
-                        col(ImportJob.file_location).is_not(None),
-                        or_(
-                            col(ImportJob.status) == ImportStatus.QUEUED,
-                            and_(
-                                col(ImportJob.status) == ImportStatus.RUNNING,
-                                col(ImportJob.lease_expires_at) < _utc(now, dialect),
-                            ),
-                        ),
-                    )
-                    .order_by(col(ImportJob.created_at))
-                    .limit(1)
-                    .with_for_update(skip_locked=True)
-                )
-                job = result.scalar_one_or_none()
+                jobs = ImportJobRepository(session)
+                job = await jobs.claim_next_runnable(FILE_PROVIDERS, now=datetime.now(UTC))
                 if job is None:
                     return None
                 if job.attempts >= self._settings.max_attempts:
@@ -236,6 +223,14 @@ class LedgerImportService:
         job.lease_expires_at = now + self._settings.lease
         job.started_at = now
         job.updated_at = now
+        if not job.business_id:
+            return ClaimedJob(job.id, job.attempts, announced=False)
+        await self._announce_started(session, job)
+        return ClaimedJob(job.id, job.attempts)
+
+    async def _announce_started(self, session: AsyncSession, job: ImportJob) -> None:
+        # Keyed by the company (the import id only when the file never said whose books
+        # it holds), so that it cannot overtake import.completed on another partition.
         await self._outbox.add(
             session,
             ImportStartedV1(
@@ -248,7 +243,21 @@ class LedgerImportService:
             key=job.business_id or str(job.id),
             subject=str(job.id),
         )
-        return ClaimedJob(job.id, job.attempts)
+
+    async def _company_known(self, claimed: ClaimedJob, business_id: str) -> None:
+        """The file said whose books it holds: keep that on the job, announce the start.
+
+        A short transaction of its own, so that the business ID stays on the job (and
+        in its ``import.failed``) even when the data transaction is rolled back.
+        """
+        async with self._db.transaction() as session:
+            job = await ImportJobRepository(session).get_for_update(claimed.id)
+            assert job is not None
+            if not job.business_id:
+                job.business_id = business_id
+            if not claimed.announced:
+                await self._announce_started(session, job)
+        claimed.announced = True
 
     # ------------------------------------------------------------------- running
 
@@ -259,12 +268,13 @@ class LedgerImportService:
         ``running`` and is taken over when its lease has run out.
         """
         async with self._db.transaction() as session:
-            job = await session.get(ImportJob, claimed.id)
+            job = await ImportJobRepository(session).get(claimed.id)
             assert job is not None
             assert job.file_location is not None
             location, provider = job.file_location, Provider(job.provider)
             expected_business_id = job.business_id
             filename = job.filename
+            replace_reason = job.replace_reason
         self.progress[claimed.id] = 0
         try:
             path = self._files.resolve(location)
@@ -276,11 +286,17 @@ class LedgerImportService:
                 provider=provider,
                 expected_business_id=expected_business_id,
                 content_hash=content_hash,
+                replace_reason=replace_reason,
             )
         except (LedgerImportError, ImportRequestError) as error:
             async with self._db.transaction() as session:
-                job = await session.get(ImportJob, claimed.id, with_for_update=True)
+                job = await ImportJobRepository(session).get_for_update(claimed.id)
                 assert job is not None
+                if not claimed.announced:
+                    # The file never said whose books it holds: started, then failed,
+                    # both keyed by the import id.
+                    await self._announce_started(session, job)
+                    claimed.announced = True
                 await self._record_failure(session, job, error)
             return ImportStatus.FAILED
         finally:
@@ -295,10 +311,13 @@ class LedgerImportService:
         provider: Provider,
         expected_business_id: str,
         content_hash: str,
+        replace_reason: str | None,
     ) -> ImportStatus:
         with path.open("rb") as stream:
-            reader = _Reader(stream, filename, self._settings.batch_lines)
+            reader = LedgerReader.of_file(stream, filename, batch_lines=self._settings.batch_lines)
             facts = await asyncio.to_thread(reader.company)
+            if not claimed.announced or not expected_business_id:
+                await self._company_known(claimed, facts.business_id)
             self._check_request(facts, provider, expected_business_id)
             async with self._db.transaction() as session:
                 store = LedgerStore(session)
@@ -307,42 +326,110 @@ class LedgerImportService:
                 if year is not None and year.content_hash == content_hash:
                     await self._complete_unchanged(session, claimed, facts, year, content_hash)
                     return ImportStatus.COMPLETED
-                year, replaced = await store.replace_fiscal_year(
-                    company, facts, import_id=claimed.id, content_hash=content_hash
+                stored = None if year is None else await self._stored_content(session, year)
+                written = await self.write_year(
+                    session,
+                    reader,
+                    facts,
+                    company=company,
+                    import_id=claimed.id,
+                    content_hash=content_hash,
+                    on_batch=lambda lines: self._heartbeat(claimed.id, lines),
                 )
-                reader.fiscal_year_id = year.id
-                lines = 0
-                while True:
-                    batch = await asyncio.to_thread(reader.batch)
-                    await store.bulk_insert_vouchers(batch.vouchers)
-                    await store.bulk_insert_lines(batch.lines)
-                    lines += len(batch.lines)
-                    await self._heartbeat(claimed.id, lines)
-                    if batch.done:
-                        break
-                check = reader.check
-                reconciliation = check.finish()
-                await store.save_chart(
-                    company.id,
-                    check.accounts.values(),
-                    check.dimensions.values(),
-                    check.objects.values(),
-                )
-                await store.save_period_balances(year.id, check.movements)
-                await store.save_source_balances(year.id, check.balances.values())
-                job = await session.get(ImportJob, claimed.id, with_for_update=True)
+                overridden: list[str] = []
+                if stored is not None:
+                    overridden = check_replacement(
+                        stored,
+                        _incoming_content(facts, reader.check),
+                        business_id=facts.business_id,
+                        fiscal_year=(facts.fiscal_year_start, facts.fiscal_year_end),
+                        replace_reason=replace_reason,
+                        location=filename,
+                    )
+                if overridden:
+                    reader.check.notices.append(
+                        LedgerNotice(
+                            "replaced_on_request",
+                            f"the stored year was replaced as asked ({replace_reason}) "
+                            f"although {'; and '.join(overridden)}; it held: "
+                            f"{stored.describe() if stored else ''}",
+                            filename,
+                        )
+                    )
+                job = await ImportJobRepository(session).get_for_update(claimed.id)
                 assert job is not None
                 await self._complete(
                     session,
                     job,
                     facts,
-                    company_id=company.id,
-                    check=check,
-                    reconciliation=reconciliation,
-                    outcome="replaced" if replaced else "imported",
+                    company_id=written.company.id,
+                    check=reader.check,
+                    reconciliation=written.reconciliation,
+                    outcome="replaced" if written.replaced else "imported",
                     content_hash=content_hash,
                 )
         return ImportStatus.COMPLETED
+
+    async def write_year(
+        self,
+        session: AsyncSession,
+        reader: LedgerReader,
+        facts: LedgerCompany,
+        *,
+        import_id: uuid.UUID,
+        content_hash: str,
+        company: Company | None = None,
+        on_batch: Callable[[int], Awaitable[None]] | None = None,
+    ) -> WrittenYear:
+        """Replace the fiscal year ``facts`` names with what ``reader`` reads, in ``session``.
+
+        The import's write path: the company upserted, the year emptied, vouchers and
+        lines written batch by batch (parsed in a worker thread), then the chart, the
+        per-period balances and the source's balances. ``company`` is the company row
+        when the caller saved (and locked) it already. ``on_batch`` gets the lines
+        written so far after each batch. Nothing is committed here.
+        """
+        store = LedgerStore(session)
+        if company is None:
+            company = await store.save_company(facts)
+        year, replaced = await store.replace_fiscal_year(
+            company, facts, import_id=import_id, content_hash=content_hash
+        )
+        reader.begin_year(year.id)
+        lines = 0
+        while True:
+            rows = await asyncio.to_thread(reader.batch)
+            await store.write_rows(rows)
+            lines += len(rows.lines)
+            if on_batch is not None:
+                await on_batch(lines)
+            if rows.done:
+                break
+        check = reader.check
+        reconciliation = check.finish()
+        await store.save_chart(
+            company.id, check.accounts.values(), check.dimensions.values(), check.objects.values()
+        )
+        await store.save_period_balances(year.id, check.movements)
+        await store.save_source_balances(year.id, check.balances.values())
+        await store.save_object_balances(year.id, check.object_balances.values())
+        await store.save_comparison_balances(year.id, check.comparison.values())
+        return WrittenYear(company, year, replaced, lines, reconciliation)
+
+    async def _stored_content(self, session: AsyncSession, year: FiscalYear) -> YearContent:
+        """What the stored fiscal year holds, read before the import empties it."""
+        rows = await LedgerStore(session).count_rows(year.id)
+        holder = await ImportJobRepository(session).get(year.import_id)
+        accounts = int((holder.counts or {}).get("accounts", 0)) if holder else 0
+        return YearContent(
+            source_format=year.source_format,
+            sie_type=year.source_sie_type,
+            generated_on=year.source_generated_on,
+            vouchers=rows["vouchers"],
+            lines=rows["voucher_lines"],
+            accounts=accounts,
+            balances=rows["source_balances"],
+        )
 
     def _check_request(
         self, facts: LedgerCompany, provider: Provider, expected_business_id: str
@@ -363,14 +450,13 @@ class LedgerImportService:
         self.progress[import_id] = lines
         if self._db.dialect != "postgresql":
             return
+        # A short transaction of its own, committed while the data transaction is open:
+        # other runners must see the lease extended (and operators the progress) now.
         async with self._db.transaction() as session:
-            await session.execute(
-                update(ImportJob)
-                .where(col(ImportJob.id) == import_id)
-                .values(
-                    progress_lines=lines,
-                    lease_expires_at=datetime.now(UTC) + self._settings.lease,
-                )
+            await ImportJobRepository(session).extend_lease(
+                import_id,
+                progress_lines=lines,
+                lease_expires_at=datetime.now(UTC) + self._settings.lease,
             )
 
     # ------------------------------------------------------------------ outcomes
@@ -488,8 +574,9 @@ class LedgerImportService:
         content_hash: str,
     ) -> None:
         """The same file again: point at the import that holds the year; write nothing."""
-        job = await session.get(ImportJob, claimed.id, with_for_update=True)
-        original = await session.get(ImportJob, year.import_id)
+        jobs = ImportJobRepository(session)
+        job = await jobs.get_for_update(claimed.id)
+        original = await jobs.get(year.import_id)
         assert job is not None
         job.outcome = "unchanged"
         job.business_id = facts.business_id
@@ -537,6 +624,21 @@ class LedgerImportService:
             "import failed",
             extra={"import_id": str(job.id), "reason_code": error.reason_code, "error": message},
         )
+
+
+def _incoming_content(facts: LedgerCompany, check: LedgerCheck) -> YearContent:
+    """What the file brought, once it has been read to the end."""
+    return YearContent(
+        source_format=facts.source_format.value,
+        sie_type=facts.sie_type,
+        generated_on=facts.generated_on,
+        vouchers=check.voucher_count,
+        lines=check.line_count,
+        accounts=len(check.accounts),
+        balances=sum(
+            1 for b in check.balances.values() if b.opening is not None or b.closing is not None
+        ),
+    )
 
 
 def _finish(job: ImportJob, status: ImportStatus) -> None:

@@ -78,10 +78,18 @@ class ReportService:
         years = await self._store.fiscal_years(company.id)
         if not years:
             raise CompanyNotFoundError(f"no fiscal year has been imported for {business_id}")
-        last = parse_period_end(end, "to") if end else years[-1].end.replace(day=1)
-        year = next((y for y in years if y.start.replace(day=1) <= last <= y.end), None)
-        if year is None:
-            raise PeriodRangeError(f"to={end} is in no imported fiscal year ({_years(years)})")
+        if end:
+            last = parse_period_end(end, "to")
+            found = next((y for y in years if y.start.replace(day=1) <= last <= y.end), None)
+            if found is None:
+                raise PeriodRangeError(f"to={end} is in no imported fiscal year ({_years(years)})")
+            year = found
+        else:
+            # The latest year's last period, whatever the stored year says: a year stored
+            # before impossible years were refused (its end before its start) still
+            # answers, over its first period, rather than refusing every default report.
+            year = years[-1]
+            last = max(year.end, year.start).replace(day=1)
         first = parse_period_start(start, "from") if start else year.start.replace(day=1)
         if first > last:
             raise PeriodRangeError(f"from={start} is after to={end}")
@@ -97,11 +105,14 @@ class ReportService:
     ) -> dict[str, Decimal]:
         """Balances at the start of ``first_period``: source opening + earlier movements.
 
-        Per object the source gives no opening (SIE #OIB aside), so an object's opening
-        is its movements in the year's earlier periods.
+        Per object, the opening is the one the source gave (SIE ``#OIB``; none in most
+        files) plus the object's movements in the year's earlier periods.
         """
         year = scope.fiscal_year
-        opening = {} if dimension_id else dict(await self._store.source_openings(year.id))
+        if dimension_id:
+            opening = await self._store.object_openings(year.id, dimension_id, object_id)
+        else:
+            opening = dict(await self._store.source_openings(year.id))
         year_first = year.start.replace(day=1)
         if scope.first_period > year_first:
             before = await self._store.turnover(
@@ -147,7 +158,10 @@ class ReportService:
         period = await self._store.turnover(year.id, scope.first_period, scope.last_period)
         to_date = await self._store.turnover(year.id, year.start.replace(day=1), scope.last_period)
         accounts = await self._store.accounts(scope.company.id)
-        statement = profit_and_loss(scope.company.chart, accounts, _net(period), _net(to_date))
+        previous = await self._store.comparison_closings(year.id)
+        statement = profit_and_loss(
+            scope.company.chart, accounts, _net(period), _net(to_date), previous or None
+        )
         return StatementReport(scope, statement)
 
     async def balance_sheet(self, business_id: str, as_of: str | None) -> StatementReport:
@@ -164,7 +178,14 @@ class ReportService:
             _ZERO,
         )
         accounts: dict[str, AccountInfo] = await self._store.accounts(scope.company.id)
-        statement = balance_sheet(scope.company.chart, accounts, closing, result)
+        previous = await self._store.comparison_closings(year.id)
+        comparison = None
+        if previous:
+            previous_result = -sum(
+                (v for a, v in previous.items() if is_profit_and_loss_account(a)), _ZERO
+            )
+            comparison = (previous, previous_result)
+        statement = balance_sheet(scope.company.chart, accounts, closing, result, comparison)
         return StatementReport(scope, statement)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -21,19 +22,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from ledgerlink.importer.domain.ledger import (
+    ComparisonBalance as ComparisonBalanceItem,
+)
+from ledgerlink.importer.domain.ledger import (
     LedgerAccount,
     LedgerCompany,
     LedgerDimension,
     LedgerObject,
+    LedgerVoucher,
+    ObjectBalance,
     PeriodMovements,
 )
 from ledgerlink.importer.domain.ledger import SourceBalance as SourceBalanceItem
 from ledgerlink.importer.storage.models import (
     Account,
     Company,
+    ComparisonBalance,
     Dimension,
     DimensionObject,
     FiscalYear,
+    ObjectSourceBalance,
     PeriodBalance,
     SourceBalance,
     Voucher,
@@ -49,6 +57,51 @@ _LINE_COLUMNS = ("fiscal_year_id", "voucher_no", "line_no", "account", "amount",
                  "objects")  # fmt: skip
 _BALANCE_COLUMNS = ("fiscal_year_id", "period", "account", "dimension_id", "object_id", "debit",
                     "credit")  # fmt: skip
+
+
+@dataclass
+class LedgerRows:
+    """One batch of voucher and line rows, shaped and truncated as the store keeps them."""
+
+    vouchers: list[VoucherRow] = field(default_factory=list)
+    lines: list[LineRow] = field(default_factory=list)
+    #: True for the file's last batch.
+    done: bool = False
+
+
+class LedgerRowBuilder:
+    """Turns a fiscal year's vouchers into rows (pure: runs in the import's worker thread).
+
+    Vouchers are numbered in the order they come (``voucher_no``, the key lines refer
+    to); texts are cut to their column sizes, as the store's tables define them.
+    """
+
+    def __init__(self, fiscal_year_id: uuid.UUID) -> None:
+        self.fiscal_year_id = fiscal_year_id
+        self._voucher_no = 0
+
+    def add(self, voucher: LedgerVoucher, rows: LedgerRows) -> None:
+        """Append ``voucher`` and its lines to ``rows``."""
+        year = self.fiscal_year_id
+        self._voucher_no += 1
+        number = self._voucher_no
+        rows.vouchers.append(
+            (
+                year,
+                number,
+                voucher.series[:32],
+                voucher.number[:64],
+                voucher.date,
+                voucher.date.replace(day=1),
+                voucher.text[:1000],
+                voucher.source_id[:200],
+            )
+        )
+        lines = rows.lines
+        for line_no, line in enumerate(voucher.lines, start=1):
+            objects = ";".join(f"{d}={o}" for d, o in line.objects)
+            lines.append((year, number, line_no, line.account, line.amount, line.text[:1000],
+                          objects[:1000]))  # fmt: skip
 
 
 def _table(model: type[Any]) -> Table:
@@ -155,11 +208,19 @@ class LedgerStore:
                 content_hash=content_hash,
                 source_format=facts.source_format.value,
                 source_generated_on=facts.generated_on,
+                source_sie_type=facts.sie_type,
             )
             self._session.add(year)
             await self._session.flush()
             return year, False
-        for model in (VoucherLine, Voucher, PeriodBalance, SourceBalance):
+        for model in (
+            VoucherLine,
+            Voucher,
+            PeriodBalance,
+            SourceBalance,
+            ObjectSourceBalance,
+            ComparisonBalance,
+        ):
             table = _table(model)
             await self._session.execute(delete(table).where(table.c.fiscal_year_id == year.id))
         year.end = facts.fiscal_year_end
@@ -167,6 +228,7 @@ class LedgerStore:
         year.content_hash = content_hash
         year.source_format = facts.source_format.value
         year.source_generated_on = facts.generated_on
+        year.source_sie_type = facts.sie_type
         await self._session.flush()
         return year, replaced
 
@@ -229,6 +291,15 @@ class LedgerStore:
             )
             await self._session.execute(statement)
 
+    async def write_rows(self, rows: LedgerRows) -> None:
+        """Insert one batch of voucher and line rows."""
+        await self.bulk_insert_vouchers(rows.vouchers)
+        await self.bulk_insert_lines(rows.lines)
+
+    async def company(self, company_id: uuid.UUID) -> Company | None:
+        """The company with this id."""
+        return await self._session.get(Company, company_id)
+
     async def bulk_insert_vouchers(self, rows: Sequence[VoucherRow]) -> None:
         """Insert voucher rows (``fiscal_year_id, voucher_no, series, number, date, ...``)."""
         await self._bulk(Voucher, _VOUCHER_COLUMNS, rows)
@@ -254,6 +325,26 @@ class LedgerStore:
         """Store the opening and closing balances the source reported."""
         rows = [(fiscal_year_id, b.account, b.opening, b.closing) for b in balances]
         await self._bulk(SourceBalance, ("fiscal_year_id", "account", "opening", "closing"), rows)
+
+    async def save_object_balances(
+        self, fiscal_year_id: uuid.UUID, balances: Iterable[ObjectBalance]
+    ) -> None:
+        """Store the per-object opening and closing balances the source reported."""
+        rows = [
+            (fiscal_year_id, b.account, b.dimension_id, b.object_id[:64], b.opening, b.closing)
+            for b in balances
+        ]
+        columns = ("fiscal_year_id", "account", "dimension_id", "object_id", "opening", "closing")
+        await self._bulk(ObjectSourceBalance, columns, rows)
+
+    async def save_comparison_balances(
+        self, fiscal_year_id: uuid.UUID, balances: Iterable[ComparisonBalanceItem]
+    ) -> None:
+        """Store the previous year's balances the source reported (the comparison year)."""
+        rows = [(fiscal_year_id, b.account, b.opening, b.closing) for b in balances]
+        await self._bulk(
+            ComparisonBalance, ("fiscal_year_id", "account", "opening", "closing"), rows
+        )
 
     async def _bulk(
         self, model: type[Any], columns: Sequence[str], rows: Sequence[tuple[Any, ...]]

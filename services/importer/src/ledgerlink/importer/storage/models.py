@@ -112,6 +112,9 @@ class ImportJob(ImporterModel, table=True):
     notices: list[dict[str, str]] | None = Field(
         default=None, sa_column=Column(JSON, nullable=True)
     )
+    #: Why the person asked to replace a stored fiscal year that the file would
+    #: otherwise not replace (fewer kinds of data, or an older file); None: not asked.
+    replace_reason: str | None = Field(default=None, max_length=1000)
     error_code: str | None = Field(default=None, max_length=64)
     error_message: str | None = Field(default=None, max_length=2000)
     attempts: int = 0
@@ -179,6 +182,8 @@ class FiscalYear(ImporterModel, table=True):
     content_hash: str = Field(max_length=64)
     source_format: str = Field(max_length=16)
     source_generated_on: date | None = None
+    #: The SIE type (#SIETYP 1-4) of the file the year holds; None for SAF-T.
+    source_sie_type: int | None = None
 
 
 class Account(ImporterModel, table=True):
@@ -280,6 +285,42 @@ class SourceBalance(ImporterModel, table=True):
     """An account's opening and closing balance for the year as the source reported them."""
 
     __tablename__ = "source_balances"
+
+    fiscal_year_id: uuid.UUID = Field(
+        sa_column=Column(
+            Uuid(), ForeignKey("fiscal_years.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    account: str = Field(max_length=32, primary_key=True)
+    opening: Decimal | None = Field(default=None, sa_column=Column(Money(), nullable=True))
+    closing: Decimal | None = Field(default=None, sa_column=Column(Money(), nullable=True))
+
+
+class ObjectSourceBalance(ImporterModel, table=True):
+    """An account's opening and closing balance for one dimension object (SIE #OIB/#OUB)."""
+
+    __tablename__ = "object_balances"
+
+    fiscal_year_id: uuid.UUID = Field(
+        sa_column=Column(
+            Uuid(), ForeignKey("fiscal_years.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    account: str = Field(max_length=32, primary_key=True)
+    dimension_id: str = Field(max_length=32, primary_key=True)
+    object_id: str = Field(max_length=64, primary_key=True)
+    opening: Decimal | None = Field(default=None, sa_column=Column(Money(), nullable=True))
+    closing: Decimal | None = Field(default=None, sa_column=Column(Money(), nullable=True))
+
+
+class ComparisonBalance(ImporterModel, table=True):
+    """An account's balances of the previous fiscal year as the file reports them.
+
+    SIE ``#IB -1`` / ``#UB -1`` / ``#RES -1``: the comparison year of the P&L and the
+    balance sheet.
+    """
+
+    __tablename__ = "comparison_balances"
 
     fiscal_year_id: uuid.UUID = Field(
         sa_column=Column(

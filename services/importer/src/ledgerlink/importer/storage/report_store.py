@@ -18,7 +18,9 @@ from ledgerlink.importer.domain.reports import AccountInfo, Turnover
 from ledgerlink.importer.storage.models import (
     Account,
     Company,
+    ComparisonBalance,
     FiscalYear,
+    ObjectSourceBalance,
     PeriodBalance,
     SourceBalance,
 )
@@ -64,6 +66,30 @@ class ReportStore:
             select(col(SourceBalance.account), col(SourceBalance.opening)).where(
                 col(SourceBalance.fiscal_year_id) == fiscal_year_id,
                 col(SourceBalance.opening).is_not(None),
+            )
+        )
+        return {account: amount for account, amount in result.all() if amount is not None}
+
+    async def object_openings(
+        self, fiscal_year_id: uuid.UUID, dimension_id: str, object_id: str
+    ) -> dict[str, Decimal]:
+        """Opening balances the source reported for one object (SIE #OIB), per account."""
+        result = await self._session.execute(
+            select(col(ObjectSourceBalance.account), col(ObjectSourceBalance.opening)).where(
+                col(ObjectSourceBalance.fiscal_year_id) == fiscal_year_id,
+                col(ObjectSourceBalance.dimension_id) == dimension_id,
+                col(ObjectSourceBalance.object_id) == object_id,
+                col(ObjectSourceBalance.opening).is_not(None),
+            )
+        )
+        return {account: amount for account, amount in result.all() if amount is not None}
+
+    async def comparison_closings(self, fiscal_year_id: uuid.UUID) -> dict[str, Decimal]:
+        """The previous year's closing balance (or result) per account, as the source gave."""
+        result = await self._session.execute(
+            select(col(ComparisonBalance.account), col(ComparisonBalance.closing)).where(
+                col(ComparisonBalance.fiscal_year_id) == fiscal_year_id,
+                col(ComparisonBalance.closing).is_not(None),
             )
         )
         return {account: amount for account, amount in result.all() if amount is not None}

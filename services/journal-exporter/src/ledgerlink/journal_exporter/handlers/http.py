@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from ledgerlink.journal_exporter.storage.models import Journal, JournalLine
 from ledgerlink.journal_exporter.storage.repository import JournalRepository
 from ledgerlink.shared.db import Database, UtcDatetime
-from ledgerlink.shared.runtime import ProcessContext
+from ledgerlink.shared.runtime import ProcessContext, error_responses
 
 
 class JournalSummary(BaseModel):
@@ -77,7 +77,11 @@ def build_router(db: Database) -> APIRouter:
     """Read-only views of received journals."""
     router = APIRouter(prefix="/v1", tags=["journals"])
 
-    @router.get("/journals/{stored_id}", response_model=JournalDetail)
+    @router.get(
+        "/journals/{stored_id}",
+        response_model=JournalDetail,
+        responses=error_responses({404: "No journal with this id."}),
+    )
     async def get_journal(stored_id: uuid.UUID) -> JournalDetail:
         async with db.transaction() as session:
             journals = JournalRepository(session)

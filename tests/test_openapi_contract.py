@@ -1,0 +1,93 @@
+"""Every status a route answers is in its service's OpenAPI document.
+
+The statuses are the ones each handler returns (404 for an unknown id, 400 for a bad
+range or upload, 413 for an oversized upload, 503 from /readyz); /metrics is documented
+as Prometheus text, not JSON. A route that starts answering a new status must add it
+here and to its ``responses``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+import pytest
+from fastapi import FastAPI
+
+from ledgerlink.auth.main import create_app as create_auth
+from ledgerlink.importer.main import create_app as create_importer
+from ledgerlink.journal_exporter.main import create_app as create_journal_exporter
+
+OPERATIONS: Final = {
+    ("get", "/healthz"): {"200"},
+    ("get", "/readyz"): {"200", "503"},
+    ("get", "/metrics"): {"200"},
+    ("get", "/asyncapi.json"): {"200"},
+}
+SERVICES: Final[dict[str, tuple[Callable[[], FastAPI], dict[tuple[str, str], set[str]]]]] = {
+    "auth": (
+        create_auth,
+        {
+            ("get", "/v1/connections/{connection_id}"): {"200", "404", "422"},
+            ("get", "/v1/connections"): {"200", "422"},
+        },
+    ),
+    "importer": (
+        create_importer,
+        {
+            ("get", "/v1/imports/{import_id}"): {"200", "404", "422"},
+            ("get", "/v1/imports"): {"200", "422"},
+            ("post", "/v1/imports"): {"202", "400", "413", "422"},
+            ("get", "/v1/companies/{business_id}/trial-balance"): {"200", "400", "404", "422"},
+            ("get", "/v1/companies/{business_id}/profit-and-loss"): {"200", "400", "404", "422"},
+            ("get", "/v1/companies/{business_id}/balance-sheet"): {"200", "400", "404", "422"},
+        },
+    ),
+    "journal-exporter": (
+        create_journal_exporter,
+        {
+            ("get", "/v1/journals/{stored_id}"): {"200", "404", "422"},
+            ("get", "/v1/journals"): {"200", "422"},
+        },
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(SERVICES))
+def service(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    name: str = request.param
+    create, _ = SERVICES[name]
+    return name, create().openapi()
+
+
+def test_every_route_documents_the_statuses_it_returns(
+    service: tuple[str, dict[str, Any]],
+) -> None:
+    name, spec = service
+    expected = {**OPERATIONS, **SERVICES[name][1]}
+    documented = {
+        (method, path): set(operation["responses"])
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+    }
+    assert documented == expected
+
+
+def test_error_statuses_document_their_body(service: tuple[str, dict[str, Any]]) -> None:
+    _, spec = service
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    assert response.get("description"), (method, path, status)
+                    assert "application/json" in response.get("content", {}), (
+                        method,
+                        path,
+                        status,
+                    )
+
+
+def test_metrics_is_documented_as_text(service: tuple[str, dict[str, Any]]) -> None:
+    _, spec = service
+    content = spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(content) == ["text/plain"]
