@@ -115,3 +115,14 @@ def test_empty_scope_is_refused() -> None:
 def test_normalise_full_scope() -> None:
     reversed_scope = tuple(reversed(ALL_IMPORT_SCOPES))
     assert normalise_scope(reversed_scope, connection_id=CONNECTION) == ALL_IMPORT_SCOPES
+
+
+def test_each_file_format_is_the_format_of_one_file_provider() -> None:
+    from ledgerlink.importer.domain.ledger import LedgerFormat
+    from ledgerlink.shared.events import Provider
+
+    assert {fmt.provider for fmt in LedgerFormat} == {p for p in Provider if p.is_file_based}
+    for fmt in LedgerFormat:
+        assert LedgerFormat.of_provider(fmt.provider) is fmt
+    with pytest.raises(ValueError, match="netvisor is not a file provider"):
+        LedgerFormat.of_provider(Provider.NETVISOR)

@@ -139,8 +139,7 @@ def import_ledger(
 
 def _detect_provider(path: Path) -> str:
     """``sie`` or ``saf-t`` from the file's first bytes (as the importer decides)."""
-    from ledgerlink.importer.domain.ledger import LedgerFormat, LedgerImportError, detect_format
-    from ledgerlink.shared.events import Provider
+    from ledgerlink.importer.domain.ledger import LedgerImportError, detect_format
 
     with path.open("rb") as stream:
         head = stream.read(_HEAD_BYTES)
@@ -150,7 +149,7 @@ def _detect_provider(path: Path) -> str:
         fmt = detect_format(head)
     except LedgerImportError as error:
         raise CliError(f"{path.name}: {error}", code=error.reason_code) from None
-    return (Provider.SIE if fmt is LedgerFormat.SIE else Provider.SAF_T).value
+    return fmt.provider.value
 
 
 class _CountingFile(io.FileIO):

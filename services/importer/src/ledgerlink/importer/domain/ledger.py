@@ -45,6 +45,7 @@ from typing import BinaryIO, Final
 
 from ledgerlink.importer.domain import saft, sie
 from ledgerlink.shared.business_id import normalise_business_id
+from ledgerlink.shared.events import Provider
 
 _ZERO: Final = Decimal(0)
 _CENT: Final = Decimal("0.01")
@@ -52,10 +53,22 @@ _AMOUNT_LIMIT: Final = Decimal(10) ** 16  # NUMERIC(18, 2)
 
 
 class LedgerFormat(StrEnum):
-    """The file formats the importer reads."""
+    """The file formats the importer reads; each is the format of one file provider."""
 
     SIE = "sie"
     SAF_T = "saf_t"
+
+    @property
+    def provider(self) -> Provider:
+        """The file provider whose connections send files of this format."""
+        return Provider(self.value)
+
+    @classmethod
+    def of_provider(cls, provider: Provider) -> LedgerFormat:
+        """The format a file provider's connection sends; ValueError for an API provider."""
+        if not provider.is_file_based:
+            raise ValueError(f"{provider.value} is not a file provider")
+        return cls(provider.value)
 
 
 class AccountType(StrEnum):

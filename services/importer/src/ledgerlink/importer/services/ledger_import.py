@@ -71,7 +71,7 @@ from ledgerlink.shared.messaging.outbox import Outbox
 
 logger = logging.getLogger(__name__)
 
-FILE_PROVIDERS: Final = (Provider.SAF_T.value, Provider.SIE.value)
+FILE_PROVIDERS: Final = tuple(fmt.provider.value for fmt in LedgerFormat)
 REPORTS: Final = ("trial-balance", "profit-and-loss", "balance-sheet")
 
 
@@ -434,7 +434,7 @@ class LedgerImportService:
     def _check_request(
         self, facts: LedgerCompany, provider: Provider, expected_business_id: str
     ) -> None:
-        wanted = LedgerFormat.SIE if provider is Provider.SIE else LedgerFormat.SAF_T
+        wanted = LedgerFormat.of_provider(provider)
         if facts.source_format is not wanted:
             raise FormatMismatchError(
                 f"the file is {facts.source_format.value}, but the import was requested for "

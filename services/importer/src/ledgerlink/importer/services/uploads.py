@@ -38,7 +38,7 @@ class StoredUpload:
 
 def provider_of(fmt: LedgerFormat) -> Provider:
     """The file provider whose imports read files of ``fmt``."""
-    return Provider.SIE if fmt is LedgerFormat.SIE else Provider.SAF_T
+    return fmt.provider
 
 
 class UploadService:
