@@ -99,8 +99,11 @@ class AnswerReader:
         return value
 
     def iso_date(self, obj: Mapping[str, Any], key: str, where: str) -> dt.date:
-        """A required ISO date (``2025-01-31``)."""
-        return self.date_text(self.string(obj, key, where), _join(where, key))
+        """A required ISO date (``2025-01-31``), written as a JSON string."""
+        value = self.field(obj, key, where)
+        if not isinstance(value, str):
+            raise self.unexpected(f"{_join(where, key)} is {_kind(value)}, not a date string")
+        return self.date_text(value, _join(where, key))
 
     def choice(
         self, obj: Mapping[str, Any], key: str, where: str, allowed: Collection[str]
