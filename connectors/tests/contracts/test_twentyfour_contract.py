@@ -552,3 +552,14 @@ async def test_missing_fields_bad_values_and_unknown_enums_are_named(
     _break(routes, name, body)
     error = await _refused(routes, name)
     assert detail in error.detail
+
+
+@pytest.mark.parametrize("body", [b"", b"[]", b'{"access_token": 42}', b'{"token_type": "Bearer"'])
+async def test_a_malformed_token_answer_is_unexpected_response(routes: Any, body: bytes) -> None:
+    # OAuth 2.0 token answer (client credentials, T4's security scheme): access_token text.
+    published(routes)
+    routes.add("POST", "/oauth/token", httpx.Response(200, content=body))
+    async with connector(routes) as conn:
+        with pytest.raises(UnexpectedResponse) as caught:
+            await conn.read_vouchers()
+    assert (caught.value.vendor, caught.value.endpoint) == ("twentyfour", "POST /oauth/token")

@@ -774,7 +774,16 @@ class TwentyFourConnector(LedgerConnector):
             payload = response.json()
         except ValueError:
             payload = {}
-        if response.status_code != 200 or "access_token" not in payload:
+        if not isinstance(payload, dict):
+            payload = {}
+        if response.status_code == 200 and not isinstance(payload.get("access_token"), str):
+            raise UnexpectedResponse(
+                VENDOR,
+                "POST /oauth/token",
+                "the token answer has no access_token (empty, truncated or mistyped body)",
+                status=response.status_code,
+            )
+        if response.status_code != 200:
             error = str(payload.get("error") or "")
             description = str(payload.get("error_description") or "")
             details: dict[str, Any] = {
@@ -788,7 +797,12 @@ class TwentyFourConnector(LedgerConnector):
                 )
             raise AuthenticationFailed(VENDOR, "REST client credentials refused", **details)
         self._token = SecretStr(str(payload["access_token"]))
-        expires_in = float(payload.get("expires_in") or 3600)
+        raw_expiry = payload.get("expires_in")
+        expires_in = (
+            float(raw_expiry)
+            if isinstance(raw_expiry, (int, float)) and not isinstance(raw_expiry, bool)
+            else 3600.0
+        )
         # Renew a little early so a token does not expire between check and use.
         self._token_expires = time.monotonic() + max(0.0, expires_in - 30)
 
