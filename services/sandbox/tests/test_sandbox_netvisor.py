@@ -371,7 +371,9 @@ async def test_ledger_date_window_is_inclusive(env: Env) -> None:
 async def test_modified_window_returns_invalidated_and_edited_vouchers(env: Env) -> None:
     company = env.tenant.company
     today = dt.datetime.now(dt.UTC).date().isoformat()
-    params = {"lastmodifiedstart": today, "lastmodifiedend": today}
+    # Published: voucherstatus defaults to 2 (valid only); 1 returns every status (changed:
+    # the sandbox used to return invalidated vouchers without it).
+    params = {"lastmodifiedstart": today, "lastmodifiedend": today, "voucherstatus": "1"}
     assert (
         parse(await call(env, "GET", "accountingledger.nv", params=params)).find("Vouchers/Voucher")
         is None
@@ -386,13 +388,30 @@ async def test_modified_window_returns_invalidated_and_edited_vouchers(env: Env)
     assert found.keys() == {"3", "4"}
     assert found["3"][0] == "invalidated"
     assert (found["4"][1] or "").endswith("(edited)")
-    since = await call(env, "GET", "accountingledger.nv", params={"changedsince": today})
+    default = {k: v for k, v in params.items() if k != "voucherstatus"}
+    valid_only = parse(await call(env, "GET", "accountingledger.nv", params=default))
+    assert [v.findtext("NetvisorKey") for v in valid_only.iter("Voucher")] == ["4"]
+    removed = parse(
+        await call(env, "GET", "accountingledger.nv", params={**default, "voucherstatus": "3"})
+    )
+    assert [v.findtext("NetvisorKey") for v in removed.iter("Voucher")] == ["3"]
+    since = await call(
+        env, "GET", "accountingledger.nv", params={"changedsince": today, "voucherstatus": "1"}
+    )
     assert len(parse(since).findall("Vouchers/Voucher")) == 2
 
 
 async def test_master_data_resources(env: Env) -> None:
     company = env.tenant.company
-    accounts = parse(await call(env, "GET", "accountlist.nv")).findall("AccountList/Account")
+    # Published nesting (changed from AccountList/Account): AccountList/Accounts/Account,
+    # with account-group headings (AccountType accountgroup) among the accounts.
+    listed = parse(await call(env, "GET", "accountlist.nv")).findall("AccountList/Accounts/Account")
+    groups = [a for a in listed if a.findtext("AccountType") == "accountgroup"]
+    accounts = [a for a in listed if a.findtext("AccountType") == "account"]
+    assert groups
+    assert len(groups) + len(accounts) == len(listed)
+    group_keys = {g.findtext("NetvisorKey") for g in groups}
+    assert all(a.findtext("FatherNetvisorKey") in group_keys for a in accounts)
     assert [a.findtext("Number") for a in accounts] == [a.number for a in company.accounts]
     inactive = {a.findtext("Number") for a in accounts if a.findtext("IsActive") == "0"}
     assert inactive == {a.number for a in company.accounts if not a.active}

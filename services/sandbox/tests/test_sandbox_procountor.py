@@ -312,10 +312,15 @@ async def test_master_data_shapes(env: Env) -> None:
     assert {"ledgerAccountCode", "name", "active"} <= set(coa["ledgerAccounts"][0])
     dimensions = (await env.api("GET", "/dimensions", token)).json()
     assert [d["name"] for d in dimensions] == ["Kustannuspaikka", "Kustannusyksikkö", "Projekti"]
-    assert {"ACTIVE", "INACTIVE"} == {i["status"] for i in dimensions[0]["items"]}
+    # Published DimensionItem (changed from ACTIVE/INACTIVE): no status when active, "P" not.
+    assert {None, "P"} == {i.get("status") for i in dimensions[0]["items"]}
     set_period_status(env.tenant, dt.date(2025, 12, 1), "PENDING")
     years = (await env.api("GET", "/fiscalyears", token)).json()["fiscalYears"]
-    statuses = {p["startDate"]: p["status"] for y in years for p in y["periods"]}
+    # Published FiscalYear (changed from "periods"/"status"): trackingPeriods[] and isOpen,
+    # newest year first.
+    assert [y["startDate"] for y in years] == sorted((y["startDate"] for y in years), reverse=True)
+    assert all(isinstance(y["isOpen"], bool) and "periods" not in y for y in years)
+    statuses = {p["startDate"]: p["status"] for y in years for p in y["trackingPeriods"]}
     assert statuses["2025-03-01"] == "CLOSED"
     assert statuses["2025-04-01"] == "OPEN"
     assert statuses["2025-12-01"] == "PENDING"
@@ -343,8 +348,16 @@ async def test_listing_pages_at_most_200_with_meta(env: Env) -> None:
         "resultCount": min(200, total),
         "totalCount": total,
     }
+    # Published: the search answers LedgerReceiptBasicInfo (no transactions) and orders
+    # newest first by default (changed from oldest first); orderByVersion=ASC reverses it.
+    assert all("transactions" not in r for r in body["results"])
     versions = [r["version"] for r in body["results"]]
-    assert versions == sorted(versions)
+    assert versions == sorted(versions, reverse=True)
+    ascending = await env.api(
+        "GET", "/ledgerreceipts", token, params={"size": 200, "orderByVersion": "ASC"}
+    )
+    ascending_versions = [r["version"] for r in ascending.json()["results"]]
+    assert ascending_versions == sorted(ascending_versions)
     last_page = total // 200
     tail = (
         await env.api("GET", "/ledgerreceipts", token, params={"page": last_page, "size": 200})
@@ -460,8 +473,8 @@ async def test_dimension_items_must_exist_be_active_and_match(env: Env) -> None:
     token = await env.token()
     dimensions = (await env.api("GET", "/dimensions", token)).json()
     items = dimensions[0]["items"]
-    active = next(i for i in items if i["status"] == "ACTIVE")["id"]
-    inactive = next(i for i in items if i["status"] == "INACTIVE")["id"]
+    active = next(i for i in items if "status" not in i)["id"]
+    inactive = next(i for i in items if i.get("status") == "P")["id"]
     body = journal()
     body["transactions"][0]["dimensionItemValues"] = [
         {"dimensionId": 1, "itemId": inactive, "value": 100.25}

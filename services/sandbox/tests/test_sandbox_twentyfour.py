@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from ledgerlink.sandbox.vendors import twentyfour as tf
 from ledgerlink.sandbox.world import Tenant, World
 
 NS = tf.SOAP_NS
+# TransactionService answers in its own published namespace (changed: it shared NS before).
+ACC = tf.ACCOUNTING_NS
 ENV = tf.SOAP_ENV
 APP_ID = "app-under-test"
 USER = "integration@firm.example"
@@ -56,17 +59,20 @@ async def env() -> AsyncIterator[Env]:
         yield Env(sandbox, http, first, second, outsider, state)
 
 
-def envelope(operation: str, build: Callable[[ET.Element], None] | None = None) -> bytes:
+def envelope(
+    operation: str, build: Callable[[ET.Element], None] | None = None, ns: str = NS
+) -> bytes:
     root = ET.Element(f"{{{ENV}}}Envelope")
     body = ET.SubElement(root, f"{{{ENV}}}Body")
-    element = ET.SubElement(body, f"{{{NS}}}{operation}")
+    element = ET.SubElement(body, f"{{{ns}}}{operation}")
     if build is not None:
         build(element)
     return bytes(ET.tostring(root, encoding="utf-8"))
 
 
 def sub(parent: ET.Element, name: str, text: str | None = None) -> ET.Element:
-    element = ET.SubElement(parent, f"{{{NS}}}{name}")
+    ns = parent.tag[1:].partition("}")[0]
+    element = ET.SubElement(parent, f"{{{ns}}}{name}")
     element.text = text
     return element
 
@@ -79,10 +85,12 @@ async def soap(
     *,
     session: str | None = None,
 ) -> httpx.Response:
-    headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{NS}/{operation}"'}
+    ns = ACC if path == tf.TRANSACTION_PATH else NS
+    action = f"{ns}{operation}" if ns.endswith("/") else f"{ns}/{operation}"
+    headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{action}"'}
     if session:
         headers["Cookie"] = f"ASP.NET_SessionId={session}"
-    return await http.post(path, content=envelope(operation, build), headers=headers)
+    return await http.post(path, content=envelope(operation, build, ns), headers=headers)
 
 
 def fault_string(response: httpx.Response) -> str:
@@ -93,10 +101,10 @@ def fault_string(response: httpx.Response) -> str:
     return fault.findtext("faultstring") or ""
 
 
-def result(response: httpx.Response, operation: str) -> ET.Element:
+def result(response: httpx.Response, operation: str, ns: str = NS) -> ET.Element:
     assert response.status_code == 200, response.text
     root = SafeET.fromstring(response.content)
-    found = root.find(f"{{{ENV}}}Body/{{{NS}}}{operation}Response/{{{NS}}}{operation}Result")
+    found = root.find(f"{{{ENV}}}Body/{{{ns}}}{operation}Response/{{{ns}}}{operation}Result")
     assert found is not None, response.text
     return found
 
@@ -187,7 +195,7 @@ async def test_calls_without_a_valid_session_are_refused(env: Env) -> None:
 
 async def test_save_bundle_list_without_session_answers_not_authenticated(env: Env) -> None:
     def build(element: ET.Element) -> None:
-        sub(sub(element, "bundlelist"), "Bundles")
+        sub(sub(element, "BundleList"), "Bundles")
 
     response = await soap(env.http, tf.ACCOUNT_PATH, "SaveBundleList", build)
     assert result(response, "SaveBundleList").findtext(f"{{{NS}}}Type") == "NotAuthenticated"
@@ -280,28 +288,78 @@ async def test_a_client_without_api_access_is_refused(env: Env) -> None:
 
 async def test_fiscal_years_carry_locks_and_types_carry_no_and_title(env: Env) -> None:
     session = await login(env)
+    # A call in the webservices namespace is refused by TransactionService (published WSDL).
+    wrong = await env.http.post(
+        tf.TRANSACTION_PATH,
+        content=envelope("GetFiscalYears"),
+        headers={
+            "Content-Type": "text/xml; charset=utf-8",
+            "SOAPAction": f'"{NS}/GetFiscalYears"',
+            "Cookie": f"ASP.NET_SessionId={session}",
+        },
+    )
+    assert "namespace" in fault_string(wrong)
     years = result(
         await soap(env.http, tf.TRANSACTION_PATH, "GetFiscalYears", session=session),
         "GetFiscalYears",
+        ACC,
     )
-    locks = [period.findtext(f"{{{NS}}}IsLocked") for period in years.iter(f"{{{NS}}}Period")]
-    expected = [
-        "true" if p.closed else "false"
-        for year in env.first.company.fiscal_years
-        for p in year.periods
+    # Published FiscalYear (changed from StartDate/EndDate/Periods): Id, StartingDate,
+    # EndingDate, IsLocked for the whole year.
+    found = [
+        (
+            year.findtext(f"{{{ACC}}}StartingDate"),
+            year.findtext(f"{{{ACC}}}EndingDate"),
+            year.findtext(f"{{{ACC}}}IsLocked"),
+        )
+        for year in years.findall(f"{{{ACC}}}FiscalYear")
     ]
-    assert locks == expected
-    assert "true" in locks
+    assert found == [
+        (
+            f"{y.start.isoformat()}T00:00:00",
+            f"{y.end.isoformat()}T00:00:00",
+            "true" if y.closed else "false",
+        )
+        for y in env.first.company.fiscal_years
+    ]
+    assert not list(years.iter(f"{{{ACC}}}Period"))
     types = result(
         await soap(env.http, tf.TRANSACTION_PATH, "GetTransactionTypes", session=session),
         "GetTransactionTypes",
+        ACC,
     )
     first_type = types[0]
-    assert (first_type.findtext(f"{{{NS}}}No"), first_type.findtext(f"{{{NS}}}Title")) == (
+    assert (first_type.findtext(f"{{{ACC}}}No"), first_type.findtext(f"{{{ACC}}}Title")) == (
         "1",
         "Utgående faktura",
     )
     assert len(types) == 6
+    dimensions = result(
+        await soap(env.http, tf.TRANSACTION_PATH, "GetUserDefinedDimensions", session=session),
+        "GetUserDefinedDimensions",
+        ACC,
+    )
+    # Published: flat Dimension elements (Type, Name, TypeId); values come separately.
+    kinds = [d.findtext(f"{{{ACC}}}Type") for d in dimensions.findall(f"{{{ACC}}}Dimension")]
+    assert kinds == ["Department", "UserDefined", "Project"]
+
+    def dimension_type(element: ET.Element) -> None:
+        sub(element, "DimensionType", "1")
+
+    values = result(
+        await soap(
+            env.http,
+            tf.TRANSACTION_PATH,
+            "GetUserDefinedDimensionValues",
+            dimension_type,
+            session=session,
+        ),
+        "GetUserDefinedDimensionValues",
+        ACC,
+    )
+    assert [v.findtext(f"{{{ACC}}}Value") for v in values] == [
+        o.code for o in env.first.company.dimensions[0].objects
+    ]
 
 
 async def test_get_transactions_needs_search_params(env: Env) -> None:
@@ -311,13 +369,15 @@ async def test_get_transactions_needs_search_params(env: Env) -> None:
 
 
 def bundle_list(
-    *vouchers: list[tuple[str, str, str]], name: str = "Payroll 2025-05", number: str = "1"
+    *vouchers: list[tuple[str, str, str]],
+    name: str = "Payroll 2025-05",
+    number: str = "1",
+    sort: int = 5,
 ) -> Callable[[ET.Element], None]:
     def build(element: ET.Element) -> None:
-        bundles = sub(sub(element, "bundlelist"), "Bundles")
+        bundles = sub(sub(element, "BundleList"), "Bundles")
         bundle = sub(bundles, "Bundle")
         sub(bundle, "YearId", "2025")
-        sub(bundle, "Name", name)
         container = sub(bundle, "Vouchers")
         for index, entries in enumerate(vouchers):
             voucher = sub(container, "Voucher")
@@ -325,9 +385,12 @@ def bundle_list(
             entries_element = sub(voucher, "Entries")
             for day, account, amount in entries:
                 entry = sub(entries_element, "Entry")
-                sub(entry, "AccountId", account)
+                sub(entry, "AccountNo", account)
                 sub(entry, "Date", f"{day}T00:00:00")
                 sub(entry, "Amount", amount)
+            sub(voucher, "Sort", str(sort))
+        sub(bundle, "Sort", str(sort))
+        sub(bundle, "Name", name)
 
     return build
 
@@ -354,6 +417,12 @@ async def test_save_bundle_list_refuses_what_24sevenoffice_refuses(env: Env) -> 
         bundle_list([("2025-05-31", "9999", "1.00"), ("2025-05-31", "2930", "-1.00")])
     )
     assert (kind, "does not exist" in text) == ("NotSaved", True)
+    kind, text = await save(
+        bundle_list([("2025-05-31", "7350", "1.00"), ("2025-05-31", "2930", "-1.00")])
+    )
+    assert (kind, "inactive" in text) == ("NotSaved", True)
+    kind, text = await save(bundle_list(balanced, sort=99))
+    assert (kind, "99" in text) == ("NotSaved", True)
     assert len(env.first.company.vouchers) == before
 
     def duplicated(element: ET.Element) -> None:
@@ -424,7 +493,6 @@ async def test_transactionlines_validates_queries_and_pages_with_link_next(env: 
         {"dateFrom": "2025-13-01", "dateTo": "2025-12-31"},
         {"dateFrom": "2024-01-01", "dateTo": "2025-12-31", "limit": "1001"},
         {"dateFrom": "2024-01-01", "dateTo": "2025-12-31", "page": "0"},
-        {"dateFrom": "2024-01-01", "dateTo": "2025-12-31", "changedAfter": "yesterday"},
     ):
         response = await env.http.get(path, params=params, headers=bearer)
         assert response.status_code == 400, params
@@ -440,82 +508,51 @@ async def test_transactionlines_validates_queries_and_pages_with_link_next(env: 
     third = await env.http.get(path, params={**window, "page": "3"}, headers=bearer)
     assert third.json() == []
     assert "next" not in third.links
+    # Published Transaction line (changed from a flat sandbox shape): nested transaction,
+    # account and transactionType, modifiedAt; dimensions only with includeDimensions.
+    line = first.json()[0]
+    assert {"transaction", "account", "transactionType", "amount", "date", "modifiedAt"} <= set(
+        line
+    )
+    assert "dimensions" not in line
+    assert set(line["transaction"]) == {"id", "number"}
+    with_dimensions = await env.http.get(
+        path, params={**window, "includeDimensions": "true"}, headers=bearer
+    )
+    assert all("dimensions" in item for item in with_dimensions.json())
+    # Published: dateTo is exclusive, and there is no change filter (an unknown parameter
+    # is ignored; changed from a 400 for a malformed changedAfter).
+    last_day = max(v.date for v in env.first.company.vouchers).isoformat()
+    on_last_day = sum(
+        len(v.lines) for v in env.first.company.vouchers if v.date.isoformat() == last_day
+    )
+    upto = await env.http.get(
+        path,
+        params={"dateFrom": last_day, "dateTo": last_day, "changedAfter": "yesterday"},
+        headers=bearer,
+    )
+    assert upto.json() == []
+    including = await env.http.get(
+        path,
+        params={
+            "dateFrom": last_day,
+            "dateTo": (dt.date.fromisoformat(last_day) + dt.timedelta(days=1)).isoformat(),
+        },
+        headers=bearer,
+    )
+    assert len(including.json()) == on_last_day > 0
 
 
-def transaction(
-    lines: list[tuple[str, int, float]], *, reference: str = "REF-1", type_id: int = 5
-) -> dict[str, object]:
-    return {
-        "transactionTypeId": type_id,
-        "description": "Payroll",
-        "reference": reference,
-        "lines": [
-            {"date": day, "accountNumber": account, "amount": amount, "description": "x"}
-            for day, account, amount in lines
-        ],
-    }
-
-
-async def test_post_transactions_refuses_what_24sevenoffice_refuses(env: Env) -> None:
+async def test_the_public_rest_api_has_no_transaction_write_endpoint(env: Env) -> None:
+    # Published: the REST API (rest.yaml) has no POST /transactions; postings go through SOAP
+    # SaveBundleList (changed: the sandbox used to accept REST postings).
     bearer = {"Authorization": f"Bearer {await token(env)}"}
-    path = f"{tf.REST_PREFIX}/transactions"
     before = len(env.first.company.vouchers)
-    cases: list[tuple[dict[str, object], str, str]] = [
-        # Balanced in total but not per date.
-        (
-            transaction([("2025-05-30", 5000, 100.0), ("2025-05-31", 2930, -100.0)]),
-            "validation",
-            "do not balance",
-        ),
-        (
-            transaction([("2025-02-28", 5000, 100.0), ("2025-02-28", 2930, -100.0)]),
-            "closedPeriod",
-            "closed",
-        ),
-        (
-            transaction([("2030-01-31", 5000, 100.0), ("2030-01-31", 2930, -100.0)]),
-            "closedPeriod",
-            "No fiscal period",
-        ),
-        (
-            transaction([("2025-05-31", 9999, 100.0), ("2025-05-31", 2930, -100.0)]),
-            "validation",
-            "does not exist",
-        ),
-        (
-            transaction([("2025-05-31", 7350, 100.0), ("2025-05-31", 2930, -100.0)]),
-            "validation",
-            "inactive",
-        ),
-        (
-            transaction([("2025-05-31", 5000, 1.0)] * 1001 + [("2025-05-31", 2930, -1001.0)]),
-            "validation",
-            "at most 1000",
-        ),
-        (
-            transaction([("2025-05-31", 5000, 1.0), ("2025-05-31", 2930, -1.0)], type_id=99),
-            "validation",
-            "transactionTypeId",
-        ),
-    ]
-    for body, kind, text in cases:
-        response = await env.http.post(path, json=body, headers=bearer)
-        assert response.status_code == 400, body
-        payload = response.json()
-        assert kind in [error["type"] for error in payload["errors"]]
-        assert any(text in error["message"] for error in payload["errors"])
-        assert payload["trackingId"]
+    response = await env.http.post(
+        f"{tf.REST_PREFIX}/transactions", json={"lines": []}, headers=bearer
+    )
+    assert response.status_code in (404, 405)
     assert len(env.first.company.vouchers) == before
-
-    good = transaction([("2025-05-31", 5000, 100.25), ("2025-05-31", 2930, -100.25)])
-    created = await env.http.post(path, json=good, headers=bearer)
-    assert created.status_code == 201
-    voucher = env.first.company.voucher(created.json()["id"])
-    assert [str(line.amount) for line in voucher.lines] == ["100.25", "-100.25"]
-    again = await env.http.post(path, json=good, headers=bearer)
-    assert again.status_code == 409
-    assert again.json()["errors"][0]["type"] == "conflict"
-    assert len(env.first.company.vouchers) == before + 1
 
 
 async def test_rest_rate_limit_answers_429_with_retry_after(env: Env) -> None:

@@ -22,10 +22,12 @@ What this module knows about Netvisor, and why the connector behaves as it does:
 * **No paging.** ``accountingledger.nv`` returns everything matching its filter in one
   answer, so reads are chunked by date windows: a first, full read walks the fiscal years
   month by month by voucher date; incremental reads ask for vouchers *modified* in windows
-  of at most :data:`INCREMENTAL_WINDOW_DAYS` days (``lastmodifiedstart``/``lastmodifiedend``,
-  which also return invalidated vouchers). ``netvisorkeylist`` (<= 500 keys) is not used for
-  chunking: keys cannot be listed without reading the vouchers themselves, so a key list
-  would only ever re-read what a date window has already returned.
+  of at most :data:`INCREMENTAL_WINDOW_DAYS` days (``lastmodifiedstart``/``lastmodifiedend``).
+  Every ledger read sends ``voucherstatus=1`` (all): Netvisor's published default is 2,
+  valid vouchers only, which would never show an invalidation or a deletion.
+  ``netvisorkeylist`` (<= 500 keys) is not used for chunking: keys cannot be listed
+  without reading the vouchers themselves, so a key list would only ever re-read what a
+  date window has already returned.
 * **No company endpoint.** Netvisor has no company-information resource; a set of
   credentials reaches exactly one organisation, so :meth:`NetvisorConnector.list_companies`
   returns that one, built from the settings.
@@ -52,6 +54,7 @@ import defusedxml.ElementTree as SafeET
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from ledgerlink.connectors.answers import AnswerReader
 from ledgerlink.connectors.base import LedgerConnector
 from ledgerlink.connectors.errors import (
     AccessNotEnabled,
@@ -62,6 +65,7 @@ from ledgerlink.connectors.errors import (
     PeriodLocked,
     RateLimited,
     RequestNotUnique,
+    UnexpectedResponse,
     VendorUnavailable,
 )
 from ledgerlink.connectors.http import RateBudget, RetryPolicy, VendorHttpClient
@@ -106,6 +110,9 @@ INCREMENTAL_WINDOW_DAYS: Final = 31
 #: Netvisor documents no answer time; its own guidance is to allow at least 120 s.
 DEFAULT_TIMEOUT_SECONDS: Final = 120.0
 _CURSOR_VERSION: Final = 1
+#: accountingledger.nv ``voucherstatus``: 1 all, 2 valid only (the default), 3 invalidated
+#: and deleted.
+_ALL_VOUCHERS: Final = "1"
 
 #: Netvisor's error categories and the connector error each one becomes.
 ERROR_CATEGORIES: Final[Mapping[str, type[ConnectorError]]] = {
@@ -365,15 +372,6 @@ def build_voucher_xml(
     return _encode_xml(root)
 
 
-def _text(element: ET.Element | None, tag: str, default: str = "") -> str:
-    if element is None:
-        return default
-    child = element.find(tag)
-    if child is None or child.text is None:
-        return default
-    return child.text.strip()
-
-
 def _parse_document(content: bytes) -> ET.Element | None:
     try:
         root: ET.Element = SafeET.fromstring(content)
@@ -445,10 +443,20 @@ def classify_response(response: httpx.Response) -> ConnectorError | None:
             vendor_message=message,
             status=response.status_code,
         )
-    if response.status_code >= 500 or root is None:
+    if response.status_code >= 500:
         return VendorUnavailable(
             VENDOR,
             "Netvisor answered without a readable response status",
+            status=response.status_code,
+        )
+    if root is None or not status:
+        # A success status code with an empty, truncated or foreign body: outside the
+        # contract (every answer is Root/ResponseStatus), and the same request would get
+        # the same answer, so this is not retried.
+        return UnexpectedResponse(
+            VENDOR,
+            f"{response.request.method} {response.request.url.path.rsplit('/', 1)[-1]}",
+            "the answer has no readable Root/ResponseStatus (empty, truncated or not XML)",
             status=response.status_code,
         )
     return ConnectorError(
@@ -468,35 +476,95 @@ def _voucher_digest(element: ET.Element) -> str:
     return hashlib.blake2b(canonical.encode("utf-8"), digest_size=8).hexdigest()
 
 
-def _parse_voucher(element: ET.Element) -> Voucher:
+#: Voucher (and voucher line) ``Status`` values of accountingledger.nv; the attribute is
+#: optional (0...1) and a voucher without it is valid.
+_VOUCHER_STATUSES: Final = frozenset({"valid", "invalidated", "deleted"})
+#: How the published examples write "no VAT code" on a read line ("-"); "NONE" is the code
+#: a request sends for it.
+_NO_VAT_CODES: Final = frozenset({"", "-", "NONE"})
+_FI_DATE_FORMATS: Final = ("%d.%m.%Y",)
+
+
+def _element_text(element: ET.Element | None, tag: str) -> str | None:
+    """The stripped text of ``element/tag``; None when the element is absent."""
+    if element is None:
+        return None
+    child = element.find(tag)
+    if child is None:
+        return None
+    return (child.text or "").strip()
+
+
+def _required(read: AnswerReader, element: ET.Element, tag: str, where: str) -> str:
+    return read.required_text(_element_text(element, tag), f"{where}/{tag}")
+
+
+def _fi_date(read: AnswerReader, element: ET.Element, tag: str, where: str) -> dt.date:
+    # Netvisor writes Finnish dates (31.1.2024) even where the element says format="ansi".
+    return read.date_text(
+        _required(read, element, tag, where), f"{where}/{tag}", formats=_FI_DATE_FORMATS
+    )
+
+
+def _status(read: AnswerReader, element: ET.Element, where: str) -> str:
+    status = (element.get("Status") or element.get("status") or "valid").strip().lower()
+    if status not in _VOUCHER_STATUSES:
+        raise read.unexpected(f"{where}@Status has the unknown value {status!r}")
+    return status
+
+
+def _parse_voucher(read: AnswerReader, element: ET.Element, where: str) -> Voucher:
+    status = _status(read, element, where)
     lines = []
-    for line in element.findall("VoucherLine"):
-        vat_code = _text(line, "VatCode")
-        dimensions = {
-            _text(dimension, "DimensionName"): _text(dimension, "DimensionItem")
-            for dimension in line.findall("Dimension")
-            if _text(dimension, "DimensionName")
-        }
+    for n, line in enumerate(element.findall("VoucherLine")):
+        line_where = f"{where}/VoucherLine[{n}]"
+        if status == "valid" and _status(read, line, line_where) != "valid":
+            # UNCONFIRMED: a line marked invalidated or deleted inside a valid voucher is no
+            # longer part of it (its current content is the valid lines).
+            continue
+        vat_code = _element_text(line, "VatCode") or ""
+        dimensions = {}
+        for m, dimension in enumerate(line.findall("Dimension")):
+            dimension_where = f"{line_where}/Dimension[{m}]"
+            name = _element_text(dimension, "DimensionName") or ""
+            item = _element_text(dimension, "DimensionItem") or ""
+            if not item:
+                # Netvisor writes a dimension without an item as an empty (or blank)
+                # DimensionItem: the line carries no value of that dimension.
+                continue
+            if not name:
+                raise read.unexpected(f"{dimension_where}/DimensionName is missing")
+            dimensions[name] = item
         lines.append(
             VoucherLine(
-                account=_text(line, "AccountNumber"),
-                amount=parse_fi_decimal(_text(line, "LineSum", "0")),
-                description=_text(line, "Description"),
-                # Netvisor writes NONE for "no VAT"; the model has None for that.
-                vat_code=None if vat_code in ("", "NONE") else vat_code,
+                account=_required(read, line, "AccountNumber", line_where),
+                amount=read.decimal_text(
+                    _required(read, line, "LineSum", line_where),
+                    f"{line_where}/LineSum",
+                    comma=True,
+                ),
+                description=_element_text(line, "Description") or "",
+                vat_code=None if vat_code in _NO_VAT_CODES else vat_code,
                 dimensions=dimensions,
             )
         )
-    status = (element.get("Status") or "valid").strip().lower()
     return Voucher(
-        external_id=_text(element, "NetvisorKey"),
-        series=_text(element, "VoucherClass") or None,
-        number=_text(element, "VoucherNumber") or None,
-        date=parse_fi_date(_text(element, "VoucherDate")),
-        description=_text(element, "VoucherDescription"),
-        status="invalidated" if status == "invalidated" else "valid",
+        external_id=_required(read, element, "NetvisorKey", where),
+        series=_element_text(element, "VoucherClass") or None,
+        number=_element_text(element, "VoucherNumber") or None,
+        date=_fi_date(read, element, "VoucherDate", where),
+        description=_element_text(element, "VoucherDescription") or "",
+        # A deleted voucher is out of the books just as an invalidated one.
+        status="valid" if status == "valid" else "invalidated",
         lines=tuple(lines),
     )
+
+
+def _vouchers(read: AnswerReader, root: ET.Element) -> list[ET.Element]:
+    container = root.find("Vouchers")
+    if container is None:
+        raise read.unexpected("Root/Vouchers is missing")
+    return container.findall("Voucher")
 
 
 _KIND_BY_NAME: Final[Mapping[str, DimensionKind]] = {
@@ -652,7 +720,7 @@ class NetvisorConnector(LedgerConnector):
         call still costs a cheap signed request (the period list), so a wrong key or a
         missing interface right shows here rather than at the first sync.
         """
-        await self._call("GET", "accountingperiodlist.nv")
+        await self._read("GET", "accountingperiodlist.nv")
         return [
             Company(
                 external_id=self.settings.customer_id,
@@ -668,16 +736,34 @@ class NetvisorConnector(LedgerConnector):
         Netvisor's list carries no balance-sheet/P&L class; the type comes from the
         Finnish chart's number ranges (see ``_account_type``).
         """
-        root = await self._call("GET", "accountlist.nv")
-        return [
-            Account(
-                number=_text(element, "Number"),
-                name=_text(element, "Name"),
-                type=_account_type(_text(element, "Number")),
-                active=_text(element, "IsActive", "1").lower() not in ("0", "false"),
+        root, read = await self._read("GET", "accountlist.nv")
+        # Published: AccountList/Accounts/Account, where each Account is an account or an
+        # account-group heading (AccountType accountgroup, possibly without a Number); the
+        # groups are the chart's headings, not accounts to post to.
+        container = root.find("AccountList/Accounts")
+        if container is None:
+            raise read.unexpected("Root/AccountList/Accounts is missing")
+        accounts = []
+        for n, element in enumerate(container.findall("Account")):
+            where = f"AccountList/Accounts/Account[{n}]"
+            kind = _required(read, element, "AccountType", where).lower()
+            if kind not in ("account", "accountgroup"):
+                raise read.unexpected(f"{where}/AccountType has the unknown value {kind!r}")
+            if kind == "accountgroup":
+                continue
+            number = _required(read, element, "Number", where)
+            active = (_element_text(element, "IsActive") or "1").lower()
+            if active not in ("0", "1", "true", "false"):
+                raise read.unexpected(f"{where}/IsActive is not 0 or 1: {active[:10]!r}")
+            accounts.append(
+                Account(
+                    number=number,
+                    name=_element_text(element, "Name") or "",
+                    type=_account_type(number),
+                    active=active in ("1", "true"),
+                )
             )
-            for element in root.findall("AccountList/Account")
-        ]
+        return accounts
 
     async def read_dimensions(self) -> list[Dimension]:
         """Dimensions and their items (``dimensionlist.nv``).
@@ -685,24 +771,30 @@ class NetvisorConnector(LedgerConnector):
         Netvisor identifies an item by its name, so an item's code and name are the same;
         hidden items are inactive. The kind is recognised from the usual dimension names.
         """
-        root = await self._call("GET", "dimensionlist.nv")
+        root, read = await self._read("GET", "dimensionlist.nv")
+        container = root.find("DimensionNameList")
+        if container is None:
+            raise read.unexpected("Root/DimensionNameList is missing")
         dimensions = []
-        for element in root.findall("DimensionNameList/DimensionName"):
-            name = _text(element, "Name")
-            objects = tuple(
-                DimensionObject(
-                    code=_text(detail, "Name"),
-                    name=_text(detail, "Name"),
-                    active=_text(detail, "IsHidden", "False").lower() not in ("true", "1"),
+        for n, element in enumerate(container.findall("DimensionName")):
+            where = f"DimensionNameList/DimensionName[{n}]"
+            name = _required(read, element, "Name", where)
+            objects = []
+            for m, detail in enumerate(element.findall("DimensionDetails/DimensionDetail")):
+                detail_where = f"{where}/DimensionDetails/DimensionDetail[{m}]"
+                item = _required(read, detail, "Name", detail_where)
+                hidden = (_element_text(detail, "IsHidden") or "false").lower()
+                objects.append(
+                    DimensionObject(code=item, name=item, active=hidden not in ("true", "1"))
                 )
-                for detail in element.findall("DimensionDetails/DimensionDetail")
-            )
             dimensions.append(
                 Dimension(
-                    id=_text(element, "Netvisorkey") or _text(element, "NetvisorKey") or name,
+                    id=_element_text(element, "Netvisorkey")
+                    or _element_text(element, "NetvisorKey")
+                    or name,
                     name=name,
                     kind=_dimension_kind(name),
-                    objects=objects,
+                    objects=tuple(objects),
                 )
             )
         self._dimension_names = {
@@ -731,15 +823,28 @@ class NetvisorConnector(LedgerConnector):
         return periods
 
     async def _fiscal_years(self) -> tuple[list[tuple[dt.date, dt.date]], dt.date | None]:
-        root = await self._call("GET", "accountingperiodlist.nv")
+        root, read = await self._read("GET", "accountingperiodlist.nv")
+        container = root.find("AccountingPeriodList")
+        if container is None:
+            raise read.unexpected("Root/AccountingPeriodList is missing")
         years = sorted(
-            (parse_fi_date(_text(element, "BeginDate")), parse_fi_date(_text(element, "EndDate")))
-            for element in root.findall("AccountingPeriodList/Period")
+            (
+                _fi_date(read, element, "BeginDate", f"AccountingPeriodList/Period[{n}]"),
+                _fi_date(read, element, "EndDate", f"AccountingPeriodList/Period[{n}]"),
+            )
+            for n, element in enumerate(container.findall("Period"))
         )
-        lock_text = _text(
-            root.find("AccountingPeriodList/PeriodLockInformation"), "AccountingPeriodLockDate"
+        lock_text = _element_text(
+            container.find("PeriodLockInformation"), "AccountingPeriodLockDate"
         )
-        return years, (parse_fi_date(lock_text) if lock_text else None)
+        lock_date = None
+        if lock_text:
+            lock_date = read.date_text(
+                lock_text,
+                "AccountingPeriodList/PeriodLockInformation/AccountingPeriodLockDate",
+                formats=_FI_DATE_FORMATS,
+            )
+        return years, lock_date
 
     async def read_vouchers(
         self, cursor: SyncCursor | None = None, *, page_size: int | None = None
@@ -766,17 +871,20 @@ class NetvisorConnector(LedgerConnector):
         # the walk returns those vouchers anyway, and the incremental read that ends the
         # first sync (from yesterday on) then does not return them a second time.
         start = today - dt.timedelta(days=1)
-        recent = await self._call(
+        recent, read = await self._read(
             "GET",
             "accountingledger.nv",
             params={
                 "lastmodifiedstart": _ansi(start),
                 "lastmodifiedend": _ansi(today + dt.timedelta(days=1)),
+                "voucherstatus": _ALL_VOUCHERS,
             },
         )
         seen = {
-            _text(element, "NetvisorKey"): _voucher_digest(element)
-            for element in recent.findall("Vouchers/Voucher")
+            _required(read, element, "NetvisorKey", f"Vouchers/Voucher[{n}]"): _voucher_digest(
+                element
+            )
+            for n, element in enumerate(_vouchers(read, recent))
         }
         if not years:
             return _Cursor(mode="incremental", since=today, seen=seen)
@@ -791,16 +899,23 @@ class NetvisorConnector(LedgerConnector):
         # Empty months are skipped within one call, so a page is never empty before the end.
         while start <= state.until and not vouchers:
             end = min(_month_end(start), state.until)
-            root = await self._call(
+            root, read = await self._read(
                 "GET",
                 "accountingledger.nv",
-                params={"startdate": _ansi(start), "enddate": _ansi(end)},
+                params={
+                    "startdate": _ansi(start),
+                    "enddate": _ansi(end),
+                    "voucherstatus": _ALL_VOUCHERS,
+                },
             )
-            elements = root.findall("Vouchers/Voucher")
-            vouchers = [_parse_voucher(element) for element in elements]
-            for element in elements:
+            elements = _vouchers(read, root)
+            vouchers = [
+                _parse_voucher(read, element, f"Vouchers/Voucher[{n}]")
+                for n, element in enumerate(elements)
+            ]
+            for voucher, element in zip(vouchers, elements, strict=True):
                 # A recently changed voucher: remember the content the walk returned.
-                key = _text(element, "NetvisorKey")
+                key = voucher.external_id
                 if key in seen:
                     seen[key] = _voucher_digest(element)
             start = end + dt.timedelta(days=1)
@@ -822,15 +937,19 @@ class NetvisorConnector(LedgerConnector):
         start = state.since - dt.timedelta(days=1)
         horizon = today + dt.timedelta(days=1)
         end = min(start + dt.timedelta(days=INCREMENTAL_WINDOW_DAYS - 1), horizon)
-        root = await self._call(
+        root, read = await self._read(
             "GET",
             "accountingledger.nv",
-            params={"lastmodifiedstart": _ansi(start), "lastmodifiedend": _ansi(end)},
+            params={
+                "lastmodifiedstart": _ansi(start),
+                "lastmodifiedend": _ansi(end),
+                "voucherstatus": _ALL_VOUCHERS,
+            },
         )
         vouchers = []
         seen: dict[str, str] = {}
-        for element in root.findall("Vouchers/Voucher"):
-            voucher = _parse_voucher(element)
+        for n, element in enumerate(_vouchers(read, root)):
+            voucher = _parse_voucher(read, element, f"Vouchers/Voucher[{n}]")
             digest = _voucher_digest(element)
             seen[voucher.external_id] = digest
             if state.seen.get(voucher.external_id) != digest:
@@ -871,10 +990,8 @@ class NetvisorConnector(LedgerConnector):
             voucher_class=self.settings.voucher_class,
             lines=lines,
         )
-        root = await self._call("POST", "accounting.nv", body=body)
-        key = _text(root, "Replies/InsertedDataIdentifier")
-        if not key:
-            raise ConnectorError(VENDOR, "Netvisor accepted the voucher but returned no key")
+        root, read = await self._read("POST", "accounting.nv", body=body)
+        key = _required(read, root, "Replies/InsertedDataIdentifier", "Root")
         return PostedJournal(external_id=key, status="OK")
 
     async def _dimension_names_for_posting(self, posting: JournalPosting) -> dict[str, str]:
@@ -917,16 +1034,18 @@ class NetvisorConnector(LedgerConnector):
         ``invalidatevouchers.nv``, ``accountbalance.nv``...). Failures raise the same
         :class:`ConnectorError` subclasses as every other method.
         """
-        return await self._call(method, resource, params=params, body=body)
+        root, _read = await self._read(method, resource, params=params, body=body)
+        return root
 
-    async def _call(
+    async def _read(
         self,
         method: Literal["GET", "POST"],
         resource: str,
         *,
         params: Mapping[str, str] | None = None,
         body: bytes | None = None,
-    ) -> ET.Element:
+    ) -> tuple[ET.Element, AnswerReader]:
+        """The parsed ``Root`` of a successful answer and a reader naming the resource."""
         headers = (
             {"Content-Type": f"text/xml; charset={XML_ENCODING}"} if body is not None else None
         )
@@ -940,7 +1059,11 @@ class NetvisorConnector(LedgerConnector):
             "netvisor answered",
             extra={"vendor": VENDOR, "resource": resource, "status": response.status_code},
         )
+        read = AnswerReader(VENDOR, f"{method} {resource}", response.status_code)
         root = _parse_document(response.content)
-        if root is None:  # classify_response lets no unreadable answer through; be sure
-            raise VendorUnavailable(VENDOR, f"unreadable answer from {resource}")
-        return root
+        if root is None:
+            # The status came first and was OK, but the rest of the body is cut off.
+            raise read.unexpected("the answer is not well-formed XML (truncated body)")
+        if root.tag != "Root":
+            raise read.unexpected(f"the document element is {root.tag[:40]!r}, not Root")
+        return root, read

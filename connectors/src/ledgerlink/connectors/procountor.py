@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from ledgerlink.connectors.answers import AnswerReader
 from ledgerlink.connectors.base import LedgerConnector
 from ledgerlink.connectors.errors import (
     AccessNotEnabled,
@@ -95,6 +96,61 @@ SALARY_NOT_VISIBLE: Final = (
     "salary rights): the ledger read will not balance; connect with a user who has access "
     "to payroll"
 )
+
+# Enums of the published schema (Procountor's OpenAPI document, as generated into the public
+# client rantalainen/procountor-api-client src/api.ts; see connectors/tests/contracts/
+# procountor/SOURCES.md). A value outside these is an UnexpectedResponse, not a guess.
+_CURRENCIES: Final = frozenset({"DKK", "EUR", "NOK", "SEK"})
+_PERIOD_STATUSES: Final = frozenset({"OPEN", "CLOSED", "PENDING"})
+_TRANSACTION_TYPES: Final = frozenset({"ENTRY", "RECONCILIATION_ENTRY", "REVERSING_ENTRY"})
+_RECEIPT_TYPES: Final = frozenset(
+    {
+        "JOURNAL",
+        "PURCHASE_INVOICE",
+        "SALES_INVOICE",
+        "PERIODIC_TAX_RETURN",
+        "TRAVEL_INVOICE",
+        "BILL_OF_CHARGES",
+        "VAT_FORM",
+        "SALARY",
+        "EMPLOYER_CONTRIBUTION",
+        "PURCHASE_ORDER",
+        "SALES_ORDER",
+        "BANK_STATEMENT_AS_RECEIPT",
+        "RECEIPT_FOR_OPENING_ACCOUNTS",
+        "REFERENCE_PAYMENT",
+        "TRACKING_PERIOD_OPENING_RECEIPT",
+        "VAT_SUMMARY",
+    }
+)
+_RECEIPT_STATUSES: Final = frozenset(
+    {
+        "APPROVED",
+        "DELETED",
+        "EMPTY",
+        "INVALIDATED",
+        "INVOICED",
+        "MARKED_PAID",
+        "NOT_SENT",
+        "OVERRIDDEN",
+        "PAID",
+        "PARTLY_PAID",
+        "PAYMENT_DENIED",
+        "PAYMENT_QUEUED",
+        "PAYMENT_SENT_TO_BANK",
+        "PAYMENT_TRANSACTION_REMOVED",
+        "RECEIVED",
+        "SENT",
+        "STARTED",
+        "UNFINISHED",
+        "UNSAVED",
+        "VERIFIED",
+    }
+)
+# UNCONFIRMED: the schema does not say which statuses take a receipt out of the ledger;
+# INVALIDATED does by name (journals: UNFINISHED, APPROVED, INVALIDATED) and DELETED is read
+# the same way.
+_VOID_STATUSES: Final = frozenset({"INVALIDATED", "DELETED"})
 
 # Error codes of ``errors[].message`` that need a more precise class than the status gives.
 # UNCONFIRMED: Procountor's exact codes are not public; these are the sandbox's, named the
@@ -388,85 +444,156 @@ class ProcountorConnector(LedgerConnector):
             await self.session.client_credentials(api_key=self.settings.api_key.get_secret_value())
             self._machine_token_fetched = True
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def _call(
+        self, method: str, path: str, *, endpoint: str | None = None, **kwargs: Any
+    ) -> tuple[Any, AnswerReader]:
+        """The decoded JSON answer and a reader naming the endpoint (``endpoint`` is the path
+        template when ``path`` carries identifiers)."""
         await self._ensure_token()
         response = await self._http.request(method, path, **kwargs)
+        reader = AnswerReader(VENDOR, f"{method} {endpoint or path}", response.status_code)
         body = _json(response)
         if body is None:
-            raise VendorUnavailable(VENDOR, f"{method} {path}: the answer was not JSON")
-        return body
+            raise reader.unexpected("the answer is not JSON (empty or truncated body)")
+        return body, reader
 
     # -- reads -----------------------------------------------------------------------------
 
     async def list_companies(self) -> list[Company]:
-        """The one company the token speaks for (``GET /company``)."""
-        body = await self._call("GET", "/company")
+        """The one company the token speaks for (``GET /company``, published ``Company``).
+
+        The published schema carries the business ID in ``businessIdentifier.code`` and the
+        books' currency in ``companyCurrency`` (DKK, EUR, NOK or SEK); there is no
+        ``businessId`` or ``currency`` field.
+        """
+        body, read = await self._call("GET", "/company")
+        company = read.mapping(body, "Company")
+        identifier = company.get("businessIdentifier")
+        business_id = None
+        if identifier is not None:
+            business_id = read.optional_string(
+                read.mapping(identifier, "Company.businessIdentifier"),
+                "code",
+                "Company.businessIdentifier",
+            )
+        currency = read.choice(company, "companyCurrency", "Company", _CURRENCIES)
+        if currency is None:
+            # UNCONFIRMED: the field is optional in the schema; a company that does not say
+            # keeps its books in euros (Procountor's home currency).
+            currency = "EUR"
         return [
             Company(
-                external_id=str(body["id"]),
-                business_id=body.get("businessId"),
-                name=str(body.get("name", "")),
-                currency=str(body.get("currency") or "EUR"),
+                external_id=read.string(company, "id", "Company"),
+                business_id=business_id or None,
+                name=read.string(company, "name", "Company"),
+                currency=currency,
             )
         ]
 
     async def read_accounts(self) -> list[Account]:
-        """The chart of accounts (``GET /coa``); Procountor gives no account type."""
-        body = await self._call("GET", "/coa")
-        return [
-            Account(
-                number=str(item["ledgerAccountCode"]),
-                name=str(item.get("name", "")),
-                active=bool(item.get("active", True)),
+        """The chart of accounts (``GET /coa``, published ``LedgerAccounts``); Procountor
+        gives no account type."""
+        body, read = await self._call("GET", "/coa")
+        root = read.mapping(body, "LedgerAccounts")
+        accounts = []
+        for n, item in enumerate(read.optional_items(root, "ledgerAccounts", "LedgerAccounts")):
+            where = f"ledgerAccounts[{n}]"
+            account = read.mapping(item, where)
+            accounts.append(
+                Account(
+                    number=read.string(account, "ledgerAccountCode", where),
+                    name=read.optional_string(account, "name", where) or "",
+                    active=read.boolean(account, "active", where, default=True),
+                )
             )
-            for item in body.get("ledgerAccounts", [])
-        ]
+        return accounts
 
     async def read_dimensions(self) -> list[Dimension]:
-        """Dimensions and their items (``GET /dimensions``); kinds recognised by name."""
-        body = await self._call("GET", "/dimensions")
+        """Dimensions and their items (``GET /dimensions``, published ``Dimension[]``); kinds
+        recognised by name.
+
+        An item is active unless it carries ``status`` (the schema: absent when active,
+        ``"P"`` when inactive).
+        """
+        body, read = await self._call("GET", "/dimensions")
         kinds = {
             **_DEFAULT_DIMENSION_KINDS,
             **{k.lower(): v for k, v in self.settings.dimension_kinds.items()},
         }
         dimensions = []
         item_ids: dict[int, tuple[str, str]] = {}
-        for element in body:
-            name = str(element.get("name", ""))
+        for n, element in enumerate(read.items(body, "Dimension[]")):
+            where = f"[{n}]"
+            dimension = read.mapping(element, where)
+            name = read.string(dimension, "name", where)
             kind = kinds.get(name.strip().lower())
             key = kind or name
             objects = []
-            for item in element.get("items", []):
-                code = str(item.get("codeName", ""))
-                item_ids[int(item["id"])] = (key, code)
+            for m, entry in enumerate(read.optional_items(dimension, "items", where)):
+                item_where = f"{where}.items[{m}]"
+                item = read.mapping(entry, item_where)
+                code = read.string(item, "codeName", item_where)
+                item_ids[read.integer(item, "id", item_where)] = (key, code)
                 objects.append(
                     DimensionObject(
                         code=code,
-                        name=str(item.get("description") or code),
-                        active=item.get("status", "ACTIVE") == "ACTIVE",
+                        name=read.optional_string(item, "description", item_where) or code,
+                        # UNCONFIRMED: only "P" is documented; any status at all means the
+                        # item is not plainly active.
+                        active=read.optional_string(item, "status", item_where) is None,
                     )
                 )
             dimensions.append(
-                Dimension(id=str(element["id"]), name=name, kind=kind, objects=tuple(objects))
+                Dimension(
+                    id=read.string(dimension, "id", where),
+                    name=name,
+                    kind=kind,
+                    objects=tuple(objects),
+                )
             )
         self._dimensions = _DimensionIndex(dimensions, item_ids)
         return dimensions
 
     async def read_periods(self) -> list[Period]:
-        """Periods of every fiscal year (``GET /fiscalyears``); only OPEN ones take postings.
+        """Tracking periods of every fiscal year (``GET /fiscalyears``, published
+        ``FiscalYears``): they live in ``fiscalYears[].trackingPeriods[]`` with a required
+        ``status`` of OPEN, CLOSED or PENDING; only OPEN ones take postings.
 
-        A PENDING period is not open yet, so it counts as closed.
+        A PENDING period is not open yet, so it counts as closed. A fiscal year without
+        tracking periods is one period, open or closed by its ``isOpen``.
         """
-        body = await self._call("GET", "/fiscalyears")
-        periods = [
-            Period(
-                start=dt.date.fromisoformat(period["startDate"]),
-                end=dt.date.fromisoformat(period["endDate"]),
-                status="open" if period.get("status") == "OPEN" else "closed",
-            )
-            for year in body.get("fiscalYears", [])
-            for period in year.get("periods", [])
-        ]
+        body, read = await self._call("GET", "/fiscalyears")
+        root = read.mapping(body, "FiscalYears")
+        periods = []
+        for n, entry in enumerate(read.optional_items(root, "fiscalYears", "FiscalYears")):
+            where = f"fiscalYears[{n}]"
+            year = read.mapping(entry, where)
+            tracking = read.optional_items(year, "trackingPeriods", where)
+            if not tracking:
+                # UNCONFIRMED: the schema says tracking periods exist "if" defined; a year
+                # without them is read as one period.
+                open_year = read.boolean(year, "isOpen", where, default=False)
+                periods.append(
+                    Period(
+                        start=read.iso_date(year, "startDate", where),
+                        end=read.iso_date(year, "endDate", where),
+                        status="open" if open_year else "closed",
+                    )
+                )
+                continue
+            for m, item in enumerate(tracking):
+                period_where = f"{where}.trackingPeriods[{m}]"
+                period = read.mapping(item, period_where)
+                status = read.choice(period, "status", period_where, _PERIOD_STATUSES)
+                if status is None:
+                    raise read.unexpected(f"{period_where}.status is missing")
+                periods.append(
+                    Period(
+                        start=read.iso_date(period, "startDate", period_where),
+                        end=read.iso_date(period, "endDate", period_where),
+                        status="open" if status == "OPEN" else "closed",
+                    )
+                )
         return sorted(periods, key=lambda period: period.start)
 
     async def _dimension_index(self) -> _DimensionIndex:
@@ -497,6 +624,9 @@ class ProcountorConnector(LedgerConnector):
     ) -> ProcountorVoucherPage:
         """One page of ledger receipts changed since ``cursor``; see the module docstring.
 
+        The search (``GET /ledgerreceipts``) answers ``LedgerReceiptBasicInfo`` only: no
+        transactions. The receipts of a page are then read in full by id
+        (``GET /ledgerreceipts/{id,id,...}``, at most 200 ids, one call per page).
         ``page_size`` above Procountor's maximum of 200 is lowered to 200.
         """
         state = _Cursor.load(cursor)
@@ -508,31 +638,60 @@ class ProcountorConnector(LedgerConnector):
             if self.settings.require_salary_visibility:
                 raise AccessNotEnabled(VENDOR, SALARY_NOT_VISIBLE, vendor_code=_SALARY_RIGHTS_CODE)
             warnings = (SALARY_NOT_VISIBLE,)
-        params: dict[str, Any] = {"page": state.page, "size": size}
+        # The published default order is newest first (DESC); the cursor needs oldest
+        # version first, ties by id. UNCONFIRMED: which of two orderBy parameters wins; both
+        # ask for ascending order, version being the one the cursor depends on.
+        params: dict[str, Any] = {
+            "page": state.page,
+            "size": size,
+            "orderByVersion": "ASC",
+            "orderById": "ASC",
+        }
         if state.since is not None:
             params["versionStartDate"] = state.since
-        body = await self._call("GET", "/ledgerreceipts", params=params)
-        results: list[dict[str, Any]] = body.get("results", [])
-        meta = body.get("meta", {})
-        total = int(meta.get("totalCount", len(results)))
+        body, read = await self._call("GET", "/ledgerreceipts", params=params)
+        root = read.mapping(body, "LedgerReceiptSearchResult")
+        results = [
+            _basic_info(read, item, f"results[{n}]")
+            for n, item in enumerate(read.optional_items(root, "results", ""))
+        ]
+        meta = root.get("meta")
+        total: int | None = None
+        if meta is not None:
+            meta_map = read.mapping(meta, "meta")
+            if meta_map.get("totalCount") is not None:
+                total = read.integer(meta_map, "totalCount", "meta")
+        if total is None:
+            # UNCONFIRMED: meta is optional in the schema; without it a full page means
+            # there may be more.
+            has_more = len(results) >= size
+        else:
+            has_more = (state.page + 1) * size < total and bool(results)
         since = _stamp(state.since) if state.since is not None else None
-        index = await self._dimension_index()
-        vouchers = []
-        for receipt in results:
-            already_read = (
+        wanted = [
+            info
+            for info in results
+            if not (
                 since is not None
                 and state.after_id is not None
-                and _stamp(receipt["version"]) == since
-                and int(receipt["id"]) <= state.after_id
+                and info.stamp == since
+                and info.id <= state.after_id
             )
-            if not already_read:
-                vouchers.append(await self._voucher(receipt, index))
-        has_more = (state.page + 1) * size < total and bool(results)
+        ]
+        full = {voucher.external_id: voucher for voucher in await self._read_by_ids(wanted)}
+        vouchers = []
+        for info in wanted:
+            voucher = full.get(str(info.id))
+            if voucher is None:
+                # UNCONFIRMED: a receipt deleted between the search and the read is left
+                # out; its next version (if any) comes with a later sync.
+                continue
+            vouchers.append(voucher)
         next_state = state.model_copy(update={"page": 0})
         if results:
             last = results[-1]
-            last_version, last_id = str(last["version"]), int(last["id"])
-            same_version = since is not None and _stamp(last_version) == since
+            last_version, last_id = last.version, last.id
+            same_version = since is not None and last.stamp == since
             if same_version and state.after_id is not None:
                 # Re-reading receipts of the cursor's own version must not move it back.
                 last_id = max(last_id, state.after_id)
@@ -552,61 +711,105 @@ class ProcountorConnector(LedgerConnector):
             warnings=warnings,
         )
 
+    async def _read_by_ids(self, infos: Sequence[_BasicInfo]) -> list[Voucher]:
+        if not infos:
+            return []
+        return await self.read_receipts([info.id for info in infos])
+
     async def read_receipts(self, ids: Sequence[str | int]) -> list[Voucher]:
-        """The receipts with these ids (``GET /ledgerreceipts/{id,...}``, 200 per call)."""
-        index = await self._dimension_index()
+        """The receipts with these ids (``GET /ledgerreceipts/{id,...}``, published
+        ``LedgerReceipt``; 200 ids per call)."""
+        # Item ids of the lines are resolved against the dimensions: read them first.
+        await self._dimension_index()
         vouchers = []
         numbers = [int(value) for value in ids]
         for start in range(0, len(numbers), MAX_IDS):
             chunk = numbers[start : start + MAX_IDS]
-            body = await self._call("GET", f"/ledgerreceipts/{','.join(map(str, chunk))}")
-            vouchers.extend(
-                [
-                    await self._voucher(receipt, index)
-                    for receipt in (body if isinstance(body, list) else [body])
-                ]
+            body, read = await self._call(
+                "GET",
+                f"/ledgerreceipts/{','.join(map(str, chunk))}",
+                endpoint="/ledgerreceipts/{receiptId}",
             )
+            # The schema answers one LedgerReceipt; UNCONFIRMED: several comma-separated ids
+            # (documented, up to 200) answer a list of them.
+            receipts = body if isinstance(body, list) else [body]
+            for n, receipt in enumerate(receipts):
+                where = f"[{n}]" if isinstance(body, list) else "LedgerReceipt"
+                vouchers.append(await self._voucher(read, read.mapping(receipt, where), where))
         return vouchers
 
-    async def _voucher(self, receipt: Mapping[str, Any], index: _DimensionIndex) -> Voucher:
+    async def _voucher(self, read: AnswerReader, receipt: Mapping[str, Any], where: str) -> Voucher:
+        index = await self._dimension_index()
+        receipt_type = read.choice(receipt, "type", where, _RECEIPT_TYPES)
+        if receipt_type is None:
+            raise read.unexpected(f"{where}.type is missing")
+        status = read.choice(receipt, "status", where, _RECEIPT_STATUSES)
+        transactions = read.items(
+            read.field(receipt, "transactions", where), f"{where}.transactions"
+        )
         lines: list[VoucherLine] = []
-        for transaction in receipt.get("transactions", []):
-            lines.extend(await self._lines(transaction, index))
+        for n, transaction in enumerate(transactions):
+            line_where = f"{where}.transactions[{n}]"
+            lines_read, index = await self._lines(
+                read, read.mapping(transaction, line_where), line_where, index
+            )
+            lines.extend(lines_read)
+        receipt_number = receipt.get("receiptNumber")
         return Voucher(
-            external_id=str(receipt["id"]),
-            series=str(receipt.get("type")) if receipt.get("type") else None,
-            date=dt.date.fromisoformat(receipt["receiptDate"]),
-            description=str(receipt.get("name") or ""),
-            status="invalidated" if receipt.get("status") == "INVALIDATED" else "valid",
-            version=str(receipt["version"]) if receipt.get("version") is not None else None,
+            external_id=read.string(receipt, "id", where),
+            series=receipt_type,
+            number=read.text(receipt_number, f"{where}.receiptNumber")
+            if receipt_number is not None
+            else None,
+            date=read.iso_date(receipt, "receiptDate", where),
+            description=read.optional_string(receipt, "name", where) or "",
+            status="invalidated" if status in _VOID_STATUSES else "valid",
+            version=read.optional_string(receipt, "version", where),
             lines=tuple(lines),
         )
 
     async def _lines(
-        self, transaction: Mapping[str, Any], index: _DimensionIndex
-    ) -> list[VoucherLine]:
-        amount = Decimal(str(transaction.get("accountingValue", 0)))
-        values = transaction.get("dimensionItemValues") or []
-        if any(int(value["itemId"]) not in index.by_item for value in values):
+        self,
+        read: AnswerReader,
+        transaction: Mapping[str, Any],
+        where: str,
+        index: _DimensionIndex,
+    ) -> tuple[list[VoucherLine], _DimensionIndex]:
+        read.choice(transaction, "transactionType", where, _TRANSACTION_TYPES)
+        amount = read.number(transaction, "accountingValue", where)
+        raw_values = read.optional_items(transaction, "dimensionItemValues", where)
+        values: list[tuple[int, int, Decimal]] = []
+        for n, entry in enumerate(raw_values):
+            value_where = f"{where}.dimensionItemValues[{n}]"
+            value = read.mapping(entry, value_where)
+            values.append(
+                (
+                    read.integer(value, "dimensionId", value_where),
+                    read.integer(value, "itemId", value_where),
+                    read.number(value, "value", value_where)
+                    if value.get("value") is not None
+                    else amount,
+                )
+            )
+        if any(item_id not in index.by_item for _dim, item_id, _share in values):
             # An item added since the dimensions were read: read them again, once.
             await self.read_dimensions()
             assert self._dimensions is not None
             index = self._dimensions
         per_dimension: dict[str, list[tuple[str, Decimal]]] = {}
-        for value in values:
-            key, code = index.by_item.get(int(value["itemId"]), (str(value["dimensionId"]), ""))
-            share = Decimal(str(value.get("value", amount)))
+        for dimension_id, item_id, share in values:
+            key, code = index.by_item.get(item_id, (str(dimension_id), ""))
             per_dimension.setdefault(key, []).append((code, share))
         single = {key: parts[0][0] for key, parts in per_dimension.items() if len(parts) == 1}
         split = next(((k, parts) for k, parts in per_dimension.items() if len(parts) > 1), None)
-        account = str(transaction.get("account", ""))
-        description = str(transaction.get("description") or "")
+        account = read.string(transaction, "account", where)
+        description = read.optional_string(transaction, "description", where) or ""
         if split is None:
             return [
                 VoucherLine(
                     account=account, amount=amount, description=description, dimensions=single
                 )
-            ]
+            ], index
         # A line split over several items of one dimension becomes one line per item.
         key, parts = split
         return [
@@ -617,7 +820,7 @@ class ProcountorConnector(LedgerConnector):
                 dimensions={**single, key: code},
             )
             for code, share in parts
-        ]
+        ], index
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -626,10 +829,10 @@ class ProcountorConnector(LedgerConnector):
         body = await self._receipt_body(posting)
         # POST is not repeated after it was sent (it could book twice); 429s, which
         # Procountor answers before doing anything, are.
-        answer = await self._call(
+        answer, read = await self._call(
             "POST", "/ledgerreceipts", content=_dumps(body), headers=_JSON_HEADERS
         )
-        return PostedJournal(external_id=str(answer["id"]), status=str(answer.get("status", "")))
+        return _posted(read, answer)
 
     async def update_journal(
         self, external_id: str, posting: JournalPosting, *, version: str
@@ -641,13 +844,14 @@ class ProcountorConnector(LedgerConnector):
         body = await self._receipt_body(posting)
         body["id"] = int(external_id)
         body["version"] = version
-        answer = await self._call(
+        answer, read = await self._call(
             "PUT",
             f"/ledgerreceipts/{int(external_id)}",
+            endpoint="/ledgerreceipts/{receiptId}",
             content=_dumps(body),
             headers=_JSON_HEADERS,
         )
-        return PostedJournal(external_id=str(answer["id"]), status=str(answer.get("status", "")))
+        return _posted(read, answer)
 
     async def _receipt_body(self, posting: JournalPosting) -> dict[str, Any]:
         index = await self._dimension_index()
@@ -698,6 +902,37 @@ class ProcountorConnector(LedgerConnector):
 
 
 _JSON_HEADERS: Final = {"Content-Type": "application/json"}
+
+
+def _posted(read: AnswerReader, answer: Any) -> PostedJournal:
+    """The saved ``LedgerReceipt`` a POST or PUT answers: its id and status."""
+    receipt = read.mapping(answer, "LedgerReceipt")
+    status = read.choice(receipt, "status", "LedgerReceipt", _RECEIPT_STATUSES)
+    return PostedJournal(
+        external_id=read.string(receipt, "id", "LedgerReceipt"),
+        # The schema: every ledger receipt is created UNFINISHED.
+        status=status or "UNFINISHED",
+    )
+
+
+class _BasicInfo(BaseModel):
+    """What the search answers of one receipt (published ``LedgerReceiptBasicInfo``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    version: str
+    stamp: dt.datetime
+
+
+def _basic_info(read: AnswerReader, item: Any, where: str) -> _BasicInfo:
+    info = read.mapping(item, where)
+    version = read.string(info, "version", where)
+    try:
+        stamp = _stamp(version)
+    except ValueError:
+        raise read.unexpected(f"{where}.version is not a timestamp: {version[:40]!r}") from None
+    return _BasicInfo(id=read.integer(info, "id", where), version=version, stamp=stamp)
 
 
 def _dumps(body: Mapping[str, Any]) -> bytes:

@@ -12,11 +12,19 @@ Which API for what, and why:
   (the "Transaction Type" choice that appears once the credentials are accepted) are read over
   the same session: they are small, and SOAP needs nothing but the integration user.
 * **REST** (``/v1``, client credentials with ``login_organization`` = the selected client) for
-  transaction lines and postings. ``GET /transactionlines`` pages with ``Link: rel="next"``,
-  so a ledger of a million lines is read in bounded memory, whereas SOAP ``GetTransactions``
-  answers a whole date range in one document. ``POST /transactions`` checks balance per date
-  and open periods and answers structured errors with a ``trackingId`` for support, where
-  ``SaveBundleList`` only says ``NotSaved`` with a text.
+  transaction lines. ``GET /transactionlines`` pages with ``Link: rel="next"``, so a ledger of
+  a million lines is read in bounded memory, whereas SOAP ``GetTransactions`` answers a whole
+  date range in one document. Its published filters are ``dateFrom`` (inclusive) and
+  ``dateTo`` (exclusive) only: there is no change-time filter, so an incremental read walks
+  the whole range again and keeps the transactions modified after the last pass.
+* **Postings** go through SOAP ``SaveBundleList`` (AccountService): the public REST API has
+  no transaction write endpoint. Its answer (``Ok``, ``DuplicateData``, ``DataAlreadySaved``,
+  ``NotAuthenticated``, ``SystemError``, ``Exception``, ``NotSaved``) carries no id; the
+  bundle's name is the posting's reference, which also makes a repeated posting answer
+  ``DataAlreadySaved`` instead of booking twice.
+* **Namespaces.** Authenticate and AccountService live in ``http://24sevenOffice.com/
+  webservices``; TransactionService in ``http://24sevenoffice.com/webservices/economy/
+  accounting/`` (its published WSDL). An answer in another namespace is refused.
 
 Sessions expire: a SOAP call answered "not authenticated" logs in again once and is repeated;
 a REST 401 fetches a new token once and repeats. Logins are throttled by the vendor, so the
@@ -43,6 +51,7 @@ import httpx
 from defusedxml import DefusedXmlException
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from ledgerlink.connectors.answers import AnswerReader
 from ledgerlink.connectors.base import LedgerConnector
 from ledgerlink.connectors.errors import (
     AccessNotEnabled,
@@ -53,6 +62,7 @@ from ledgerlink.connectors.errors import (
     NotFound,
     PeriodLocked,
     RateLimited,
+    UnexpectedResponse,
     VendorUnavailable,
 )
 from ledgerlink.connectors.http import RateBudget, RetryPolicy, VendorHttpClient
@@ -82,6 +92,9 @@ logger = logging.getLogger(__name__)
 
 VENDOR: Final = "twentyfour"
 SOAP_NS: Final = "http://24sevenOffice.com/webservices"
+#: TransactionService's namespace: its published WSDL's targetNamespace (lower-case "office",
+#: trailing slash), not the one of Authenticate and AccountService.
+ACCOUNTING_NS: Final = "http://24sevenoffice.com/webservices/economy/accounting/"
 SOAP_ENV: Final = "http://schemas.xmlsoap.org/soap/envelope/"
 SESSION_COOKIE: Final = "ASP.NET_SessionId"
 MAX_TRANSACTION_LINES: Final = 1000
@@ -89,14 +102,47 @@ MAX_TRANSACTION_LINES: Final = 1000
 _AUTH_SERVICE: Final = "authenticate/v001/authenticate.asmx"
 _ACCOUNT_SERVICE: Final = "Economy/Account/V004/Accountservice.asmx"
 _TRANSACTION_SERVICE: Final = "Economy/Accounting/V001/TransactionService.asmx"
-
-# 24SevenOffice names the cost centre "department"; cost units are a user-defined dimension.
-_KIND_OF_KEY: Final[Mapping[str, DimensionKind]] = {
-    "department": "cost_centre",
-    "project": "project",
-    "unit": "cost_unit",
+_SERVICE_NS: Final = {
+    _AUTH_SERVICE: SOAP_NS,
+    _ACCOUNT_SERVICE: SOAP_NS,
+    _TRANSACTION_SERVICE: ACCOUNTING_NS,
 }
-_KEY_OF_KIND: Final = {"cost_centre": "department", "cost_unit": "unit", "project": "project"}
+#: Published enumerations (WSDLs of TransactionService and AccountService).
+_DIMENSION_TYPES: Final = frozenset(
+    {
+        "None",
+        "Project",
+        "Department",
+        "Employee",
+        "Product",
+        "Customer",
+        "CustomerOrderSlip",
+        "SupplierOrderSlip",
+        "UserDefined",
+    }
+)
+_SAVE_RESPONSE_TYPES: Final = frozenset(
+    {
+        "Ok",
+        "DuplicateData",
+        "DataAlreadySaved",
+        "NotAuthenticated",
+        "SystemError",
+        "Exception",
+        "NotSaved",
+    }
+)
+
+# 24SevenOffice's built-in dimension types, by the published DimensionType name: the cost
+# centre is the department. Cost units are a user-defined dimension, recognised by name.
+_KIND_OF_TYPE: Final[Mapping[str, DimensionKind]] = {
+    "Department": "cost_centre",
+    "Project": "project",
+}
+# UNCONFIRMED: the usual names of a user-defined cost-unit dimension.
+_COST_UNIT_NAMES: Final = frozenset(
+    {"kostnadsbærer", "kostnadsbaerer", "cost unit", "unit", "kostnadsenhet"}
+)
 
 
 class TwentyFourSettings(BaseModel):
@@ -163,17 +209,45 @@ class _SoapFaultError(Exception):
         self.retry_after = retry_after
 
 
-def _q(name: str) -> str:
-    return f"{{{SOAP_NS}}}{name}"
+def _q(name: str, ns: str = SOAP_NS) -> str:
+    return f"{{{ns}}}{name}"
+
+
+def _ns_of(element: ET.Element) -> str:
+    return element.tag[1:].partition("}")[0] if element.tag.startswith("{") else ""
 
 
 def _child_text(element: ET.Element, name: str) -> str:
-    child = element.find(_q(name))
+    """The text of ``name`` in the element's own namespace (elementFormDefault qualified)."""
+    child = element.find(_q(name, _ns_of(element)))
     return (child.text or "").strip() if child is not None else ""
+
+
+def _child_present(element: ET.Element, name: str) -> bool:
+    return element.find(_q(name, _ns_of(element))) is not None
 
 
 def _bool(text: str) -> bool:
     return text.strip().lower() == "true"
+
+
+def _soap_action(ns: str, operation: str) -> str:
+    # The WSDLs' soapAction: namespace + "/" + operation, or namespace + operation where the
+    # namespace already ends with a slash (TransactionService).
+    return f"{ns}{operation}" if ns.endswith("/") else f"{ns}/{operation}"
+
+
+def _required(read: AnswerReader, element: ET.Element, name: str, where: str) -> str:
+    if not _child_present(element, name):
+        raise read.unexpected(f"{where}/{name} is missing")
+    return read.required_text(_child_text(element, name), f"{where}/{name}")
+
+
+def _required_bool(read: AnswerReader, element: ET.Element, name: str, where: str) -> bool:
+    text = _required(read, element, name, where).lower()
+    if text not in ("true", "false"):
+        raise read.unexpected(f"{where}/{name} is not a boolean: {text[:10]!r}")
+    return text == "true"
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -253,6 +327,8 @@ class TwentyFourConnector(LedgerConnector):
         self._token_lock = asyncio.Lock()
         self._identities: dict[str, str] = {}
         self._transaction_type = settings.transaction_type
+        # Dimension TypeId -> kind, from read_dimensions (for REST lines' dimensionType).
+        self._dimension_kinds: dict[str, DimensionKind] | None = None
         #: How many SOAP logins and REST tokens this connector made (for tests and metrics).
         self.logins = 0
         self.tokens = 0
@@ -272,10 +348,10 @@ class TwentyFourConnector(LedgerConnector):
         return f"{self.settings.soap_base_url.rstrip('/')}/{service}"
 
     @staticmethod
-    def _envelope(operation: str, build: Any = None) -> bytes:
+    def _envelope(operation: str, build: Any = None, ns: str = SOAP_NS) -> bytes:
         envelope = ET.Element(f"{{{SOAP_ENV}}}Envelope")
         body = ET.SubElement(envelope, f"{{{SOAP_ENV}}}Body")
-        element = ET.SubElement(body, _q(operation))
+        element = ET.SubElement(body, _q(operation, ns))
         if build is not None:
             build(element)
         return bytes(ET.tostring(envelope, encoding="utf-8", xml_declaration=True))
@@ -284,9 +360,10 @@ class TwentyFourConnector(LedgerConnector):
         self, service: str, operation: str, body: bytes, session: SecretStr | None
     ) -> ET.Element:
         """One SOAP call: the operation's result element, or :class:`_SoapFaultError`."""
+        ns = _SERVICE_NS[service]
         headers = {
             "Content-Type": "text/xml; charset=utf-8",
-            "SOAPAction": f'"{SOAP_NS}/{operation}"',
+            "SOAPAction": f'"{_soap_action(ns, operation)}"',
         }
         if session is not None:
             headers["Cookie"] = f"{SESSION_COOKIE}={session.get_secret_value()}"
@@ -310,14 +387,16 @@ class TwentyFourConnector(LedgerConnector):
                 raise VendorUnavailable(
                     VENDOR, f"{operation} failed", status=response.status_code
                 ) from None
-            raise InvalidData(
+            raise UnexpectedResponse(
                 VENDOR,
-                f"{operation}: the answer is not a SOAP envelope",
+                _soap_endpoint(service, operation),
+                "the answer is not a SOAP envelope (empty, truncated or not XML)",
                 status=response.status_code,
             ) from None
+        read = AnswerReader(VENDOR, _soap_endpoint(service, operation), response.status_code)
         body_element = root.find(f"{{{SOAP_ENV}}}Body")
         if body_element is None or len(body_element) == 0:
-            raise InvalidData(VENDOR, f"{operation}: the answer has no SOAP body")
+            raise read.unexpected("the answer has no SOAP Body")
         first = body_element[0]
         if first.tag == f"{{{SOAP_ENV}}}Fault":
             raise _SoapFaultError(
@@ -328,9 +407,11 @@ class TwentyFourConnector(LedgerConnector):
             )
         if response.status_code >= 400:
             raise VendorUnavailable(VENDOR, f"{operation} failed", status=response.status_code)
-        if first.tag != _q(f"{operation}Response"):
-            raise InvalidData(VENDOR, f"{operation}: unexpected answer {first.tag}")
-        result = first.find(_q(f"{operation}Result"))
+        if first.tag != _q(f"{operation}Response", ns):
+            # A wrong namespace is as foreign as a wrong element: the published WSDL fixes
+            # both, and reading it anyway would find none of the fields.
+            raise read.unexpected(f"Body/{first.tag[:120]} is not {{{ns}}}{operation}Response")
+        result = first.find(_q(f"{operation}Result", ns))
         return result if result is not None else first
 
     async def _login(self) -> None:
@@ -394,7 +475,7 @@ class TwentyFourConnector(LedgerConnector):
     ) -> ET.Element:
         """A SOAP call in the session; an expired session is renewed once and the call
         repeated."""
-        body = self._envelope(operation, build)
+        body = self._envelope(operation, build, _SERVICE_NS[service])
         session = await self._ensure_session()
         try:
             return await self._soap_raw(service, operation, body, session)
@@ -466,24 +547,31 @@ class TwentyFourConnector(LedgerConnector):
         return self._parse_identities(await self._soap(_AUTH_SERVICE, "GetIdentities"))
 
     def _parse_identities(self, result: ET.Element) -> list[tuple[str, Company]]:
+        read = AnswerReader(VENDOR, _soap_endpoint(_AUTH_SERVICE, "GetIdentities"))
         found: list[tuple[str, Company]] = []
-        for identity in result.findall(_q("Identity")):
+        for n, identity in enumerate(result.findall(_q("Identity"))):
+            where = f"Identity[{n}]"
             client = identity.find(_q("Client"))
             if client is None:
+                # The WSDL allows an identity without a client (minOccurs 0): nothing to
+                # work on through it.
                 continue
-            client_id = _child_text(client, "Id")
-            identity_id = _child_text(identity, "Id")
+            client_id = _required(read, client, "Id", f"{where}/Client")
+            identity_id = _required(read, identity, "Id", where)
             self._identities[client_id] = identity_id
-            if _bool(_child_text(identity, "IsCurrent")):
+            if _required_bool(read, identity, "IsCurrent", where):
                 self._session_client = client_id
             found.append(
                 (
                     identity_id,
                     Company(
                         external_id=client_id,
-                        business_id=_child_text(client, "OrganizationNumber") or None,
+                        # The published Client is Id and Name only: no organisation number.
+                        business_id=None,
                         name=_child_text(client, "Name"),
-                        currency=_child_text(client, "Currency") or "NOK",
+                        # UNCONFIRMED: the identity carries no currency; 24SevenOffice
+                        # clients keep Norwegian books.
+                        currency="NOK",
                     ),
                 )
             )
@@ -534,85 +622,122 @@ class TwentyFourConnector(LedgerConnector):
         """The transaction types to choose from for postings (seed 004's choice)."""
         await self._ensure_client()
         result = await self._soap(_TRANSACTION_SERVICE, "GetTransactionTypes")
-        return [
-            TransactionType(no=int(_child_text(item, "No")), title=_child_text(item, "Title"))
-            for item in result.findall(_q("TransactionType"))
-        ]
+        read = AnswerReader(VENDOR, _soap_endpoint(_TRANSACTION_SERVICE, "GetTransactionTypes"))
+        types = []
+        for n, item in enumerate(result.findall(_q("TransactionType", ACCOUNTING_NS))):
+            where = f"TransactionType[{n}]"
+            types.append(
+                TransactionType(
+                    no=read.integer_text(_required(read, item, "No", where), f"{where}/No"),
+                    title=_child_text(item, "Title"),
+                )
+            )
+        return types
 
     def select_transaction_type(self, no: int) -> None:
         """The transaction type postings get from now on."""
         self._transaction_type = no
 
     async def read_accounts(self) -> list[Account]:
-        """The chart of accounts; the type follows the Norwegian standard chart."""
+        """The chart of accounts (``GetAccountList``, published ``AccountData``); the type
+        follows the Norwegian standard chart. AccountData has no active flag: every listed
+        account counts as active."""
         await self._ensure_client()
         result = await self._soap(_ACCOUNT_SERVICE, "GetAccountList")
+        read = AnswerReader(VENDOR, _soap_endpoint(_ACCOUNT_SERVICE, "GetAccountList"))
         accounts = []
-        for item in result.findall(_q("AccountData")):
-            number = _child_text(item, "AccountNo")
-            active = _child_text(item, "IsActive")
+        for n, item in enumerate(result.findall(_q("AccountData"))):
+            number = _required(read, item, "AccountNo", f"AccountData[{n}]")
+            read.integer_text(number, f"AccountData[{n}]/AccountNo")
             accounts.append(
                 Account(
                     number=number,
                     name=_child_text(item, "AccountName"),
                     type=_account_type(number),
-                    active=_bool(active) if active else True,
                 )
             )
         return accounts
 
     async def read_dimensions(self) -> list[Dimension]:
-        """Departments, projects and user-defined dimensions with their values."""
+        """Dimension types (``GetUserDefinedDimensions``) with their values
+        (``GetUserDefinedDimensionValues(DimensionType=TypeId)``), both flat ``Dimension``
+        elements (Type, Name, Value, TypeId) in the published WSDL. The published values carry
+        no active flag."""
         await self._ensure_client()
         result = await self._soap(_TRANSACTION_SERVICE, "GetUserDefinedDimensions")
-        dimensions = []
-        for item in result.findall(_q("UserDefinedDimension")):
-            values = item.find(_q("Values"))
-            objects = tuple(
-                DimensionObject(
-                    code=_child_text(value, "Value"),
-                    name=_child_text(value, "Name"),
-                    active=_bool(_child_text(value, "IsActive") or "true"),
-                )
-                for value in (values.findall(_q("DimensionValue")) if values is not None else [])
+        read = AnswerReader(
+            VENDOR, _soap_endpoint(_TRANSACTION_SERVICE, "GetUserDefinedDimensions")
+        )
+        dimensions: list[Dimension] = []
+        user_defined: list[bool] = []
+        for n, item in enumerate(result.findall(_q("Dimension", ACCOUNTING_NS))):
+            where = f"Dimension[{n}]"
+            kind_name = _child_text(item, "Type") or "None"
+            if kind_name not in _DIMENSION_TYPES:
+                raise read.unexpected(f"{where}/Type has the unknown value {kind_name!r}")
+            type_id = _required(read, item, "TypeId", where)
+            read.integer_text(type_id, f"{where}/TypeId")
+            name = _child_text(item, "Name")
+            kind = _KIND_OF_TYPE.get(kind_name)
+            if kind is None and name.strip().casefold() in _COST_UNIT_NAMES:
+                kind = "cost_unit"
+            values = await self._soap(
+                _TRANSACTION_SERVICE,
+                "GetUserDefinedDimensionValues",
+                _dimension_type_body(type_id),
             )
-            dimensions.append(
-                Dimension(
-                    id=_child_text(item, "TypeId"),
-                    name=_child_text(item, "Name"),
-                    kind=_KIND_OF_KEY.get(_child_text(item, "Key")),
-                    objects=objects,
-                )
+            values_read = AnswerReader(
+                VENDOR, _soap_endpoint(_TRANSACTION_SERVICE, "GetUserDefinedDimensionValues")
             )
+            objects = []
+            for m, value in enumerate(values.findall(_q("Dimension", ACCOUNTING_NS))):
+                code = _required(values_read, value, "Value", f"Dimension[{m}]")
+                objects.append(DimensionObject(code=code, name=_child_text(value, "Name") or code))
+            dimensions.append(Dimension(id=type_id, name=name, kind=kind, objects=tuple(objects)))
+            user_defined.append(kind_name == "UserDefined")
+        # UNCONFIRMED: cost units are a user-defined dimension; when no name says which and
+        # the client has exactly one user-defined dimension, that one holds the cost units.
+        candidates = [
+            index for index, is_user_defined in enumerate(user_defined) if is_user_defined
+        ]
+        if len(candidates) == 1 and not any(d.kind == "cost_unit" for d in dimensions):
+            only = dimensions[candidates[0]]
+            dimensions[candidates[0]] = only.model_copy(update={"kind": "cost_unit"})
+        self._dimension_kinds = {d.id: d.kind for d in dimensions if d.kind is not None}
         return dimensions
 
     async def read_periods(self) -> list[Period]:
-        """Monthly periods of every fiscal year; a locked year locks all its periods."""
+        """Monthly periods of every fiscal year (``GetFiscalYears``, published ``FiscalYear``:
+        Id, StartingDate, EndingDate, IsLocked).
+
+        The lock is the fiscal year's: the published contract has no period locks, so every
+        month of a locked year is closed and every month of an open one open. EndingDate is
+        read as the year's last day. UNCONFIRMED: whether a midnight EndingDate can be the
+        exclusive first day of the next year; a year ending on a first of a month is read so.
+        """
         await self._ensure_client()
         result = await self._soap(_TRANSACTION_SERVICE, "GetFiscalYears")
+        read = AnswerReader(VENDOR, _soap_endpoint(_TRANSACTION_SERVICE, "GetFiscalYears"))
         periods = []
-        for year in result.findall(_q("FiscalYear")):
-            year_locked = _bool(_child_text(year, "IsLocked"))
-            container = year.find(_q("Periods"))
-            items = container.findall(_q("Period")) if container is not None else []
-            if not items:
+        for n, year in enumerate(result.findall(_q("FiscalYear", ACCOUNTING_NS))):
+            where = f"FiscalYear[{n}]"
+            start = read.date_text(
+                _required(read, year, "StartingDate", where), f"{where}/StartingDate"
+            )
+            end = read.date_text(_required(read, year, "EndingDate", where), f"{where}/EndingDate")
+            if end.day == 1 and end > start:
+                end -= dt.timedelta(days=1)
+            if end < start:
+                raise read.unexpected(f"{where}/EndingDate is before StartingDate")
+            locked = _required_bool(read, year, "IsLocked", where)
+            month = start
+            while month <= end:
+                month_end = min(_month_end(month), end)
                 periods.append(
-                    Period(
-                        start=dt.date.fromisoformat(_child_text(year, "StartDate")[:10]),
-                        end=dt.date.fromisoformat(_child_text(year, "EndDate")[:10]),
-                        status="closed" if year_locked else "open",
-                    )
+                    Period(start=month, end=month_end, status="closed" if locked else "open")
                 )
-            for item in items:
-                locked = year_locked or _bool(_child_text(item, "IsLocked"))
-                periods.append(
-                    Period(
-                        start=dt.date.fromisoformat(_child_text(item, "StartDate")[:10]),
-                        end=dt.date.fromisoformat(_child_text(item, "EndDate")[:10]),
-                        status="closed" if locked else "open",
-                    )
-                )
-        return periods
+                month = month_end + dt.timedelta(days=1)
+        return sorted(periods, key=lambda period: period.start)
 
     # ------------------------------------------------------------------------------------
     # REST
@@ -649,7 +774,16 @@ class TwentyFourConnector(LedgerConnector):
             payload = response.json()
         except ValueError:
             payload = {}
-        if response.status_code != 200 or "access_token" not in payload:
+        if not isinstance(payload, dict):
+            payload = {}
+        if response.status_code == 200 and not isinstance(payload.get("access_token"), str):
+            raise UnexpectedResponse(
+                VENDOR,
+                "POST /oauth/token",
+                "the token answer has no access_token (empty, truncated or mistyped body)",
+                status=response.status_code,
+            )
+        if response.status_code != 200:
             error = str(payload.get("error") or "")
             description = str(payload.get("error_description") or "")
             details: dict[str, Any] = {
@@ -663,7 +797,12 @@ class TwentyFourConnector(LedgerConnector):
                 )
             raise AuthenticationFailed(VENDOR, "REST client credentials refused", **details)
         self._token = SecretStr(str(payload["access_token"]))
-        expires_in = float(payload.get("expires_in") or 3600)
+        raw_expiry = payload.get("expires_in")
+        expires_in = (
+            float(raw_expiry)
+            if isinstance(raw_expiry, (int, float)) and not isinstance(raw_expiry, bool)
+            else 3600.0
+        )
         # Renew a little early so a token does not expire between check and use.
         self._token_expires = time.monotonic() + max(0.0, expires_in - 30)
 
@@ -734,51 +873,60 @@ class TwentyFourConnector(LedgerConnector):
     async def read_vouchers(
         self, cursor: SyncCursor | None = None, *, page_size: int | None = None
     ) -> VoucherPage:
-        """One page of transactions (lines grouped by transaction) changed since ``cursor``.
+        """One page of transactions (REST lines grouped by transaction) changed since
+        ``cursor``.
 
-        The cursor keeps the page to fetch, the change-time high-water mark and the lines of
-        a transaction cut by the page boundary. Once a pass is complete the cursor reads
-        only transactions changed after it (edits and deletions included) next time.
+        ``GET /transactionlines`` (published ``Transaction`` lines) with ``dateFrom``
+        (inclusive), ``dateTo`` (exclusive: the day after the last one wanted), ``page``,
+        ``limit`` and ``includeDimensions=true``. The cursor keeps the page to fetch, the
+        newest ``modifiedAt`` seen and the lines of a transaction cut by the page boundary.
+        The API has no change filter, so a later pass walks the range again and returns only
+        transactions modified after the previous pass. UNCONFIRMED: a deleted transaction is
+        no longer listed, so a deletion cannot be seen here.
         """
         state: dict[str, Any] = (
             _decode_cursor(cursor) if cursor is not None and not cursor.is_start else {"v": 1}
         )
         limit = page_size or self.settings.page_size
-        if "from" not in state:
+        if "page" not in state:
             date_from, date_to = await self._history_range()
             state.update(
-                {"from": date_from.isoformat(), "to": date_to.isoformat(), "page": 1, "carry": []}
+                {
+                    "from": date_from.isoformat(),
+                    "to": date_to.isoformat(),
+                    "page": 1,
+                    "carry": [],
+                    "hw": state.get("since"),
+                }
             )
+        last_day = dt.date.fromisoformat(str(state["to"]))
         params: dict[str, str] = {
             "dateFrom": str(state["from"]),
-            "dateTo": str(state["to"]),
+            "dateTo": (last_day + dt.timedelta(days=1)).isoformat(),
             "page": str(state["page"]),
             "limit": str(limit),
+            "includeDimensions": "true",
         }
-        if state.get("since"):
-            params["changedAfter"] = str(state["since"])
         response = await self._rest("GET", "/transactionlines", params=params)
+        read = AnswerReader(VENDOR, "GET /transactionlines", response.status_code)
         try:
-            lines = response.json(parse_float=Decimal)
-        except ValueError:
-            raise InvalidData(VENDOR, "transactionlines: the answer is not JSON") from None
-        if not isinstance(lines, list):
-            raise InvalidData(VENDOR, "transactionlines: the answer is not a list")
+            body = json.loads(response.content, parse_float=Decimal)
+        except (ValueError, UnicodeDecodeError):
+            raise read.unexpected("the answer is not JSON (empty or truncated body)") from None
+        items = read.items(body, "Transactions")
+        kinds = await self._line_dimension_kinds(read, items)
+        lines = [_rest_line(read, item, f"[{n}]", kinds) for n, item in enumerate(items)]
         has_next = response.links.get("next") is not None
         pending: list[dict[str, Any]] = list(state.get("carry") or [])
         seen = {line["id"] for line in pending}
-        pending.extend(line for line in lines if line.get("id") not in seen)
+        pending.extend(line for line in lines if line["id"] not in seen)
         high_water: str | None = state.get("hw")
         for line in pending:
-            changed = line.get("changedAt")
-            if changed and (
-                high_water is None
-                or dt.datetime.fromisoformat(changed) > dt.datetime.fromisoformat(high_water)
-            ):
-                high_water = str(changed)
+            if line["stamp"] and (high_water is None or _later(line["stamp"], high_water)):
+                high_water = line["stamp"]
         groups: list[list[dict[str, Any]]] = []
         for line in pending:
-            if groups and groups[-1][0]["transactionId"] == line["transactionId"]:
+            if groups and groups[-1][0]["tx"] == line["tx"]:
                 groups[-1].append(line)
             else:
                 groups.append([line])
@@ -786,51 +934,50 @@ class TwentyFourConnector(LedgerConnector):
         if has_next and groups:
             # The last transaction may continue on the next page.
             carry = groups.pop()
-        vouchers = tuple(self._voucher(group) for group in groups)
+        since: str | None = state.get("since")
+        vouchers = tuple(
+            voucher
+            for voucher in (_voucher(group) for group in groups)
+            if since is None or (voucher.version is not None and _later(voucher.version, since))
+        )
         if has_next:
             next_state = {**state, "page": int(state["page"]) + 1, "carry": carry, "hw": high_water}
         else:
-            # Pass complete: next time, only what changed after the newest change seen.
-            since = high_water or state.get("since")
-            next_state = {"v": 1, "since": since}
+            # Pass complete: the next pass keeps what was modified after the newest change.
+            next_state = {"v": 1, "since": high_water or since}
         return VoucherPage(vouchers=vouchers, cursor=_encode_cursor(next_state), has_more=has_next)
 
-    @staticmethod
-    def _voucher(lines: Sequence[Mapping[str, Any]]) -> Voucher:
-        first = lines[0]
-        return Voucher(
-            external_id=str(first["transactionId"]),
-            series=str(first.get("transactionTypeId")),
-            number=str(first.get("transactionNumber")),
-            date=dt.date.fromisoformat(str(first["date"])),
-            description=str(first.get("transactionDescription") or ""),
-            status="invalidated" if first.get("isDeleted") else "valid",
-            version=str(first["version"]) if first.get("version") is not None else None,
-            lines=tuple(
-                VoucherLine(
-                    account=str(line["accountNumber"]),
-                    amount=Decimal(str(line["amount"])),
-                    description=str(line.get("description") or ""),
-                    vat_code=str(line["taxCode"]) if line.get("taxCode") else None,
-                    dimensions={
-                        _KIND_OF_KEY.get(key, key): str(code)
-                        for key, code in (line.get("dimensions") or {}).items()
-                    },
-                )
-                for line in lines
-            ),
-        )
+    async def _line_dimension_kinds(
+        self, read: AnswerReader, items: Sequence[Any]
+    ) -> Mapping[str, DimensionKind]:
+        """Dimension type -> kind for the lines' dimensions; the dimension list (SOAP) is
+        read once, only when a line carries a dimension its type name does not explain."""
+        needed = False
+        for item in items:
+            if not isinstance(item, Mapping):
+                continue
+            for dimension in item.get("dimensions") or []:
+                if isinstance(dimension, Mapping) and (
+                    dimension.get("dimensionTypeName") not in _KIND_OF_TYPE
+                ):
+                    needed = True
+        if needed and self._dimension_kinds is None:
+            await self.read_dimensions()
+        return self._dimension_kinds or {}
 
     # ------------------------------------------------------------------------------------
-    # Posting (REST)
+    # Posting (SOAP SaveBundleList)
     # ------------------------------------------------------------------------------------
 
     async def post_journal(self, posting: JournalPosting) -> PostedJournal:
-        """Post a journal as one transaction of the chosen transaction type.
+        """Post a journal as one transaction of the chosen type (SOAP ``SaveBundleList``).
 
-        The lines are dated ``posting.date`` when it lies in the posting's period, otherwise
-        on the period's last day: 24SevenOffice assigns the period from the date, and a
-        retroactive correction must land in the period it corrects.
+        The public REST API has no transaction write endpoint. The lines are dated
+        ``posting.date`` when it lies in the posting's period, otherwise on the period's last
+        day: 24SevenOffice assigns the period from the date, and a retroactive correction
+        must land in the period it corrects. The bundle is named by the posting's reference,
+        so a repeated posting answers ``DataAlreadySaved`` (:class:`DuplicateData`).
+        ``SaveResponse`` carries no id: the posting is known by its reference.
         """
         if self._transaction_type is None:
             raise InvalidData(
@@ -844,33 +991,171 @@ class TwentyFourConnector(LedgerConnector):
                 f"got {len(posting.lines)}",
             )
         line_date = _date_in_period(posting.date, posting.period)
-        body = {
-            "transactionTypeId": self._transaction_type,
-            "description": posting.description,
-            "reference": posting.reference,
-            "lines": [
-                {
-                    "date": line_date.isoformat(),
-                    "accountNumber": _account_number(line.account),
-                    "amount": line.amount,
-                    "description": line.description,
-                    "dimensions": {
-                        key: value
-                        for key, value in (
-                            ("department", line.cost_centre),
-                            ("unit", line.cost_unit),
-                        )
-                        if value
-                    },
-                }
-                for line in posting.lines
-            ],
-        }
-        response = await self._rest("POST", "/transactions", json_body=body)
-        payload = response.json()
-        return PostedJournal(
-            external_id=str(payload.get("id")), status=str(payload.get("status") or "Posted")
-        )
+        unit_type: str | None = None
+        if any(line.cost_unit for line in posting.lines):
+            if self._dimension_kinds is None:
+                await self.read_dimensions()
+            unit_type = next(
+                (k for k, kind in (self._dimension_kinds or {}).items() if kind == "cost_unit"),
+                None,
+            )
+            if unit_type is None:
+                raise InvalidData(VENDOR, "the client has no user-defined cost-unit dimension")
+        type_no = str(self._transaction_type)
+        stamp = f"{line_date.isoformat()}T00:00:00"
+
+        def build(element: ET.Element) -> None:
+            # Element order as the published sequences: BundleList(Bundles, AllowDifference),
+            # Bundle(Vouchers, Sort, Name), Voucher(TransactionNo, Entries, Sort),
+            # Entry(AccountNo, Date, Amount, DepartmentId, UserDefinedDimensions, Comment).
+            bundle_list = ET.SubElement(element, _q("BundleList"))
+            bundles = ET.SubElement(bundle_list, _q("Bundles"))
+            bundle = ET.SubElement(bundles, _q("Bundle"))
+            vouchers = ET.SubElement(bundle, _q("Vouchers"))
+            voucher = ET.SubElement(vouchers, _q("Voucher"))
+            # UNCONFIRMED: TransactionNo 0 lets 24SevenOffice number the transaction.
+            ET.SubElement(voucher, _q("TransactionNo")).text = "0"
+            entries = ET.SubElement(voucher, _q("Entries"))
+            for line in posting.lines:
+                entry = ET.SubElement(entries, _q("Entry"))
+                ET.SubElement(entry, _q("AccountNo")).text = str(_account_number(line.account))
+                ET.SubElement(entry, _q("Date")).text = stamp
+                ET.SubElement(entry, _q("Amount")).text = format(line.amount, "f")
+                if line.cost_centre:
+                    ET.SubElement(entry, _q("DepartmentId")).text = str(
+                        _numeric_id(line.cost_centre, "department")
+                    )
+                if line.cost_unit and unit_type is not None:
+                    dimensions = ET.SubElement(entry, _q("UserDefinedDimensions"))
+                    dimension = ET.SubElement(dimensions, _q("UserDefinedDimension"))
+                    ET.SubElement(dimension, _q("Type")).text = unit_type
+                    ET.SubElement(dimension, _q("Value")).text = line.cost_unit
+                ET.SubElement(entry, _q("Comment")).text = line.description or posting.description
+            # UNCONFIRMED: the transaction type travels as the voucher's and the bundle's
+            # Sort (the WSDL has no type field on either).
+            ET.SubElement(voucher, _q("Sort")).text = type_no
+            ET.SubElement(bundle, _q("Sort")).text = type_no
+            ET.SubElement(bundle, _q("Name")).text = posting.reference
+            ET.SubElement(bundle_list, _q("AllowDifference")).text = "false"
+
+        await self._ensure_client()
+        result = await self._soap(_ACCOUNT_SERVICE, "SaveBundleList", build)
+        read = AnswerReader(VENDOR, _soap_endpoint(_ACCOUNT_SERVICE, "SaveBundleList"))
+        kind = _required(read, result, "Type", "SaveBundleListResult")
+        if kind not in _SAVE_RESPONSE_TYPES:
+            raise read.unexpected(f"SaveBundleListResult/Type has the unknown value {kind!r}")
+        description = _child_text(result, "Description")
+        details: dict[str, Any] = {"vendor_code": kind, "vendor_message": description or None}
+        if kind == "Ok":
+            return PostedJournal(external_id=posting.reference, status="Ok")
+        if kind in ("DuplicateData", "DataAlreadySaved"):
+            raise DuplicateData(VENDOR, "SaveBundleList: already saved", **details)
+        if kind == "NotAuthenticated":
+            raise AuthenticationFailed(VENDOR, "SaveBundleList: not authenticated", **details)
+        if kind in ("SystemError", "Exception"):
+            raise VendorUnavailable(VENDOR, "SaveBundleList: 24SevenOffice failed", **details)
+        lowered = description.lower()
+        # UNCONFIRMED: NotSaved says why only in its text; a closed or missing period is
+        # recognised by its words.
+        if "period" in lowered and ("closed" in lowered or "locked" in lowered or "no " in lowered):
+            raise PeriodLocked(VENDOR, "SaveBundleList: the period is closed", **details)
+        raise InvalidData(VENDOR, "SaveBundleList: not saved", **details)
+
+
+def _later(stamp: str, than: str) -> bool:
+    return _instant(stamp) > _instant(than)
+
+
+def _instant(stamp: str) -> dt.datetime:
+    value = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def _rest_line(
+    read: AnswerReader, item: Any, where: str, kinds: Mapping[str, DimensionKind]
+) -> dict[str, Any]:
+    """One published ``Transaction`` line, normalised (JSON-safe: it may ride in a cursor)."""
+    line = read.mapping(item, where)
+    transaction = read.mapping(read.field(line, "transaction", where), f"{where}.transaction")
+    account = read.mapping(read.field(line, "account", where), f"{where}.account")
+    transaction_type = line.get("transactionType")
+    type_id = (
+        read.integer(read.mapping(transaction_type, f"{where}.transactionType"), "id", where)
+        if transaction_type is not None
+        else None
+    )
+    tax = line.get("tax")
+    tax_id = (
+        read.integer(read.mapping(tax, f"{where}.tax"), "id", f"{where}.tax")
+        if tax is not None and read.mapping(tax, f"{where}.tax").get("id") is not None
+        else None
+    )
+    dimensions: dict[str, str] = {}
+    for n, entry in enumerate(read.optional_items(line, "dimensions", where)):
+        dimension_where = f"{where}.dimensions[{n}]"
+        dimension = read.mapping(entry, dimension_where)
+        type_number = read.integer(dimension, "dimensionType", dimension_where)
+        type_name = read.optional_string(dimension, "dimensionTypeName", dimension_where)
+        value = read.string(dimension, "value", dimension_where)
+        kind = _KIND_OF_TYPE.get(type_name or "") or kinds.get(str(type_number))
+        dimensions[kind or type_name or str(type_number)] = value
+    stamp = read.optional_string(line, "modifiedAt", where) or read.optional_string(
+        line, "createdAt", where
+    )
+    if stamp is not None:
+        try:
+            _instant(stamp)
+        except ValueError:
+            raise read.unexpected(
+                f"{where}.modifiedAt is not a timestamp: {stamp[:40]!r}"
+            ) from None
+    number = transaction.get("number")
+    return {
+        "id": read.optional_string(line, "id", where) or f"{where}",
+        "tx": read.string(transaction, "id", f"{where}.transaction"),
+        "number": read.integer(transaction, "number", f"{where}.transaction")
+        if number is not None
+        else None,
+        "type": type_id,
+        "date": read.iso_date(line, "date", where).isoformat(),
+        "account": str(read.integer(account, "number", f"{where}.account")),
+        "amount": str(read.number(line, "amount", where)),
+        "comment": read.optional_string(line, "comment", where) or "",
+        "tax": str(tax_id) if tax_id is not None else None,
+        "dims": dimensions,
+        "stamp": stamp,
+    }
+
+
+def _voucher(lines: Sequence[Mapping[str, Any]]) -> Voucher:
+    first = lines[0]
+    stamps = [str(line["stamp"]) for line in lines if line["stamp"]]
+    return Voucher(
+        external_id=str(first["tx"]),
+        series=str(first["type"]) if first["type"] is not None else None,
+        number=str(first["number"]) if first["number"] is not None else None,
+        date=dt.date.fromisoformat(str(first["date"])),
+        # The published line has only a comment (<= 75 characters); the transaction's
+        # description is its first line's. UNCONFIRMED.
+        description=str(first["comment"]),
+        version=max(stamps, key=_instant) if stamps else None,
+        lines=tuple(
+            VoucherLine(
+                account=str(line["account"]),
+                amount=Decimal(str(line["amount"])),
+                description=str(line["comment"]),
+                vat_code=line["tax"],
+                dimensions=dict(line["dims"]),
+            )
+            for line in lines
+        ),
+    )
+
+
+def _numeric_id(code: str, what: str) -> int:
+    if not code.isdigit():
+        raise InvalidData(VENDOR, f"24SevenOffice {what} ids are numeric, got {code!r}")
+    return int(code)
 
 
 def _classify_soap(operation: str, response: httpx.Response) -> ConnectorError | None:
@@ -966,6 +1251,22 @@ def _rest_error(method: str, url: str, response: httpx.Response) -> ConnectorErr
     if "closedPeriod" in kinds:
         return PeriodLocked(VENDOR, f"{what}: the period is closed", **details)
     return InvalidData(VENDOR, f"{what}: refused", **details)
+
+
+def _soap_endpoint(service: str, operation: str) -> str:
+    return f"SOAP {service.rsplit('/', 1)[-1]} {operation}"
+
+
+def _dimension_type_body(type_id: str) -> Any:
+    def build(element: ET.Element) -> None:
+        ET.SubElement(element, _q("DimensionType", ACCOUNTING_NS)).text = type_id
+
+    return build
+
+
+def _month_end(day: dt.date) -> dt.date:
+    following = (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return following - dt.timedelta(days=1)
 
 
 def _identity_body(identity: str) -> Any:

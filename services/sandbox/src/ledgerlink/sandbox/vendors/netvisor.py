@@ -380,7 +380,9 @@ def _render_voucher(
         parts.append(_tag("Description", line.description))
         parts.append(_tag("AccountNumber", line.account))
         parts.append(_tag("VatPercent", _fi_percent(line.vat_percent)))
-        parts.append(_tag("VatCode", line.vat_code or "NONE"))
+        # Published examples write a line without a VAT code as "-" ("NONE" is what a
+        # request sends for it).
+        parts.append(_tag("VatCode", line.vat_code or "-"))
         for kind, code in line.dimensions.items():
             parts.append("<Dimension>")
             parts.append(_tag("DimensionName", dimension_names.get(kind, kind)))
@@ -429,6 +431,17 @@ def ledger(company: CompanyData, params: dict[str, str]) -> _Payload:
         )
     account_start = params.get("accountnumberstart")
     account_end = params.get("accountnumberend")
+    # Published: voucherstatus 1 = all, 2 = valid (the default), 3 = invalidated and
+    # deleted. UNCONFIRMED: whether it also filters netvisorkey/netvisorkeylist reads (the
+    # page says only showgenerator goes with those); here it does not.
+    voucher_status = params.get("voucherstatus", "2")
+    if voucher_status not in ("1", "2", "3"):
+        raise _invalid("voucherstatus must be 1, 2 or 3")
+    wanted: set[str] | None = None
+    if keys is None:
+        wanted = {"1": {"valid", "invalidated"}, "2": {"valid"}, "3": {"invalidated"}}[
+            voucher_status
+        ]
 
     names: dict[str, str] = {dimension.kind: dimension.name for dimension in company.dimensions}
     candidates: Iterable[VoucherData]
@@ -443,6 +456,8 @@ def ledger(company: CompanyData, params: dict[str, str]) -> _Payload:
         candidates = company.vouchers
     parts = ["<Vouchers>"]
     for voucher in candidates:
+        if wanted is not None and voucher.status not in wanted:
+            continue
         if start is not None and end is not None and not start <= voucher.date <= end:
             continue
         # Modification dates are compared in UTC (UNCONFIRMED: Netvisor likely uses Finnish
@@ -471,18 +486,59 @@ def ledger(company: CompanyData, params: dict[str, str]) -> _Payload:
     return ["".join(parts)]
 
 
+# Account-group headings of a Finnish chart by the account number's first digit (the
+# shape of the published example: groups are Account elements with AccountType
+# accountgroup, the accounts under them point to their group by FatherNetvisorKey).
+_ACCOUNT_GROUPS: Final = {
+    "1": "VASTAAVAA",
+    "2": "VASTATTAVAA",
+    "3": "LIIKEVAIHTO",
+    "4": "MATERIAALIT JA PALVELUT",
+    "5": "HENKILÖSTÖKULUT",
+    "6": "POISTOT",
+    "7": "LIIKETOIMINNAN MUUT KULUT",
+    "8": "RAHOITUSTUOTOT JA -KULUT",
+    "9": "TILINPÄÄTÖSSIIRROT JA VEROT",
+}
+_GROUP_KEY_BASE: Final = 100_000
+
+
 def account_list(company: CompanyData) -> list[ET.Element]:
-    """``accountlist.nv``: the chart of accounts."""
-    accounts = ET.Element("AccountList")
+    """``accountlist.nv``: the chart as published, ``AccountList/CompanyDefaultAccounts``
+    and ``AccountList/Accounts/Account`` with account-group headings among the accounts."""
+    root = ET.Element("AccountList")
+    defaults = _element(root, "CompanyDefaultAccounts")
+    numbers = [account.number for account in company.accounts]
+    # UNCONFIRMED: which accounts a company has as defaults; the sandbox names the first
+    # receivables-like and payables-like accounts it has, or nothing.
+    _element(defaults, "TradePayables", next((n for n in numbers if n.startswith("29")), ""))
+    _element(defaults, "SalesReceivables", next((n for n in numbers if n.startswith("17")), ""))
+    accounts = _element(root, "Accounts")
+    groups_written: set[str] = set()
     for key, account in enumerate(company.accounts, start=1):
+        digit = account.number[:1]
+        group = _ACCOUNT_GROUPS.get(digit)
+        if group is not None and digit not in groups_written:
+            groups_written.add(digit)
+            heading = _element(accounts, "Account")
+            _element(heading, "NetvisorKey", str(_GROUP_KEY_BASE + int(digit)))
+            # The published example has a heading with an empty Number.
+            _element(heading, "Number", "")
+            _element(heading, "Name", group)
+            _element(heading, "AccountType", "accountgroup")
+            _element(heading, "FatherNetvisorKey", "0")
+            _element(heading, "IsActive", "1")
+            _element(heading, "IsCumulative", "1")
         element = _element(accounts, "Account")
         _element(element, "NetvisorKey", str(key))
         _element(element, "Number", account.number)
         _element(element, "Name", account.name)
         _element(element, "AccountType", "account")
-        _element(element, "FatherNetvisorKey", "0")
+        father = _GROUP_KEY_BASE + int(digit) if group is not None else 0
+        _element(element, "FatherNetvisorKey", str(father))
         _element(element, "IsActive", "1" if account.active else "0")
-    return [accounts]
+        _element(element, "IsCumulative", "0")
+    return [root]
 
 
 def period_list(company: CompanyData) -> list[ET.Element]:
@@ -490,15 +546,18 @@ def period_list(company: CompanyData) -> list[ET.Element]:
     periods = ET.Element("AccountingPeriodList")
     lock = _element(periods, "PeriodLockInformation")
     lock_date = company.lock_date
-    _element(lock, "AccountingPeriodLockDate", _fi_date(lock_date) if lock_date else "")
-    _element(lock, "VatPeriodLockDate", _fi_date(lock_date) if lock_date else "")
-    _element(lock, "PurchaseLockDate", "")
+    # As published: the attribute says ansi while the value is a Finnish date.
+    _element(
+        lock, "AccountingPeriodLockDate", _fi_date(lock_date) if lock_date else "", format="ansi"
+    )
+    _element(lock, "VatPeriodLockDate", _fi_date(lock_date) if lock_date else "", format="ansi")
+    _element(lock, "PurchaseLockDate", "", format="ansi")
     for key, year in enumerate(company.fiscal_years, start=1):
         period = _element(periods, "Period")
         _element(period, "NetvisorKey", str(key))
         _element(period, "Name", f"Tilikausi {_fi_date(year.start)} - {_fi_date(year.end)}")
-        _element(period, "BeginDate", _fi_date(year.start))
-        _element(period, "EndDate", _fi_date(year.end))
+        _element(period, "BeginDate", _fi_date(year.start), format="ansi")
+        _element(period, "EndDate", _fi_date(year.end), format="ansi")
     return [periods]
 
 

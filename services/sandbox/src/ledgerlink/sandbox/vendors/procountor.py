@@ -103,6 +103,7 @@ _SERIES_TYPES: Final[dict[str, str]] = {
 _SALARY_ID_BASE: Final = 900_000_000
 _TRANSACTION_TYPES: Final = frozenset({"ENTRY", "REVERSING_ENTRY"})
 PeriodStatus = Literal["OPEN", "CLOSED", "PENDING"]
+_COUNTRY_NAMES: Final = {"FI": "FINLAND", "NO": "NORWAY", "SE": "SWEDEN", "NL": "NETHERLANDS"}
 _TOKEN_PATH: Final = "/api/oauth/token"  # noqa: S105 - a URL path, not a secret
 
 # Demo tenants (``demo=True``) get these well-known credentials, so a person can try the
@@ -335,7 +336,8 @@ class _Dimensions:
                         "id": self.item_ids[(dimension.kind, obj.code)],
                         "codeName": obj.code,
                         "description": obj.name,
-                        "status": "ACTIVE" if obj.active else "INACTIVE",
+                        # The published DimensionItem: no status when active, "P" when not.
+                        **({} if obj.active else {"status": "P"}),
                     }
                     for obj in dimension.objects
                 ],
@@ -356,7 +358,8 @@ class _Dimensions:
         return values
 
 
-def _render_receipt(receipt: _Receipt, dimensions: _Dimensions) -> dict[str, Any]:
+def _render_basic_info(receipt: _Receipt) -> dict[str, Any]:
+    """A search result: the published ``LedgerReceiptBasicInfo`` (no transactions)."""
     voucher = receipt.voucher
     return {
         "id": voucher.id,
@@ -364,6 +367,27 @@ def _render_receipt(receipt: _Receipt, dimensions: _Dimensions) -> dict[str, Any
         "status": receipt.status,
         "name": voucher.description,
         "receiptDate": voucher.date.isoformat(),
+        "receiptNumber": voucher.number,
+        # UNCONFIRMED: the creation stamp; the sandbox keeps only the last modification.
+        "created": _version(voucher.modified_at),
+        "version": _version(voucher.modified_at),
+    }
+
+
+def _render_receipt(receipt: _Receipt, dimensions: _Dimensions) -> dict[str, Any]:
+    """A receipt read by id or saved: the published ``LedgerReceipt``."""
+    voucher = receipt.voucher
+    return {
+        "id": voucher.id,
+        "type": receipt.type,
+        "status": receipt.status,
+        "name": voucher.description,
+        "receiptDate": voucher.date.isoformat(),
+        "receiptNumber": voucher.number,
+        # Required by the schema. UNCONFIRMED: the values Procountor gives a journal without
+        # VAT; the sandbox books no VAT, so the receipt-level status is 0.
+        "vatType": "SALES" if receipt.type == "SALES_INVOICE" else "PURCHASE",
+        "vatStatus": 0,
         "version": _version(voucher.modified_at),
         "transactions": [
             {
@@ -743,12 +767,18 @@ def _api_router(world: World) -> APIRouter:
     async def company(caller: _Caller = Depends(api.caller)) -> dict[str, Any]:
         data: CompanyData = caller.tenant.company
         tenant_id = caller.tenant.tenant_id
+        # The published Company: identity in businessIdentifier{brnType, code}, the books'
+        # currency in companyCurrency (DKK, EUR, NOK, SEK).
         return {
             "id": int(tenant_id) if tenant_id.isdigit() else tenant_id,
             "name": data.name,
-            "businessId": data.business_id,
-            # UNCONFIRMED: the field carrying the books' currency.
-            "currency": data.currency,
+            "country": _COUNTRY_NAMES.get(data.country, "FINLAND"),
+            "businessIdentifier": {
+                # UNCONFIRMED: the brnType of a company registered in the Nordic country.
+                "brnType": data.country if data.country in ("FI", "NO", "SE") else "FI",
+                "code": data.business_id,
+            },
+            "companyCurrency": data.currency,
         }
 
     @router.get("/coa")
@@ -769,6 +799,8 @@ def _api_router(world: World) -> APIRouter:
         tenant = caller.tenant
         years = []
         for number, year in enumerate(tenant.company.fiscal_years, start=1):
+            # The published FiscalYear: periods are trackingPeriods[] (status OPEN, CLOSED,
+            # PENDING) and the year itself says isOpen.
             periods = [
                 {
                     "id": number * 100 + index,
@@ -779,16 +811,17 @@ def _api_router(world: World) -> APIRouter:
                 for index, period in enumerate(year.periods, start=1)
             ]
             statuses = {period["status"] for period in periods}
-            year_status = "CLOSED" if statuses == {"CLOSED"} else "OPEN"
             years.append(
                 {
                     "id": number,
                     "startDate": year.start.isoformat(),
                     "endDate": year.end.isoformat(),
-                    "status": year_status,
-                    "periods": periods,
+                    "isOpen": statuses != {"CLOSED"},
+                    "trackingPeriods": periods,
                 }
             )
+        # Published: newest fiscal year first, tracking periods in chronological order.
+        years.reverse()
         return {"fiscalYears": years}
 
     @router.get("/ledgerreceipts")
@@ -819,13 +852,14 @@ def _api_router(world: World) -> APIRouter:
             and (since is None or receipt.voucher.modified_at >= since)
             and (types is None or receipt.type in types)
         ]
-        # UNCONFIRMED: the order; oldest version first (ties by id) keeps paging stable for
-        # a client reading changes since a version.
-        selected.sort(key=lambda receipt: receipt.sort_key)
+        _sort_receipts(selected, params, errors)
+        if errors:
+            raise ProcountorError(400, errors)
         chunk = selected[page * size : (page + 1) * size]
-        dimension_ids = dims(caller.tenant)
         return {
-            "results": [_render_receipt(receipt, dimension_ids) for receipt in chunk],
+            # The published search answers LedgerReceiptBasicInfo: transactions only come
+            # with GET /ledgerreceipts/{receiptId}.
+            "results": [_render_basic_info(receipt) for receipt in chunk],
             "meta": {
                 "pageNumber": page,
                 "pageSize": size,
@@ -910,6 +944,38 @@ def _api_router(world: World) -> APIRouter:
         )
 
     return router
+
+
+_ORDERS: Final = ("orderByVersion", "orderById", "orderByDate", "orderByCreated")
+
+
+def _sort_receipts(
+    receipts: list[_Receipt], params: Mapping[str, str], errors: list[_FieldError]
+) -> None:
+    """Order a search as the published parameters ask: every ``orderBy*`` defaults to DESC.
+
+    UNCONFIRMED: how several ``orderBy*`` parameters combine; here the first one given in
+    the order version, id, date, created decides, ties broken by id in the same direction.
+    Without any the newest version comes first.
+    """
+    chosen: tuple[str, str] | None = None
+    for name in _ORDERS:
+        value = params.get(name)
+        if value is None:
+            continue
+        if value not in ("ASC", "DESC"):
+            errors.append(_FieldError(name, "INVALID_VALUE"))
+            continue
+        if chosen is None:
+            chosen = (name, value)
+    name, direction = chosen or ("orderByVersion", "DESC")
+    keys: dict[str, Callable[[_Receipt], tuple[Any, ...]]] = {
+        "orderByVersion": lambda r: r.sort_key,
+        "orderById": lambda r: (r.id,),
+        "orderByDate": lambda r: (r.voucher.date, r.id),
+        "orderByCreated": lambda r: r.sort_key,
+    }
+    receipts.sort(key=keys[name], reverse=direction == "DESC")
 
 
 async def _json_body(request: Request) -> Any:

@@ -1,7 +1,10 @@
 """24SevenOffice stand-in: the legacy SOAP web services and the REST API.
 
-SOAP 1.1 (``/24so/soap/...``), document/literal in the namespace
-``http://24sevenOffice.com/webservices``, as the ASP.NET ``.asmx`` services answer:
+SOAP 1.1 (``/24so/soap/...``), document/literal, as the ASP.NET ``.asmx`` services answer,
+each in the namespace of its published WSDL: authenticate and AccountService in
+``http://24sevenOffice.com/webservices``, TransactionService in
+``http://24sevenoffice.com/webservices/economy/accounting/`` (lower-case "office", trailing
+slash; SOAPAction is the namespace plus the operation):
 
 * ``authenticate/v001/authenticate.asmx``: ``Login(credential{ApplicationId, Username,
   Password, IdentityId?})`` answers the session id and sets it as the ``ASP.NET_SessionId``
@@ -12,9 +15,10 @@ SOAP 1.1 (``/24so/soap/...``), document/literal in the namespace
 * ``Economy/Account/V004/Accountservice.asmx``: ``GetAccountList``, ``GetTypeList``,
   ``SaveBundleList`` (bundle posting; the contract places it in AccountService, as the public
   WSDL does).
-* ``Economy/Accounting/V001/TransactionService.asmx``: ``GetTransactionTypes`` (No, Title),
-  ``GetTransactions(searchParams)``, ``GetFiscalYears`` (with ``IsLocked``),
-  ``GetUserDefinedDimensions``.
+* ``Economy/Accounting/V001/TransactionService.asmx``: ``GetTransactionTypes`` (Turnover,
+  Title, No, Id), ``GetTransactions(searchParams)``, ``GetFiscalYears`` (Id, StartingDate,
+  EndingDate, IsLocked: a lock per fiscal year, no periods), ``GetUserDefinedDimensions`` and
+  ``GetUserDefinedDimensionValues`` (flat ``Dimension`` elements: Type, Name, Value, TypeId).
 
 Malformed envelopes, a wrong ``SOAPAction`` or a missing session are SOAP faults (HTTP 500,
 ``soap:Client``/``soap:Server``), except ``SaveBundleList``, which reports a missing session in
@@ -22,8 +26,10 @@ its result ``Type`` (``NotAuthenticated``) as the contract lists.
 
 REST (``/24so/rest/v1``, bearer tokens from ``POST /24so/login/oauth/token`` with the client
 credentials grant plus ``login_organization`` and ``audience``): ``/organization/information``,
-``/transactionlines`` (``Link: rel="next"`` paging), ``POST /transactions``,
-``/transactiontypes``, ``/accounts``, ``/dimensions``, ``/fiscalyears``. Errors are
+``/transactionlines`` (the published ``Transaction`` line shape; ``dateFrom`` inclusive,
+``dateTo`` exclusive, ``page``/``limit``, ``includeDimensions``; ``Link: rel="next"``
+paging), ``/transactiontypes``, ``/accounts``, ``/dimensions``, ``/fiscalyears``. The public
+API has no transaction write endpoint: postings go through SOAP ``SaveBundleList``. Errors are
 ``{"errors": [{"type", "message"}], "trackingId"}``; 429 carries ``Retry-After``.
 
 The 24SevenOffice-specific state (application ids, integration users, sessions, REST clients)
@@ -56,6 +62,7 @@ from ledgerlink.sandbox.errors import SandboxRateLimited, SandboxServerError
 from ledgerlink.sandbox.world import Tenant, World
 
 __all__ = [
+    "ACCOUNTING_NS",
     "AUDIENCE",
     "SOAP_NS",
     "VENDOR",
@@ -68,6 +75,8 @@ __all__ = [
 
 VENDOR: Final = "twentyfour"
 SOAP_NS: Final = "http://24sevenOffice.com/webservices"
+#: TransactionService's own namespace (its published WSDL's targetNamespace).
+ACCOUNTING_NS: Final = "http://24sevenoffice.com/webservices/economy/accounting/"
 SOAP_ENV: Final = "http://schemas.xmlsoap.org/soap/envelope/"
 # UNCONFIRMED: the audience the token endpoint expects; a careful vendor pins one value.
 AUDIENCE: Final = "https://api.24sevenoffice.com"
@@ -107,6 +116,12 @@ _TYPE_BY_SERIES: Final = {series: no for no, _title, series in _TRANSACTION_TYPE
 # 24SevenOffice calls the cost centre "department"; cost units are a user-defined dimension.
 _DIMENSION_KEYS: Final = {"cost_centre": "department", "project": "project", "cost_unit": "unit"}
 _DIMENSION_KINDS: Final = {value: key for key, value in _DIMENSION_KEYS.items()}
+# The published DimensionType of each kind; cost units are a user-defined dimension.
+_DIMENSION_TYPES: Final = {"cost_centre": "Department", "project": "Project"}
+# REST dimensionType numbers of the built-in dimensions (the published example: 1 = Project;
+# the WSDL's DimensionType enumeration order gives Department 2). UNCONFIRMED: user-defined
+# dimensions carry their TypeId (as GetUserDefinedDimensions names it) and their own name.
+_DIMENSION_TYPE_IDS: Final = {"project": 1, "cost_centre": 2}
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,8 +265,18 @@ class _SoapFaultError(Exception):
         self.headers = dict(headers or {})
 
 
-def _q(name: str) -> str:
-    return f"{{{SOAP_NS}}}{name}"
+def _q(name: str, ns: str = SOAP_NS) -> str:
+    return f"{{{ns}}}{name}"
+
+
+def _ns_of(element: ET.Element) -> str:
+    return element.tag[1:].partition("}")[0] if element.tag.startswith("{") else SOAP_NS
+
+
+def _action(ns: str, operation: str) -> str:
+    # The WSDLs' soapAction: "{ns}/{operation}" for the webservices namespace, and
+    # namespace + operation for the accounting namespace, which ends with a slash.
+    return f"{ns}{operation}" if ns.endswith("/") else f"{ns}/{operation}"
 
 
 def _fault_response(fault: _SoapFaultError) -> Response:
@@ -275,17 +300,18 @@ def _serialize(envelope: ET.Element) -> bytes:
     return bytes(ET.tostring(envelope, encoding="utf-8", xml_declaration=True))
 
 
-def _result_response(operation: str, result: ET.Element | None) -> Response:
+def _result_response(operation: str, result: ET.Element | None, ns: str = SOAP_NS) -> Response:
     envelope = ET.Element(f"{{{SOAP_ENV}}}Envelope")
     body = ET.SubElement(envelope, f"{{{SOAP_ENV}}}Body")
-    wrapper = ET.SubElement(body, _q(f"{operation}Response"))
+    wrapper = ET.SubElement(body, _q(f"{operation}Response", ns))
     if result is not None:
         wrapper.append(result)
     return Response(_serialize(envelope), media_type="text/xml; charset=utf-8")
 
 
 def _add(parent: ET.Element, name: str, value: object) -> ET.Element:
-    element = ET.SubElement(parent, _q(name))
+    # Children are in their parent's namespace (elementFormDefault="qualified").
+    element = ET.SubElement(parent, _q(name, _ns_of(parent)))
     if isinstance(value, bool):
         element.text = "true" if value else "false"
     elif value is not None:
@@ -293,7 +319,9 @@ def _add(parent: ET.Element, name: str, value: object) -> ET.Element:
     return element
 
 
-async def _parse_envelope(request: Request, operations: Iterable[str]) -> tuple[str, ET.Element]:
+async def _parse_envelope(
+    request: Request, operations: Iterable[str], ns: str = SOAP_NS
+) -> tuple[str, ET.Element]:
     """The operation and its element, checked as ASP.NET checks a SOAP 1.1 request."""
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("text/xml"):
@@ -318,13 +346,13 @@ async def _parse_envelope(request: Request, operations: Iterable[str]) -> tuple[
             "Server was unable to read request: the Body must hold one operation."
         )
     element = body[0]
-    if not element.tag.startswith(f"{{{SOAP_NS}}}"):
+    if not element.tag.startswith(f"{{{ns}}}"):
         raise _SoapFaultError(f"Unknown operation namespace in {element.tag}.")
     operation = element.tag.rpartition("}")[2]
     if operation not in operations:
         raise _SoapFaultError(f"Server did not recognize the operation {operation}.")
     action = request.headers.get("soapaction", "").strip('"')
-    if action != f"{SOAP_NS}/{operation}":
+    if action != _action(ns, operation):
         raise _SoapFaultError(
             f"Server did not recognize the value of HTTP Header SOAPAction: {action}."
         )
@@ -332,7 +360,7 @@ async def _parse_envelope(request: Request, operations: Iterable[str]) -> tuple[
 
 
 def _text(element: ET.Element, name: str) -> str | None:
-    child = element.find(_q(name))
+    child = element.find(_q(name, _ns_of(element)))
     if child is None or child.text is None:
         return None
     return child.text.strip()
@@ -598,12 +626,11 @@ class _Soap:
             client_element = _add(identity, "Client", None)
             _add(client_element, "Id", client)
             _add(client_element, "Name", company.name)
-            # UNCONFIRMED: the organisation number on the identity's client; it lets a
-            # connection be matched to an environment by business id.
-            _add(client_element, "OrganizationNumber", _organization_number(company))
-            _add(client_element, "Currency", company.currency)
+            # The published Client is Id and Name only (no organisation number, no
+            # currency).
             _add(identity, "IsCurrent", client == session.client)
             _add(identity, "IsDefault", position == 0)
+            _add(identity, "IsProtected", False)
         return result
 
     def set_identity(self, element: ET.Element, session: _Session) -> Response:
@@ -643,9 +670,7 @@ class _Soap:
                     _add(data, "AccountName", account.name)
                     _add(data, "AccountTax", 0)
                     _add(data, "TaxNo", account.vat_code or 0)
-                    # UNCONFIRMED: AccountData carries no type in the public WSDL; the
-                    # sandbox adds whether the account can be booked to.
-                    _add(data, "IsActive", account.active)
+                    # The published AccountData has no active flag (nor a type).
                 return _result_response(operation, result)
             result = ET.Element(_q("GetTypeListResult"))
             for no, title, _series in _TRANSACTION_TYPES:
@@ -665,9 +690,9 @@ class _Soap:
             _add(result, "Description", description)
             return _result_response("SaveBundleList", result)
 
-        bundle_list = element.find(_q("bundlelist"))
+        bundle_list = element.find(_q("BundleList"))
         if bundle_list is None:
-            raise _SoapFaultError("Required element bundlelist is missing.")
+            raise _SoapFaultError("Required element BundleList is missing.")
         if session is None:
             return answer("NotAuthenticated", "The session is missing or has expired.")
         company = _company(self.world, session.client)
@@ -681,9 +706,13 @@ class _Soap:
             name = _text(bundle, "Name") or ""
             if name and name in saved:
                 return answer("DataAlreadySaved", f"The bundle {name!r} is already saved.")
-            # UNCONFIRMED: the transaction type of a bundle; the public WSDL has no field
-            # for it on Bundle, so the sandbox reads an optional TypeId (default 4, manual).
-            type_no = int(_text(bundle, "TypeId") or "4")
+            # UNCONFIRMED: the transaction type of a bundle. The public WSDL has no type
+            # field on Bundle; its Sort (an int, default 0) is read as the type number, 0
+            # meaning the manual type 4.
+            sort = _text(bundle, "Sort") or "0"
+            if not sort.lstrip("-").isdigit():
+                raise _SoapFaultError(f"The value of Sort is not a valid xs:int: {sort!r}.")
+            type_no = int(sort) or 4
             if type_no not in _TYPE_BY_NO:
                 return answer("NotSaved", f"Transaction type {type_no} does not exist.")
             vouchers: list[tuple[str, list[_PostingLine]]] = []
@@ -698,14 +727,37 @@ class _Soap:
                 entries = voucher.find(_q("Entries"))
                 for entry in entries.findall(_q("Entry")) if entries is not None else []:
                     dimensions: dict[str, str] = {}
-                    if department := _text(entry, "DepartmentId"):
-                        dimensions["department"] = department
-                    if project := _text(entry, "ProjectId"):
-                        dimensions["project"] = project
+                    # Published Entry: DepartmentId and ProjectId (0: none) and
+                    # UserDefinedDimensions/UserDefinedDimension{Type, Value}.
+                    if (department := _text(entry, "DepartmentId")) not in (None, "", "0"):
+                        dimensions["department"] = str(department)
+                    if (project := _text(entry, "ProjectId")) not in (None, "", "0"):
+                        dimensions["project"] = str(project)
+                    user_defined = entry.find(_q("UserDefinedDimensions"))
+                    for dimension in (
+                        user_defined.findall(_q("UserDefinedDimension"))
+                        if user_defined is not None
+                        else []
+                    ):
+                        # UserDefinedDimension.Type is the dimension's TypeId.
+                        type_id = _text(dimension, "Type") or ""
+                        key = next(
+                            (
+                                _dimension_key(d.kind)
+                                for d in company.dimensions
+                                if str(d.id) == type_id and d.kind not in _DIMENSION_TYPES
+                            ),
+                            None,
+                        )
+                        if key is None:
+                            raise _SoapFaultError(
+                                f"Unknown user-defined dimension type {_text(dimension, 'Type')}."
+                            )
+                        dimensions[key] = _required(dimension, "Value")
                     lines.append(
                         _PostingLine(
                             date=_soap_date(_required(entry, "Date"), "Date"),
-                            account=_required(entry, "AccountId"),
+                            account=_required(entry, "AccountNo"),
                             amount=_soap_decimal(_required(entry, "Amount"), "Amount"),
                             description=_text(entry, "Comment") or "",
                             dimensions=dimensions,
@@ -742,7 +794,9 @@ class _Soap:
                     "GetTransactions",
                     "GetFiscalYears",
                     "GetUserDefinedDimensions",
+                    "GetUserDefinedDimensionValues",
                 ),
+                ACCOUNTING_NS,
             )
             found = self.session(request)
             fault = await self.apply_faults(request, found[1].client if found else None)
@@ -751,42 +805,43 @@ class _Soap:
             if found is None:
                 raise _SoapFaultError("Not authenticated: the session is missing or has expired.")
             company = _company(self.world, found[1].client)
-            result = ET.Element(_q(f"{operation}Result"))
+            result = ET.Element(_q(f"{operation}Result", ACCOUNTING_NS))
             if operation == "GetTransactionTypes":
                 for no, title, _series in _TRANSACTION_TYPES:
                     data = _add(result, "TransactionType", None)
-                    _add(data, "No", no)
+                    _add(data, "Turnover", False)
                     _add(data, "Title", title)
+                    _add(data, "No", no)
+                    _add(data, "Id", no)
             elif operation == "GetTransactions":
                 self.transactions(element, company, result)
             elif operation == "GetFiscalYears":
+                # The published FiscalYear: Id, StartingDate, EndingDate (the last day, as
+                # xs:dateTime at midnight; UNCONFIRMED), IsLocked for the whole year.
                 for year in company.fiscal_years:
                     data = _add(result, "FiscalYear", None)
-                    _add(data, "Year", year.start.year)
-                    _add(data, "StartDate", f"{year.start.isoformat()}T00:00:00")
-                    _add(data, "EndDate", f"{year.end.isoformat()}T00:00:00")
+                    _add(data, "Id", uuid.uuid5(uuid.NAMESPACE_URL, f"24so-year-{year.start}"))
+                    _add(data, "StartingDate", f"{year.start.isoformat()}T00:00:00")
+                    _add(data, "EndingDate", f"{year.end.isoformat()}T00:00:00")
                     _add(data, "IsLocked", year.closed)
-                    # UNCONFIRMED: per-period locks; 24SevenOffice locks by period too.
-                    periods = _add(data, "Periods", None)
-                    for number, period in enumerate(year.periods, start=1):
-                        period_element = _add(periods, "Period", None)
-                        _add(period_element, "No", number)
-                        _add(period_element, "StartDate", f"{period.start.isoformat()}T00:00:00")
-                        _add(period_element, "EndDate", f"{period.end.isoformat()}T00:00:00")
-                        _add(period_element, "IsLocked", period.closed)
-            else:
+            elif operation == "GetUserDefinedDimensions":
                 for dimension in company.dimensions:
-                    data = _add(result, "UserDefinedDimension", None)
-                    _add(data, "TypeId", dimension.id)
+                    data = _add(result, "Dimension", None)
+                    _add(data, "Type", _DIMENSION_TYPES.get(dimension.kind, "UserDefined"))
                     _add(data, "Name", dimension.name)
-                    _add(data, "Key", _dimension_key(dimension.kind))
-                    values = _add(data, "Values", None)
-                    for obj in dimension.objects:
-                        value = _add(values, "DimensionValue", None)
-                        _add(value, "Value", obj.code)
-                        _add(value, "Name", obj.name)
-                        _add(value, "IsActive", obj.active)
-            return _result_response(operation, result)
+                    _add(data, "TypeId", dimension.id)
+            else:
+                wanted = _required(element, "DimensionType")
+                found_dimension = next((d for d in company.dimensions if str(d.id) == wanted), None)
+                if found_dimension is None:
+                    raise _SoapFaultError(f"Dimension type {wanted} does not exist.")
+                for obj in found_dimension.objects:
+                    data = _add(result, "Dimension", None)
+                    _add(data, "Type", _DIMENSION_TYPES.get(found_dimension.kind, "UserDefined"))
+                    _add(data, "Name", obj.name)
+                    _add(data, "Value", obj.code)
+                    _add(data, "TypeId", found_dimension.id)
+            return _result_response(operation, result, ACCOUNTING_NS)
         except _SoapFaultError as fault:
             return _fault_response(fault)
 
@@ -808,21 +863,27 @@ class _Soap:
             if not start <= day <= end:
                 continue
             for line in voucher.lines:
+                # The published Transaction, in its element order.
                 data = _add(result, "Transaction", None)
-                _add(data, "Id", f"{voucher.id}-{line.line_no}")
-                _add(data, "TransactionNo", voucher.number)
-                _add(data, "TypeId", _type_of_series(voucher.series))
                 _add(data, "Date", f"{voucher.date.isoformat()}T00:00:00")
                 _add(data, "AccountNo", line.account)
                 _add(data, "Amount", line.amount)
+                _add(data, "TransactionTypeId", _type_of_series(voucher.series))
                 _add(data, "Comment", line.description)
-                _add(data, "IsDeleted", voucher.status == "invalidated")
-                _add(data, "DateChanged", voucher.modified_at.isoformat())
+                _add(data, "TransactionNo", voucher.number)
+                _add(
+                    data, "Id", uuid.uuid5(uuid.NAMESPACE_URL, f"24so-{voucher.id}-{line.line_no}")
+                )
                 dims = _add(data, "Dimensions", None)
                 for kind, code in line.dimensions.items():
                     dim = _add(dims, "Dimension", None)
-                    _add(dim, "Type", _dimension_key(kind))
+                    _add(dim, "Type", _DIMENSION_TYPES.get(kind, "UserDefined"))
                     _add(dim, "Value", code)
+                _add(data, "DateChanged", voucher.modified_at.isoformat())
+                # UNCONFIRMED: an invalidated (deleted) transaction as Hidden.
+                _add(data, "Hidden", voucher.status == "invalidated")
+                _add(data, "Open", False)
+                _add(data, "HasVatDividend", False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1086,28 +1147,21 @@ class _Rest:
             minimum=1,
             maximum=MAX_PAGE_LIMIT,
         )
-        # UNCONFIRMED: a change-time filter. The contract names only dateFrom/dateTo; a
-        # ledger API that is read incrementally needs "changed since", and with it the
-        # connector sees edits and invalidations between two syncs.
-        changed_raw = query.get("changedAfter")
-        changed_after: dt.datetime | None = None
-        if changed_raw is not None:
-            try:
-                changed_after = dt.datetime.fromisoformat(changed_raw)
-            except ValueError:
-                raise _RestError(
-                    400, "validation", f"changedAfter is not an ISO 8601 time: {changed_raw!r}."
-                ) from None
-            if changed_after.tzinfo is None:
-                raise _RestError(400, "validation", "changedAfter needs a UTC offset.")
-        vouchers = (
-            company.vouchers_modified_since(changed_after)
-            if changed_after is not None
-            else company.vouchers
-        )
+        include_dimensions = query.get("includeDimensions", "false").lower() == "true"
+        # Published: dateTo is exclusive. There is no change-time filter (an unknown query
+        # parameter is ignored). UNCONFIRMED: a deleted (here: invalidated) transaction is
+        # no longer listed.
+        vouchers = [v for v in company.vouchers if v.status != "invalidated"]
+        dimension_types: dict[str, tuple[int, str]] = {
+            d.kind: (
+                _DIMENSION_TYPE_IDS.get(d.kind, int(d.id) if d.id.isdigit() else 0),
+                _DIMENSION_TYPES.get(d.kind, d.name),
+            )
+            for d in company.dimensions
+        }
         # Lines are ordered by transaction then line number; a page can end inside a
         # transaction, as paging is by line.
-        selected = [v for v in vouchers if date_from <= v.date <= date_to]
+        selected = [v for v in vouchers if date_from <= v.date < date_to]
         offset = (page - 1) * limit
         items: list[dict[str, object]] = []
         total = 0
@@ -1118,7 +1172,13 @@ class _Rest:
                 continue
             for line in voucher.lines:
                 if total >= offset and len(items) < limit:
-                    items.append(_line_json(voucher, line))
+                    items.append(
+                        _line_json(
+                            voucher,
+                            line,
+                            dimensions=dimension_types if include_dimensions else None,
+                        )
+                    )
                 total += 1
             if len(items) >= limit and total > offset + limit:
                 break
@@ -1132,94 +1192,42 @@ class _Rest:
             headers["Link"] = f'<{url}>; rel="next"'
         return _json(items, headers=headers)
 
-    async def post_transaction(self, request: Request, org: str, company: CompanyData) -> Response:
-        try:
-            payload = json.loads(await request.body(), parse_float=Decimal)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise _RestError(400, "validation", "The body is not valid JSON.") from None
-        if not isinstance(payload, dict):
-            raise _RestError(400, "validation", "The body must be a JSON object.")
-        type_no = payload.get("transactionTypeId")
-        if not isinstance(type_no, int) or type_no not in _TYPE_BY_NO:
-            raise _RestError(400, "validation", f"transactionTypeId {type_no!r} does not exist.")
-        description = payload.get("description") or ""
-        reference = payload.get("reference")
-        raw_lines = payload.get("lines")
-        if not isinstance(raw_lines, list) or not raw_lines:
-            raise _RestError(400, "validation", "lines must be a non-empty array.")
-        lines = [_posting_line(raw, index) for index, raw in enumerate(raw_lines, start=1)]
-        errors = _validate_posting(company, lines)
-        if errors:
-            kind, message = errors[0]
-            return _rest_error(400, kind, message, more=errors[1:])
-        posted = self.state.posted_references.setdefault(org, {})
-        if isinstance(reference, str) and reference in posted:
-            # UNCONFIRMED: 24SevenOffice's answer to a repeated reference; refusing it makes
-            # a retried POST after a lost answer safe.
-            return _rest_error(
-                409,
-                "conflict",
-                f"A transaction with reference {reference!r} already exists "
-                f"(id {posted[reference]}).",
-            )
-        voucher = _save_voucher(company, type_no, str(description), lines)
-        if isinstance(reference, str):
-            posted[reference] = voucher.id
-        return _json(
-            {
-                "id": voucher.id,
-                "transactionNumber": voucher.number,
-                "transactionTypeId": type_no,
-                "status": "Posted",
-            },
-            status=201,
-        )
 
-
-def _line_json(voucher: VoucherData, line: LineData) -> dict[str, object]:
-    return {
-        "id": f"{voucher.id}-{line.line_no}",
-        "transactionId": voucher.id,
-        "transactionNumber": voucher.number,
-        "transactionTypeId": _type_of_series(voucher.series),
-        "lineNumber": line.line_no,
-        "date": voucher.date.isoformat(),
-        "accountNumber": int(line.account),
+def _line_json(
+    voucher: VoucherData,
+    line: LineData,
+    *,
+    dimensions: Mapping[str, tuple[int, str]] | None,
+) -> dict[str, object]:
+    """A line in the published ``Transaction`` shape (rest.yaml, components/schemas)."""
+    type_no = _type_of_series(voucher.series)
+    item: dict[str, object] = {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"24so-{voucher.id}-{line.line_no}")),
+        # UNCONFIRMED: the transaction id; the published example is a GUID, any string is
+        # allowed. The sandbox keeps the voucher id.
+        "transaction": {"id": str(voucher.id), "number": voucher.number},
+        "account": {"id": int(line.account), "number": int(line.account), "name": ""},
+        "transactionType": {"id": type_no},
         "amount": line.amount,
-        "description": line.description,
-        "transactionDescription": voucher.description,
-        "taxCode": line.vat_code,
-        "dimensions": {_dimension_key(k): v for k, v in line.dimensions.items()},
-        # UNCONFIRMED: deleted transactions stay listed with a flag (ledgers keep them).
-        "isDeleted": voucher.status == "invalidated",
-        "version": voucher.version,
-        "changedAt": voucher.modified_at.isoformat(),
+        "currency": {"code": "NOK", "rate": 1},
+        "date": voucher.date.isoformat(),
+        "comment": (line.description or voucher.description)[:75],
+        "createdAt": voucher.modified_at.isoformat(),
+        "modifiedAt": voucher.modified_at.isoformat(),
     }
-
-
-def _posting_line(raw: object, index: int) -> _PostingLine:
-    if not isinstance(raw, dict):
-        raise _RestError(400, "validation", f"Line {index} must be an object.")
-    day = _query_date(raw.get("date"), f"lines[{index}].date", required=True)
-    assert day is not None
-    account = raw.get("accountNumber")
-    if not isinstance(account, int):
-        raise _RestError(400, "validation", f"Line {index}: accountNumber must be an integer.")
-    amount = raw.get("amount")
-    if isinstance(amount, bool) or not isinstance(amount, Decimal | int):
-        raise _RestError(400, "validation", f"Line {index}: amount must be a number.")
-    dimensions = raw.get("dimensions") or {}
-    if not isinstance(dimensions, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in dimensions.items()
-    ):
-        raise _RestError(400, "validation", f"Line {index}: dimensions must map names to codes.")
-    return _PostingLine(
-        date=day,
-        account=str(account),
-        amount=Decimal(amount),
-        description=str(raw.get("description") or ""),
-        dimensions=dict(dimensions),
-    )
+    if line.vat_code:
+        item["tax"] = {"id": int(line.vat_code) if line.vat_code.isdigit() else 0, "rate": 0}
+    if dimensions is not None:
+        item["dimensions"] = [
+            {
+                "dimensionType": dimensions.get(kind, (0, kind))[0],
+                "dimensionTypeName": dimensions.get(kind, (0, kind))[1],
+                "value": code,
+                "name": code,
+            }
+            for kind, code in line.dimensions.items()
+        ]
+    return item
 
 
 def _query_date(value: object, name: str, *, required: bool) -> dt.date | None:
@@ -1288,10 +1296,4 @@ def mount(app: FastAPI, world: World) -> None:
     get("/fiscalyears", rest.fiscal_years)
     get("/transactionlines", rest.transaction_lines)
 
-    async def post_transactions(request: Request) -> Response:
-        return await rest.handle(request, rest.post_transaction)
-
-    router.add_api_route(
-        f"{REST_PREFIX}/transactions", post_transactions, methods=["POST"], include_in_schema=False
-    )
     app.include_router(router)
