@@ -138,7 +138,7 @@ def connector(routes: Any) -> NetvisorConnector:
         company_name="Esimerkki Oy",
     )
     return NetvisorConnector(
-        settings, clock=lambda: NOW, retry=RetryPolicy(attempts=1), transport=routes.transport()
+        settings, now=lambda: NOW, retry=RetryPolicy(attempts=1), transport=routes.transport()
     )
 
 

@@ -340,7 +340,7 @@ async def rest_connector(handler: Handler) -> NmbrsConnector:
         burst=1_000,
         retry=RetryPolicy(attempts=1),
     )
-    return NmbrsConnector(settings, token_store=store, transport=httpx.MockTransport(handler))
+    return NmbrsConnector(settings, store=store, transport=httpx.MockTransport(handler))
 
 
 RestCall = Callable[[NmbrsConnector], Awaitable[object]]

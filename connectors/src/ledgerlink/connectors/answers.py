@@ -18,10 +18,11 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from xml.etree import ElementTree as ET
 
 from ledgerlink.connectors.errors import UnexpectedResponse
 
-__all__ = ["AnswerReader"]
+__all__ = ["AnswerReader", "child_text", "namespace_of"]
 
 _MISSING: Any = object()
 
@@ -182,3 +183,20 @@ def _kind(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     return type(value).__name__
+
+
+def namespace_of(element: ET.Element) -> str:
+    """The namespace URI of ``element`` ("" when it has none)."""
+    return element.tag[1:].partition("}")[0] if element.tag.startswith("{") else ""
+
+
+def child_text(element: ET.Element, name: str, namespace: str | None = None) -> str:
+    """The stripped text of the child ``name`` ("" when it is absent or empty).
+
+    The child is looked up in ``namespace``, by default the element's own: the vendors'
+    SOAP schemas are ``elementFormDefault="qualified"``, so children share their parent's
+    namespace.
+    """
+    ns = namespace_of(element) if namespace is None else namespace
+    child = element.find(f"{{{ns}}}{name}" if ns else name)
+    return (child.text or "").strip() if child is not None else ""

@@ -59,9 +59,11 @@ __all__ = [
     "RateBudget",
     "RetryPolicy",
     "VendorHttpClient",
+    "budget_for",
     "default_classify",
     "parse_retry_after",
     "redact_headers",
+    "retry_after_of",
 ]
 
 logger = logging.getLogger(__name__)
@@ -114,6 +116,11 @@ def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> f
     return max(0.0, (when - reference).total_seconds())
 
 
+def retry_after_of(response: httpx.Response) -> float | None:
+    """Seconds to wait that ``response``'s ``Retry-After`` header asks for, if any."""
+    return parse_retry_after(response.headers.get("retry-after"))
+
+
 def default_classify(vendor: str, response: httpx.Response) -> ConnectorError | None:
     """Plain HTTP status mapping, for vendors without a richer error format."""
     status = response.status_code
@@ -125,7 +132,7 @@ def default_classify(vendor: str, response: httpx.Response) -> ConnectorError | 
         return RateLimited(
             vendor,
             "rate limited",
-            retry_after=parse_retry_after(response.headers.get("retry-after")),
+            retry_after=retry_after_of(response),
             vendor_message=text,
         )
     if status >= 500:
@@ -200,6 +207,16 @@ class RateBudget:
         self._state: dict[tuple[str, str], tuple[float, float]] = {}
         self._paused_until: dict[tuple[str, str], float] = {}
 
+    @classmethod
+    def shared(cls, vendor: str, rate: float, burst: int) -> RateBudget:
+        """The process-wide budget of ``vendor`` at this limit: every connection to the same
+        vendor tenant in one process draws on it (it is keyed by tenant inside), so two
+        syncs of one company cannot spend the vendor's limit twice."""
+        budget = _SHARED_BUDGETS.get((vendor, rate, burst))
+        if budget is None:
+            budget = _SHARED_BUDGETS[(vendor, rate, burst)] = cls(rate, burst)
+        return budget
+
     def reserve(self, key: tuple[str, str]) -> float:
         """Take a slot for ``key``; the seconds to wait before using it."""
         now = self._clock()
@@ -225,6 +242,25 @@ class RateBudget:
         until = self._clock() + seconds
         if until > self._paused_until.get(key, 0.0):
             self._paused_until[key] = until
+
+
+_SHARED_BUDGETS: dict[tuple[str, float, int], RateBudget] = {}
+
+
+def budget_for(
+    vendor: str,
+    rate: float,
+    burst: int,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> RateBudget:
+    """The budget a connector paces with when it is given none: the vendor's process-wide
+    budget on real time, or a private one when the caller injected its own time (a test's
+    fake clock must not leak into, or be shared through, the process-wide budget)."""
+    if sleep is asyncio.sleep and clock is time.monotonic:
+        return RateBudget.shared(vendor, rate, burst)
+    return RateBudget(rate, burst, sleep=sleep, clock=clock)
 
 
 class _Retry(Exception):  # noqa: N818 - internal signal, not an error for callers
@@ -385,14 +421,14 @@ class VendorHttpClient:
             if isinstance(error, RateLimited):
                 wait = error.retry_after
                 if wait is None:
-                    wait = parse_retry_after(response.headers.get("retry-after"))
+                    wait = retry_after_of(response)
                 if wait is not None:
                     if wait > policy.max_retry_after_seconds:
                         raise error
                     if self.budget is not None:
                         self.budget.pause(key, wait)
                 raise _Retry(error, wait)
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            retry_after = retry_after_of(response)
             if isinstance(error, VendorUnavailable) and safe_to_repeat:
                 raise _Retry(error, retry_after)
             raise error

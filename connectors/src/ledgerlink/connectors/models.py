@@ -175,3 +175,9 @@ class VoucherPage(_Frozen):
     vouchers: tuple[Voucher, ...]
     cursor: SyncCursor
     has_more: bool
+
+
+def month_end(day: dt.date) -> dt.date:
+    """The last day of ``day``'s month."""
+    following = (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return following - dt.timedelta(days=1)

@@ -42,6 +42,7 @@ import hmac
 import json
 import logging
 import re
+import time
 import uuid
 import weakref
 import xml.etree.ElementTree as ET  # building only; parsing goes through defusedxml
@@ -68,7 +69,7 @@ from ledgerlink.connectors.errors import (
     UnexpectedResponse,
     VendorUnavailable,
 )
-from ledgerlink.connectors.http import RateBudget, RetryPolicy, VendorHttpClient
+from ledgerlink.connectors.http import RateBudget, RetryPolicy, VendorHttpClient, retry_after_of
 from ledgerlink.connectors.models import (
     Account,
     AccountType,
@@ -83,6 +84,7 @@ from ledgerlink.connectors.models import (
     Voucher,
     VoucherLine,
     VoucherPage,
+    month_end,
 )
 
 __all__ = [
@@ -399,16 +401,6 @@ def _split_category(detail: str | None) -> tuple[str | None, str]:
     return category.strip(), message.strip()
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
 def _status_document(content: bytes) -> ET.Element | None:
     """``Root`` with only its ``ResponseStatus``: the status comes first, so a ledger answer
     of many megabytes need not be parsed twice just to learn that it is OK."""
@@ -428,7 +420,7 @@ def classify_response(response: httpx.Response) -> ConnectorError | None:
         return RateLimited(
             VENDOR,
             "Netvisor asked to slow down",
-            retry_after=_retry_after(response),
+            retry_after=retry_after_of(response),
             vendor_code=category,
             vendor_message=message or None,
         )
@@ -611,11 +603,6 @@ def _account_type(number: str) -> AccountType | None:
     return None
 
 
-def _month_end(day: dt.date) -> dt.date:
-    following = (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-    return following - dt.timedelta(days=1)
-
-
 # --------------------------------------------------------------------------- cursor
 
 
@@ -674,16 +661,19 @@ class NetvisorConnector(LedgerConnector):
         self,
         settings: NetvisorSettings,
         *,
-        clock: Callable[[], dt.datetime] = _utcnow,
+        budget: RateBudget | None = None,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        budget: RateBudget | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], dt.datetime] = _utcnow,
     ) -> None:
         """``budget``: a request rate per customer on top of one-at-a-time. UNCONFIRMED:
-        Netvisor publishes no number; give one where an environment is known to throttle."""
+        Netvisor publishes no number; give one where an environment is known to throttle.
+        ``now`` is the wall clock that timestamps and signs each request and dates the
+        periods; ``clock`` the monotonic one paired with ``sleep`` for waits."""
         self.settings = settings
-        self._clock = clock
+        self._now = now
         self._http = VendorHttpClient(
             VENDOR,
             f"{settings.base_url}/",
@@ -693,9 +683,10 @@ class NetvisorConnector(LedgerConnector):
             timeout=httpx.Timeout(settings.timeout_seconds, connect=10.0),
             # Signing is an auth flow: httpx runs it for every send, so each retry gets a
             # fresh TransactionId, timestamp and MAC.
-            auth=NetvisorAuth(settings, clock=clock),
+            auth=NetvisorAuth(settings, clock=now),
             transport=transport,
             sleep=sleep,
+            clock=clock,
             budget=budget,
         )
         self._dimension_names: dict[DimensionKind, str] | None = None
@@ -814,12 +805,12 @@ class NetvisorConnector(LedgerConnector):
         for start, end in years:
             month = start
             while month <= end:
-                month_end = min(_month_end(month), end)
-                closed = lock_date is not None and month_end <= lock_date
+                last_day = min(month_end(month), end)
+                closed = lock_date is not None and last_day <= lock_date
                 periods.append(
-                    Period(start=month, end=month_end, status="closed" if closed else "open")
+                    Period(start=month, end=last_day, status="closed" if closed else "open")
                 )
-                month = month_end + dt.timedelta(days=1)
+                month = last_day + dt.timedelta(days=1)
         return periods
 
     async def _fiscal_years(self) -> tuple[list[tuple[dt.date, dt.date]], dt.date | None]:
@@ -866,7 +857,7 @@ class NetvisorConnector(LedgerConnector):
 
     async def _start_cursor(self) -> _Cursor:
         years, _ = await self._fiscal_years()
-        today = self._clock().astimezone(dt.UTC).date()
+        today = self._now().astimezone(dt.UTC).date()
         # What changed since yesterday is read once up front, only for its fingerprints:
         # the walk returns those vouchers anyway, and the incremental read that ends the
         # first sync (from yesterday on) then does not return them a second time.
@@ -898,7 +889,7 @@ class NetvisorConnector(LedgerConnector):
         vouchers: list[Voucher] = []
         # Empty months are skipped within one call, so a page is never empty before the end.
         while start <= state.until and not vouchers:
-            end = min(_month_end(start), state.until)
+            end = min(month_end(start), state.until)
             root, read = await self._read(
                 "GET",
                 "accountingledger.nv",
@@ -930,7 +921,7 @@ class NetvisorConnector(LedgerConnector):
         return VoucherPage(vouchers=tuple(vouchers), cursor=following.dump(), has_more=True)
 
     async def _read_modified_window(self, state: _Cursor) -> VoucherPage:
-        today = self._clock().astimezone(dt.UTC).date()
+        today = self._now().astimezone(dt.UTC).date()
         # One day of overlap: modification dates have day precision (and may be Finnish
         # local dates), so the watermark's own day and the day before are read again and
         # vouchers already returned unchanged are recognised by their content digest.
@@ -968,7 +959,7 @@ class NetvisorConnector(LedgerConnector):
         corrects). The reference goes into the voucher description, Netvisor's only
         free-text field on a voucher.
         """
-        period_end = _month_end(posting.period)
+        period_end = month_end(posting.period)
         voucher_date = posting.date if posting.period <= posting.date <= period_end else period_end
         description = posting.description
         if posting.reference and posting.reference not in description:

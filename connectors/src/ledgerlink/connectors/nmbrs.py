@@ -50,6 +50,7 @@ import httpx
 from defusedxml import DefusedXmlException
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from ledgerlink.connectors.answers import child_text
 from ledgerlink.connectors.base import (
     PayrollJournal,
     PayrollJournalLine,
@@ -70,8 +71,9 @@ from ledgerlink.connectors.http import (
     RateBudget,
     RetryPolicy,
     VendorHttpClient,
+    budget_for,
     default_classify,
-    parse_retry_after,
+    retry_after_of,
 )
 from ledgerlink.connectors.models import Company
 from ledgerlink.connectors.oauth import OAuthClientSettings, OAuthSession, TokenSet, TokenStore
@@ -192,7 +194,7 @@ def classify_soap(response: httpx.Response) -> ConnectorError | None:
         return RateLimited(
             VENDOR,
             "rate limited",
-            retry_after=parse_retry_after(response.headers.get("retry-after")),
+            retry_after=retry_after_of(response),
             vendor_message=text,
         )
     match = _NMBRS_CODE.search(text)
@@ -233,7 +235,7 @@ def classify_rest(response: httpx.Response) -> ConnectorError | None:
         return RateLimited(
             VENDOR,
             "rate limited",
-            retry_after=parse_retry_after(response.headers.get("retry-after")),
+            retry_after=retry_after_of(response),
             vendor_code=code,
             vendor_message=message,
         )
@@ -406,10 +408,6 @@ def _reference(company: str, run: PayrollRun) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _child_text(element: ET.Element, name: str) -> str:
-    return (element.findtext(f"{{{SERVICE_NS}}}{name}") or "").strip()
-
-
 def _fail(endpoint: str, detail: str, status: int | None = None) -> NoReturn:
     raise UnexpectedResponse(VENDOR, endpoint, detail, status=status)
 
@@ -420,7 +418,7 @@ def _soap_endpoint(operation: str) -> str:
 
 def _child_int(element: ET.Element, name: str, endpoint: str, where: str) -> int:
     """A required integer child (WSDL ``s:int``) of a result element."""
-    text = _child_text(element, name)
+    text = child_text(element, name, SERVICE_NS)
     if not text:
         _fail(endpoint, f"{where}/{name} is missing")
     try:
@@ -472,20 +470,30 @@ class NmbrsConnector(PayrollSource):
         self,
         settings: NmbrsSettings,
         *,
-        oauth_session: OAuthSession | None = None,
-        token_store: TokenStore | None = None,
+        session: OAuthSession | None = None,
+        store: TokenStore | None = None,
+        store_key: str | None = None,
+        budget: RateBudget | None = None,
+        retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
-        budget = RateBudget(settings.rate_per_second, settings.burst, sleep=sleep, clock=clock)
+        budget = budget or budget_for(
+            VENDOR, settings.rate_per_second, settings.burst, sleep=sleep, clock=clock
+        )
         self._own_session = False
-        self._session = oauth_session
+        self._session = session
         if settings.api == "rest" and self._session is None:
             assert settings.oauth is not None  # checked by the settings
             self._session = OAuthSession(
-                VENDOR, settings.oauth, store=token_store, transport=transport
+                VENDOR,
+                settings.oauth,
+                store=store,
+                # One token set per debtor session; the key is the caller's to choose.
+                store_key=store_key or "default",
+                transport=transport,
             )
             self._own_session = True
         rest = settings.api == "rest"
@@ -495,11 +503,12 @@ class NmbrsConnector(PayrollSource):
             tenant=settings.domain or settings.username,
             classify=classify_rest if rest else classify_soap,
             budget=budget,
-            retry=settings.retry,
+            retry=retry or settings.retry,
             timeout=httpx.Timeout(settings.timeout_seconds, connect=10.0),
             auth=self._session.auth() if rest and self._session is not None else None,
             transport=transport,
             sleep=sleep,
+            clock=clock,
         )
 
     async def aclose(self) -> None:
@@ -554,8 +563,8 @@ class NmbrsConnector(PayrollSource):
         return [
             Company(
                 external_id=str(_child_int(company, "ID", endpoint, f"Company[{index}]")),
-                business_id=_child_text(company, "KvkNr") or None,
-                name=_child_text(company, "Name"),
+                business_id=child_text(company, "KvkNr", SERVICE_NS) or None,
+                name=child_text(company, "Name", SERVICE_NS),
                 currency=self.settings.currency,
             )
             for index, company in enumerate(result.findall(f"{{{SERVICE_NS}}}Company"))
@@ -577,14 +586,14 @@ class NmbrsConnector(PayrollSource):
         for index, info in enumerate(result.findall(f"{{{SERVICE_NS}}}RunInfo")):
             where = f"RunInfo[{index}]"
             run_year = _child_int(info, "Year", endpoint, where)
-            run_at = _child_text(info, "RunAt")
+            run_at = child_text(info, "RunAt", SERVICE_NS)
             runs.append(
                 PayrollRun(
                     run_id=f"{run_year}-{_child_int(info, 'ID', endpoint, where)}",
                     year=run_year,
                     period=_child_int(info, "PeriodStart", endpoint, where),
                     date=_journal_date(run_at, endpoint) if run_at else None,
-                    description=_child_text(info, "Description"),
+                    description=child_text(info, "Description", SERVICE_NS),
                 )
             )
         return runs

@@ -48,7 +48,7 @@ from ledgerlink.connectors.errors import (
     ReauthorizationRequired,
     VendorUnavailable,
 )
-from ledgerlink.connectors.http import parse_retry_after
+from ledgerlink.connectors.http import retry_after_of
 from ledgerlink.shared.secrets import SecretBox
 
 __all__ = [
@@ -389,7 +389,7 @@ class OAuthSession:
                 raise RateLimited(
                     self.vendor,
                     "token endpoint rate limited",
-                    retry_after=parse_retry_after(exc.response.headers.get("retry-after")),
+                    retry_after=retry_after_of(exc.response),
                 ) from None
             raise VendorUnavailable(
                 self.vendor, f"token endpoint answered HTTP {status}", status=status

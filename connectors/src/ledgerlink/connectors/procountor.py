@@ -31,6 +31,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar, Final
@@ -57,8 +58,9 @@ from ledgerlink.connectors.http import (
     RateBudget,
     RetryPolicy,
     VendorHttpClient,
+    budget_for,
     default_classify,
-    parse_retry_after,
+    retry_after_of,
 )
 from ledgerlink.connectors.models import (
     Account,
@@ -73,6 +75,7 @@ from ledgerlink.connectors.models import (
     Voucher,
     VoucherLine,
     VoucherPage,
+    month_end,
 )
 from ledgerlink.connectors.oauth import OAuthClientSettings, OAuthSession, TokenSet, TokenStore
 
@@ -175,14 +178,6 @@ _DEFAULT_DIMENSION_KINDS: Final[dict[str, DimensionKind]] = {
 
 # A process-wide budget: several connections of one client share Procountor's per-client
 # limit. Keyed by (vendor, client id) inside.
-_BUDGETS: dict[tuple[float, int], RateBudget] = {}
-
-
-def _shared_budget(rate: float, burst: int) -> RateBudget:
-    budget = _BUDGETS.get((rate, burst))
-    if budget is None:
-        budget = _BUDGETS[(rate, burst)] = RateBudget(rate, burst)
-    return budget
 
 
 class ProcountorSettings(BaseModel):
@@ -293,7 +288,7 @@ def classify_response(response: httpx.Response) -> ConnectorError | None:
         return RateLimited(
             VENDOR,
             "rate limited",
-            retry_after=parse_retry_after(response.headers.get("retry-after")),
+            retry_after=retry_after_of(response),
             **kwargs,
         )
     if status >= 500:
@@ -387,13 +382,14 @@ class ProcountorConnector(LedgerConnector):
         self,
         settings: ProcountorSettings,
         *,
+        session: OAuthSession | None = None,
         store: TokenStore | None = None,
         store_key: str | None = None,
-        session: OAuthSession | None = None,
         budget: RateBudget | None = None,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.session = session or OAuthSession(
@@ -408,11 +404,15 @@ class ProcountorConnector(LedgerConnector):
             f"{settings.base_url}/api",
             tenant=settings.client_id,
             classify=classify_response,
-            budget=budget or _shared_budget(settings.requests_per_second, settings.burst),
+            budget=budget
+            or budget_for(
+                VENDOR, settings.requests_per_second, settings.burst, sleep=sleep, clock=clock
+            ),
             retry=retry,
             auth=self.session.auth(),
             transport=transport,
             sleep=sleep,
+            clock=clock,
         )
         self._machine_token_fetched = False
         self._dimensions: _DimensionIndex | None = None
@@ -895,7 +895,7 @@ class ProcountorConnector(LedgerConnector):
     async def _receipt_date(self, posting: JournalPosting) -> dt.date:
         # The receipt date decides the period: a correction of an earlier period is dated on
         # the last day of that period unless its date already lies in it.
-        end = _month_end(posting.period)
+        end = month_end(posting.period)
         if posting.period <= posting.date <= end:
             return posting.date
         return end
@@ -943,10 +943,3 @@ def _dumps(body: Mapping[str, Any]) -> bytes:
         raise TypeError(f"cannot serialise {type(value).__name__}")
 
     return json.dumps(body, default=default).encode()
-
-
-def _month_end(day: dt.date) -> dt.date:
-    first_next = (
-        dt.date(day.year + 1, 1, 1) if day.month == 12 else dt.date(day.year, day.month + 1, 1)
-    )
-    return first_next - dt.timedelta(days=1)

@@ -42,7 +42,7 @@ import json
 import logging
 import time
 import xml.etree.ElementTree as ET  # building only; parsing goes through defusedxml
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar, Final
 
@@ -51,7 +51,7 @@ import httpx
 from defusedxml import DefusedXmlException
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from ledgerlink.connectors.answers import AnswerReader
+from ledgerlink.connectors.answers import AnswerReader, child_text, namespace_of
 from ledgerlink.connectors.base import LedgerConnector
 from ledgerlink.connectors.errors import (
     AccessNotEnabled,
@@ -65,7 +65,7 @@ from ledgerlink.connectors.errors import (
     UnexpectedResponse,
     VendorUnavailable,
 )
-from ledgerlink.connectors.http import RateBudget, RetryPolicy, VendorHttpClient
+from ledgerlink.connectors.http import RateBudget, RetryPolicy, VendorHttpClient, retry_after_of
 from ledgerlink.connectors.models import (
     Account,
     AccountType,
@@ -80,6 +80,7 @@ from ledgerlink.connectors.models import (
     Voucher,
     VoucherLine,
     VoucherPage,
+    month_end,
 )
 
 __all__ = [
@@ -213,18 +214,8 @@ def _q(name: str, ns: str = SOAP_NS) -> str:
     return f"{{{ns}}}{name}"
 
 
-def _ns_of(element: ET.Element) -> str:
-    return element.tag[1:].partition("}")[0] if element.tag.startswith("{") else ""
-
-
-def _child_text(element: ET.Element, name: str) -> str:
-    """The text of ``name`` in the element's own namespace (elementFormDefault qualified)."""
-    child = element.find(_q(name, _ns_of(element)))
-    return (child.text or "").strip() if child is not None else ""
-
-
 def _child_present(element: ET.Element, name: str) -> bool:
-    return element.find(_q(name, _ns_of(element))) is not None
+    return element.find(_q(name, namespace_of(element))) is not None
 
 
 def _bool(text: str) -> bool:
@@ -240,7 +231,7 @@ def _soap_action(ns: str, operation: str) -> str:
 def _required(read: AnswerReader, element: ET.Element, name: str, where: str) -> str:
     if not _child_present(element, name):
         raise read.unexpected(f"{where}/{name} is missing")
-    return read.required_text(_child_text(element, name), f"{where}/{name}")
+    return read.required_text(child_text(element, name), f"{where}/{name}")
 
 
 def _required_bool(read: AnswerReader, element: ET.Element, name: str, where: str) -> bool:
@@ -248,16 +239,6 @@ def _required_bool(read: AnswerReader, element: ET.Element, name: str, where: st
     if text not in ("true", "false"):
         raise read.unexpected(f"{where}/{name} is not a boolean: {text[:10]!r}")
     return text == "true"
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 def _account_type(number: str) -> AccountType | None:
@@ -303,8 +284,14 @@ class TwentyFourConnector(LedgerConnector):
         settings: TwentyFourSettings,
         *,
         budget: RateBudget | None = None,
+        retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``budget``: optional (24SevenOffice publishes no request rate; it throttles
+        logins, and a 429 or fault's ``Retry-After`` is honoured either way). ``retry``
+        overrides ``settings.retry``; ``sleep`` and ``clock`` are injected together."""
         self.settings = settings
         # One pooled client for the three hosts (SOAP, REST, token): every URL is absolute.
         # The session cookie is sent explicitly on SOAP calls only, never from a jar that
@@ -314,9 +301,11 @@ class TwentyFourConnector(LedgerConnector):
             settings.soap_base_url,
             tenant=settings.client or "",
             budget=budget,
-            retry=settings.retry,
+            retry=retry or settings.retry,
             timeout=settings.timeout_seconds,
             transport=transport,
+            sleep=sleep,
+            clock=clock,
         )
         self._client: str | None = settings.client
         self._session: SecretStr | None = None
@@ -381,7 +370,7 @@ class TwentyFourConnector(LedgerConnector):
         except (ET.ParseError, DefusedXmlException, ValueError):
             if response.status_code == 429:
                 raise RateLimited(
-                    VENDOR, "too many requests", retry_after=_retry_after(response)
+                    VENDOR, "too many requests", retry_after=retry_after_of(response)
                 ) from None
             if response.status_code >= 500:
                 raise VendorUnavailable(
@@ -403,7 +392,7 @@ class TwentyFourConnector(LedgerConnector):
                 (first.findtext("faultcode") or "").strip(),
                 (first.findtext("faultstring") or "").strip(),
                 response.status_code,
-                _retry_after(response),
+                retry_after_of(response),
             )
         if response.status_code >= 400:
             raise VendorUnavailable(VENDOR, f"{operation} failed", status=response.status_code)
@@ -568,7 +557,7 @@ class TwentyFourConnector(LedgerConnector):
                         external_id=client_id,
                         # The published Client is Id and Name only: no organisation number.
                         business_id=None,
-                        name=_child_text(client, "Name"),
+                        name=child_text(client, "Name"),
                         # UNCONFIRMED: the identity carries no currency; 24SevenOffice
                         # clients keep Norwegian books.
                         currency="NOK",
@@ -629,7 +618,7 @@ class TwentyFourConnector(LedgerConnector):
             types.append(
                 TransactionType(
                     no=read.integer_text(_required(read, item, "No", where), f"{where}/No"),
-                    title=_child_text(item, "Title"),
+                    title=child_text(item, "Title"),
                 )
             )
         return types
@@ -652,7 +641,7 @@ class TwentyFourConnector(LedgerConnector):
             accounts.append(
                 Account(
                     number=number,
-                    name=_child_text(item, "AccountName"),
+                    name=child_text(item, "AccountName"),
                     type=_account_type(number),
                 )
             )
@@ -672,12 +661,12 @@ class TwentyFourConnector(LedgerConnector):
         user_defined: list[bool] = []
         for n, item in enumerate(result.findall(_q("Dimension", ACCOUNTING_NS))):
             where = f"Dimension[{n}]"
-            kind_name = _child_text(item, "Type") or "None"
+            kind_name = child_text(item, "Type") or "None"
             if kind_name not in _DIMENSION_TYPES:
                 raise read.unexpected(f"{where}/Type has the unknown value {kind_name!r}")
             type_id = _required(read, item, "TypeId", where)
             read.integer_text(type_id, f"{where}/TypeId")
-            name = _child_text(item, "Name")
+            name = child_text(item, "Name")
             kind = _KIND_OF_TYPE.get(kind_name)
             if kind is None and name.strip().casefold() in _COST_UNIT_NAMES:
                 kind = "cost_unit"
@@ -692,7 +681,7 @@ class TwentyFourConnector(LedgerConnector):
             objects = []
             for m, value in enumerate(values.findall(_q("Dimension", ACCOUNTING_NS))):
                 code = _required(values_read, value, "Value", f"Dimension[{m}]")
-                objects.append(DimensionObject(code=code, name=_child_text(value, "Name") or code))
+                objects.append(DimensionObject(code=code, name=child_text(value, "Name") or code))
             dimensions.append(Dimension(id=type_id, name=name, kind=kind, objects=tuple(objects)))
             user_defined.append(kind_name == "UserDefined")
         # UNCONFIRMED: cost units are a user-defined dimension; when no name says which and
@@ -732,11 +721,11 @@ class TwentyFourConnector(LedgerConnector):
             locked = _required_bool(read, year, "IsLocked", where)
             month = start
             while month <= end:
-                month_end = min(_month_end(month), end)
+                last_day = min(month_end(month), end)
                 periods.append(
-                    Period(start=month, end=month_end, status="closed" if locked else "open")
+                    Period(start=month, end=last_day, status="closed" if locked else "open")
                 )
-                month = month_end + dt.timedelta(days=1)
+                month = last_day + dt.timedelta(days=1)
         return sorted(periods, key=lambda period: period.start)
 
     # ------------------------------------------------------------------------------------
@@ -1044,7 +1033,7 @@ class TwentyFourConnector(LedgerConnector):
         kind = _required(read, result, "Type", "SaveBundleListResult")
         if kind not in _SAVE_RESPONSE_TYPES:
             raise read.unexpected(f"SaveBundleListResult/Type has the unknown value {kind!r}")
-        description = _child_text(result, "Description")
+        description = child_text(result, "Description")
         details: dict[str, Any] = {"vendor_code": kind, "vendor_message": description or None}
         if kind == "Ok":
             return PostedJournal(external_id=posting.reference, status="Ok")
@@ -1174,7 +1163,7 @@ def _classify_soap(operation: str, response: httpx.Response) -> ConnectorError |
         return RateLimited(
             VENDOR,
             f"{operation}: too many requests",
-            retry_after=_retry_after(response),
+            retry_after=retry_after_of(response),
             vendor_message=said,
             status=status,
         )
@@ -1199,7 +1188,7 @@ def _classify_token(response: httpx.Response) -> ConnectorError | None:
     status = response.status_code
     if status == 429:
         return RateLimited(
-            VENDOR, "token request throttled", retry_after=_retry_after(response), status=429
+            VENDOR, "token request throttled", retry_after=retry_after_of(response), status=429
         )
     if status >= 500:
         return VendorUnavailable(VENDOR, "token request failed", status=status)
@@ -1236,7 +1225,7 @@ def _rest_error(method: str, url: str, response: httpx.Response) -> ConnectorErr
     what = f"{method} {path}"
     if status == 429:
         return RateLimited(
-            VENDOR, f"{what}: too many requests", retry_after=_retry_after(response), **details
+            VENDOR, f"{what}: too many requests", retry_after=retry_after_of(response), **details
         )
     if status >= 500:
         return VendorUnavailable(VENDOR, f"{what}: 24SevenOffice failed", **details)
@@ -1262,11 +1251,6 @@ def _dimension_type_body(type_id: str) -> Any:
         ET.SubElement(element, _q("DimensionType", ACCOUNTING_NS)).text = type_id
 
     return build
-
-
-def _month_end(day: dt.date) -> dt.date:
-    following = (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-    return following - dt.timedelta(days=1)
 
 
 def _identity_body(identity: str) -> Any:

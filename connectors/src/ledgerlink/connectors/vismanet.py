@@ -53,6 +53,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -74,7 +75,14 @@ from ledgerlink.connectors.errors import (
     UnexpectedResponse,
     VendorUnavailable,
 )
-from ledgerlink.connectors.http import RateBudget, RetryPolicy, VendorHttpClient, parse_retry_after
+from ledgerlink.connectors.http import (
+    RateBudget,
+    RetryPolicy,
+    VendorHttpClient,
+    budget_for,
+    parse_retry_after,
+    retry_after_of,
+)
 from ledgerlink.connectors.models import (
     Account,
     AccountType,
@@ -274,7 +282,7 @@ def classify_response(response: httpx.Response) -> ConnectorError | None:
         return RateLimited(
             VENDOR,
             f"rate limited on {what}",
-            retry_after=parse_retry_after(response.headers.get("retry-after")),
+            retry_after=retry_after_of(response),
             vendor_code=code,
             vendor_message=vendor_message,
         )
@@ -552,7 +560,6 @@ class _Assembler:
 # The connector
 # --------------------------------------------------------------------------------------------
 
-_BUDGETS: dict[tuple[float, int], RateBudget] = {}
 
 #: Added to an estimated window end before calling again: the vendor's clock granularity,
 #: plus a ten-thousandth of the window for clocks that run at slightly different rates.
@@ -629,14 +636,6 @@ class WindowTracker:
         return end
 
 
-def _shared_budget(rate: float, burst: int) -> RateBudget:
-    # One budget per process and limit: several connections to one company share it.
-    budget = _BUDGETS.get((rate, burst))
-    if budget is None:
-        budget = _BUDGETS[(rate, burst)] = RateBudget(rate, burst)
-    return budget
-
-
 def _header_int(response: httpx.Response, name: str) -> int | None:
     try:
         return int(response.headers[name])
@@ -657,13 +656,14 @@ class VismaNetConnector(LedgerConnector):
         self,
         settings: VismaNetSettings,
         *,
+        session: OAuthSession | None = None,
         store: TokenStore | None = None,
         store_key: str | None = None,
-        session: OAuthSession | None = None,
         budget: RateBudget | None = None,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         key = settings.company_id or settings.tenant_id or settings.client_id
@@ -677,7 +677,9 @@ class VismaNetConnector(LedgerConnector):
         headers = {"Accept": "application/json"}
         if settings.company_id:
             headers["ipp-company-id"] = settings.company_id
-        self._budget = budget or _shared_budget(settings.requests_per_second, settings.burst)
+        self._budget = budget or budget_for(
+            VENDOR, settings.requests_per_second, settings.burst, sleep=sleep, clock=clock
+        )
         self._budget_key = (VENDOR, key)
         self._http = VendorHttpClient(
             VENDOR,
@@ -690,6 +692,7 @@ class VismaNetConnector(LedgerConnector):
             headers=headers,
             transport=transport,
             sleep=sleep,
+            clock=clock,
         )
         self._token_fetched = False
         self._last_etag: str | None = None
