@@ -57,3 +57,15 @@ def test_the_lock_files_agree_with_each_other() -> None:
     )
     assert {n: v for n, v in runtime.items() if dev.get(n) != v} == {}
     assert {n: v for n, v in dev.items() if bench.get(n) != v} == {}
+
+
+def test_every_workspace_member_is_unmanaged_so_uv_run_never_re_resolves() -> None:
+    # `uv run` from a member's folder used the member's own settings: one that is not
+    # marked unmanaged made uv lock and sync afresh, replacing pinned versions in .venv.
+    import tomllib
+
+    root = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert root["tool"]["uv"]["managed"] is False
+    for member in root["tool"]["uv"]["workspace"]["members"]:
+        project = tomllib.loads((ROOT / member / "pyproject.toml").read_text())
+        assert project.get("tool", {}).get("uv", {}).get("managed") is False, member
