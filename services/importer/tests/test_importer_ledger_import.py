@@ -27,6 +27,7 @@ from ledgerlink.importer.services.ledger_import import (
 from ledgerlink.importer.storage.files import FileArea
 from ledgerlink.importer.storage.models import (
     Company,
+    ComparisonBalance,
     FiscalYear,
     ImportJob,
     ImportStatus,
@@ -549,3 +550,25 @@ async def test_an_unreadable_file_is_keyed_by_its_import(harness: Harness, tmp_p
     assert job.status == ImportStatus.FAILED
     assert job.business_id == ""
     assert await harness.keys() == [("started", str(job.id)), ("failed", str(job.id))]
+
+
+@needs_samples
+async def test_sie_sample_keeps_its_previous_year_for_comparison(harness: Harness) -> None:
+    path = DATA / "sie" / "BLBLOV_SIE4.SE"
+    previous: dict[str, set[str]] = {}
+    for line in path.read_text(encoding="cp437").splitlines():
+        label, *fields = line.split()
+        if label in ("#IB", "#UB", "#RES") and fields[0] == "-1":
+            previous.setdefault(fields[1], set()).add(label)
+
+    job = await harness.run(path, Provider.SIE)
+
+    assert job.reconciliation_status == "balanced"  # as before
+    async with harness.db.transaction() as session:
+        stored = (
+            await session.execute(
+                select(col(ComparisonBalance.account), col(ComparisonBalance.closing))
+            )
+        ).all()
+    assert {account for account, _ in stored} == set(previous)
+    assert all(closing is not None for account, closing in stored if previous[account] != {"#IB"})
