@@ -22,6 +22,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import select
+from sqlmodel import col
 from typer.testing import CliRunner, Result
 
 from ledgerlink.cli.main import app
@@ -405,6 +406,53 @@ def test_database_url_needs_direct(books: Path) -> None:
 
     assert result.exit_code == 2
     assert "--direct" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--replace"], "--replace needs --reason"),
+        (["--replace", "--reason", "  "], "--replace needs --reason"),
+        (["--reason", "why"], "--reason goes with --replace"),
+    ],
+)
+def test_replace_and_reason_go_together(books: Path, args: list[str], words: str) -> None:
+    result = RUNNER.invoke(app, ["import", str(books), *args])
+
+    assert result.exit_code == 2
+    assert words in result.stderr
+
+
+@pytest.fixture
+def chart(books: Path, tmp_path: Path) -> Path:
+    """The same company's books with the chart only (no balances, no vouchers)."""
+    text = books.read_bytes().decode("cp437")
+    path = tmp_path / "chart.se"
+    path.write_bytes(text[: text.index("#IB ")].encode("cp437"))
+    return path
+
+
+async def test_import_direct_records_an_explicit_replacement(
+    db: Database, database_url: str, books: Path, chart: Path, tmp_path: Path
+) -> None:
+    env = {"LEDGERLINK_IMPORTER_FILES_DIR": str(tmp_path / "files")}
+    args = ["--direct", "--database-url", database_url, "--json"]
+    first = await cli("import", str(books), *args, env=env)
+    assert first.exit_code == 0, first.output
+
+    refused = await cli("import", str(chart), *args, env=env)
+    replaced = await cli(
+        "import", str(chart), *args, "--replace", "--reason", "chart re-imported", env=env
+    )
+
+    assert refused.exit_code == 1
+    assert json.loads(refused.stdout)["error_code"] == "replace_refused"
+    assert "error [replace_refused]" in refused.stderr
+    assert replaced.exit_code == 0, replaced.output
+    assert json.loads(replaced.stdout)["outcome"] == "replaced"
+    async with db.transaction() as session:
+        reasons = (await session.execute(select(col(ImportJob.replace_reason)))).scalars().all()
+    assert sorted(reason or "" for reason in reasons) == ["", "", "chart re-imported"]
 
 
 # ------------------------------------------------------------------------ reports

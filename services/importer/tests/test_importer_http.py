@@ -23,7 +23,14 @@ from ledgerlink.importer.handlers.http import build_router
 from ledgerlink.importer.sample_ledgers import LedgerSpec, write_sie
 from ledgerlink.importer.services.ledger_import import LedgerImportService
 from ledgerlink.importer.storage.files import FileArea
-from ledgerlink.importer.storage.models import ImportJob, ImportStatus, ImportTrigger, messaging
+from ledgerlink.importer.storage.models import (
+    Company,
+    FiscalYear,
+    ImportJob,
+    ImportStatus,
+    ImportTrigger,
+    messaging,
+)
 from ledgerlink.importer.storage.repository import ImportJobRepository
 from ledgerlink.shared.db import Database
 from ledgerlink.shared.messaging.outbox import Outbox
@@ -368,3 +375,128 @@ async def test_bad_uploads_are_refused(
     assert words in response.json()["detail"]
     uploads = files.root / "uploads"
     assert not uploads.exists() or not any(uploads.iterdir())
+
+
+# ----------------------------------------------------------------------- issue 10
+
+
+async def test_replace_without_a_reason_is_400(
+    client: httpx.AsyncClient, files: FileArea, books: bytes
+) -> None:
+    response = await client.post(
+        "/v1/imports", files={"file": ("books.se", books)}, data={"replace": "true"}
+    )
+
+    assert response.status_code == 400
+    assert "replace=true needs a reason" in response.json()["detail"]
+    uploads = files.root / "uploads"
+    assert not uploads.exists() or not any(uploads.iterdir())
+
+
+async def test_replace_with_a_reason_is_recorded_on_the_job(
+    client: httpx.AsyncClient, books: bytes
+) -> None:
+    response = await client.post(
+        "/v1/imports",
+        files={"file": ("books.se", books)},
+        data={"replace": "true", "reason": "  the year was re-exported after an audit  "},
+    )
+
+    assert response.status_code == 202
+    job = (await client.get(response.json()["status_url"])).json()
+    assert job["replace_reason"] == "the year was re-exported after an audit"
+
+
+async def test_a_stored_year_that_ends_before_it_starts_answers_default_reports(
+    db: Database, client: httpx.AsyncClient
+) -> None:
+    # What an import left before impossible years were refused: #RAR 0 20210301 20200228.
+    async with db.transaction() as session:
+        company = Company(
+            business_id=SE_ID, country="SE", name="Broken AB", currency="SEK", chart="BAS"
+        )
+        session.add(company)
+        await session.flush()
+        session.add(
+            FiscalYear(
+                company_id=company.id,
+                start=date(2021, 3, 1),
+                end=date(2020, 2, 28),
+                import_id=uuid.uuid4(),
+                content_hash="0" * 64,
+                source_format="sie",
+            )
+        )
+
+    for report in ("trial-balance", "profit-and-loss", "balance-sheet"):
+        response = await client.get(f"/v1/companies/{SE_ID}/{report}")
+        assert response.status_code == 200, (report, response.text)
+        header = response.json()["header"]
+        assert (header["period_from"], header["period_to"]) == ("2021-03", "2021-03")
+
+
+def _with_object_openings(books: bytes) -> bytes:
+    text = books.decode("cp437")
+    anchor = "#IB 0 1220 "
+    assert anchor in text
+    openings = '#OIB 0 1510 {1 "100"} 1000.00\r\n#OIB 0 3010 {1 "100"} -250.00\r\n'
+    return text.replace(anchor, openings + anchor, 1).encode("cp437")
+
+
+async def test_trial_balance_per_object_starts_from_the_object_opening(
+    client: httpx.AsyncClient, imports: LedgerImportService, books: bytes
+) -> None:
+    job = await upload_and_run(client, imports, "books.se", _with_object_openings(books))
+    assert job["status"] == "completed", job["error_message"]
+    params = {"dimension": "1", "object": "100"}
+
+    report = (await client.get(f"/v1/companies/{SE_ID}/trial-balance", params=params)).json()
+
+    rows = {row["account"]: row for row in report["accounts"]}
+    assert rows["1510"]["opening"] == "1000.00"
+    assert rows["3010"]["opening"] == "-250.00"
+    for row in rows.values():
+        movement = Decimal(row["debit"]) - Decimal(row["credit"])
+        assert Decimal(row["closing"]) == Decimal(row["opening"]) + movement
+
+
+def _with_previous_year(books: bytes) -> bytes:
+    text = books.decode("cp437")
+    anchor = "#IB 0 1220 "
+    previous = (
+        "#RAR -1 20230101 20231231\r\n"
+        "#UB -1 1220 150000.00\r\n#UB -1 2081 -100000.00\r\n#UB -1 2091 -30000.00\r\n"
+        "#RES -1 3010 -50000.00\r\n#RES -1 5010 30000.00\r\n"
+    )
+    return text.replace(anchor, previous + anchor, 1).encode("cp437")
+
+
+async def test_statements_show_the_comparison_year(
+    client: httpx.AsyncClient, imports: LedgerImportService, books: bytes
+) -> None:
+    job = await upload_and_run(client, imports, "books.se", _with_previous_year(books))
+    assert job["status"] == "completed", job["error_message"]
+
+    pnl = (await client.get(f"/v1/companies/{SE_ID}/profit-and-loss")).json()
+    sheet = (await client.get(f"/v1/companies/{SE_ID}/balance-sheet")).json()
+
+    assert pnl["columns"] == ["period", "year_to_date", "previous_year"]
+    lines = {ln["account"]: ln["amounts"] for s in pnl["sections"] for ln in s["lines"]}
+    assert lines["3010"][2] == "50000.00"
+    assert lines["5010"][2] == "-30000.00"
+    assert pnl["totals"]["result"][2] == "20000.00"
+    assert sheet["columns"] == ["balance", "previous_year_end"]
+    assert sheet["totals"]["assets"][1] == "150000.00"
+    # 100 000 + 30 000 of equity and the previous year's result of 20 000.
+    assert sheet["totals"]["equity_and_liabilities"][1] == "150000.00"
+    assert sheet["totals"]["difference"][1] == "0.00"
+
+
+async def test_statements_without_a_comparison_year_keep_their_columns(
+    client: httpx.AsyncClient, imported: dict[str, Any]
+) -> None:
+    pnl = (await client.get(f"/v1/companies/{SE_ID}/profit-and-loss")).json()
+    sheet = (await client.get(f"/v1/companies/{SE_ID}/balance-sheet")).json()
+
+    assert pnl["columns"] == ["period", "year_to_date"]
+    assert sheet["columns"] == ["balance"]

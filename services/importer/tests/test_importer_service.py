@@ -13,6 +13,7 @@ from sqlalchemy import select
 from ledgerlink.importer.domain.import_rules import (
     BusinessIdMismatchError,
     FileLocationMissingError,
+    ReplaceReasonMissingError,
 )
 from ledgerlink.importer.services.imports import ImportService
 from ledgerlink.importer.storage.models import (
@@ -255,3 +256,60 @@ async def test_business_id_mismatch_raises_and_writes_nothing(db: Database) -> N
     )
     assert [job.requested_event_id for job in await jobs(db)] == ["evt-activated"]
     assert len(await outbox_rows(db)) == 1
+
+
+# ----------------------------------------------------------------------- issue 10
+
+
+def test_an_import_request_of_an_older_producer_asks_for_no_replacement() -> None:
+    # The v1 payload as producers sent it before replace/replace_reason existed.
+    event = ImportRequestedV1.model_validate_json(
+        json.dumps(
+            {
+                "connection_id": str(uuid.uuid4()),
+                "business_id": BUSINESS_ID,
+                "provider": "sie",
+                "file_location": "books.se",
+            }
+        )
+    )
+
+    assert (event.replace, event.replace_reason) == (False, None)
+
+
+async def test_an_import_request_to_replace_records_its_reason(db: Database) -> None:
+    await request(
+        db,
+        ImportRequestedV1(
+            connection_id=uuid.uuid4(),
+            business_id=BUSINESS_ID,
+            provider=Provider.SIE,
+            file_location="books.se",
+            replace=True,
+            replace_reason="re-exported after the audit",
+        ),
+        "evt-replace",
+    )
+
+    [stored] = await jobs(db)
+    assert stored.replace_reason == "re-exported after the audit"
+
+
+async def test_an_import_request_to_replace_without_a_reason_raises_and_writes_nothing(
+    db: Database,
+) -> None:
+    with pytest.raises(ReplaceReasonMissingError, match="replace=true needs a reason"):
+        await request(
+            db,
+            ImportRequestedV1(
+                connection_id=uuid.uuid4(),
+                business_id=BUSINESS_ID,
+                provider=Provider.SIE,
+                file_location="books.se",
+                replace=True,
+            ),
+            "evt-replace-no-reason",
+        )
+
+    assert await jobs(db) == []
+    assert await outbox_rows(db) == []

@@ -202,7 +202,9 @@ class ImportStartedV1(EventData):
 
     import_id: uuid.UUID
     connection_id: uuid.UUID | None
-    #: Empty when the business is only known once the file has been read.
+    #: The company; for an upload that did not name it, sent once the file has said
+    #: whose books it holds (empty only for a file that never said: then the event, and
+    #: the import.failed after it, are keyed by the import id).
     business_id: str = Field(max_length=32)
     provider: Provider
     attempt: int
