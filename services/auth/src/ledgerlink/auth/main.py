@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -37,6 +38,8 @@ def build_web_context(
     oidc_transport: httpx.AsyncBaseTransport | None = None,
 ) -> WebContext:
     """Wire the sign-in and session routes (tests build them without Kafka)."""
+    # authlib logs the PKCE verifier at DEBUG; a DEBUG service log must not carry it.
+    logging.getLogger("authlib").setLevel(logging.INFO)
     secret = config.session_secret.get_secret_value()
     return WebContext(
         config=config,
