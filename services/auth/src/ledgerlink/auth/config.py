@@ -70,16 +70,10 @@ class SigninSettings(BaseModel):
 
     def provider(self, name: str) -> OidcProviderSettings | None:
         """The settings of an enabled provider called ``name``, if any."""
-        settings: OidcProviderSettings | None = (
-            getattr(self, name, None)
-            if name
-            in (
-                "google",
-                "microsoft",
-            )
-            else None
-        )
-        return settings if settings is not None and settings.enabled else None
+        if name not in ("google", "microsoft"):
+            return None
+        settings: OidcProviderSettings = getattr(self, name)
+        return settings if settings.enabled else None
 
     def enabled(self) -> list[ProviderName]:
         """Enabled providers, in the order the sign-in page lists them."""
