@@ -39,6 +39,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 OVERLAYS_DIR = REPO_ROOT / "deploy" / "k8s" / "overlays"
 OVERLAYS = ("dev", "prod")
 SERVICES = ("auth", "importer", "journal-exporter")
+#: Auth's secret settings (beyond its database URL) and their keys in its Secret.
+AUTH_SECRET_SETTINGS = {
+    "SESSION_SECRET": "session-secret",
+    "SIGNIN__GOOGLE__CLIENT_SECRET": "google-client-secret",
+    "SIGNIN__MICROSOFT__CLIENT_SECRET": "microsoft-client-secret",
+}
 # Parts that only the dev overlay deploys: the vendor sandboxes (no database, no broker,
 # no secrets, no migrations, no /metrics; never in prod).
 DEV_ONLY_SERVICES = ("sandbox",)
@@ -407,7 +413,9 @@ def test_deployment_probes_labels_and_scraping(overlay: str, doc: Doc) -> None:
 @pytest.mark.parametrize(("overlay", "doc"), _doc_params(frozenset({"ConfigMap"})))
 def test_configmaps_hold_no_secrets(overlay: str, doc: Doc) -> None:
     for key, value in (doc.get("data") or {}).items():
-        assert not key.endswith(("DATABASE__URL", "SECRET_KEY")), f"{key} belongs in a Secret"
+        assert not key.endswith(
+            ("DATABASE__URL", "SECRET_KEY", "SESSION_SECRET", "CLIENT_SECRET")
+        ), f"{key} belongs in a Secret"
         assert not re.search(r"://[^/\s]*:[^/\s]*@", str(value)), f"{key} carries credentials"
 
 
@@ -423,8 +431,18 @@ def test_workload_settings(overlay: str, doc: Doc) -> None:
         assert isinstance(ref, SecretRef), f"{p}DATABASE__URL must come from a secretKeyRef"
         assert secret_name.fullmatch(ref.name), ref
         assert ref.key == "database-url", ref
-        # No service reads a secret key (yet): a Secret for it would only be a liability.
+        # No service reads a generic secret key: a Secret for it would only be a liability.
         assert f"{p}SECRET_KEY" not in env
+        # Auth alone signs (session cookies) and talks to sign-in providers; those keys
+        # come from its Secret, and no other service is given them.
+        for var, key in AUTH_SECRET_SETTINGS.items():
+            if service == "auth":
+                ref = env.get(f"{p}{var}")
+                assert isinstance(ref, SecretRef), f"{p}{var} must come from a secretKeyRef"
+                assert secret_name.fullmatch(ref.name), ref
+                assert ref.key == key, ref
+            else:
+                assert f"{p}{var}" not in env
         for var in (
             f"{p}KAFKA__BOOTSTRAP_SERVERS",
             f"{p}KAFKA__CLIENT_ID",
@@ -484,6 +502,9 @@ def test_service_config_accepts_rendered_env(
         monkeypatch.delenv(key)
     placeholders = {  # prod Secrets live outside git: well-formed stand-ins
         "database-url": "postgresql+asyncpg://ledgerlink:placeholder@db.invalid:5432/ledgerlink",
+        "session-secret": "placeholder-session-secret-of-at-least-32-characters",
+        "google-client-secret": "placeholder-google-client-secret",
+        "microsoft-client-secret": "placeholder-microsoft-client-secret",
     }
     for key, value in env.items():
         if isinstance(value, SecretRef):
@@ -564,12 +585,20 @@ def test_dev_secrets_exist(service: str) -> None:
     for workload in _workloads(docs, service):
         for c in _containers(workload["spec"]["template"]["spec"]):
             refs |= {v for v in _effective_env(c, docs).values() if isinstance(v, SecretRef)}
-    assert {r.key for r in refs} == {"database-url"}, refs
+    expected = {"database-url"} | (
+        set(AUTH_SECRET_SETTINGS.values()) if service == "auth" else set()
+    )
+    assert {r.key for r in refs} == expected, refs
     for ref in refs:
         secret = _find(docs, "Secret", ref.name)
         assert secret is not None, f"dev overlay lacks Secret {ref.name}"
         value = _secret_value(secret, ref.key)
         assert value, f"Secret {ref.name} lacks {ref.key}"
+        if ref.key == "session-secret":
+            assert "dev" in value, "dev secrets must say so"
+            assert len(value) >= 32, "auth refuses a session secret under 32 characters"
+        if ref.key != "database-url":
+            continue
         url = urlsplit(value)
         assert url.scheme == "postgresql+asyncpg", value
         assert url.hostname == "postgres", value

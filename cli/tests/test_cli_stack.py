@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from ledgerlink.cli.stack import StatusRow, render_status
+import json
+import os
+from pathlib import Path
+from typing import Any, cast
+
+from ledgerlink.cli.main import _status_table
+from ledgerlink.cli.stack import (
+    SERVICES_BY_NAME,
+    RunningService,
+    Stack,
+    StackConfig,
+    StatusRow,
+    render_status,
+)
 
 
 def test_status_table_aligns_columns_and_lists_every_part() -> None:
@@ -23,3 +36,55 @@ def test_status_table_aligns_columns_and_lists_every_part() -> None:
     assert lines[3].endswith("var/logs/je.log")
     assert lines[-1] == "  Ctrl-C stops everything."
     assert "\x1b" not in text
+
+
+def _stack(**ports: int) -> Stack:
+    return Stack(
+        StackConfig(
+            bootstrap_servers="127.0.0.1:9092",
+            database_urls={"auth": "sqlite+aiosqlite:///./auth.db"},
+            ports=ports,
+        )
+    )
+
+
+def test_the_stack_wires_auth_to_the_sandbox_identity_providers() -> None:
+    stack = _stack(auth=18081, sandbox=18084)
+    auth = stack.service_env(SERVICES_BY_NAME["auth"])
+    assert auth["LEDGERLINK_AUTH_SIGNIN__GOOGLE__DISCOVERY_URL"] == (
+        "http://127.0.0.1:18084/google/.well-known/openid-configuration"
+    )
+    assert auth["LEDGERLINK_AUTH_SIGNIN__MICROSOFT__DISCOVERY_URL"] == (
+        "http://127.0.0.1:18084/microsoft/organizations/v2.0/.well-known/openid-configuration"
+    )
+    sandbox = stack.service_env(SERVICES_BY_NAME["sandbox"])
+    callbacks = json.loads(sandbox["LEDGERLINK_SANDBOX_OIDC_REDIRECT_URIS"])
+    assert "http://127.0.0.1:18081/signin/google/callback" in callbacks
+    assert "http://127.0.0.1:18081/signin/microsoft/callback" in callbacks
+    # A test's own setting wins over the wiring.
+    extra = {"LEDGERLINK_AUTH_SIGNIN__GOOGLE__ENABLED": "false"}
+    assert (
+        stack.service_env(SERVICES_BY_NAME["auth"], extra)[
+            "LEDGERLINK_AUTH_SIGNIN__GOOGLE__ENABLED"
+        ]
+        == "false"
+    )
+
+
+def test_without_a_sandbox_auth_keeps_its_own_settings() -> None:
+    env = _stack(auth=18081).service_env(SERVICES_BY_NAME["auth"])
+    assert not any(
+        key.startswith("LEDGERLINK_AUTH_SIGNIN__") for key in env if key not in os.environ
+    )
+
+
+def test_dev_up_footer_names_the_signin_page(tmp_path: Path) -> None:
+    stack = _stack(auth=8081, sandbox=8084)
+    stack.services["auth"] = RunningService(
+        spec=SERVICES_BY_NAME["auth"],
+        process=cast(Any, None),
+        url="http://127.0.0.1:8081",
+        log=None,
+    )
+    text = _status_table(stack, "127.0.0.1:9092", True, tmp_path)
+    assert "  Sign in: http://127.0.0.1:8081/signin (Google and Microsoft" in text

@@ -139,6 +139,11 @@ def _status_table(stack: Stack, bootstrap_servers: str, embedded: bool, data_dir
     ]
     if auth is not None:
         footer.append(f"Readiness: {auth.url}{auth.spec.ready_path} (and likewise per service).")
+        signin = stack.signin_url()
+        if signin is not None:
+            footer.append(
+                f"Sign in: {signin} (Google and Microsoft stand-ins in the sandbox, test users)."
+            )
     footer.append("Ctrl-C stops everything.")
     return render_status(rows, footer=footer)
 

@@ -7,6 +7,7 @@ is what the tests prove.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -138,6 +139,7 @@ class Stack:
                     spec.env("PORT"): str(self.config.ports[spec.name]),
                 }
             )
+            env.update(self._signin_wiring(spec))
             env.update(extra or {})
             return env
         env.update(
@@ -150,8 +152,40 @@ class Stack:
                 spec.env("HTTP__PORT"): str(self.config.ports[spec.name]),
             }
         )
+        env.update(self._signin_wiring(spec))
         env.update(extra or {})
         return env
+
+    def signin_url(self) -> str | None:
+        """Where a person signs in (auth's sign-in page), when auth is part of the stack."""
+        port = self.config.ports.get("auth")
+        return None if port is None else f"http://127.0.0.1:{port}/signin"
+
+    def _signin_wiring(self, spec: ServiceSpec) -> dict[str, str]:
+        """Auth signs people in at the sandbox's Google and Microsoft stand-ins, and the
+        sandbox knows auth's callback URLs, whatever ports the stack chose."""
+        auth_port = self.config.ports.get("auth")
+        sandbox_port = self.config.ports.get("sandbox")
+        if auth_port is None or sandbox_port is None:
+            return {}
+        sandbox = f"http://127.0.0.1:{sandbox_port}"
+        if spec.name == "auth":
+            return {
+                spec.env("SIGNIN__GOOGLE__DISCOVERY_URL"): (
+                    f"{sandbox}/google/.well-known/openid-configuration"
+                ),
+                spec.env("SIGNIN__MICROSOFT__DISCOVERY_URL"): (
+                    f"{sandbox}/microsoft/organizations/v2.0/.well-known/openid-configuration"
+                ),
+            }
+        if spec.name == "sandbox":
+            callbacks = [
+                f"http://{host}:{auth_port}/signin/{provider}/callback"
+                for host in ("127.0.0.1", "localhost")
+                for provider in ("google", "microsoft")
+            ]
+            return {spec.env("OIDC_REDIRECT_URIS"): json.dumps(callbacks)}
+        return {}
 
     def migrate(self, name: str) -> None:
         """Apply the service's migrations (a separate process, as the k8s Job does)."""

@@ -2,17 +2,110 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from ledgerlink.shared.config import DatabaseSettings, HttpSettings, KafkaSettings, ServiceConfig
 
+#: Development default of ``session_secret``; production refuses it.
+DEVELOPMENT_SESSION_SECRET = "development-only-session-secret-not-for-production"  # noqa: S105
+#: The sandbox IdPs' client secret (``SandboxConfig.oidc_client_secret``); production refuses it.
+SANDBOX_CLIENT_SECRET = "sandbox-oidc-client-secret"  # noqa: S105
+#: Where ``ledgerlink dev up`` serves the sandbox (``cli/.../stack.py``, port 8084).
+_SANDBOX = "http://127.0.0.1:8084"
+
+ProviderName = Literal["google", "microsoft"]
+
+
+class OidcProviderSettings(BaseModel):
+    """One OpenID Connect provider people sign in with."""
+
+    enabled: bool = Field(default=True, description="Offer this provider on the sign-in page.")
+    client_id: str = Field(
+        default="ledgerlink-auth-dev", description="OAuth client id registered at the provider."
+    )
+    client_secret: SecretStr = Field(
+        default=SecretStr(SANDBOX_CLIENT_SECRET), description="That client's secret."
+    )
+    discovery_url: str = Field(
+        description="The provider's OpenID Connect discovery document "
+        "(…/.well-known/openid-configuration)."
+    )
+
+
+def _google() -> OidcProviderSettings:
+    # Google's own: https://accounts.google.com/.well-known/openid-configuration
+    return OidcProviderSettings(discovery_url=f"{_SANDBOX}/google/.well-known/openid-configuration")
+
+
+def _microsoft() -> OidcProviderSettings:
+    # Microsoft's own, work and school accounts of any tenant:
+    # https://login.microsoftonline.com/organizations/v2.0/.well-known/openid-configuration
+    return OidcProviderSettings(
+        discovery_url=f"{_SANDBOX}/microsoft/organizations/v2.0/.well-known/openid-configuration"
+    )
+
+
+class SigninSettings(BaseModel):
+    """People's sign-in through OpenID Connect."""
+
+    google: OidcProviderSettings = Field(default_factory=_google)
+    microsoft: OidcProviderSettings = Field(default_factory=_microsoft)
+    public_url: str | None = Field(
+        default=None,
+        description="Auth's address as browsers see it (callback URLs are built on it); "
+        "default: the address of the request.",
+    )
+    attempt_seconds: int = Field(
+        default=600, ge=30, le=3600, description="How long a started sign-in may take."
+    )
+    clock_leeway_seconds: int = Field(
+        default=60, ge=0, le=300, description="Clock skew allowed when checking ID token times."
+    )
+    http_timeout_seconds: float = Field(
+        default=10, gt=0, description="Timeout of calls to the providers."
+    )
+
+    def provider(self, name: str) -> OidcProviderSettings | None:
+        """The settings of an enabled provider called ``name``, if any."""
+        if name not in ("google", "microsoft"):
+            return None
+        settings: OidcProviderSettings = getattr(self, name)
+        return settings if settings.enabled else None
+
+    def enabled(self) -> list[ProviderName]:
+        """Enabled providers, in the order the sign-in page lists them."""
+        names: list[ProviderName] = ["google", "microsoft"]
+        return [name for name in names if getattr(self, name).enabled]
+
+
+class SessionSettings(BaseModel):
+    """Browser sessions: server-side records behind a signed, opaque cookie."""
+
+    cookie_name: str = Field(default="ledgerlink_session", description="The session cookie.")
+    idle_seconds: int = Field(
+        default=30 * 60, ge=60, description="A session unused this long has ended."
+    )
+    absolute_seconds: int = Field(
+        default=12 * 3600, ge=60, description="A session ends this long after sign-in."
+    )
+    touch_interval_seconds: int = Field(
+        default=60,
+        ge=0,
+        description="Last-seen is written at most this often (a write per request is waste).",
+    )
+
 
 class Config(ServiceConfig):
-    """Auth: activations, environments and connections."""
+    """Auth: activations, environments and connections; people's sign-in and sessions."""
 
     model_config = SettingsConfigDict(
-        env_prefix="LEDGERLINK_AUTH_", env_nested_delimiter="__", extra="ignore"
+        env_prefix="LEDGERLINK_AUTH_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        hide_input_in_errors=True,
     )
 
     kafka: KafkaSettings = Field(default_factory=lambda: KafkaSettings(client_id="ledgerlink-auth"))
@@ -23,3 +116,35 @@ class Config(ServiceConfig):
     consumer_group: str = Field(
         default="ledgerlink-auth", description="Kafka consumer group of the activation consumer."
     )
+    # Auth is the one service that signs anything (session cookies, the sign-in attempt
+    # cookie), so the key lives here and nowhere else (see shared/config.py).
+    session_secret: SecretStr = Field(
+        default=SecretStr(DEVELOPMENT_SESSION_SECRET),
+        description="Key that signs session cookies and seals sign-in attempts (32+ chars).",
+    )
+    signin: SigninSettings = Field(default_factory=SigninSettings)
+    sessions: SessionSettings = Field(default_factory=SessionSettings)
+
+    @property
+    def cookie_secure(self) -> bool:
+        """Cookies carry ``Secure`` everywhere but development (plain http on loopback)."""
+        return self.environment != "development"
+
+    @model_validator(mode="after")
+    def _refuse_development_secrets_in_production(self) -> Config:
+        secret = self.session_secret.get_secret_value()
+        if len(secret) < 32:
+            raise ValueError("session_secret must be at least 32 characters")
+        if self.environment != "production":
+            return self
+        if secret == DEVELOPMENT_SESSION_SECRET:
+            raise ValueError("production needs its own session_secret, not the development one")
+        for name in self.signin.enabled():
+            provider: OidcProviderSettings = getattr(self.signin, name)
+            if provider.client_secret.get_secret_value() == SANDBOX_CLIENT_SECRET:
+                raise ValueError(f"production needs {name}'s real client secret, not the sandbox's")
+            if not provider.discovery_url.startswith("https://"):
+                raise ValueError(f"production needs an https discovery URL for {name}")
+        if self.sessions.absolute_seconds < self.sessions.idle_seconds:
+            raise ValueError("sessions.absolute_seconds must not be shorter than idle_seconds")
+        return self

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import httpx
 from fastapi import FastAPI
 
 from ledgerlink.auth.config import Config
+from ledgerlink.auth.domain.sessions import SessionPolicy
 from ledgerlink.auth.handlers.http import register_http_routes
 from ledgerlink.auth.handlers.kafka import register_kafka_handlers
+from ledgerlink.auth.handlers.web import WebContext, register_web_routes, templates
+from ledgerlink.auth.services.cookies import AttemptSealer, SessionTokens
+from ledgerlink.auth.services.signin import SigninService
 from ledgerlink.auth.storage.models import messaging, metadata
 from ledgerlink.connectors import metrics as connector_metrics
+from ledgerlink.shared.db import Database
 from ledgerlink.shared.runtime import ProcessContext, create_service_app
 
 SERVICE_NAME = "auth"
@@ -16,8 +26,53 @@ VERSION = "0.1.0"
 MIGRATIONS = "ledgerlink.auth:migrations"
 
 
-def create_app(config: Config | None = None) -> FastAPI:
-    """Build the app; a factory so tests configure Kafka and the store first."""
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def build_web_context(
+    config: Config,
+    db: Database,
+    *,
+    clock: Callable[[], datetime] = _utc_now,
+    oidc_transport: httpx.AsyncBaseTransport | None = None,
+) -> WebContext:
+    """Wire the sign-in and session routes (tests build them without Kafka)."""
+    # authlib logs the PKCE verifier at DEBUG; a DEBUG service log must not carry it.
+    logging.getLogger("authlib").setLevel(logging.INFO)
+    secret = config.session_secret.get_secret_value()
+    return WebContext(
+        config=config,
+        db=db,
+        signin=SigninService(
+            config.signin,
+            AttemptSealer(secret, config.signin.attempt_seconds),
+            clock,
+            transport=oidc_transport,
+        ),
+        tokens=SessionTokens(secret),
+        policy=SessionPolicy(
+            idle=timedelta(seconds=config.sessions.idle_seconds),
+            absolute=timedelta(seconds=config.sessions.absolute_seconds),
+            touch_interval=timedelta(seconds=config.sessions.touch_interval_seconds),
+        ),
+        clock=clock,
+        templates=templates(),
+    )
+
+
+def create_app(
+    config: Config | None = None,
+    *,
+    clock: Callable[[], datetime] = _utc_now,
+    oidc_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """Build the app; a factory so tests configure Kafka and the store first.
+
+    ``clock`` is the time of sessions and sign-in checks (tests move it instead of
+    waiting); ``oidc_transport`` carries the calls to the providers (tests may route them
+    to an in-process provider).
+    """
     config = config or Config()
 
     def register(process: ProcessContext, app: FastAPI) -> None:
@@ -25,6 +80,9 @@ def create_app(config: Config | None = None) -> FastAPI:
         connector_metrics.install(process.registry)
         register_kafka_handlers(process, config)
         register_http_routes(process, app)
+        register_web_routes(
+            app, build_web_context(config, process.db, clock=clock, oidc_transport=oidc_transport)
+        )
 
     return create_service_app(
         service_name=SERVICE_NAME,
@@ -33,5 +91,6 @@ def create_app(config: Config | None = None) -> FastAPI:
         metadata=metadata,
         tables=messaging,
         register=register,
-        description="Activations, environments matched by business ID, and connections.",
+        description="Activations, environments matched by business ID, and connections; "
+        "people's sign-in (OpenID Connect) and browser sessions.",
     )

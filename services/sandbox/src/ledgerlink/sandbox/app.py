@@ -16,6 +16,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict
 
+from ledgerlink.sandbox import oidc
 from ledgerlink.sandbox.config import SandboxConfig
 from ledgerlink.sandbox.errors import SandboxConnectionReset
 from ledgerlink.sandbox.faults import FaultPlan, ResettableH11Protocol
@@ -171,6 +172,8 @@ def create_app(
     for name in vendors:
         module = importlib.import_module(f"{_VENDOR_PACKAGE}.{name}")
         cast(_VendorModule, module).mount(app, world)
+    # People's sign-in (Google and Microsoft stand-ins): not a vendor, always there.
+    oidc.mount(app, world)
     return app
 
 

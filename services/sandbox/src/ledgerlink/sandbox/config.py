@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["DEFAULT_RATE_LIMITS", "RateLimitSettings", "SandboxConfig"]
@@ -60,6 +60,32 @@ class SandboxConfig(BaseSettings):
         description="Token bucket per vendor, applied per tenant.",
     )
     log_level: str = Field(default="INFO", description="Log level of the sandbox process.")
+    # The sign-in stand-ins (oidc.py). Auth's development defaults name the same client.
+    oidc_client_id: str = Field(
+        default="ledgerlink-auth-dev", description="The one client of the sandbox IdPs."
+    )
+    oidc_client_secret: SecretStr = Field(
+        default=SecretStr("sandbox-oidc-client-secret"),
+        description="That client's secret (a sandbox value, never a real one).",
+    )
+    oidc_redirect_uris: list[str] = Field(
+        default_factory=lambda: [
+            f"http://{host}:8081/signin/{provider}/callback"
+            for host in ("127.0.0.1", "localhost")
+            for provider in ("google", "microsoft")
+        ],
+        description="Redirect URIs registered for that client (exact match).",
+    )
+    oidc_issuer_base_url: str | None = Field(
+        default=None,
+        description="Base URL of the IdPs' issuers and endpoints; default: the request's.",
+    )
+    oidc_id_token_ttl_seconds: int = Field(
+        default=3600, ge=1, description="Lifetime of ID and access tokens of the IdPs."
+    )
+    oidc_key_retention_seconds: int = Field(
+        default=24 * 3600, ge=0, description="How long a rotated-out key stays in the JWKS."
+    )
 
     def rate_limit(self, vendor: str) -> RateLimitSettings:
         """The bucket settings of ``vendor`` (the defaults when not configured)."""

@@ -88,3 +88,49 @@ class Connection(AuthModel, table=True):
     updated_at: datetime = Field(
         default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
+
+
+class User(AuthModel, table=True):
+    """A person who signed in, known by provider and the provider's subject identifier.
+
+    OpenID Connect Core 5.7: ``sub`` (with the issuer) is the only stable identifier; an
+    e-mail can change hands, so it is recorded, never used as the key.
+    """
+
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("provider", "subject", name="uq_users_provider_subject"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    provider: str = Field(max_length=32)
+    subject: str = Field(max_length=255)
+    #: Verified by the provider; lower-cased.
+    email: str = Field(max_length=320, index=True)
+    name: str = Field(default="", max_length=300)
+    #: Google Workspace domain (``hd``) or Microsoft tenant id (``tid``), when there is one.
+    organisation: str | None = Field(default=None, max_length=255)
+    created_at: datetime = Field(
+        default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    last_signed_in_at: datetime = Field(
+        default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+class BrowserSession(AuthModel, table=True):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is kept here,
+    so a copy of the table does not let anyone act as the people in it."""
+
+    __tablename__ = "sessions"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True)
+    provider: str = Field(max_length=32)
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    last_seen_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    #: The absolute end (created + the absolute lifetime); idle expiry is from last_seen_at.
+    expires_at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, index=True)
+    )
+    #: When the person last proved who they are at the provider (step-up compares it).
+    authenticated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
