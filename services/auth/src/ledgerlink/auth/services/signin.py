@@ -23,13 +23,19 @@ application:
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 import httpx
 from authlib.integrations.base_client.errors import MismatchingStateError, OAuthError
-from authlib.integrations.starlette_client import OAuth, StarletteOAuth2App
+
+with warnings.catch_warnings():
+    # authlib 1.6 warns on importing its httpx integration (which its Starlette client
+    # uses), pointing at a future "httpx2"; for httpx as it is today it is the supported one.
+    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+    from authlib.integrations.starlette_client import OAuth, StarletteOAuth2App
 from authlib.oidc.core import CodeIDToken
 from joserfc.errors import ClaimError, ExpiredTokenError, JoseError
 from starlette.requests import Request
