@@ -494,12 +494,14 @@ def _error_page(name: str, error: OAuthError) -> HTMLResponse:
     return HTMLResponse(body, status_code=400)
 
 
-def _redirect(uri: str, params: Mapping[str, str | None]) -> RedirectResponse:
+def redirect_with(uri: str, params: Mapping[str, str | None]) -> RedirectResponse:
+    """A 302 to ``uri`` with ``params`` (those that are not None) as its query."""
     query = urlencode({key: value for key, value in params.items() if value is not None})
     return RedirectResponse(f"{uri}?{query}", status_code=302)
 
 
-async def _form(request: Request) -> dict[str, str]:
+async def form_fields(request: Request) -> dict[str, str]:
+    """The request's form fields that are text (file parts left out)."""
     return {key: value for key, value in (await request.form()).items() if isinstance(value, str)}
 
 
@@ -517,7 +519,7 @@ def oauth_router(server: OAuthServer, *, authorize_path: str, token_path: str) -
         try:
             server.check_redirectable(client, params)
         except OAuthError as error:
-            return _redirect(
+            return redirect_with(
                 client.redirect_uri or "",
                 {
                     "error": error.error,
@@ -539,7 +541,7 @@ def oauth_router(server: OAuthServer, *, authorize_path: str, token_path: str) -
         try:
             server.check_redirectable(client, form)
         except OAuthError as error:
-            return _redirect(
+            return redirect_with(
                 client.redirect_uri or "",
                 {
                     "error": error.error,
@@ -552,7 +554,7 @@ def oauth_router(server: OAuthServer, *, authorize_path: str, token_path: str) -
             page = _login_page(request.url.path, form, server.name, "Wrong user name or password")
             return HTMLResponse(page, status_code=401)
         code = server.issue_code(client, user, form)
-        return _redirect(client.redirect_uri or "", {"code": code, "state": form.get("state")})
+        return redirect_with(client.redirect_uri or "", {"code": code, "state": form.get("state")})
 
     @router.post(token_path, include_in_schema=False)
     async def token(request: Request) -> Response:

@@ -50,15 +50,16 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import unquote_plus, urlencode
+from urllib.parse import unquote_plus
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from fastapi import APIRouter, FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledgerlink.sandbox.config import SandboxConfig
+from ledgerlink.sandbox.oauth import form_fields, redirect_with
 from ledgerlink.sandbox.world import World
 
 __all__ = [
@@ -544,15 +545,6 @@ def _error_page(provider: IdentityProvider, error: OidcError) -> HTMLResponse:
     return HTMLResponse(body, status_code=400)
 
 
-def _redirect(uri: str, params: Mapping[str, str | None]) -> RedirectResponse:
-    query = urlencode({key: value for key, value in params.items() if value is not None})
-    return RedirectResponse(f"{uri}?{query}", status_code=302)
-
-
-async def _form(request: Request) -> dict[str, str]:
-    return {key: value for key, value in (await request.form()).items() if isinstance(value, str)}
-
-
 def _check_tenant(provider: IdentityProvider, tenant: str | None) -> None:
     if provider.kind == "microsoft" and tenant not in _MULTI_TENANT | set(MICROSOFT_TENANTS):
         raise HTTPException(404, f"no tenant {tenant!r}")
@@ -596,7 +588,7 @@ def _authorization_routes(
                     return HTMLResponse(_login_page(provider, request.url.path, params))
                 session = existing
         except OidcError as error:
-            return _redirect(
+            return redirect_with(
                 redirect_uri,
                 {"error": error.error, "error_description": error.description, "state": state},
             )
@@ -604,7 +596,7 @@ def _authorization_routes(
             "/google" if provider.kind == "google" else "/microsoft"
         )
         code = provider.issue_code(params, session, issuer_base)
-        response = _redirect(redirect_uri, {"code": code, "state": state})
+        response = redirect_with(redirect_uri, {"code": code, "state": state})
         if submitted and session_id is not None:
             response.set_cookie(
                 _SESSION_COOKIE, session_id, httponly=True, samesite="lax", path=request.url.path
@@ -617,7 +609,7 @@ def _authorization_routes(
 
     @router.post(path, include_in_schema=False)
     async def authorize_submit(request: Request) -> Response:
-        return await authorize(request, await _form(request), submitted=True)
+        return await authorize(request, await form_fields(request), submitted=True)
 
 
 def _token_routes(router: APIRouter, provider: IdentityProvider, path: str) -> None:
@@ -629,7 +621,7 @@ def _token_routes(router: APIRouter, provider: IdentityProvider, path: str) -> N
         ):
             return OidcError("invalid_request", "the token request must be form-encoded").response()
         try:
-            body = provider.token(await _form(request), request.headers.get("authorization"))
+            body = provider.token(await form_fields(request), request.headers.get("authorization"))
         except OidcError as error:
             return error.response()
         return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
