@@ -30,6 +30,11 @@ SERVICES: Final[dict[str, tuple[Callable[[], FastAPI], dict[tuple[str, str], set
         {
             ("get", "/v1/connections/{connection_id}"): {"200", "404", "422"},
             ("get", "/v1/connections"): {"200", "422"},
+            ("get", "/signin"): {"200", "400", "422"},
+            ("get", "/signin/{provider}"): {"200", "302", "400", "401", "422"},
+            ("get", "/signin/{provider}/callback"): {"200", "303", "400", "401", "422"},
+            ("post", "/signout"): {"200", "400", "422"},
+            ("get", "/me"): {"200", "401"},
         },
     ),
     "importer": (
@@ -80,7 +85,9 @@ def test_error_statuses_document_their_body(service: tuple[str, dict[str, Any]])
             for status, response in operation["responses"].items():
                 if status.startswith(("4", "5")):
                     assert response.get("description"), (method, path, status)
-                    assert "application/json" in response.get("content", {}), (
+                    # JSON for the API, a page for the sign-in routes a browser follows.
+                    content = response.get("content", {})
+                    assert "application/json" in content or "text/html" in content, (
                         method,
                         path,
                         status,

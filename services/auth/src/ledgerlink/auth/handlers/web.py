@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Form, Query, Request
@@ -32,6 +32,7 @@ from ledgerlink.auth.services.cookies import SessionTokens
 from ledgerlink.auth.services.sessions import ActiveSession, SessionService
 from ledgerlink.auth.services.signin import SigninService
 from ledgerlink.shared.db import Database
+from ledgerlink.shared.runtime import error_responses
 
 logger = logging.getLogger(__name__)
 
@@ -137,11 +138,35 @@ async def require_recent_signin(
     return active
 
 
+def _html_responses(statuses: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of a route that answers with pages: each status with its
+    meaning and an HTML body (redirects have none)."""
+    return {
+        status: {"description": text}
+        if 300 <= status < 400
+        else {"description": text, "content": {"text/html": {}}}
+        for status, text in statuses.items()
+    }
+
+
+_REFUSED_PAGES: Final = {
+    400: "A bad or stale request (unknown provider, unsafe next address, state mismatch, "
+    "expired attempt, code refused, provider unreachable): a page says what to do.",
+    401: "The identity was refused (signature, expiry, nonce, issuer, audience, unverified "
+    "e-mail, sign-in too old): a page says why; no session is made.",
+}
+
+
 def build_web_router(context: WebContext) -> APIRouter:
     """The sign-in pages and session routes."""
     router = APIRouter(tags=["sign-in"])
 
-    @router.get("/signin", response_class=HTMLResponse, summary="Choose how to sign in.")
+    @router.get(
+        "/signin",
+        response_class=HTMLResponse,
+        summary="Choose how to sign in.",
+        responses=_html_responses({400: "The next address is not a page of this service."}),
+    )
     async def signin_page(
         request: Request,
         next: str | None = None,
@@ -164,7 +189,12 @@ def build_web_router(context: WebContext) -> APIRouter:
                 csrf = context.sessions(session).csrf_token(active)
         return context.page(request, "signin.html", links=links, active=active, csrf_token=csrf)
 
-    @router.get("/signin/{provider}", summary="Go to the provider's sign-in.")
+    @router.get(
+        "/signin/{provider}",
+        summary="Go to the provider's sign-in.",
+        response_class=HTMLResponse,
+        responses=_html_responses({302: "To the provider's sign-in page.", **_REFUSED_PAGES}),
+    )
     async def signin_start(
         request: Request,
         provider: str,
@@ -198,7 +228,13 @@ def build_web_router(context: WebContext) -> APIRouter:
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    @router.get("/signin/{provider}/callback", name="signin_callback", summary="Finish a sign-in.")
+    @router.get(
+        "/signin/{provider}/callback",
+        name="signin_callback",
+        summary="Finish a sign-in.",
+        response_class=HTMLResponse,
+        responses=_html_responses({303: "Signed in: on to the next page.", **_REFUSED_PAGES}),
+    )
     async def signin_callback(request: Request, provider: str) -> Response:
         try:
             identity, next_url = await context.signin.complete(
@@ -227,7 +263,12 @@ def build_web_router(context: WebContext) -> APIRouter:
         response.delete_cookie(ATTEMPT_COOKIE, path="/signin")
         return response
 
-    @router.post("/signout", summary="Sign out (ends the session).")
+    @router.post(
+        "/signout",
+        summary="Sign out (ends the session).",
+        response_class=HTMLResponse,
+        responses=_html_responses({400: "The form's CSRF token does not match the session."}),
+    )
     async def signout(request: Request, csrf_token: str | None = Form(default=None)) -> Response:
         cookie = request.cookies.get(context.config.sessions.cookie_name)
         async with context.db.transaction() as session:
@@ -241,7 +282,11 @@ def build_web_router(context: WebContext) -> APIRouter:
         context.clear_session_cookie(response)
         return response
 
-    @router.get("/me", summary="Who is signed in (401 when nobody).")
+    @router.get(
+        "/me",
+        summary="Who is signed in (401 when nobody).",
+        responses=error_responses({401: "Nobody is signed in (no or an expired session)."}),
+    )
     async def me(request: Request) -> JSONResponse:
         active = await context.current_session(request)
         if active is None:
