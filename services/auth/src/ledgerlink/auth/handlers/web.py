@@ -6,7 +6,7 @@
 | ``GET /signin/{provider}`` | redirect to the provider (PKCE, ``state``, ``nonce``) |
 | ``GET /signin/{provider}/callback`` | finish: a session and its cookie, or a page saying why not |
 | ``POST /signout`` | end the session (CSRF token from the page) |
-| ``GET /me`` | JSON: who is signed in; 401 otherwise |
+| ``GET /me`` | JSON: who is signed in and their CSRF token; 401 otherwise |
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from ledgerlink.auth.services.cookies import SessionTokens
 from ledgerlink.auth.services.sessions import ActiveSession, SessionService
 from ledgerlink.auth.services.signin import SigninService
 from ledgerlink.shared.db import Database
+from ledgerlink.shared.runtime import error_responses
 
 logger = logging.getLogger(__name__)
 
@@ -241,7 +242,11 @@ def build_web_router(context: WebContext) -> APIRouter:
         context.clear_session_cookie(response)
         return response
 
-    @router.get("/me", summary="Who is signed in (401 when nobody).")
+    @router.get(
+        "/me",
+        summary="Who is signed in (401 when nobody).",
+        responses=error_responses({401: "Nobody is signed in."}),
+    )
     async def me(request: Request) -> JSONResponse:
         active = await context.current_session(request)
         if active is None:
@@ -251,6 +256,8 @@ def build_web_router(context: WebContext) -> APIRouter:
                 headers={**_NO_STORE, "WWW-Authenticate": 'Cookie realm="ledgerlink"'},
             )
         user = active.user
+        async with context.db.transaction() as session:
+            csrf = context.sessions(session).csrf_token(active)
         return JSONResponse(
             {
                 "user": {
@@ -265,6 +272,8 @@ def build_web_router(context: WebContext) -> APIRouter:
                     "expires_at": active.expires_at.isoformat(),
                     "idle_timeout_seconds": int(context.policy.idle.total_seconds()),
                 },
+                # The page's code sends it as X-CSRF-Token with state-changing JSON requests.
+                "csrf_token": csrf,
             },
             headers=_NO_STORE,
         )
