@@ -23,6 +23,7 @@ from ledgerlink.auth.services.access import BadInput, Conflict
 from ledgerlink.auth.services.environments import EnvironmentService
 from ledgerlink.auth.storage.models import TermsAcceptance, TermsDocument, User
 from ledgerlink.auth.storage.tenancy import TermsRepository
+from ledgerlink.shared.db import as_utc
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ class CurrentDocument:
 
 
 def _published(document: TermsDocument) -> Published:
-    return Published(document.id, document.kind, document.version, document.published_at)
+    # SQLite hands back naive datetimes; the store writes UTC.
+    return Published(document.id, document.kind, document.version, as_utc(document.published_at))
 
 
 class TermsService:
