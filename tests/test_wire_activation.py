@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from auth_store import stored_connection, stored_connections
 from wire_helpers import EventReader, OtlpReceiver, PlainKafkaClient, Seen, eventually
 
 from ledgerlink.cli.stack import Stack
@@ -76,12 +77,10 @@ async def test_activation_reaches_every_service_in_one_trace(
                 f"{stack.services['importer'].url}/v1/imports", params={"business_id": SE_ID}
             )
         ).json()
-        connection = (
-            await http.get(
-                f"{stack.services['auth'].url}/v1/connections/{activated.data['connection_id']}"
-            )
-        ).json()
         metrics = (await http.get(f"{stack.services['auth'].url}/metrics")).text
+    # Auth's connection routes are for its environment's people (issue 12): read the store.
+    connection = await stored_connection(stack, activated.data["connection_id"])
+    assert connection is not None
     assert [job["id"] for job in jobs] == [queued.data["import_id"]]
     assert connection["status"] == "active"
     # One /metrics per service: the events it consumed, and its vendor API traffic families.
@@ -129,12 +128,7 @@ async def test_same_activation_twice_gives_one_connection_and_one_event(
     outcomes = reader.matching(of_type(reader, Topic.CONNECTIONS, ACTIVATED))
     assert len(outcomes) == 2
     assert outcomes[0].data["connection_id"] != outcomes[1].data["connection_id"]
-    async with httpx.AsyncClient() as http:
-        connections = (
-            await http.get(
-                f"{stack.services['auth'].url}/v1/connections", params={"business_id": SE_ID}
-            )
-        ).json()
+    connections = await stored_connections(stack, SE_ID)
     assert sorted(connection["product"] for connection in connections) == [
         "planning",
         "reconciliation",
@@ -205,14 +199,10 @@ async def test_service_killed_after_commit_before_publishing_publishes_exactly_o
     ) as client:
         await client.send(Topic.ACTIVATIONS, activation(), key=SE_ID, ce_type=ACTIVATION)
 
-    auth_url = stack.services["auth"].url
-    async with httpx.AsyncClient() as http:
+    async def committed() -> list[dict[str, object]] | None:
+        return await stored_connections(stack, SE_ID) or None
 
-        async def committed() -> list[dict[str, object]] | None:
-            response = await http.get(f"{auth_url}/v1/connections", params={"business_id": SE_ID})
-            return response.json() or None
-
-        await eventually(committed, what="the activation to be committed")
+    await eventually(committed, what="the activation to be committed")
     assert reader.matching(of_type(reader, Topic.CONNECTIONS, ACTIVATED)) == []
 
     stack.kill("auth")  # SIGKILL: the event was committed to the outbox, never published

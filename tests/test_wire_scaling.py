@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-import httpx
 import pytest
+from auth_store import stored_connections
 from wire_helpers import EventReader, PlainKafkaClient, free_port
 
 from ledgerlink.cli.stack import Stack
@@ -50,14 +50,9 @@ async def test_two_auth_replicas_split_the_partitions_and_handle_each_event_once
             count=len(COMPANIES),
         )
         assert sorted(record.data["business_id"] for record in seen) == sorted(COMPANIES)
-        async with httpx.AsyncClient() as http:
-            for number in COMPANIES:
-                found = (
-                    await http.get(
-                        f"{stack.services['auth'].url}/v1/connections",
-                        params={"business_id": number},
-                    )
-                ).json()
-                assert len(found) == 1
+        # Auth's connection routes are for its environment's people (issue 12): the store.
+        for number in COMPANIES:
+            found = await stored_connections(stack, number)
+            assert len(found) == 1
     finally:
         second.stop_all()

@@ -98,11 +98,14 @@ async def test_openapi_documents_the_connection_routes(client: httpx.AsyncClient
 
 
 async def test_connection_routes_are_mounted(client: httpx.AsyncClient) -> None:
+    # Mounted and, since issue 12, for signed-in people only (route tests sign people in).
     response = await client.get("/v1/connections", params={"business_id": "556036-0793"})
-    assert response.status_code == 200
-    assert response.json() == []
+    assert response.status_code == 401
+    assert response.json() == {"detail": "not signed in"}
     missing = await client.get("/v1/connections/00000000-0000-0000-0000-000000000000")
-    assert missing.status_code == 404
+    assert missing.status_code == 401
+    environments = await client.get("/v1/environments")
+    assert environments.status_code == 401
 
 
 async def test_unknown_path_is_404(client: httpx.AsyncClient) -> None:

@@ -1,19 +1,23 @@
-"""Auth's read-only HTTP routes, served from the test store (no broker)."""
+"""Auth's read-only connection routes, served from the test store (no broker).
+
+Issue 12 made them person-facing: a signed-in session is required (401 without), and a
+person sees only the connections of environments they are a member of (404 / left out
+otherwise). Karin is the admin of Saab's environment in every test here.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from ledgerlink.auth.handlers.http import build_router
+from ledgerlink.auth.handlers.http import ConnectionPublic
 from ledgerlink.auth.services.activation import ActivationService
 from ledgerlink.auth.storage.models import Connection, messaging
+from ledgerlink.auth.testing import Town
 from ledgerlink.shared.db import Database
 from ledgerlink.shared.events import ActivationRequestedV1
 from ledgerlink.shared.messaging.outbox import Outbox
@@ -21,13 +25,27 @@ from ledgerlink.shared.messaging.outbox import Outbox
 SAAB = "556036-0793"
 
 
+async def environment_of(
+    town: Town, email: str, country: str, business_id: str
+) -> httpx.AsyncClient:
+    """A person signed in as ``email``, admin of the business ID's new environment."""
+    person = await town.sign_in(email)
+    created = await person.client.post(
+        "/v1/environments",
+        json={
+            "country": country,
+            "business_id": business_id,
+            "official_name": "Saab AB" if country == "SE" else "Nokia Oyj",
+            "company_email": email,
+        },
+    )
+    assert created.status_code == 201, created.text
+    return person.client
+
+
 @pytest.fixture
-async def client(db: Database) -> AsyncIterator[httpx.AsyncClient]:
-    app = FastAPI()
-    app.include_router(build_router(db))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://auth") as client:
-        yield client
+async def client(town: Town) -> httpx.AsyncClient:
+    return await environment_of(town, "karin@example.se", "SE", SAAB)
 
 
 async def activate(
@@ -114,10 +132,14 @@ async def test_get_rejected_connection_quotes_reason_and_message(
 ) -> None:
     connection = await activate(db, business_id="556036-0794")
 
+    # A rejected activation has no environment: no person sees it (issue 12).
     response = await client.get(f"/v1/connections/{connection.id}")
+    assert response.status_code == 404
+    assert response.json()["detail"] == f"no connection {connection.id}"
 
-    assert response.status_code == 200
-    assert without_times(response.json()) == expected(
+    # What operators' views of it carry (the route's model), quoting reason and message.
+    body = ConnectionPublic.of(connection).model_dump(mode="json")
+    assert without_times(body) == expected(
         connection,
         status="rejected",
         environment_id=None,
@@ -133,7 +155,30 @@ async def test_unknown_connection_is_404(client: httpx.AsyncClient) -> None:
     missing = uuid.uuid4()
     response = await client.get(f"/v1/connections/{missing}")
     assert response.status_code == 404
-    assert response.json() == {"detail": f"no connection {missing}"}
+    assert response.json() == {"detail": f"no connection {missing}", "code": None}
+
+
+async def test_another_companys_connection_is_404_and_not_listed(
+    db: Database, town: Town, client: httpx.AsyncClient
+) -> None:
+    nokia = await environment_of(town, "pekka@example.fi", "FI", "0112038-9")
+    theirs = await activate(db, business_id="0112038-9", country="FI")
+
+    assert (await client.get(f"/v1/connections/{theirs.id}")).status_code == 404
+    listed = await client.get("/v1/connections", params={"business_id": "0112038-9"})
+    assert listed.json() == []
+    assert (await nokia.get(f"/v1/connections/{theirs.id}")).status_code == 200
+
+
+async def test_nobody_signed_in_is_401(db: Database, town: Town) -> None:
+    connection = await activate(db)
+    anonymous = town.client()
+    for response in (
+        await anonymous.get(f"/v1/connections/{connection.id}"),
+        await anonymous.get("/v1/connections", params={"business_id": SAAB}),
+    ):
+        assert response.status_code == 401
+        assert response.json() == {"detail": "not signed in"}
 
 
 async def test_malformed_connection_id_is_422(client: httpx.AsyncClient) -> None:
@@ -158,19 +203,16 @@ async def test_list_by_normalised_or_raw_business_id(
     by_raw_spelling = await client.get("/v1/connections", params={"business_id": "5560360793"})
     assert [body["id"] for body in by_raw_spelling.json()] == [str(planning.id)]
 
-    # A rejected request has no normal form; it is found by what the company typed.
+    # A rejected request has no normal form and no environment: no person sees it.
     by_rejected = await client.get("/v1/connections", params={"business_id": "556036-0794"})
-    [body] = by_rejected.json()
-    assert without_times(body) == expected(
-        rejected,
-        status="rejected",
-        reason_code="invalid_check_digit",
-        business_id="",
-        business_id_raw="556036-0794",
-    )
+    assert by_rejected.status_code == 200
+    assert by_rejected.json() == []
+    assert rejected.environment_id is None
 
+    # Another company's environment: its connections are not Karin's to see.
     finnish = await client.get("/v1/connections", params={"business_id": "0112038-9"})
-    assert [body["id"] for body in finnish.json()] == [str(other.id)]
+    assert finnish.json() == []
+    assert other.environment_id is not None
 
 
 async def test_list_for_unknown_business_id_is_empty(client: httpx.AsyncClient) -> None:
@@ -188,6 +230,7 @@ async def test_list_without_business_id_is_422(client: httpx.AsyncClient) -> Non
 
 
 async def test_unknown_route_is_404(client: httpx.AsyncClient) -> None:
-    response = await client.get("/v1/environments")
+    # (was /v1/environments, which issue 12 added)
+    response = await client.get("/v1/nothing-here")
     assert response.status_code == 404
     assert response.json() == {"detail": "Not Found"}

@@ -11,8 +11,10 @@ from fastapi import FastAPI
 
 from ledgerlink.auth.config import Config
 from ledgerlink.auth.domain.sessions import SessionPolicy
+from ledgerlink.auth.handlers.dependencies import People
 from ledgerlink.auth.handlers.http import register_http_routes
 from ledgerlink.auth.handlers.kafka import register_kafka_handlers
+from ledgerlink.auth.handlers.tenancy import register_tenancy_routes
 from ledgerlink.auth.handlers.web import WebContext, register_web_routes, templates
 from ledgerlink.auth.services.cookies import AttemptSealer, SessionTokens
 from ledgerlink.auth.services.signin import SigninService
@@ -79,10 +81,11 @@ def create_app(
         # Vendor API traffic of every connector this process uses goes to its /metrics.
         connector_metrics.install(process.registry)
         register_kafka_handlers(process, config)
-        register_http_routes(process, app)
-        register_web_routes(
-            app, build_web_context(config, process.db, clock=clock, oidc_transport=oidc_transport)
-        )
+        context = build_web_context(config, process.db, clock=clock, oidc_transport=oidc_transport)
+        people = People(context)
+        register_http_routes(app, context, people)
+        register_tenancy_routes(app, context, people)
+        register_web_routes(app, context)
 
     return create_service_app(
         service_name=SERVICE_NAME,

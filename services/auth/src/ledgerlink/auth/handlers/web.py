@@ -6,7 +6,7 @@
 | ``GET /signin/{provider}`` | redirect to the provider (PKCE, ``state``, ``nonce``) |
 | ``GET /signin/{provider}/callback`` | finish: a session and its cookie, or a page saying why not |
 | ``POST /signout`` | end the session (CSRF token from the page) |
-| ``GET /me`` | JSON: who is signed in; 401 otherwise |
+| ``GET /me`` | JSON: who is signed in and their CSRF token; 401 otherwise |
 """
 
 from __future__ import annotations
@@ -296,6 +296,8 @@ def build_web_router(context: WebContext) -> APIRouter:
                 headers={**_NO_STORE, "WWW-Authenticate": 'Cookie realm="ledgerlink"'},
             )
         user = active.user
+        async with context.db.transaction() as session:
+            csrf = context.sessions(session).csrf_token(active)
         return JSONResponse(
             {
                 "user": {
@@ -310,6 +312,8 @@ def build_web_router(context: WebContext) -> APIRouter:
                     "expires_at": active.expires_at.isoformat(),
                     "idle_timeout_seconds": int(context.policy.idle.total_seconds()),
                 },
+                # The page's code sends it as X-CSRF-Token with state-changing JSON requests.
+                "csrf_token": csrf,
             },
             headers=_NO_STORE,
         )

@@ -11,6 +11,8 @@ from sqlalchemy import Enum as SqlEnum
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from ledgerlink.auth.domain.environments import Role
+from ledgerlink.auth.domain.terms import TermsKind
 from ledgerlink.shared.messaging.tables import define_messaging_tables
 
 
@@ -24,6 +26,16 @@ messaging = define_messaging_tables(metadata)
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _str_enum(kind: type[StrEnum]) -> SqlEnum:
+    # Stored as its value in a VARCHAR (no native enum type): adding a value needs no DDL.
+    return SqlEnum(
+        kind,
+        native_enum=False,
+        length=32,
+        values_callable=lambda kinds: [item.value for item in kinds],
+    )
 
 
 class ConnectionStatus(StrEnum):
@@ -40,6 +52,7 @@ class Environment(AuthModel, table=True):
     __tablename__ = "environments"
     __table_args__ = (
         UniqueConstraint("country", "business_id", name="uq_environments_business_id"),
+        UniqueConstraint("subdomain", name="uq_environments_subdomain"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -49,6 +62,119 @@ class Environment(AuthModel, table=True):
     created_at: datetime = Field(
         default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
+    # What a signed-in person enters when creating the environment. An environment made
+    # by a file activation before anyone signed in has none of these (and no members):
+    # it is "unclaimed" until a person its activations name claims it.
+    official_name: str | None = Field(default=None, max_length=300)
+    company_email: str | None = Field(default=None, max_length=320)
+    subdomain: str | None = Field(default=None, max_length=63)
+    created_by: uuid.UUID | None = Field(default=None, foreign_key="users.id")
+    #: Who claimed an unclaimed environment, and when (the audit of the claim).
+    claimed_by: uuid.UUID | None = Field(default=None, foreign_key="users.id")
+    claimed_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+
+
+class EnvironmentMember(AuthModel, table=True):
+    """A person's role in an environment."""
+
+    __tablename__ = "environment_members"
+
+    environment_id: uuid.UUID = Field(foreign_key="environments.id", primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", primary_key=True, index=True)
+    role: Role = Field(sa_type=_str_enum(Role))
+    added_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    #: Who added them; None for the environment's first admin (its creator or claimer).
+    added_by: uuid.UUID | None = Field(default=None, foreign_key="users.id")
+
+
+class Organisation(AuthModel, table=True):
+    """An accounting office (or group) that looks after many companies' administrations."""
+
+    __tablename__ = "organisations"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str = Field(max_length=300)
+    created_by: uuid.UUID = Field(foreign_key="users.id")
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class OrganisationMember(AuthModel, table=True):
+    """A person's role in an organisation."""
+
+    __tablename__ = "organisation_members"
+
+    organisation_id: uuid.UUID = Field(foreign_key="organisations.id", primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", primary_key=True, index=True)
+    role: Role = Field(sa_type=_str_enum(Role))
+    added_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class Division(AuthModel, table=True):
+    """A group of an organisation's administrations (a team, a region)."""
+
+    __tablename__ = "divisions"
+    __table_args__ = (UniqueConstraint("organisation_id", "name", name="uq_divisions_name"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    organisation_id: uuid.UUID = Field(foreign_key="organisations.id", index=True)
+    name: str = Field(max_length=200)
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class RoleTemplate(AuthModel, table=True):
+    """A named role an organisation hands out with administrations (seed 002's templates)."""
+
+    __tablename__ = "templates"
+    __table_args__ = (UniqueConstraint("organisation_id", "name", name="uq_templates_name"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    organisation_id: uuid.UUID = Field(foreign_key="organisations.id", index=True)
+    name: str = Field(max_length=200)
+    role: Role = Field(sa_type=_str_enum(Role))
+    description: str = Field(default="", max_length=1000)
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class Administration(AuthModel, table=True):
+    """An environment (one company) that an organisation administers."""
+
+    __tablename__ = "administrations"
+
+    organisation_id: uuid.UUID = Field(foreign_key="organisations.id", primary_key=True)
+    environment_id: uuid.UUID = Field(foreign_key="environments.id", primary_key=True)
+    division_id: uuid.UUID | None = Field(default=None, foreign_key="divisions.id")
+    added_by: uuid.UUID = Field(foreign_key="users.id")
+    added_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class TermsDocument(AuthModel, table=True):
+    """One published version of the terms of use or the privacy notice."""
+
+    __tablename__ = "terms_documents"
+    __table_args__ = (UniqueConstraint("kind", "version", name="uq_terms_documents_version"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    kind: TermsKind = Field(sa_type=_str_enum(TermsKind))
+    version: int
+    title: str = Field(max_length=300)
+    #: The text itself, or where it is published (one of the two).
+    text: str | None = Field(default=None)
+    url: str | None = Field(default=None, max_length=1000)
+    published_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class TermsAcceptance(AuthModel, table=True):
+    """Who accepted which version, when, for which environment (None: for themselves)."""
+
+    __tablename__ = "terms_acceptances"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True)
+    document_id: uuid.UUID = Field(foreign_key="terms_documents.id")
+    environment_id: uuid.UUID | None = Field(default=None, foreign_key="environments.id")
+    accepted_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class Connection(AuthModel, table=True):
