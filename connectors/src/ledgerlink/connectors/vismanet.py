@@ -62,6 +62,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from ledgerlink.connectors.base import LedgerConnector
+from ledgerlink.connectors.credentials import CredentialBearerAuth, CredentialProvider
 from ledgerlink.connectors.errors import (
     AccessNotEnabled,
     AuthenticationFailed,
@@ -660,12 +661,16 @@ class VismaNetConnector(LedgerConnector):
         store: TokenStore | None = None,
         store_key: str | None = None,
         session: OAuthSession | None = None,
+        credentials: CredentialProvider | None = None,
         budget: RateBudget | None = None,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.settings = settings
+        #: When given (auth's token service), it supplies the bearer token; the session
+        #: then never refreshes by itself.
+        self.credentials = credentials
         key = settings.company_id or settings.tenant_id or settings.client_id
         self.session = session or OAuthSession(
             VENDOR,
@@ -686,7 +691,9 @@ class VismaNetConnector(LedgerConnector):
             classify=self._classify,
             budget=self._budget,
             retry=retry,
-            auth=self.session.auth(),
+            auth=CredentialBearerAuth(credentials, VENDOR)
+            if credentials is not None
+            else self.session.auth(),
             headers=headers,
             transport=transport,
             sleep=sleep,
@@ -718,7 +725,11 @@ class VismaNetConnector(LedgerConnector):
         return await self.session.exchange_code(code, code_verifier)
 
     async def _ensure_token(self) -> None:
-        if self._token_fetched or self.settings.grant != "client_credentials":
+        if (
+            self._token_fetched
+            or self.credentials is not None
+            or self.settings.grant != "client_credentials"
+        ):
             return
         assert self.settings.tenant_id is not None  # checked by the settings
         try:
