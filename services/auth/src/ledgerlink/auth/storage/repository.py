@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete, func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -127,8 +127,18 @@ class CredentialRepository:
     async def get(
         self, connection_id: uuid.UUID, *, lock: bool = False
     ) -> ConnectionCredential | None:
-        """The credential row, read afresh; ``lock`` takes ``SELECT ... FOR UPDATE`` on it
-        (PostgreSQL; SQLite has no row locks and serialises writers instead)."""
+        """The credential row, read afresh; ``lock`` takes ``SELECT ... FOR UPDATE`` on it.
+
+        SQLite (development only) has no row locks: there a write to the row comes first, so
+        the transaction holds the database's write lock from here on and a second refresher
+        waits for this one to commit, then reads what it wrote.
+        """
+        if lock and self._session.bind.dialect.name == "sqlite":
+            await self._session.execute(
+                update(ConnectionCredential)
+                .where(col(ConnectionCredential.connection_id) == connection_id)
+                .values(refresh_count=ConnectionCredential.refresh_count)
+            )
         statement = (
             select(ConnectionCredential)
             .where(ConnectionCredential.connection_id == connection_id)
