@@ -94,7 +94,11 @@ def control_router(world: World) -> APIRouter:
         server = world.oauth_servers().get(vendor)
         if server is None:
             raise HTTPException(404, f"no OAuth server for {vendor!r}")
-        return {"grants": dict(server.grant_counts), "revocations": server.revocations}
+        return {
+            "grants": dict(server.grant_counts),
+            "errors": dict(server.error_counts),
+            "revocations": server.revocations,
+        }
 
     @router.post("/reset", status_code=204)
     async def reset() -> Response:

@@ -205,6 +205,8 @@ class OAuthServer:
         self._refresh: dict[str, _RefreshToken] = {}
         #: Number of successful token responses per grant type (tests count refreshes).
         self.grant_counts: dict[str, int] = {}
+        #: Refused token requests per RFC 6749 error code (``invalid_grant``...).
+        self.error_counts: dict[str, int] = {}
         #: Tokens revoked through the revocation endpoint.
         self.revocations = 0
 
@@ -302,6 +304,13 @@ class OAuthServer:
 
     def token(self, form: Mapping[str, str], authorization: str | None = None) -> dict[str, Any]:
         """Handle a token request; the RFC 6749 success body, or raise :class:`OAuthError`."""
+        try:
+            return self._token(form, authorization)
+        except OAuthError as error:
+            self.error_counts[error.error] = self.error_counts.get(error.error, 0) + 1
+            raise
+
+    def _token(self, form: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
         grant_type = form.get("grant_type")
         if grant_type not in {"authorization_code", "refresh_token", "client_credentials"}:
             raise OAuthError("unsupported_grant_type", "unsupported grant_type")
@@ -467,6 +476,7 @@ class OAuthServer:
         self.revoke_all()
         self._codes.clear()
         self.grant_counts.clear()
+        self.error_counts.clear()
         self.revocations = 0
 
 
