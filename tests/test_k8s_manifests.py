@@ -484,6 +484,9 @@ def test_service_config_accepts_rendered_env(
         monkeypatch.delenv(key)
     placeholders = {  # prod Secrets live outside git: well-formed stand-ins
         "database-url": "postgresql+asyncpg://ledgerlink:placeholder@db.invalid:5432/ledgerlink",
+        # Issue 12: auth's vault keys and the service tokens of its callers.
+        "vault-keys": '{"1": "placeholder-vault-key-0123456789abcdef0123"}',
+        "service-tokens": '{"importer": "placeholder-service-token-0123456789abcdef"}',
     }
     for key, value in env.items():
         if isinstance(value, SecretRef):
@@ -564,12 +567,19 @@ def test_dev_secrets_exist(service: str) -> None:
     for workload in _workloads(docs, service):
         for c in _containers(workload["spec"]["template"]["spec"]):
             refs |= {v for v in _effective_env(c, docs).values() if isinstance(v, SecretRef)}
-    assert {r.key for r in refs} == {"database-url"}, refs
+    # Issue 12: auth also reads its vault keys and its callers' service tokens.
+    expected = (
+        {"database-url", "vault-keys", "service-tokens"} if service == "auth" else {"database-url"}
+    )
+    assert {r.key for r in refs} == expected, refs
     for ref in refs:
         secret = _find(docs, "Secret", ref.name)
         assert secret is not None, f"dev overlay lacks Secret {ref.name}"
         value = _secret_value(secret, ref.key)
         assert value, f"Secret {ref.name} lacks {ref.key}"
+        if ref.key != "database-url":
+            assert "dev-only" in value, "dev secrets must say so"
+            continue
         url = urlsplit(value)
         assert url.scheme == "postgresql+asyncpg", value
         assert url.hostname == "postgres", value
