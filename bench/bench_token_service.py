@@ -14,8 +14,8 @@ order over several rounds (medians reported):
   request refreshes at the sandbox's Visma Connect token endpoint under the row lock and
   commits the rotated refresh token; the others share that refresh or hit the cache.
 
-Each run sends ``--connections x --requests-per-connection`` requests, all started at once
-and carried by ``--clients`` HTTP clients of ``--connections-per-client`` sockets. The
+Each run sends ``--connections x --requests-per-connection`` requests from
+``--concurrency`` workers, each with its own kept-alive socket (closed loop). The
 script checks that the refresh runs made exactly one refresh per connection at the sandbox
 and no ``invalid_grant`` (exit 2 otherwise). Verdict: PASS when the warm and the refresh
 ratios (requests/s over the bare endpoint's) are both ``>= --target`` (0.5).
@@ -213,30 +213,31 @@ async def _load(
     count: int,
     send: Callable[[httpx.AsyncClient, int], Awaitable[httpx.Response]],
     args: argparse.Namespace,
+    warm_url: str,
 ) -> tuple[float, list[float]]:
+    """``count`` requests by ``--concurrency`` workers, each on its own kept-alive socket
+    (a closed loop: the generator never queues thousands of requests on one pool)."""
     clients = [
-        httpx.AsyncClient(
-            timeout=args.timeout,
-            limits=httpx.Limits(max_connections=args.connections_per_client),
-        )
-        for _ in range(args.clients)
+        httpx.AsyncClient(timeout=args.timeout, limits=httpx.Limits(max_connections=1))
+        for _ in range(args.concurrency)
     ]
     latencies: list[float] = []
+    next_index = iter(range(count))
 
-    async def one(index: int) -> None:
-        started = time.perf_counter()
-        response = await send(clients[index % len(clients)], index)
-        latencies.append(time.perf_counter() - started)
-        if response.status_code != 200:
-            raise BenchError(f"HTTP {response.status_code}: {response.text[:200]}")
+    async def worker(client: httpx.AsyncClient) -> None:
+        for index in next_index:
+            started = time.perf_counter()
+            response = await send(client, index)
+            latencies.append(time.perf_counter() - started)
+            if response.status_code != 200:
+                raise BenchError(f"HTTP {response.status_code}: {response.text[:200]}")
 
     try:
-        # Warm the sockets so both sides start with open connections.
-        await asyncio.gather(*(one(index) for index in range(len(clients))))
-        latencies.clear()
+        # Open every socket before the clock starts.
+        await asyncio.gather(*(client.get(warm_url) for client in clients))
         started = time.perf_counter()
         await asyncio.wait_for(
-            asyncio.gather(*(one(index) for index in range(count))), args.timeout
+            asyncio.gather(*(worker(client) for client in clients)), args.timeout
         )
         return time.perf_counter() - started, latencies
     finally:
@@ -351,7 +352,7 @@ async def _measure(stack: Stack, args: argparse.Namespace) -> Result:
             shift = round_ % len(sides)
             for side, send in sides[shift:] + sides[:shift]:
                 before = await _grants(http, sandbox)
-                seconds, latencies = await _load(count, send, args)
+                seconds, latencies = await _load(count, send, args, f"{auth}/healthz")
                 after = await _grants(http, sandbox)
                 refreshes = after["grants"].get("refresh_token", 0) - before["grants"].get(
                     "refresh_token", 0
@@ -382,7 +383,7 @@ async def _measure(stack: Stack, args: argparse.Namespace) -> Result:
 def report_text(result: Result, args: argparse.Namespace, verdict: str) -> str:
     lines = [
         f"token service: {args.connections} connections x {args.requests_per_connection} "
-        f"requests, {args.rounds} rounds, {args.clients}x{args.connections_per_client} sockets",
+        f"requests, {args.rounds} rounds, {args.concurrency} in flight",
         "",
         f"{'side':8} {'req/s (median)':>15} {'ratio':>7} {'p50 ms':>8} {'p99 ms':>8}",
     ]
@@ -410,8 +411,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=200, help="connections per set (200)")
     p.add_argument("--requests-per-connection", type=int, default=25, help="(25)")
     p.add_argument("--rounds", type=int, default=3, help="rounds, sides alternating (3)")
-    p.add_argument("--clients", type=int, default=25, help="HTTP clients (25)")
-    p.add_argument("--connections-per-client", type=int, default=8, help="sockets each (8)")
+    p.add_argument(
+        "--concurrency", type=int, default=64, help="requests in flight, one socket each (64)"
+    )
     p.add_argument("--bootstrap", help="Kafka bootstrap servers (default: embedded broker)")
     p.add_argument("--database-url", help="auth's store (default: SQLite in a temp folder)")
     p.add_argument("--target", type=float, default=DEFAULT_TARGET, help="minimum ratio (0.5)")
@@ -419,8 +421,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.add_argument("--strict", action="store_true", help="exit 1 when the verdict is FAIL")
     args = p.parse_args(argv)
-    if min(args.connections, args.requests_per_connection, args.rounds, args.clients) < 1:
-        p.error("--connections, --requests-per-connection, --rounds and --clients must be >= 1")
+    if min(args.connections, args.requests_per_connection, args.rounds, args.concurrency) < 1:
+        p.error("--connections, --requests-per-connection, --rounds and --concurrency must be >= 1")
     return args
 
 
