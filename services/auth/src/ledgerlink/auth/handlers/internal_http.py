@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from ledgerlink.auth.domain.lifecycle import InvalidTransitionError
@@ -109,6 +109,15 @@ def build_internal_router(components: AuthComponents) -> APIRouter:
     internal = APIRouter(prefix="/internal/v1", tags=["internal"], dependencies=[guard])
     public = APIRouter(prefix="/v1", tags=["connections"], dependencies=[guard])
 
+    # The answer rendered once per issued credential: a warm request is then a cache hit
+    # and a copy of bytes (the hot path of the token service).
+    rendered: dict[uuid.UUID, tuple[IssuedCredential, bytes]] = {}
+
+    def forget(connection_id: uuid.UUID) -> None:
+        rendered.pop(connection_id, None)
+
+    components.credentials.forget_listeners.append(forget)
+
     @internal.post("/connections/{connection_id}/credentials", response_model=CredentialAnswer)
     async def credentials(
         connection_id: uuid.UUID, body: Annotated[CredentialRequest | None, Body()] = None
@@ -118,10 +127,14 @@ def build_internal_router(components: AuthComponents) -> APIRouter:
                 connection_id, refused_sha256=body.refused_token_sha256 if body else None
             )
         except CredentialError as error:
+            rendered.pop(connection_id, None)
             return _problem(error.status, error.reason_code, error.message)
-        return JSONResponse(
-            CredentialAnswer.of(issued).model_dump(mode="json"),
-            headers={"Cache-Control": "no-store"},
+        known = rendered.get(connection_id)
+        if known is None or known[0] is not issued:
+            known = (issued, CredentialAnswer.of(issued).model_dump_json().encode())
+            rendered[connection_id] = known
+        return Response(
+            known[1], media_type="application/json", headers={"Cache-Control": "no-store"}
         )
 
     @internal.post(

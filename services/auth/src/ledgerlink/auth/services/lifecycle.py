@@ -379,6 +379,8 @@ class LifecycleService:
         vendor_revocation: Literal["revoked", "not_supported", "failed"],
     ) -> Connection:
         """Wipe the secrets (rows deleted) and make the connection ``revoked``."""
+        # Credential row first, then the connection: the token service's order.
+        await self._credentials.get(connection_id, lock=True)
         connection = await self._get(connection_id)
         if connection.status == ConnectionStatus.REVOKED:
             return connection

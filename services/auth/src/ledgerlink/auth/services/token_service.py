@@ -133,10 +133,15 @@ class CredentialService:
         self._inflight: dict[uuid.UUID, asyncio.Future[IssuedCredential]] = {}
         #: Refreshes this process made at a token endpoint (tests and metrics read it).
         self.refreshes = 0
+        #: Called with a connection id whenever it is forgotten (revoked, re-authorised,
+        #: no longer usable), so whatever an entrypoint keeps of its answer goes too.
+        self.forget_listeners: list[Callable[[uuid.UUID], None]] = []
 
     def forget(self, connection_id: uuid.UUID) -> None:
         """Drop what this process remembers of the connection (revoked, re-authorised)."""
         self._cache.pop(connection_id, None)
+        for listener in self.forget_listeners:
+            listener(connection_id)
 
     async def credentials(
         self, connection_id: uuid.UUID, *, refused_sha256: str | None = None
@@ -222,9 +227,12 @@ class CredentialService:
         async with self._db.transaction() as session:
             credentials = CredentialRepository(session)
             # The lock first, then everything read again: another replica may have
-            # refreshed while this one waited for the lock.
+            # refreshed while this one waited for the lock. Lock order everywhere: the
+            # credential row, then the connection row (revocation does the same), so a
+            # refresh and a revocation never deadlock; the connection's lock keeps a
+            # revocation from being overwritten by needs_reauth.
             await credentials.get(connection_id, lock=True)
-            connection = await ConnectionRepository(session).get(connection_id)
+            connection = await ConnectionRepository(session).get(connection_id, lock=True)
             credential, secrets = await self._usable(session, connection, connection_id)
             assert connection is not None
             current = self._issue(connection, credential, secrets)
