@@ -65,6 +65,9 @@ class FakeIdP:
     revoked: list[str] = field(default_factory=list)
     gate: asyncio.Event | None = None
     access_tokens: list[str] = field(default_factory=list)
+    #: The connection's own client secret (client credentials grant) and its grants.
+    machine_secret: str = "connection-client-secret"
+    machine_grants: int = 0
 
     def grant(self) -> dict[str, Any]:
         access, refresh = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
@@ -78,6 +81,15 @@ class FakeIdP:
             self.revoked.append(form["token"])
             self.refresh_tokens.discard(form["token"])
             return httpx.Response(200)
+        if form["grant_type"] == "client_credentials":
+            if form.get("client_secret") != self.machine_secret or form.get("tenant_id") != (
+                "tenant-9"
+            ):
+                return httpx.Response(401, json={"error": "invalid_client"})
+            self.machine_grants += 1
+            access = secrets.token_urlsafe(16)
+            self.access_tokens.append(access)
+            return httpx.Response(200, json={"access_token": access, "expires_in": 600})
         assert form["grant_type"] == "refresh_token"
         assert form["client_id"] == "ledgerlink"
         assert form["client_secret"] == "client-secret"

@@ -278,3 +278,45 @@ def test_clock_helper_moves() -> None:
     start = clock()
     clock.advance(seconds=5)
     assert (clock() - start).total_seconds() == 5
+
+
+async def test_a_machine_grant_is_fetched_and_renewed_with_the_connections_own_secret(
+    db: Database,
+) -> None:
+    async with harness(db) as h:
+        connection = await h.activate()
+        stored = await h.client.post(
+            f"/internal/v1/connections/{connection.id}/authorization",
+            json={
+                "kind": "client_credentials",
+                "vendor_account": "tenant-9",
+                "client_id": "isv-client",
+                "client_secret": "connection-client-secret",
+                "tenant_id": "tenant-9",
+            },
+            headers=HEADERS,
+        )
+        assert stored.status_code == 200, stored.text
+        first = (await h.credentials(connection.id)).json()
+        assert first["kind"] == "bearer"
+        assert first["secrets"] == {"access_token": h.idp.access_tokens[-1]}
+        assert first["attributes"] == {"tenant_id": "tenant-9"}
+        assert h.idp.machine_grants == 1
+        h.clock.advance(seconds=600 - 100)  # inside the leeway
+        second = (await h.credentials(connection.id)).json()
+        assert second["secrets"]["access_token"] != first["secrets"]["access_token"]
+        assert h.idp.machine_grants == 2
+        # The client secret is refused (rotated at the vendor): needs_reauth.
+        h.idp.machine_secret = "rotated"
+        h.clock.advance(seconds=600)
+        refused = await h.credentials(connection.id)
+        assert refused.status_code == 409
+        kind, payload = (await h.events())[-1]
+        assert kind == NEEDS_REAUTH
+        assert payload["reason_code"] == "invalid_client"
+        async with db.transaction() as session:
+            stored_text = [
+                row.ciphertext
+                for row in (await session.execute(select(ConnectionSecret))).scalars()
+            ]
+        assert all("connection-client-secret" not in text for text in stored_text)

@@ -94,15 +94,30 @@ class NmbrsTokenAuthorization(_Result):
     token: SecretStr
 
 
-AuthorizationResult = Annotated[
-    OAuthAuthorization | NetvisorAuthorization | TwentyFourAuthorization | NmbrsTokenAuthorization,
-    Field(discriminator="kind"),
-]
+class ClientCredentialsAuthorization(_Result):
+    """A connection's own OAuth client for machine access (Visma.net service API: the
+    customer's ``tenant_id``); the token service fetches and renews its tokens."""
+
+    kind: Literal["client_credentials"] = "client_credentials"
+    client_id: str = Field(min_length=1, max_length=300)
+    client_secret: SecretStr
+    tenant_id: str | None = Field(default=None, max_length=200)
+    scope: str | None = Field(default=None, max_length=2000)
+
+
+AnyAuthorization = (
+    OAuthAuthorization
+    | ClientCredentialsAuthorization
+    | NetvisorAuthorization
+    | TwentyFourAuthorization
+    | NmbrsTokenAuthorization
+)
+AuthorizationResult = Annotated[AnyAuthorization, Field(discriminator="kind")]
 
 #: Which kinds of authorization each provider takes.
 KINDS_OF_PROVIDER: dict[str, frozenset[str]] = {
     Provider.PROCOUNTOR.value: frozenset({"oauth"}),
-    Provider.VISMA_NET.value: frozenset({"oauth"}),
+    Provider.VISMA_NET.value: frozenset({"oauth", "client_credentials"}),
     Provider.NMBRS.value: frozenset({"oauth", "nmbrs_token"}),
     Provider.NETVISOR.value: frozenset({"netvisor"}),
     Provider.TWENTYFOUR_SEVEN_OFFICE.value: frozenset({"twentyfour"}),
@@ -110,10 +125,7 @@ KINDS_OF_PROVIDER: dict[str, frozenset[str]] = {
 
 
 def split_result(
-    result: OAuthAuthorization
-    | NetvisorAuthorization
-    | TwentyFourAuthorization
-    | NmbrsTokenAuthorization,
+    result: AnyAuthorization,
 ) -> tuple[dict[str, SecretStr], dict[str, str]]:
     """The secrets (to seal) and the plain attributes of an authorization result."""
     if isinstance(result, OAuthAuthorization):
@@ -121,6 +133,13 @@ def split_result(
         if result.refresh_token is not None:
             secrets["refresh_token"] = result.refresh_token
         return secrets, ({"scope": result.scope} if result.scope else {})
+    if isinstance(result, ClientCredentialsAuthorization):
+        attributes = {"client_id": result.client_id}
+        if result.tenant_id:
+            attributes["tenant_id"] = result.tenant_id
+        if result.scope:
+            attributes["scope"] = result.scope
+        return {"client_secret": result.client_secret}, attributes
     if isinstance(result, NetvisorAuthorization):
         attributes = {"customer_id": result.customer_id}
         if result.organisation_id:
@@ -224,10 +243,7 @@ class LifecycleService:
     async def complete_authorization(
         self,
         connection_id: uuid.UUID,
-        result: OAuthAuthorization
-        | NetvisorAuthorization
-        | TwentyFourAuthorization
-        | NmbrsTokenAuthorization,
+        result: AnyAuthorization,
     ) -> Connection:
         """Store the vendor's answer in the vault and move the connection on.
 
@@ -305,10 +321,7 @@ class LifecycleService:
     async def _store_credential(
         self,
         connection_id: uuid.UUID,
-        result: OAuthAuthorization
-        | NetvisorAuthorization
-        | TwentyFourAuthorization
-        | NmbrsTokenAuthorization,
+        result: AnyAuthorization,
     ) -> None:
         assert self._vault is not None
         now = self._clock()

@@ -56,10 +56,22 @@ logger = logging.getLogger(__name__)
 #: The kinds handed out as they are stored (no token endpoint involved).
 _KIND_NAMES = {
     "oauth": "bearer",
+    "client_credentials": "bearer",
     "netvisor": "netvisor",
     "twentyfour": "twentyfour_login",
     "nmbrs_token": "nmbrs_token",
 }
+
+
+#: Kinds whose access token the token service renews at the vendor.
+_RENEWED_KINDS = frozenset({"oauth", "client_credentials"})
+
+
+def _public_attributes(credential: ConnectionCredential) -> dict[str, Any]:
+    """What the caller sees besides the secrets (a machine grant's client id stays here)."""
+    if credential.kind == "client_credentials":
+        return {name: value for name, value in credential.attributes.items() if name != "client_id"}
+    return dict(credential.attributes)
 
 
 def fingerprint(secret: str) -> str:
@@ -191,8 +203,10 @@ class CredentialService:
     def _wants_refresh(
         self, credential: ConnectionCredential, issued: IssuedCredential, refused: str | None
     ) -> bool:
-        if credential.kind != "oauth":
+        if credential.kind not in _RENEWED_KINDS:
             return False
+        if "access_token" not in issued.secrets:
+            return True  # a machine grant not fetched yet
         expires_at = as_utc(credential.access_expires_at) if credential.access_expires_at else None
         return needs_refresh(expires_at, self._clock(), self._leeway) or issued.is_refused(refused)
 
@@ -239,32 +253,54 @@ class CredentialService:
             if not self._wants_refresh(credential, current, refused_sha256):
                 return self._remember(current)
             provider = self._providers.get(connection.provider)
-            refresh_token = secrets.get("refresh_token")
-            if provider is None or refresh_token is None:
+            if provider is None:
                 raise CredentialError(
                     503,
                     "refresh_unavailable",
-                    "the access token is expiring and cannot be renewed here "
-                    "(no refresh token, or no OAuth client configured for the provider)",
+                    f"the access token is due and no OAuth client is configured for "
+                    f"{connection.provider}",
                 )
+            machine = credential.kind == "client_credentials"
+            # What is kept besides the access token: the rotating refresh token, or the
+            # connection's own client secret.
+            kept_field = "client_secret" if machine else "refresh_token"
+            kept = secrets.get(kept_field)
+            if kept is None:
+                raise CredentialError(
+                    503,
+                    "refresh_unavailable",
+                    "the access token is due and there is no refresh token to renew it",
+                )
+            kept_clear = self._vault.open(connection_id, kept_field, kept)
             try:
-                tokens = await self._vendor.refresh(
-                    connection.provider,
-                    provider,
-                    self._vault.open(connection_id, "refresh_token", refresh_token),
-                )
+                if machine:
+                    extra = {
+                        name: str(credential.attributes[name])
+                        for name in ("tenant_id", "scope")
+                        if credential.attributes.get(name)
+                    }
+                    tokens = await self._vendor.client_credentials(
+                        connection.provider,
+                        provider,
+                        str(credential.attributes["client_id"]),
+                        kept_clear,
+                        extra,
+                    )
+                else:
+                    tokens = await self._vendor.refresh(connection.provider, provider, kept_clear)
             except GrantRefusedError as refused:
-                if refused.code != "invalid_grant":
+                if not machine and refused.code != "invalid_grant":
                     raise CredentialError(
                         502, "vendor_refused", f"the vendor refused the refresh ({refused.code})"
                     ) from None
                 # A lost race is not a failure: if the stored refresh token changed, the
                 # winner's tokens are the answer.
                 again = await credentials.secrets(connection_id)
-                if again.get("refresh_token") != refresh_token:
+                if again.get(kept_field) != kept:
                     return self._remember(self._issue(connection, credential, again))
+                # Refresh token dead, or the connection's client secret refused.
                 await LifecycleService(session, self._outbox, clock=self._clock).mark_needs_reauth(
-                    connection, "invalid_grant"
+                    connection, refused.code
                 )
                 needs_reauth = True
             except VendorUnreachableError as exc:
@@ -279,14 +315,12 @@ class CredentialService:
                 raise CredentialError(503, "vendor_unavailable", str(exc)) from None
             else:
                 now = self._clock()
-                rotated = tokens.refresh_token or self._vault.open(
-                    connection_id, "refresh_token", refresh_token
-                )
+                renewed = (tokens.refresh_token if not machine else None) or kept_clear
                 sealed = {
                     "access_token": self._vault.seal(
                         connection_id, "access_token", tokens.access_token
                     ),
-                    "refresh_token": self._vault.seal(connection_id, "refresh_token", rotated),
+                    kept_field: self._vault.seal(connection_id, kept_field, renewed),
                 }
                 await credentials.replace_secrets(connection_id, sealed, now)
                 credential.access_expires_at = (
@@ -303,7 +337,7 @@ class CredentialService:
                     kind="bearer",
                     expires_at=credential.access_expires_at,
                     secrets={"access_token": tokens.access_token},
-                    attributes=dict(credential.attributes),
+                    attributes=_public_attributes(credential),
                 )
         # The transaction above has committed here, by design before the new access token
         # leaves: had it rolled back, the vendor would hold a rotated refresh token we lost.
@@ -324,7 +358,7 @@ class CredentialService:
         credential: ConnectionCredential,
         secrets: Mapping[str, Sealed],
     ) -> IssuedCredential:
-        wanted = ("access_token",) if credential.kind == "oauth" else tuple(secrets)
+        wanted = ("access_token",) if credential.kind in _RENEWED_KINDS else tuple(secrets)
         opened = {
             name: self._vault.open(connection.id, name, secrets[name])
             for name in wanted
@@ -338,7 +372,7 @@ class CredentialService:
             if credential.access_expires_at
             else None,
             secrets=opened,
-            attributes=dict(credential.attributes),
+            attributes=_public_attributes(credential),
         )
 
     def _remember(self, issued: IssuedCredential) -> IssuedCredential:

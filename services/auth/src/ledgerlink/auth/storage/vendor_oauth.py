@@ -67,7 +67,34 @@ class VendorOAuthClient:
     ) -> RefreshedTokens:
         """Trade ``refresh_token`` for new tokens."""
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token.get_secret_value()}
-        auth = self._client_auth(provider, form)
+        return await self._token_request(
+            provider_name, provider, form, self._client_auth(provider, form)
+        )
+
+    async def client_credentials(
+        self,
+        provider_name: str,
+        provider: OAuthProviderSettings,
+        client_id: str,
+        client_secret: SecretStr,
+        extra: dict[str, str],
+    ) -> RefreshedTokens:
+        """A machine token for a connection's own client (Visma Connect: ``tenant_id``)."""
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": client_secret.get_secret_value(),
+            **extra,
+        }
+        return await self._token_request(provider_name, provider, form, None)
+
+    async def _token_request(
+        self,
+        provider_name: str,
+        provider: OAuthProviderSettings,
+        form: dict[str, str],
+        auth: httpx.BasicAuth | None,
+    ) -> RefreshedTokens:
         try:
             response = await self._http.post(
                 provider.token_url,
