@@ -64,6 +64,7 @@ def test_allowed_transitions(current: ConnectionStatus, wanted: ConnectionStatus
         (S.REVOKED, S.ACTIVE),
         (S.EXPIRED, S.AUTHORIZING),
         (S.REJECTED, S.PENDING_AUTHORIZATION),
+        (S.NEEDS_REAUTH, S.AUTHORIZING),
     ],
 )
 def test_refused_transitions(current: ConnectionStatus, wanted: ConnectionStatus) -> None:

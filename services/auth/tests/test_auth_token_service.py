@@ -320,3 +320,28 @@ async def test_a_machine_grant_is_fetched_and_renewed_with_the_connections_own_s
                 for row in (await session.execute(select(ConnectionSecret))).scalars()
             ]
         assert all("connection-client-secret" not in text for text in stored_text)
+
+
+async def test_reauthorizing_an_active_connection_returns_it_to_active(db: Database) -> None:
+    async with harness(db) as h:
+        connection = await h.activate()
+        await h.authorize(connection.id, account="tenant-1")
+        async with db.transaction() as session:
+            row = await session.get(Connection, connection.id)
+            assert row is not None
+            row.status = ConnectionStatus.ACTIVE
+            row.first_import_completed_at = h.clock.now
+        h.idp.refresh_tokens.clear()
+        h.clock.advance(seconds=3600)
+        assert (await h.credentials(connection.id)).status_code == 409
+        start = await h.client.post(
+            f"/internal/v1/connections/{connection.id}/authorization/start", headers=HEADERS
+        )
+        assert start.status_code == 409
+        assert start.json()["detail"]["reason_code"] == "connection_needs_reauth"
+        again = await h.authorize(connection.id, account="tenant-1")
+        assert again.json()["status"] == "active"
+        kind, payload = (await h.events())[-1]
+        assert kind == "ledgerlink.connection.reauthorized.v1"
+        assert payload["status"] == "active"
+        assert (await h.credentials(connection.id)).status_code == 200

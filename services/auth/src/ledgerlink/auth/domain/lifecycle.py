@@ -40,7 +40,9 @@ TRANSITIONS: Final[dict[ConnectionStatus, frozenset[ConnectionStatus]]] = {
     S.AUTHORIZING: frozenset({S.AUTHORIZING, S.CONFIGURING, S.EXPIRED, S.REVOKED}),
     S.CONFIGURING: frozenset({S.ACTIVE, S.NEEDS_REAUTH, S.REVOKED}),
     S.ACTIVE: frozenset({S.NEEDS_REAUTH, S.REVOKED}),
-    S.NEEDS_REAUTH: frozenset({S.AUTHORIZING, S.CONFIGURING, S.ACTIVE, S.REVOKED}),
+    # A re-authorization stays needs_reauth until it completes, so it is never mistaken
+    # for a first authorization (which would start the first import again).
+    S.NEEDS_REAUTH: frozenset({S.CONFIGURING, S.ACTIVE, S.REVOKED}),
     S.REVOKED: frozenset(),
     S.REJECTED: frozenset(),
     S.EXPIRED: frozenset(),

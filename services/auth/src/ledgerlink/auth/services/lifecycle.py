@@ -303,10 +303,7 @@ class LifecycleService:
 
     def _refuse_unless(self, connection: Connection, wanted: ConnectionStatus) -> None:
         allowed = {
-            ConnectionStatus.AUTHORIZING: {
-                ConnectionStatus.PENDING_AUTHORIZATION,
-                ConnectionStatus.NEEDS_REAUTH,
-            },
+            ConnectionStatus.AUTHORIZING: {ConnectionStatus.PENDING_AUTHORIZATION},
             ConnectionStatus.CONFIGURING: {
                 ConnectionStatus.AUTHORIZING,
                 ConnectionStatus.NEEDS_REAUTH,
