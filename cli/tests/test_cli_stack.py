@@ -1,7 +1,10 @@
-"""The status table ``ledgerlink dev up`` prints."""
+"""The status table ``ledgerlink dev up`` prints, and the settings it gives auth."""
 
 from __future__ import annotations
 
+import json
+
+from ledgerlink.cli.main import dev_auth_env
 from ledgerlink.cli.stack import StatusRow, render_status
 
 
@@ -23,3 +26,16 @@ def test_status_table_aligns_columns_and_lists_every_part() -> None:
     assert lines[3].endswith("var/logs/je.log")
     assert lines[-1] == "  Ctrl-C stops everything."
     assert "\x1b" not in text
+
+
+def test_dev_auth_env_points_the_token_service_at_the_sandbox() -> None:
+    from ledgerlink.auth.config import Config
+
+    env = dev_auth_env(8084)
+    config = Config.model_validate(
+        {"oauth_providers": json.loads(env["LEDGERLINK_AUTH_OAUTH_PROVIDERS"])}
+    )
+    visma = config.oauth_providers["visma_net"]
+    assert visma.token_url == "http://127.0.0.1:8084/visma-connect/connect/token"
+    assert visma.revocation_url == "http://127.0.0.1:8084/visma-connect/connect/revocation"
+    assert config.oauth_providers["nmbrs"].token_endpoint_auth_method == "none"
