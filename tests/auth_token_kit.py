@@ -68,6 +68,8 @@ class FakeIdP:
     #: The connection's own client secret (client credentials grant) and its grants.
     machine_secret: str = "connection-client-secret"
     machine_grants: int = 0
+    #: When set, the token endpoint answers 503.
+    unavailable: bool = False
 
     def grant(self) -> dict[str, Any]:
         access, refresh = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
@@ -81,6 +83,8 @@ class FakeIdP:
             self.revoked.append(form["token"])
             self.refresh_tokens.discard(form["token"])
             return httpx.Response(200)
+        if self.unavailable:
+            return httpx.Response(503, text="maintenance")
         if form["grant_type"] == "client_credentials":
             if form.get("client_secret") != self.machine_secret or form.get("tenant_id") != (
                 "tenant-9"

@@ -345,3 +345,21 @@ async def test_reauthorizing_an_active_connection_returns_it_to_active(db: Datab
         assert kind == "ledgerlink.connection.reauthorized.v1"
         assert payload["status"] == "active"
         assert (await h.credentials(connection.id)).status_code == 200
+
+
+async def test_an_unavailable_token_endpoint_keeps_a_still_valid_token(db: Database) -> None:
+    async with harness(db) as h:
+        connection = await h.activate()
+        await h.authorize(connection.id, expires_in=60)  # due, but valid for a minute
+        h.idp.unavailable = True
+        still = await h.credentials(connection.id)
+        assert still.status_code == 200
+        assert still.json()["secrets"]["access_token"] == h.idp.access_tokens[-1]
+        h.clock.advance(seconds=61)  # now expired: nothing valid to give
+        gone = await h.credentials(connection.id)
+        assert gone.status_code == 503
+        assert gone.json()["detail"]["reason_code"] == "vendor_unavailable"
+        assert await status_of(db, connection.id) is ConnectionStatus.CONFIGURING
+        h.idp.unavailable = False
+        assert (await h.credentials(connection.id)).status_code == 200
+        assert h.idp.refreshes == 1
