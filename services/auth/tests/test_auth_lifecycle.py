@@ -203,8 +203,14 @@ async def test_expiry_worker_starts_and_stops(db: Database) -> None:
 
 
 async def test_revoke_command_wipes_and_reports(
-    db: Database, database_url: str, capsys: pytest.CaptureFixture[str]
+    db: Database,
+    database_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The command configures the process's logging onto this test's captured stderr,
+    # which closes after the test; later tests' log lines would then fail to print.
+    monkeypatch.setattr("ledgerlink.auth.__main__.configure_logging", lambda *_: None)
     async with harness(db) as h:
         connection = await h.activate(provider="procountor")
         await h.authorize(connection.id)
