@@ -505,6 +505,9 @@ def test_service_config_accepts_rendered_env(
         "session-secret": "placeholder-session-secret-of-at-least-32-characters",
         "google-client-secret": "placeholder-google-client-secret",
         "microsoft-client-secret": "placeholder-microsoft-client-secret",
+        # Issue 12: auth's vault keys and the service tokens of its callers.
+        "vault-keys": '{"1": "placeholder-vault-key-0123456789abcdef0123"}',
+        "service-tokens": '{"importer": "placeholder-service-token-0123456789abcdef"}',
     }
     for key, value in env.items():
         if isinstance(value, SecretRef):
@@ -585,8 +588,11 @@ def test_dev_secrets_exist(service: str) -> None:
     for workload in _workloads(docs, service):
         for c in _containers(workload["spec"]["template"]["spec"]):
             refs |= {v for v in _effective_env(c, docs).values() if isinstance(v, SecretRef)}
+    # Issue 12: auth also reads its sign-in secrets, vault keys and its callers' service tokens.
     expected = {"database-url"} | (
-        set(AUTH_SECRET_SETTINGS.values()) if service == "auth" else set()
+        set(AUTH_SECRET_SETTINGS.values()) | {"vault-keys", "service-tokens"}
+        if service == "auth"
+        else set()
     )
     assert {r.key for r in refs} == expected, refs
     for ref in refs:
@@ -597,6 +603,8 @@ def test_dev_secrets_exist(service: str) -> None:
         if ref.key == "session-secret":
             assert "dev" in value, "dev secrets must say so"
             assert len(value) >= 32, "auth refuses a session secret under 32 characters"
+        if ref.key in ("vault-keys", "service-tokens"):
+            assert "dev-only" in value, "dev secrets must say so"
         if ref.key != "database-url":
             continue
         url = urlsplit(value)

@@ -120,6 +120,31 @@ SERVICES: Final[dict[str, tuple[Callable[[], FastAPI], dict[tuple[str, str], set
                 "415",
                 "422",
             },
+            # The token service and revocation (service token), issue 12.
+            ("post", "/internal/v1/connections/{connection_id}/credentials"): {
+                "200",
+                "401",
+                "404",
+                "409",
+                "422",
+                "502",
+                "503",
+            },
+            ("post", "/internal/v1/connections/{connection_id}/authorization/start"): {
+                "200",
+                "401",
+                "404",
+                "409",
+                "422",
+            },
+            ("post", "/internal/v1/connections/{connection_id}/authorization"): {
+                "200",
+                "401",
+                "404",
+                "409",
+                "422",
+            },
+            ("delete", "/v1/connections/{connection_id}"): {"200", "401", "404", "409", "422"},
             # The sign-in pages: their refusals are pages (text/html), success a redirect.
             ("get", "/signin"): {"200", "400", "422"},
             ("get", "/signin/{provider}"): {"200", "302", "400", "401", "422"},

@@ -1,4 +1,4 @@
-"""The status table ``ledgerlink dev up`` prints."""
+"""The status table ``ledgerlink dev up`` prints, and the settings it gives auth."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, cast
 
-from ledgerlink.cli.main import _status_table
+from ledgerlink.cli.main import _status_table, dev_auth_env
 from ledgerlink.cli.stack import (
     SERVICES_BY_NAME,
     RunningService,
@@ -88,3 +88,16 @@ def test_dev_up_footer_names_the_signin_page(tmp_path: Path) -> None:
     )
     text = _status_table(stack, "127.0.0.1:9092", True, tmp_path)
     assert "  Sign in: http://127.0.0.1:8081/signin (Google and Microsoft" in text
+
+
+def test_dev_auth_env_points_the_token_service_at_the_sandbox() -> None:
+    from ledgerlink.auth.config import Config
+
+    env = dev_auth_env(8084)
+    config = Config.model_validate(
+        {"oauth_providers": json.loads(env["LEDGERLINK_AUTH_OAUTH_PROVIDERS"])}
+    )
+    visma = config.oauth_providers["visma_net"]
+    assert visma.token_url == "http://127.0.0.1:8084/visma-connect/connect/token"
+    assert visma.revocation_url == "http://127.0.0.1:8084/visma-connect/connect/revocation"
+    assert config.oauth_providers["nmbrs"].token_endpoint_auth_method == "none"

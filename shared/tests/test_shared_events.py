@@ -16,7 +16,13 @@ from ledgerlink.shared.events import (
     AccountDifferenceV1,
     ActivationRequestedV1,
     ConnectionActivatedV1,
+    ConnectionAuthorizationStartedV1,
+    ConnectionConfiguredV1,
+    ConnectionExpiredV1,
+    ConnectionNeedsReauthV1,
+    ConnectionReauthorizedV1,
     ConnectionRejectedV1,
+    ConnectionRevokedV1,
     Country,
     EventData,
     ImportCompletedV1,
@@ -54,6 +60,14 @@ def _activation(**overrides: Any) -> dict[str, Any]:
     payload.update(overrides)
     return payload
 
+
+_CHANGE: dict[str, Any] = {
+    "connection_id": CONNECTION_ID,
+    "environment_id": ENVIRONMENT_ID,
+    "provider": "visma_net",
+    "business_id": "33011433",
+    "previous_status": "pending_authorization",
+}
 
 SAMPLES: dict[type[EventData], EventData] = {
     ActivationRequestedV1: ActivationRequestedV1.model_validate(_activation()),
@@ -147,6 +161,20 @@ SAMPLES: dict[type[EventData], EventData] = {
         ),
         corrects_period="2024-02",
     ),
+    ConnectionAuthorizationStartedV1: ConnectionAuthorizationStartedV1(**_CHANGE),
+    ConnectionConfiguredV1: ConnectionConfiguredV1(
+        **{**_CHANGE, "previous_status": "configuring"}, import_id=IMPORT_ID
+    ),
+    ConnectionNeedsReauthV1: ConnectionNeedsReauthV1(
+        **{**_CHANGE, "previous_status": "active"}, reason_code="invalid_grant"
+    ),
+    ConnectionReauthorizedV1: ConnectionReauthorizedV1(
+        **{**_CHANGE, "previous_status": "needs_reauth"}, status="active"
+    ),
+    ConnectionRevokedV1: ConnectionRevokedV1(
+        **{**_CHANGE, "previous_status": "active"}, vendor_revocation="revoked"
+    ),
+    ConnectionExpiredV1: ConnectionExpiredV1(**_CHANGE),
     JournalAcceptedV1: JournalAcceptedV1(
         journal_id="payroll-2024-03-001",
         business_id="33011433",
@@ -187,7 +215,7 @@ def test_event_type_and_topic(model: type[EventData]) -> None:
 def test_event_types_are_unique() -> None:
     event_types = [model.EVENT_TYPE for model in EVENT_TYPES.values()]
 
-    assert len(event_types) == len(set(event_types)) == len(EVENT_TYPES) == 12
+    assert len(event_types) == len(set(event_types)) == len(EVENT_TYPES) == 18
 
 
 @pytest.mark.parametrize("model", list(EVENT_TYPES.values()), ids=lambda m: m.__name__)

@@ -93,7 +93,8 @@ async def test_openapi_documents_the_connection_routes(client: httpx.AsyncClient
     assert response.status_code == 200
     paths = response.json()["paths"]
     assert set(paths["/v1/connections"]) == {"get"}
-    assert set(paths["/v1/connections/{connection_id}"]) == {"get"}
+    # Issue 12 adds revocation: DELETE on the same path.
+    assert set(paths["/v1/connections/{connection_id}"]) == {"get", "delete"}
     assert (await client.get("/docs")).status_code == 200
 
 

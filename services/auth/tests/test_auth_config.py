@@ -34,6 +34,9 @@ def _production(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
         "LEDGERLINK_AUTH_SIGNIN__MICROSOFT__DISCOVERY_URL": (
             "https://login.microsoftonline.com/organizations/v2.0/.well-known/openid-configuration"
         ),
+        # The vault and the token service refuse their development defaults too.
+        "LEDGERLINK_AUTH_VAULT__KEYS": '{"1": "production-vault-key-0123456789abcdef0123"}',
+        "LEDGERLINK_AUTH_SERVICE_TOKENS": '{"importer": "production-token-0123456789abcdef0123"}',
     }
     base.update(env)
     for key, value in base.items():

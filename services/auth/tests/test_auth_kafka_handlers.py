@@ -22,7 +22,11 @@ from ledgerlink.shared.envelope import CloudEvent
 from ledgerlink.shared.events import (
     ActivationRequestedV1,
     ConnectionActivatedV1,
+    ConnectionNeedsReauthV1,
     ConnectionRejectedV1,
+    ConnectionRevokedV1,
+    ImportCompletedV1,
+    ImportFailedV1,
 )
 from ledgerlink.shared.messaging.consumer import EventConsumer, Outcome
 from ledgerlink.shared.messaging.dead_letters import DeadLetter, RawRecord
@@ -116,9 +120,18 @@ async def test_one_group_reads_activations_and_documents_connection_events(
 ) -> None:
     process, consumer = wire(db)
     assert consumer.name == "ledgerlink-auth"
-    assert consumer.event_types == [ActivationRequestedV1.EVENT_TYPE]
-    assert process.subscriptions == [("ledgerlink-auth", Topic.ACTIVATIONS)]
-    assert process.documented == [ConnectionActivatedV1, ConnectionRejectedV1]
+    # Issue 12: auth also consumes import outcomes (configuring -> active) and documents
+    # the lifecycle events it now publishes.
+    assert consumer.event_types == sorted(
+        [ActivationRequestedV1.EVENT_TYPE, ImportCompletedV1.EVENT_TYPE, ImportFailedV1.EVENT_TYPE]
+    )
+    assert process.subscriptions == [
+        ("ledgerlink-auth", Topic.ACTIVATIONS),
+        ("ledgerlink-auth", Topic.IMPORTS),
+    ]
+    assert process.documented[:2] == [ConnectionActivatedV1, ConnectionRejectedV1]
+    assert ConnectionNeedsReauthV1 in process.documented
+    assert ConnectionRevokedV1 in process.documented
 
 
 async def test_file_activation_is_recorded_and_announced(db: Database) -> None:
@@ -310,7 +323,9 @@ async def test_unknown_event_type_is_dead_lettered(db: Database) -> None:
     assert header(letter, "dlq_error_class") == "UnknownEventTypeError"
     assert header(letter, "dlq_error_message") == (
         "event type 'ledgerlink.activation.requested.v2' is not consumed from "
-        "ledgerlink.activations; expected ledgerlink.activation.requested.v1"
+        "ledgerlink.activations; expected ledgerlink.activation.requested.v1, "
+        # Issue 12: the same consumer group reads import outcomes too.
+        "ledgerlink.import.completed.v1, ledgerlink.import.failed.v1"
     )
 
 

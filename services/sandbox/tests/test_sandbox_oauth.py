@@ -28,6 +28,7 @@ from ledgerlink.sandbox.world import World
 REDIRECT = "https://app.example.test/callback"
 AUTHORIZE = "/idp/authorize"
 TOKEN = "/idp/token"
+REVOKE = "/idp/revoke"
 
 
 class FakeClock:
@@ -55,7 +56,10 @@ def _setup(app: FastAPI, world: World) -> None:
     )
     server.register_client(OAuthClient("web", "web-secret", REDIRECT))
     server.add_user("anna", "anna-password", tenant="tenant-1")
-    app.include_router(oauth_router(server, authorize_path=AUTHORIZE, token_path=TOKEN))
+    server.register_client(OAuthClient("other", "other-secret", REDIRECT))
+    app.include_router(
+        oauth_router(server, authorize_path=AUTHORIZE, token_path=TOKEN, revocation_path=REVOKE)
+    )
 
 
 @pytest.fixture
@@ -313,3 +317,35 @@ async def test_token_endpoint_requires_a_form_and_a_known_grant(http: httpx.Asyn
 def test_registered_redirect_uris_carry_no_query() -> None:
     with pytest.raises(ValueError, match="query"):
         OAuthServer("x").register_client(OAuthClient("c", "s", REDIRECT + "?a=1"))
+
+
+async def test_revocation_kills_the_refresh_token_and_is_counted(http: httpx.AsyncClient) -> None:
+    verifier, challenge = _pkce()
+    tokens = await _tokens(http, challenge, verifier)
+    client = {"client_id": "web", "client_secret": "web-secret"}
+    # Another client cannot revoke it; an unknown token is not an error (RFC 7009 2.2).
+    other = {"client_id": "other", "client_secret": "other-secret"}
+    assert (
+        await http.post(REVOKE, data=other | {"token": tokens["refresh_token"]})
+    ).status_code == 200
+    assert (await http.post(REVOKE, data=client | {"token": "unknown"})).status_code == 200
+    missing = await http.post(REVOKE, data=client)
+    assert missing.status_code == 400
+    assert missing.json()["error"] == "invalid_request"
+    wrong_secret = await http.post(
+        REVOKE, data={"client_id": "web", "client_secret": "nope", "token": "x"}
+    )
+    assert wrong_secret.status_code == 401
+    revoked = await http.post(REVOKE, data=client | {"token": tokens["refresh_token"]})
+    assert revoked.status_code == 200
+    refresh = client | {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    refused = await http.post(TOKEN, data=refresh)
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "invalid_grant"
+    counts = (await http.get("/_sandbox/oauth/idp/grants")).json()
+    assert counts == {
+        "grants": {"authorization_code": 1},
+        "errors": {"invalid_grant": 1},
+        "revocations": 1,
+    }
+    assert (await http.get("/_sandbox/oauth/nobody/grants")).status_code == 404

@@ -83,6 +83,26 @@ def dev_up(
     asyncio.run(_dev_up(data_dir, bootstrap_servers, base_port, logs_to_files))
 
 
+def dev_auth_env(sandbox_port: int) -> dict[str, str]:
+    """auth's OAuth clients in development: the sandbox's public demo clients, so the token
+    service refreshes (and revokes, for Visma Connect) against the local stand-ins."""
+    sandbox = f"http://127.0.0.1:{sandbox_port}"
+    providers = {
+        "visma_net": {
+            "client_id": "isv_ledgerlink_sandbox_web",
+            "client_secret": "sandbox-secret",
+            "token_url": f"{sandbox}/visma-connect/connect/token",
+            "revocation_url": f"{sandbox}/visma-connect/connect/revocation",
+        },
+        "nmbrs": {
+            "client_id": "sandbox-nmbrs-client",
+            "token_endpoint_auth_method": "none",
+            "token_url": f"{sandbox}/nmbrs/rest/connect/token",
+        },
+    }
+    return {"LEDGERLINK_AUTH_OAUTH_PROVIDERS": json.dumps(providers)}
+
+
 async def _dev_up(
     data_dir: Path, bootstrap_servers: str | None, base_port: int, logs_to_files: bool
 ) -> None:
@@ -103,6 +123,7 @@ async def _dev_up(
             },
             ports={spec.name: base_port + index for index, spec in enumerate(SERVICES)},
             log_dir=data_dir / "logs" if logs_to_files else None,
+            env=dev_auth_env(base_port + [spec.name for spec in SERVICES].index("sandbox")),
         )
     )
     stopping = asyncio.Event()

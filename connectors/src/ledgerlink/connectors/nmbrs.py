@@ -57,6 +57,7 @@ from ledgerlink.connectors.base import (
     PayrollRun,
     PayrollSource,
 )
+from ledgerlink.connectors.credentials import CredentialBearerAuth, CredentialProvider
 from ledgerlink.connectors.errors import (
     AccessNotEnabled,
     AuthenticationFailed,
@@ -473,6 +474,7 @@ class NmbrsConnector(PayrollSource):
         session: OAuthSession | None = None,
         store: TokenStore | None = None,
         store_key: str | None = None,
+        credentials: CredentialProvider | None = None,
         budget: RateBudget | None = None,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -497,6 +499,14 @@ class NmbrsConnector(PayrollSource):
             )
             self._own_session = True
         rest = settings.api == "rest"
+        #: When given (auth's token service), it supplies the REST bearer token; the OAuth
+        #: session then never refreshes by itself.
+        self.credentials = credentials
+        auth: httpx.Auth | None = None
+        if rest and credentials is not None:
+            auth = CredentialBearerAuth(credentials, VENDOR)
+        elif rest and self._session is not None:
+            auth = self._session.auth()
         self._http = VendorHttpClient(
             VENDOR,
             settings.rest_base_url if rest else settings.base_url,
@@ -505,7 +515,7 @@ class NmbrsConnector(PayrollSource):
             budget=budget,
             retry=retry or settings.retry,
             timeout=httpx.Timeout(settings.timeout_seconds, connect=10.0),
-            auth=self._session.auth() if rest and self._session is not None else None,
+            auth=auth,
             transport=transport,
             sleep=sleep,
             clock=clock,

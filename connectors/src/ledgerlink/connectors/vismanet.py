@@ -63,6 +63,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from ledgerlink.connectors.base import LedgerConnector
+from ledgerlink.connectors.credentials import CredentialBearerAuth, CredentialProvider
 from ledgerlink.connectors.errors import (
     AccessNotEnabled,
     AuthenticationFailed,
@@ -659,6 +660,7 @@ class VismaNetConnector(LedgerConnector):
         session: OAuthSession | None = None,
         store: TokenStore | None = None,
         store_key: str | None = None,
+        credentials: CredentialProvider | None = None,
         budget: RateBudget | None = None,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -666,6 +668,9 @@ class VismaNetConnector(LedgerConnector):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
+        #: When given (auth's token service), it supplies the bearer token; the session
+        #: then never refreshes by itself.
+        self.credentials = credentials
         key = settings.company_id or settings.tenant_id or settings.client_id
         self.session = session or OAuthSession(
             VENDOR,
@@ -688,7 +693,9 @@ class VismaNetConnector(LedgerConnector):
             classify=self._classify,
             budget=self._budget,
             retry=retry,
-            auth=self.session.auth(),
+            auth=CredentialBearerAuth(credentials, VENDOR)
+            if credentials is not None
+            else self.session.auth(),
             headers=headers,
             transport=transport,
             sleep=sleep,
@@ -721,7 +728,11 @@ class VismaNetConnector(LedgerConnector):
         return await self.session.exchange_code(code, code_verifier)
 
     async def _ensure_token(self) -> None:
-        if self._token_fetched or self.settings.grant != "client_credentials":
+        if (
+            self._token_fetched
+            or self.credentials is not None
+            or self.settings.grant != "client_credentials"
+        ):
             return
         assert self.settings.tenant_id is not None  # checked by the settings
         try:

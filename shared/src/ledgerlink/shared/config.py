@@ -80,6 +80,15 @@ class OutboxSettings(BaseModel):
     )
 
 
+class TokenServiceSettings(BaseModel):
+    """How a service reaches auth's token service (vendor credentials, in memory only)."""
+
+    url: str = Field(default="http://127.0.0.1:8081", description="Base URL of the auth service.")
+    token: SecretStr | None = Field(
+        default=None, description="This service's bearer token (one of auth's SERVICE_TOKENS)."
+    )
+
+
 class ServiceConfig(BaseSettings):
     """Settings every service has; subclasses set ``env_prefix`` and their defaults."""
 

@@ -128,6 +128,96 @@ class ConnectionRejectedV1(EventData):
     message: NonEmpty
 
 
+class ConnectionAuthorizationStartedV1(EventData):
+    """A person began authorising the connection at its vendor (status ``authorizing``)."""
+
+    EVENT_TYPE: ClassVar[str] = "ledgerlink.connection.authorization_started.v1"
+    TOPIC: ClassVar[Topic] = Topic.CONNECTIONS
+
+    connection_id: uuid.UUID
+    environment_id: uuid.UUID | None
+    provider: Provider
+    business_id: BusinessIdText
+    #: The status the connection left.
+    previous_status: NonEmpty
+
+
+class ConnectionConfiguredV1(EventData):
+    """The connection's first import completed: it is ``active``."""
+
+    EVENT_TYPE: ClassVar[str] = "ledgerlink.connection.configured.v1"
+    TOPIC: ClassVar[Topic] = Topic.CONNECTIONS
+
+    connection_id: uuid.UUID
+    environment_id: uuid.UUID | None
+    provider: Provider
+    business_id: BusinessIdText
+    #: The status the connection left.
+    previous_status: NonEmpty
+    import_id: uuid.UUID
+
+
+class ConnectionNeedsReauthV1(EventData):
+    """The vendor refused the connection's grant: a person must authorise it again."""
+
+    EVENT_TYPE: ClassVar[str] = "ledgerlink.connection.needs_reauth.v1"
+    TOPIC: ClassVar[Topic] = Topic.CONNECTIONS
+
+    connection_id: uuid.UUID
+    environment_id: uuid.UUID | None
+    provider: Provider
+    business_id: BusinessIdText
+    #: The status the connection left.
+    previous_status: NonEmpty
+    reason_code: NonEmpty
+
+
+class ConnectionReauthorizedV1(EventData):
+    """The same vendor account authorised the connection again (same connection id)."""
+
+    EVENT_TYPE: ClassVar[str] = "ledgerlink.connection.reauthorized.v1"
+    TOPIC: ClassVar[Topic] = Topic.CONNECTIONS
+
+    connection_id: uuid.UUID
+    environment_id: uuid.UUID | None
+    provider: Provider
+    business_id: BusinessIdText
+    #: The status the connection left.
+    previous_status: NonEmpty
+    #: ``configuring`` or ``active``: where the connection went back to.
+    status: NonEmpty
+
+
+class ConnectionRevokedV1(EventData):
+    """The connection was revoked and its secrets wiped; data already imported stays."""
+
+    EVENT_TYPE: ClassVar[str] = "ledgerlink.connection.revoked.v1"
+    TOPIC: ClassVar[Topic] = Topic.CONNECTIONS
+
+    connection_id: uuid.UUID
+    environment_id: uuid.UUID | None
+    provider: Provider
+    business_id: BusinessIdText
+    #: The status the connection left.
+    previous_status: NonEmpty
+    #: At the vendor: "revoked", "not_supported" (no revocation endpoint) or "failed".
+    vendor_revocation: Literal["revoked", "not_supported", "failed"]
+
+
+class ConnectionExpiredV1(EventData):
+    """An activation was not authorised in its time."""
+
+    EVENT_TYPE: ClassVar[str] = "ledgerlink.connection.expired.v1"
+    TOPIC: ClassVar[Topic] = Topic.CONNECTIONS
+
+    connection_id: uuid.UUID
+    environment_id: uuid.UUID | None
+    provider: Provider
+    business_id: BusinessIdText
+    #: The status the connection left.
+    previous_status: NonEmpty
+
+
 ImportScope = Literal["companies", "accounts", "dimensions", "ledger"]
 ALL_IMPORT_SCOPES: tuple[ImportScope, ...] = ("companies", "accounts", "dimensions", "ledger")
 
@@ -333,12 +423,32 @@ class JournalRejectedV1(EventData):
     problems: tuple[JournalProblemV1, ...]
 
 
+#: Auth's lifecycle events after activation. Consumers of ``ledgerlink.connections`` that
+#: only want ``connection.activated`` ignore these (rather than dead-letter them).
+CONNECTION_LIFECYCLE_EVENT_TYPES: tuple[str, ...] = tuple(
+    model.EVENT_TYPE
+    for model in (
+        ConnectionAuthorizationStartedV1,
+        ConnectionConfiguredV1,
+        ConnectionNeedsReauthV1,
+        ConnectionReauthorizedV1,
+        ConnectionRevokedV1,
+        ConnectionExpiredV1,
+    )
+)
+
 EVENT_TYPES: dict[str, type[EventData]] = {
     model.EVENT_TYPE: model
     for model in (
         ActivationRequestedV1,
         ConnectionActivatedV1,
         ConnectionRejectedV1,
+        ConnectionAuthorizationStartedV1,
+        ConnectionConfiguredV1,
+        ConnectionNeedsReauthV1,
+        ConnectionReauthorizedV1,
+        ConnectionRevokedV1,
+        ConnectionExpiredV1,
         ImportRequestedV1,
         ImportQueuedV1,
         ImportStartedV1,

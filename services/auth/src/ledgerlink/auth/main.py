@@ -11,14 +11,17 @@ from fastapi import FastAPI
 
 from ledgerlink.auth.config import Config
 from ledgerlink.auth.domain.sessions import SessionPolicy
+from ledgerlink.auth.factory import build_components
 from ledgerlink.auth.handlers.dependencies import People
 from ledgerlink.auth.handlers.http import register_http_routes
+from ledgerlink.auth.handlers.internal_http import register_internal_routes
 from ledgerlink.auth.handlers.kafka import register_kafka_handlers
 from ledgerlink.auth.handlers.tenancy import register_tenancy_routes
 from ledgerlink.auth.handlers.web import WebContext, register_web_routes, templates
 from ledgerlink.auth.services.cookies import AttemptSealer, SessionTokens
 from ledgerlink.auth.services.signin import SigninService
 from ledgerlink.auth.storage.models import messaging, metadata
+from ledgerlink.auth.storage.vendor_oauth import VendorOAuthClient
 from ledgerlink.connectors import metrics as connector_metrics
 from ledgerlink.shared.db import Database
 from ledgerlink.shared.runtime import ProcessContext, create_service_app
@@ -80,12 +83,23 @@ def create_app(
     def register(process: ProcessContext, app: FastAPI) -> None:
         # Vendor API traffic of every connector this process uses goes to its /metrics.
         connector_metrics.install(process.registry)
-        register_kafka_handlers(process, config)
+        components = build_components(
+            config,
+            process.db,
+            process.outbox,
+            VendorOAuthClient(process.http_client, timeout=config.vendor_timeout_seconds),
+            clock=clock,
+            on_commit=process.relay.wake,
+        )
+        app.state.auth = components
+        process.workers.append(components.expiry())
+        register_kafka_handlers(process, config, components.clock)
         context = build_web_context(config, process.db, clock=clock, oidc_transport=oidc_transport)
         people = People(context)
         register_http_routes(app, context, people)
         register_tenancy_routes(app, context, people)
         register_web_routes(app, context)
+        register_internal_routes(components, app)
 
     return create_service_app(
         service_name=SERVICE_NAME,
@@ -94,6 +108,7 @@ def create_app(
         metadata=metadata,
         tables=messaging,
         register=register,
-        description="Activations, environments matched by business ID, and connections; "
-        "people's sign-in (OpenID Connect) and browser sessions.",
+        description="Activations, environments matched by business ID, connections and their "
+        "lifecycle; people's sign-in (OpenID Connect) and sessions; the credential vault and "
+        "the token service.",
     )

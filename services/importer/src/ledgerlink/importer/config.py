@@ -7,7 +7,13 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from ledgerlink.shared.config import DatabaseSettings, HttpSettings, KafkaSettings, ServiceConfig
+from ledgerlink.shared.config import (
+    DatabaseSettings,
+    HttpSettings,
+    KafkaSettings,
+    ServiceConfig,
+    TokenServiceSettings,
+)
 
 
 class Config(ServiceConfig):
@@ -29,6 +35,10 @@ class Config(ServiceConfig):
     consumer_group: str = Field(
         default="ledgerlink-importer",
         description="Kafka consumer group reading connection events and import requests.",
+    )
+    token_service: TokenServiceSettings = Field(
+        default_factory=TokenServiceSettings,
+        description="auth's token service: where connectors get vendor credentials.",
     )
     files_dir: Path = Field(
         default=Path("./var/importer-files"),

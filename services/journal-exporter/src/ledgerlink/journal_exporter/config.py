@@ -5,7 +5,13 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from ledgerlink.shared.config import DatabaseSettings, HttpSettings, KafkaSettings, ServiceConfig
+from ledgerlink.shared.config import (
+    DatabaseSettings,
+    HttpSettings,
+    KafkaSettings,
+    ServiceConfig,
+    TokenServiceSettings,
+)
 
 
 class Config(ServiceConfig):
@@ -27,4 +33,8 @@ class Config(ServiceConfig):
     consumer_group: str = Field(
         default="ledgerlink-journal-exporter",
         description="Kafka consumer group reading journals and connection events.",
+    )
+    token_service: TokenServiceSettings = Field(
+        default_factory=TokenServiceSettings,
+        description="auth's token service: where connectors get vendor credentials.",
     )

@@ -89,6 +89,18 @@ def control_router(world: World) -> APIRouter:
         world.faults.expire_tokens(body.vendor if body else None)
         return Response(status_code=204)
 
+    @router.get("/oauth/{vendor}/grants")
+    async def oauth_grants(vendor: str) -> dict[str, Any]:
+        # Counts only, never tokens: tests count refreshes across processes with this.
+        server = world.oauth_servers().get(vendor)
+        if server is None:
+            raise HTTPException(404, f"no OAuth server for {vendor!r}")
+        return {
+            "grants": dict(server.grant_counts),
+            "errors": dict(server.error_counts),
+            "revocations": server.revocations,
+        }
+
     @router.post("/reset", status_code=204)
     async def reset() -> Response:
         world.reset()

@@ -205,6 +205,10 @@ class OAuthServer:
         self._refresh: dict[str, _RefreshToken] = {}
         #: Number of successful token responses per grant type (tests count refreshes).
         self.grant_counts: dict[str, int] = {}
+        #: Refused token requests per RFC 6749 error code (``invalid_grant``...).
+        self.error_counts: dict[str, int] = {}
+        #: Tokens revoked through the revocation endpoint.
+        self.revocations = 0
 
     # -- registration ----------------------------------------------------------------------
 
@@ -300,6 +304,13 @@ class OAuthServer:
 
     def token(self, form: Mapping[str, str], authorization: str | None = None) -> dict[str, Any]:
         """Handle a token request; the RFC 6749 success body, or raise :class:`OAuthError`."""
+        try:
+            return self._token(form, authorization)
+        except OAuthError as error:
+            self.error_counts[error.error] = self.error_counts.get(error.error, 0) + 1
+            raise
+
+    def _token(self, form: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
         grant_type = form.get("grant_type")
         if grant_type not in {"authorization_code", "refresh_token", "client_credentials"}:
             raise OAuthError("unsupported_grant_type", "unsupported grant_type")
@@ -437,6 +448,24 @@ class OAuthServer:
                     record.code,
                 )
 
+    def revoke(self, form: Mapping[str, str], authorization: str | None = None) -> None:
+        """RFC 7009: revoke a refresh or access token of the authenticated client.
+
+        An unknown token is not an error (7009 2.2); another client's token is left alone.
+        """
+        client = self.authenticate_client(form, authorization)
+        token = form.get("token")
+        if not token:
+            raise OAuthError("invalid_request", "token is required")
+        refresh = self._refresh.get(token)
+        if refresh is not None and refresh.client_id == client.client_id:
+            del self._refresh[token]
+            self.revocations += 1
+        access = self._access.get(token)
+        if access is not None and access.info.client_id == client.client_id:
+            del self._access[token]
+            self.revocations += 1
+
     def revoke_all(self) -> None:
         """Forget every access and refresh token (the grant must be authorised again)."""
         self._access.clear()
@@ -447,6 +476,8 @@ class OAuthServer:
         self.revoke_all()
         self._codes.clear()
         self.grant_counts.clear()
+        self.error_counts.clear()
+        self.revocations = 0
 
 
 # ------------------------------------------------------------------------------------------
@@ -505,9 +536,27 @@ async def form_fields(request: Request) -> dict[str, str]:
     return {key: value for key, value in (await request.form()).items() if isinstance(value, str)}
 
 
-def oauth_router(server: OAuthServer, *, authorize_path: str, token_path: str) -> APIRouter:
-    """Routes for the login page (GET/POST ``authorize_path``) and the token endpoint."""
+def oauth_router(
+    server: OAuthServer,
+    *,
+    authorize_path: str,
+    token_path: str,
+    revocation_path: str | None = None,
+) -> APIRouter:
+    """Routes for the login page (GET/POST ``authorize_path``), the token endpoint and,
+    where the vendor has one, the RFC 7009 revocation endpoint."""
     router = APIRouter()
+
+    if revocation_path is not None:
+
+        @router.post(revocation_path, include_in_schema=False)
+        async def revoke(request: Request) -> Response:
+            form = await form_fields(request)
+            try:
+                server.revoke(form, request.headers.get("authorization"))
+            except OAuthError as error:
+                return error.response()
+            return Response(status_code=200)
 
     @router.get(authorize_path, response_class=HTMLResponse, include_in_schema=False)
     async def authorize_page(request: Request) -> Response:

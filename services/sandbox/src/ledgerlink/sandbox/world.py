@@ -209,6 +209,10 @@ class World:
             self.faults.on_expire_tokens(vendor, server.expire_all)
         return server
 
+    def oauth_servers(self) -> dict[str, OAuthServer]:
+        """The OAuth servers created so far, by vendor."""
+        return dict(self._oauth)
+
     def rate_limiter(self, vendor: str) -> TokenBucket:
         """The vendor's token bucket (keyed per tenant or client by the vendor module)."""
         bucket = self._buckets.get(vendor)

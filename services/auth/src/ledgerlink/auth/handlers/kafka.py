@@ -6,18 +6,35 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledgerlink.auth.config import Config
 from ledgerlink.auth.services.activation import ActivationService
+from ledgerlink.auth.services.lifecycle import Clock, LifecycleService, utc_now
 from ledgerlink.shared.events import (
     ActivationRequestedV1,
     ConnectionActivatedV1,
+    ConnectionAuthorizationStartedV1,
+    ConnectionConfiguredV1,
+    ConnectionExpiredV1,
+    ConnectionNeedsReauthV1,
+    ConnectionReauthorizedV1,
     ConnectionRejectedV1,
+    ConnectionRevokedV1,
+    ImportCompletedV1,
+    ImportFailedV1,
+    ImportQueuedV1,
+    ImportStartedV1,
+    ReportsReadyV1,
 )
 from ledgerlink.shared.messaging.consumer import ReceivedEvent
 from ledgerlink.shared.runtime import ProcessContext
 from ledgerlink.shared.topics import Topic
 
 
-def register_kafka_handlers(process: ProcessContext, config: Config) -> None:
-    """Consume activation requests; document what we publish."""
+def register_kafka_handlers(
+    process: ProcessContext, config: Config, clock: Clock = utc_now
+) -> None:
+    """Consume activation requests and import outcomes; document what we publish.
+
+    One consumer group reads both topics, so its inbox dedupes events across them.
+    """
     consumer = process.consumer(config.consumer_group)
 
     async def on_activation_requested(
@@ -27,6 +44,35 @@ def register_kafka_handlers(process: ProcessContext, config: Config) -> None:
             event.data, event_id=event.envelope.id
         )
 
+    async def on_import_completed(
+        session: AsyncSession, event: ReceivedEvent[ImportCompletedV1]
+    ) -> None:
+        if event.data.connection_id is not None:
+            await LifecycleService(session, process.outbox, clock=clock).import_completed(
+                event.data.connection_id, event.data.import_id
+            )
+
+    async def on_import_failed(session: AsyncSession, event: ReceivedEvent[ImportFailedV1]) -> None:
+        if event.data.connection_id is not None:
+            await LifecycleService(session, process.outbox, clock=clock).import_failed(
+                event.data.connection_id, event.data.reason_code, event.data.message
+            )
+
     consumer.route(ActivationRequestedV1, on_activation_requested)
+    consumer.route(ImportCompletedV1, on_import_completed)
+    consumer.route(ImportFailedV1, on_import_failed)
+    consumer.ignore(
+        ImportQueuedV1.EVENT_TYPE, ImportStartedV1.EVENT_TYPE, ReportsReadyV1.EVENT_TYPE
+    )
     process.subscribe(consumer, Topic.ACTIVATIONS)
-    process.document_publication(ConnectionActivatedV1, ConnectionRejectedV1)
+    process.subscribe(consumer, Topic.IMPORTS)
+    process.document_publication(
+        ConnectionActivatedV1,
+        ConnectionRejectedV1,
+        ConnectionAuthorizationStartedV1,
+        ConnectionConfiguredV1,
+        ConnectionNeedsReauthV1,
+        ConnectionReauthorizedV1,
+        ConnectionRevokedV1,
+        ConnectionExpiredV1,
+    )

@@ -5,13 +5,17 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, Text, UniqueConstraint
 from sqlalchemy import Enum as SqlEnum
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from ledgerlink.auth.domain.environments import Role
+
+# Re-exported: the connection's status column is typed by the lifecycle's states.
+from ledgerlink.auth.domain.lifecycle import ConnectionStatus as ConnectionStatus
 from ledgerlink.auth.domain.terms import TermsKind
 from ledgerlink.shared.messaging.tables import define_messaging_tables
 
@@ -36,14 +40,6 @@ def _str_enum(kind: type[StrEnum]) -> SqlEnum:
         length=32,
         values_callable=lambda kinds: [item.value for item in kinds],
     )
-
-
-class ConnectionStatus(StrEnum):
-    """Where a connection stands."""
-
-    PENDING_AUTHORIZATION = "pending_authorization"
-    ACTIVE = "active"
-    REJECTED = "rejected"
 
 
 class Environment(AuthModel, table=True):
@@ -214,6 +210,13 @@ class Connection(AuthModel, table=True):
     updated_at: datetime = Field(
         default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
+    #: The vendor account first authorised (tenant, customer, user): a re-authorization
+    #: must come from the same one.
+    vendor_account: str | None = Field(default=None, max_length=300)
+    #: When the first import completed (configuring -> active).
+    first_import_completed_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
 
 
 class User(AuthModel, table=True):
@@ -260,3 +263,52 @@ class BrowserSession(AuthModel, table=True):
     )
     #: When the person last proved who they are at the provider (step-up compares it).
     authenticated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class ConnectionCredential(AuthModel, table=True):
+    """What is known about a connection's credential besides its secrets.
+
+    Its row is also the refresh lock: a refresh takes ``SELECT ... FOR UPDATE`` on it.
+    """
+
+    __tablename__ = "connection_credentials"
+
+    connection_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True)
+    )
+    #: oauth, client_credentials, netvisor, twentyfour, nmbrs_token.
+    kind: str = Field(max_length=32)
+    #: Non-secret facts the connector needs (Netvisor customer id, Nmbrs user and domain).
+    attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    access_expires_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    refreshed_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    #: Token endpoint renewals so far (operators and tests read it).
+    refresh_count: int = Field(default=0)
+    updated_at: datetime = Field(
+        default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+class ConnectionSecret(AuthModel, table=True):
+    """One encrypted secret of a connection (``field``: access_token, refresh_token...).
+
+    ``ciphertext`` is AES-GCM under key ``key_version``, bound to the connection and the
+    field by its associated data: copied to another row it does not open.
+    """
+
+    __tablename__ = "connection_secrets"
+    __table_args__ = (Index("ix_connection_secrets_key_version", "key_version"),)
+
+    connection_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True)
+    )
+    field: str = Field(primary_key=True, max_length=64)
+    key_version: int
+    ciphertext: str = Field(sa_column=Column(Text, nullable=False))
+    updated_at: datetime = Field(
+        default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )

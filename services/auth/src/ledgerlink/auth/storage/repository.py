@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from datetime import datetime
 
+from sqlalchemy import delete, func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from ledgerlink.auth.storage.models import Connection, ConnectionStatus, Environment
+from ledgerlink.auth.domain.lifecycle import AWAITING_AUTHORIZATION, TERMINAL
+from ledgerlink.auth.storage.models import (
+    Connection,
+    ConnectionCredential,
+    ConnectionSecret,
+    Environment,
+)
+from ledgerlink.auth.storage.vault import Sealed
 
 
 class EnvironmentRepository:
@@ -45,14 +55,15 @@ class ConnectionRepository:
     async def find_live(
         self, environment_id: uuid.UUID, provider: str, product: str
     ) -> Connection | None:
-        """The environment's non-rejected connection for this provider and product."""
+        """The environment's connection for this provider and product that has not ended
+        (rejected, revoked or expired ones are history: a new activation starts afresh)."""
         result = await self._session.execute(
             select(Connection)
             .where(
                 Connection.environment_id == environment_id,
                 Connection.provider == provider,
                 Connection.product == product,
-                Connection.status != ConnectionStatus.REJECTED,
+                col(Connection.status).not_in(list(TERMINAL)),
             )
             .order_by(col(Connection.created_at).desc())
         )
@@ -64,9 +75,35 @@ class ConnectionRepository:
         await self._session.flush()
         return connection
 
-    async def get(self, connection_id: uuid.UUID) -> Connection | None:
-        """One connection by id."""
-        return await self._session.get(Connection, connection_id)
+    async def get(self, connection_id: uuid.UUID, *, lock: bool = False) -> Connection | None:
+        """One connection by id, read afresh; ``lock`` takes its row lock (PostgreSQL) so
+        status changes of one connection happen one at a time."""
+        statement = (
+            select(Connection)
+            .where(Connection.id == connection_id)
+            .execution_options(populate_existing=True)
+        )
+        if lock:
+            statement = statement.with_for_update()
+        result = await self._session.execute(statement)
+        return result.scalars().first()
+
+    async def awaiting_authorization_since(
+        self, cutoff: datetime, limit: int = 500
+    ) -> list[Connection]:
+        """Connections still awaiting authorization whose activation is older than
+        ``cutoff`` (locked, skipping rows another replica is working on)."""
+        statement = (
+            select(Connection)
+            .where(
+                col(Connection.status).in_(list(AWAITING_AUTHORIZATION)),
+                col(Connection.updated_at) < cutoff,
+            )
+            .order_by(col(Connection.updated_at))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list((await self._session.execute(statement)).scalars().all())
 
     async def list_for_business_id(self, business_id: str) -> list[Connection]:
         """Every connection (rejected ones too) whose raw or normalised ID matches."""
@@ -79,3 +116,103 @@ class ConnectionRepository:
             .order_by(col(Connection.created_at))
         )
         return list(result.scalars().all())
+
+
+class CredentialRepository:
+    """A connection's credential row (the refresh lock) and its encrypted secrets."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def get(
+        self, connection_id: uuid.UUID, *, lock: bool = False
+    ) -> ConnectionCredential | None:
+        """The credential row, read afresh; ``lock`` takes ``SELECT ... FOR UPDATE`` on it.
+
+        SQLite (development only) has no row locks: there a write to the row comes first, so
+        the transaction holds the database's write lock from here on and a second refresher
+        waits for this one to commit, then reads what it wrote.
+        """
+        if lock and self._session.bind.dialect.name == "sqlite":
+            await self._session.execute(
+                update(ConnectionCredential)
+                .where(col(ConnectionCredential.connection_id) == connection_id)
+                .values(refresh_count=ConnectionCredential.refresh_count)
+            )
+        statement = (
+            select(ConnectionCredential)
+            .where(ConnectionCredential.connection_id == connection_id)
+            .execution_options(populate_existing=True)
+        )
+        if lock:
+            statement = statement.with_for_update()
+        return (await self._session.execute(statement)).scalars().first()
+
+    async def save(self, credential: ConnectionCredential) -> ConnectionCredential:
+        """Insert or update the credential row."""
+        merged = await self._session.merge(credential)
+        await self._session.flush()
+        return merged
+
+    async def secrets(self, connection_id: uuid.UUID) -> dict[str, Sealed]:
+        """Every sealed secret of the connection by field."""
+        result = await self._session.execute(
+            select(ConnectionSecret)
+            .where(ConnectionSecret.connection_id == connection_id)
+            .execution_options(populate_existing=True)
+        )
+        return {
+            row.field: Sealed(row.key_version, row.ciphertext) for row in result.scalars().all()
+        }
+
+    async def replace_secrets(
+        self, connection_id: uuid.UUID, sealed: Mapping[str, Sealed], now: datetime
+    ) -> None:
+        """Make ``sealed`` the connection's secrets: other fields are deleted."""
+        await self._session.execute(
+            delete(ConnectionSecret).where(col(ConnectionSecret.connection_id) == connection_id)
+        )
+        for field, value in sealed.items():
+            self._session.add(
+                ConnectionSecret(
+                    connection_id=connection_id,
+                    field=field,
+                    key_version=value.key_version,
+                    ciphertext=value.ciphertext,
+                    updated_at=now,
+                )
+            )
+        await self._session.flush()
+
+    async def wipe(self, connection_id: uuid.UUID) -> int:
+        """Delete the connection's secrets and credential row; how many secrets went."""
+        result = await self._session.execute(
+            delete(ConnectionSecret).where(col(ConnectionSecret.connection_id) == connection_id)
+        )
+        await self._session.execute(
+            delete(ConnectionCredential).where(
+                col(ConnectionCredential.connection_id) == connection_id
+            )
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def sealed_under_other_keys(self, active_key: int, limit: int) -> list[ConnectionSecret]:
+        """Up to ``limit`` secrets not under ``active_key``, locked (skipping rows another
+        rotation or refresh holds, so two rotations can run at once)."""
+        statement = (
+            select(ConnectionSecret)
+            .where(ConnectionSecret.key_version != active_key)
+            .order_by(col(ConnectionSecret.connection_id), col(ConnectionSecret.field))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list((await self._session.execute(statement)).scalars().all())
+
+    async def count_by_key_version(self) -> dict[int, int]:
+        """How many secrets each key version seals."""
+        result = await self._session.execute(
+            select(ConnectionSecret.key_version, func.count())
+            .group_by(col(ConnectionSecret.key_version))
+            .order_by(col(ConnectionSecret.key_version))
+        )
+        return {int(version): int(count) for version, count in result.all()}

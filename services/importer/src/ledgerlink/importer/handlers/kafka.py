@@ -8,6 +8,7 @@ from ledgerlink.importer.config import Config
 from ledgerlink.importer.domain.import_rules import ImportRequestError
 from ledgerlink.importer.services.imports import ImportService
 from ledgerlink.shared.events import (
+    CONNECTION_LIFECYCLE_EVENT_TYPES,
     ConnectionActivatedV1,
     ConnectionRejectedV1,
     ImportCompletedV1,
@@ -45,7 +46,7 @@ def register_kafka_handlers(process: ProcessContext, config: Config) -> None:
 
     consumer.route(ConnectionActivatedV1, on_connection_activated)
     consumer.route(ImportRequestedV1, on_import_requested, permanent_errors=(ImportRequestError,))
-    consumer.ignore(ConnectionRejectedV1.EVENT_TYPE)
+    consumer.ignore(ConnectionRejectedV1.EVENT_TYPE, *CONNECTION_LIFECYCLE_EVENT_TYPES)
     process.subscribe(consumer, Topic.CONNECTIONS)
     process.subscribe(consumer, Topic.IMPORT_REQUESTS)
     process.document_publication(

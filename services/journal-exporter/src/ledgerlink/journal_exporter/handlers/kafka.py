@@ -8,6 +8,7 @@ from ledgerlink.journal_exporter.config import Config
 from ledgerlink.journal_exporter.services.connections import ConnectionService
 from ledgerlink.journal_exporter.services.journals import JournalService
 from ledgerlink.shared.events import (
+    CONNECTION_LIFECYCLE_EVENT_TYPES,
     ConnectionActivatedV1,
     ConnectionRejectedV1,
     JournalAcceptedV1,
@@ -37,7 +38,7 @@ def register_kafka_handlers(process: ProcessContext, config: Config) -> None:
 
     consumer.route(JournalReadyV1, on_journal_ready)
     consumer.route(ConnectionActivatedV1, on_connection_activated)
-    consumer.ignore(ConnectionRejectedV1.EVENT_TYPE)
+    consumer.ignore(ConnectionRejectedV1.EVENT_TYPE, *CONNECTION_LIFECYCLE_EVENT_TYPES)
     process.subscribe(consumer, Topic.JOURNALS)
     process.subscribe(consumer, Topic.CONNECTIONS)
     process.document_publication(JournalAcceptedV1, JournalRejectedV1)

@@ -81,6 +81,8 @@ VENDOR: Final = "vismanet"
 API_PREFIX: Final = "/vismanet"
 AUTHORIZE_PATH: Final = "/visma-connect/connect/authorize"
 TOKEN_PATH: Final = "/visma-connect/connect/token"  # noqa: S105 - a path, not a secret
+#: Visma Connect's RFC 7009 revocation endpoint (IdentityServer's connect/revocation).
+REVOCATION_PATH: Final = "/visma-connect/connect/revocation"
 
 SERVICE_SCOPE_PREFIX: Final = "vismanet_erp_service_api:"
 INTERACTIVE_SCOPE_PREFIX: Final = "vismanet_erp_interactive_api:"
@@ -1273,7 +1275,14 @@ def mount(app: FastAPI, world: World) -> None:
             redirect_uri=DEMO_REDIRECT_URI,
         )
         add_user(world, DEMO_USERNAME, DEMO_PASSWORD, demo[0])
-    app.include_router(oauth_router(server, authorize_path=AUTHORIZE_PATH, token_path=TOKEN_PATH))
+    app.include_router(
+        oauth_router(
+            server,
+            authorize_path=AUTHORIZE_PATH,
+            token_path=TOKEN_PATH,
+            revocation_path=REVOCATION_PATH,
+        )
+    )
 
     erp = _Erp(world)
     router = APIRouter()

@@ -1,0 +1,228 @@
+"""The internal HTTP API of auth (service tokens only): credentials, authorization results,
+and revocation. Thin: each route is one service call and its error mapping."""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from ledgerlink.auth.domain.lifecycle import InvalidTransitionError
+from ledgerlink.auth.factory import AuthComponents
+from ledgerlink.auth.handlers.http import ConnectionPublic
+from ledgerlink.auth.services.lifecycle import (
+    AuthorizationResult,
+    LifecycleError,
+    LifecycleService,
+)
+from ledgerlink.auth.services.token_service import CredentialError, IssuedCredential
+from ledgerlink.shared.runtime import error_responses
+
+__all__ = ["register_internal_routes", "service_token_guard"]
+
+
+class CredentialRequest(BaseModel):
+    """Optional body of a credential request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    refused_token_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 (hex) of an access token the vendor just refused (HTTP 401): "
+        "if it is still the current one, it is renewed.",
+    )
+
+
+class CredentialAnswer(BaseModel):
+    """What a connector needs right now. Only this answer ever carries secrets in clear."""
+
+    connection_id: uuid.UUID
+    provider: str
+    kind: str = Field(description="bearer, netvisor, twentyfour_login or nmbrs_token")
+    expires_at: datetime | None
+    secrets: dict[str, str]
+    attributes: dict[str, Any]
+
+    @classmethod
+    def of(cls, issued: IssuedCredential) -> CredentialAnswer:
+        return cls(
+            connection_id=issued.connection_id,
+            provider=issued.provider,
+            kind=issued.kind,
+            expires_at=issued.expires_at,
+            secrets={name: value.get_secret_value() for name, value in issued.secrets.items()},
+            attributes=dict(issued.attributes),
+        )
+
+
+class RevocationAnswer(BaseModel):
+    """The revoked connection and what the vendor said."""
+
+    connection: ConnectionPublic
+    vendor_revocation: Literal["revoked", "not_supported", "failed"]
+
+
+def service_token_guard(tokens: Mapping[str, SecretStr]) -> Any:
+    """A dependency: the calling service's name, or 401.
+
+    Every configured token is compared (in constant time each), so the time taken does not
+    tell which one nearly matched.
+    """
+    known = [(name, token.get_secret_value().encode()) for name, token in tokens.items()]
+
+    async def caller(authorization: Annotated[str | None, Header()] = None) -> str:
+        presented = b""
+        if authorization is not None and authorization[:7].lower() == "bearer ":
+            presented = authorization[7:].strip().encode()
+        found: str | None = None
+        for name, token in known:
+            if hmac.compare_digest(presented, token) and presented:
+                found = name
+        if found is None:
+            raise HTTPException(
+                401,
+                "a service token is required (Authorization: Bearer ...)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return found
+
+    return caller
+
+
+def _problem(status: int, reason_code: str, message: str) -> JSONResponse:
+    return JSONResponse(
+        {"detail": {"reason_code": reason_code, "message": message}},
+        status_code=status,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+#: Every guarded route answers 401 without a valid service token.
+_GUARDED: dict[int, str] = {401: "No or an unknown service token (Authorization: Bearer)."}
+
+
+def build_internal_router(components: AuthComponents) -> APIRouter:
+    """The service-token-protected routes."""
+    guard = Depends(service_token_guard(components.config.service_tokens))
+    internal = APIRouter(prefix="/internal/v1", tags=["internal"], dependencies=[guard])
+    public = APIRouter(prefix="/v1", tags=["connections"], dependencies=[guard])
+
+    # The answer rendered once per issued credential: a warm request is then a cache hit
+    # and a copy of bytes (the hot path of the token service).
+    rendered: dict[uuid.UUID, tuple[IssuedCredential, bytes]] = {}
+
+    def forget(connection_id: uuid.UUID) -> None:
+        rendered.pop(connection_id, None)
+
+    components.credentials.forget_listeners.append(forget)
+
+    @internal.post(
+        "/connections/{connection_id}/credentials",
+        response_model=CredentialAnswer,
+        responses=error_responses(
+            {
+                **_GUARDED,
+                404: "No connection with this id.",
+                409: "The connection cannot be used now (needs_reauth, revoked, pending, ...).",
+                502: "The vendor refused to renew the credential.",
+                503: "The vendor could not be reached; ask again later.",
+            }
+        ),
+    )
+    async def credentials(
+        connection_id: uuid.UUID, body: Annotated[CredentialRequest | None, Body()] = None
+    ) -> Any:
+        try:
+            issued = await components.credentials.credentials(
+                connection_id, refused_sha256=body.refused_token_sha256 if body else None
+            )
+        except CredentialError as error:
+            rendered.pop(connection_id, None)
+            return _problem(error.status, error.reason_code, error.message)
+        known = rendered.get(connection_id)
+        if known is None or known[0] is not issued:
+            known = (issued, CredentialAnswer.of(issued).model_dump_json().encode())
+            rendered[connection_id] = known
+        return Response(
+            known[1], media_type="application/json", headers={"Cache-Control": "no-store"}
+        )
+
+    @internal.post(
+        "/connections/{connection_id}/authorization/start",
+        response_model=ConnectionPublic,
+        responses=error_responses(
+            {**_GUARDED, 404: "No connection with this id.", 409: "Not authorisable now."}
+        ),
+    )
+    async def start_authorization(connection_id: uuid.UUID) -> Any:
+        try:
+            async with components.db.transaction() as session:
+                connection = await LifecycleService(
+                    session, components.outbox, clock=components.clock
+                ).begin_authorization(connection_id)
+        except LifecycleError as error:
+            return _problem(error.status, error.reason_code, error.message)
+        components.credentials.on_commit()
+        return ConnectionPublic.of(connection)
+
+    @internal.post(
+        "/connections/{connection_id}/authorization",
+        response_model=ConnectionPublic,
+        responses=error_responses(
+            {
+                **_GUARDED,
+                404: "No connection with this id.",
+                409: "Not authorisable now, or another vendor account than the first one.",
+                422: "The authorization result does not fit the connection's vendor.",
+            }
+        ),
+    )
+    async def complete_authorization(
+        connection_id: uuid.UUID, result: Annotated[AuthorizationResult, Body()]
+    ) -> Any:
+        try:
+            async with components.db.transaction() as session:
+                connection = await LifecycleService(
+                    session, components.outbox, vault=components.vault, clock=components.clock
+                ).complete_authorization(connection_id, result)
+        except LifecycleError as error:
+            return _problem(error.status, error.reason_code, error.message)
+        except InvalidTransitionError as error:
+            return _problem(409, "invalid_transition", str(error))
+        components.credentials.forget(connection_id)
+        components.credentials.on_commit()
+        return ConnectionPublic.of(connection)
+
+    @public.delete(
+        "/connections/{connection_id}",
+        response_model=RevocationAnswer,
+        responses=error_responses(
+            {**_GUARDED, 404: "No connection with this id.", 409: "Not revocable in its state."}
+        ),
+    )
+    async def revoke(connection_id: uuid.UUID) -> Any:
+        try:
+            connection, outcome = await components.revocation().revoke(connection_id)
+        except LifecycleError as error:
+            return _problem(error.status, error.reason_code, error.message)
+        components.credentials.on_commit()
+        return RevocationAnswer(
+            connection=ConnectionPublic.of(connection), vendor_revocation=outcome
+        )
+
+    router = APIRouter()
+    router.include_router(internal)
+    router.include_router(public)
+    return router
+
+
+def register_internal_routes(components: AuthComponents, app: FastAPI) -> None:
+    """Attach the internal routes to the service's app."""
+    app.include_router(build_internal_router(components))
