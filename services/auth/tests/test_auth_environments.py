@@ -348,3 +348,23 @@ async def test_an_organisation_cannot_take_in_an_environment_its_admin_does_not_
         json={"environment_id": environment_id},
     )
     assert hidden.status_code == 404
+
+
+def test_a_subdomain_taken_at_the_same_moment_is_a_409_not_a_500() -> None:
+    # The service checks the subdomain first; a second person taking it between that check
+    # and the commit meets the unique index, which is answered as the same conflict.
+    from fastapi import HTTPException
+    from sqlalchemy.exc import IntegrityError
+
+    from ledgerlink.auth.handlers.tenancy import _subdomain_race
+
+    taken = IntegrityError(
+        "INSERT ...", {}, Exception('duplicate key value violates "ix_environments_subdomain"')
+    )
+    with pytest.raises(HTTPException) as refused, _subdomain_race():
+        raise taken
+    assert refused.value.status_code == 409
+    assert "subdomain" in str(refused.value.detail)
+    other = IntegrityError("INSERT ...", {}, Exception("duplicate key on environment_members"))
+    with pytest.raises(IntegrityError), _subdomain_race():
+        raise other

@@ -9,10 +9,13 @@ admins for an admin-only action.
 # No ``from __future__ import annotations``: FastAPI must see the dependency aliases
 # (``Reader``, ``Writer``), which are local to the router's builder, as real objects.
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Response
 from pydantic import BaseModel, Field, StringConstraints
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledgerlink.auth.domain.environments import Action, Match, Role
@@ -282,6 +285,20 @@ class AddAdministration(BaseModel):
     division_id: uuid.UUID | None = None
 
 
+@contextmanager
+def _subdomain_race() -> Iterator[None]:
+    """Two people taking the same free subdomain at once: the store's unique index refuses
+    the second at commit; answer that as the 409 a checked conflict gets, not a 500."""
+    try:
+        yield
+    except IntegrityError as error:
+        if "subdomain" not in str(error.orig).lower():
+            raise
+        raise HTTPException(
+            409, "that subdomain was taken a moment ago; choose another (see /v1/subdomains)"
+        ) from None
+
+
 def build_tenancy_router(context: WebContext, people: People) -> APIRouter:
     """The routes; ``people`` resolves the signed-in person."""
     router = APIRouter(prefix="/v1")
@@ -325,18 +342,19 @@ def build_tenancy_router(context: WebContext, people: People) -> APIRouter:
     async def create_environment(
         body: CreateEnvironment, active: Writer, response: Response
     ) -> MatchPublic:
-        async with db.transaction() as session:
-            matched = await environments(session).create_or_match(
-                active.user,
-                CompanyDetails(
-                    country=body.country.upper(),
-                    business_id=body.business_id,
-                    official_name=body.official_name,
-                    company_email=body.company_email,
-                    subdomain=body.subdomain,
-                ),
-                claim=body.claim,
-            )
+        with _subdomain_race():
+            async with db.transaction() as session:
+                matched = await environments(session).create_or_match(
+                    active.user,
+                    CompanyDetails(
+                        country=body.country.upper(),
+                        business_id=body.business_id,
+                        official_name=body.official_name,
+                        company_email=body.company_email,
+                        subdomain=body.subdomain,
+                    ),
+                    claim=body.claim,
+                )
         if matched.outcome is not Match.CREATE:
             response.status_code = 200
         return MatchPublic(
@@ -368,14 +386,15 @@ def build_tenancy_router(context: WebContext, people: People) -> APIRouter:
     async def edit_environment(
         environment_id: uuid.UUID, body: EditEnvironment, active: Writer
     ) -> "EnvironmentPublic":
-        async with db.transaction() as session:
-            environment = await environments(session).edit(
-                active.user,
-                environment_id,
-                official_name=body.official_name,
-                company_email=body.company_email,
-                subdomain=body.subdomain,
-            )
+        with _subdomain_race():
+            async with db.transaction() as session:
+                environment = await environments(session).edit(
+                    active.user,
+                    environment_id,
+                    official_name=body.official_name,
+                    company_email=body.company_email,
+                    subdomain=body.subdomain,
+                )
         return EnvironmentPublic.of(environment, Role.ADMIN)
 
     @router.get(
