@@ -71,6 +71,8 @@ class TokenService:
         token = request.headers.get("authorization", "").removeprefix("Bearer ")
         if token not in self.vendor_valid:
             return httpx.Response(401, json={"message": "expired"})
+        if request.url.path.endswith("/api/company"):
+            return httpx.Response(200, json={"seen_token": token})
         if request.url.path.endswith("/v1/account"):
             return httpx.Response(200, json=[], headers={"X-RateLimit-Remaining": "100"})
         return httpx.Response(200, json={"ok": token})
@@ -171,3 +173,27 @@ async def test_nmbrs_rest_takes_its_bearer_token_from_the_token_service() -> Non
         assert response.json() == {"ok": "t1"}
     finally:
         await connector.aclose()
+
+
+async def test_procountor_takes_its_bearer_token_from_the_token_service() -> None:
+    from ledgerlink.connectors.procountor import ProcountorConnector, ProcountorSettings
+
+    service = TokenService()
+    settings = ProcountorSettings(
+        client_id="ledgerlink",
+        client_secret=SecretStr("unused"),
+        redirect_uri="http://127.0.0.1/callback",
+        api_key=SecretStr("unused-api-key"),
+        base_url="http://vendor/procountor",
+    )
+    connector = ProcountorConnector(
+        settings, credentials=provider(service), transport=httpx.MockTransport(service.handle)
+    )
+    try:
+        await connector._ensure_token()
+        response = await connector._http.get("/company")
+    finally:
+        await connector.aclose()
+    # The token service's token reached the vendor; no client-credentials grant was made.
+    assert response.json() == {"seen_token": "t1"}
+    assert len(service.bodies) == 1

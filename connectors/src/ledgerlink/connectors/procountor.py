@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from ledgerlink.connectors.answers import AnswerReader
 from ledgerlink.connectors.base import LedgerConnector
+from ledgerlink.connectors.credentials import CredentialBearerAuth, CredentialProvider
 from ledgerlink.connectors.errors import (
     AccessNotEnabled,
     ConcurrencyConflict,
@@ -385,6 +386,7 @@ class ProcountorConnector(LedgerConnector):
         session: OAuthSession | None = None,
         store: TokenStore | None = None,
         store_key: str | None = None,
+        credentials: CredentialProvider | None = None,
         budget: RateBudget | None = None,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -392,6 +394,8 @@ class ProcountorConnector(LedgerConnector):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
+        #: When given (auth's token service), it supplies the bearer token.
+        self.credentials = credentials
         self.session = session or OAuthSession(
             VENDOR,
             settings.oauth(),
@@ -409,7 +413,11 @@ class ProcountorConnector(LedgerConnector):
                 VENDOR, settings.requests_per_second, settings.burst, sleep=sleep, clock=clock
             ),
             retry=retry,
-            auth=self.session.auth(),
+            # With auth's token service the bearer token comes from it, and this connector
+            # never fetches or refreshes one itself (one refresher per connection).
+            auth=CredentialBearerAuth(credentials, VENDOR)
+            if credentials is not None
+            else self.session.auth(),
             transport=transport,
             sleep=sleep,
             clock=clock,
@@ -440,7 +448,11 @@ class ProcountorConnector(LedgerConnector):
     async def _ensure_token(self) -> None:
         # With an API key the connection is machine-to-machine: fetch the token at first use
         # (and again whenever the session refreshes it).
-        if self.settings.api_key is not None and not self._machine_token_fetched:
+        if (
+            self.settings.api_key is not None
+            and self.credentials is None
+            and not self._machine_token_fetched
+        ):
             await self.session.client_credentials(api_key=self.settings.api_key.get_secret_value())
             self._machine_token_fetched = True
 
