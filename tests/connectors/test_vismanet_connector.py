@@ -496,7 +496,15 @@ def books(env: Env, *line_counts: int) -> CompanyData:
         ]
         total = sum((line.amount for line in lines), Decimal(0))
         lines.append(LineData(count, bank, -total, "counter"))
-        company.add_voucher(date=dt.date(2025, 6, 1 + index), description=f"v{index}", lines=lines)
+        # An explicit modification time: without one the sandbox stamps with the wall clock,
+        # and whether two batches share a millisecond stamp (Visma's resolution) then
+        # depended on the machine's speed, and so did the number of pages read.
+        company.add_voucher(
+            date=dt.date(2025, 6, 1 + index),
+            description=f"v{index}",
+            lines=lines,
+            at=dt.datetime(2025, 7, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=index),
+        )
     env.tenant.company = company
     env.tenant.state.clear()
     return company
