@@ -128,94 +128,64 @@ class ConnectionRejectedV1(EventData):
     message: NonEmpty
 
 
-class ConnectionAuthorizationStartedV1(EventData):
+class ConnectionStateChange(EventData):
+    """What every change of a connection's state says (not an event of its own: each change
+    is its own versioned type below). Keyed, like every connection event, by business ID."""
+
+    TOPIC: ClassVar[Topic] = Topic.CONNECTIONS
+
+    connection_id: uuid.UUID
+    environment_id: uuid.UUID | None
+    provider: Provider
+    business_id: BusinessIdText
+    #: The status the connection left.
+    previous_status: NonEmpty
+
+
+class ConnectionAuthorizationStartedV1(ConnectionStateChange):
     """A person began authorising the connection at its vendor (status ``authorizing``)."""
 
     EVENT_TYPE: ClassVar[str] = "ledgerlink.connection.authorization_started.v1"
-    TOPIC: ClassVar[Topic] = Topic.CONNECTIONS
-
-    connection_id: uuid.UUID
-    environment_id: uuid.UUID | None
-    provider: Provider
-    business_id: BusinessIdText
-    #: The status the connection left.
-    previous_status: NonEmpty
 
 
-class ConnectionConfiguredV1(EventData):
+class ConnectionConfiguredV1(ConnectionStateChange):
     """The connection's first import completed: it is ``active``."""
 
     EVENT_TYPE: ClassVar[str] = "ledgerlink.connection.configured.v1"
-    TOPIC: ClassVar[Topic] = Topic.CONNECTIONS
 
-    connection_id: uuid.UUID
-    environment_id: uuid.UUID | None
-    provider: Provider
-    business_id: BusinessIdText
-    #: The status the connection left.
-    previous_status: NonEmpty
     import_id: uuid.UUID
 
 
-class ConnectionNeedsReauthV1(EventData):
+class ConnectionNeedsReauthV1(ConnectionStateChange):
     """The vendor refused the connection's grant: a person must authorise it again."""
 
     EVENT_TYPE: ClassVar[str] = "ledgerlink.connection.needs_reauth.v1"
-    TOPIC: ClassVar[Topic] = Topic.CONNECTIONS
 
-    connection_id: uuid.UUID
-    environment_id: uuid.UUID | None
-    provider: Provider
-    business_id: BusinessIdText
-    #: The status the connection left.
-    previous_status: NonEmpty
     reason_code: NonEmpty
 
 
-class ConnectionReauthorizedV1(EventData):
+class ConnectionReauthorizedV1(ConnectionStateChange):
     """The same vendor account authorised the connection again (same connection id)."""
 
     EVENT_TYPE: ClassVar[str] = "ledgerlink.connection.reauthorized.v1"
-    TOPIC: ClassVar[Topic] = Topic.CONNECTIONS
 
-    connection_id: uuid.UUID
-    environment_id: uuid.UUID | None
-    provider: Provider
-    business_id: BusinessIdText
-    #: The status the connection left.
-    previous_status: NonEmpty
     #: ``configuring`` or ``active``: where the connection went back to.
     status: NonEmpty
 
 
-class ConnectionRevokedV1(EventData):
+class ConnectionRevokedV1(ConnectionStateChange):
     """The connection was revoked and its secrets wiped; data already imported stays."""
 
     EVENT_TYPE: ClassVar[str] = "ledgerlink.connection.revoked.v1"
-    TOPIC: ClassVar[Topic] = Topic.CONNECTIONS
 
-    connection_id: uuid.UUID
-    environment_id: uuid.UUID | None
-    provider: Provider
-    business_id: BusinessIdText
-    #: The status the connection left.
-    previous_status: NonEmpty
     #: At the vendor: "revoked", "not_supported" (no revocation endpoint) or "failed".
     vendor_revocation: Literal["revoked", "not_supported", "failed"]
 
 
-class ConnectionExpiredV1(EventData):
+class ConnectionExpiredV1(ConnectionStateChange):
     """An activation was not authorised in its time."""
 
     EVENT_TYPE: ClassVar[str] = "ledgerlink.connection.expired.v1"
-    TOPIC: ClassVar[Topic] = Topic.CONNECTIONS
-
-    connection_id: uuid.UUID
-    environment_id: uuid.UUID | None
-    provider: Provider
-    business_id: BusinessIdText
-    #: The status the connection left.
-    previous_status: NonEmpty
 
 
 ImportScope = Literal["companies", "accounts", "dimensions", "ledger"]
