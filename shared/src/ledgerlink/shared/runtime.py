@@ -229,13 +229,15 @@ class ErrorBody(BaseModel):
     detail: str
 
 
-def error_responses(statuses: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+def error_responses(
+    statuses: dict[int, str], *, model: type[BaseModel] = ErrorBody
+) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the error statuses a route returns, each with its meaning.
 
     Every status a route can answer is documented, so a contract test (schemathesis or
     ``tests/test_openapi_contract.py``) finds no undocumented one.
     """
-    return {status: {"model": ErrorBody, "description": text} for status, text in statuses.items()}
+    return {status: {"model": model, "description": text} for status, text in statuses.items()}
 
 
 class ReadinessBody(BaseModel):

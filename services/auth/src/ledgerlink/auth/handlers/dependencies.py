@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from ledgerlink.auth.handlers.web import WebContext
 from ledgerlink.auth.services.access import AccessRefused
 from ledgerlink.auth.services.sessions import ActiveSession
+from ledgerlink.shared.runtime import error_responses
 
 CSRF_HEADER: Final = "X-CSRF-Token"
 _NO_STORE: Final = {"Cache-Control": "no-store"}
@@ -52,8 +53,8 @@ STATUS_TEXT: Final = {
 
 
 def statuses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for these error statuses."""
-    return {code: {"model": RefusalBody, "description": STATUS_TEXT[code]} for code in codes}
+    """OpenAPI ``responses`` for these error statuses, with their shared meanings."""
+    return error_responses({code: STATUS_TEXT[code] for code in codes}, model=RefusalBody)
 
 
 class People:
