@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from ledgerlink.auth.config import Config
+from ledgerlink.auth.domain.clock import Clock, utc_now
 from ledgerlink.auth.services.expiry import ActivationExpiry
-from ledgerlink.auth.services.lifecycle import Clock, utc_now
 from ledgerlink.auth.services.revocation import RevocationService
 from ledgerlink.auth.services.token_service import CredentialService
 from ledgerlink.auth.storage.vault import Vault

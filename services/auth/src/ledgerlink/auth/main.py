@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
 
 from ledgerlink.auth.config import Config
+from ledgerlink.auth.domain.clock import Clock, utc_now
 from ledgerlink.auth.domain.sessions import SessionPolicy
 from ledgerlink.auth.factory import build_components
 from ledgerlink.auth.handlers.dependencies import People
@@ -31,15 +31,11 @@ VERSION = "0.1.0"
 MIGRATIONS = "ledgerlink.auth:migrations"
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def build_web_context(
     config: Config,
     db: Database,
     *,
-    clock: Callable[[], datetime] = _utc_now,
+    clock: Clock = utc_now,
     oidc_transport: httpx.AsyncBaseTransport | None = None,
 ) -> WebContext:
     """Wire the sign-in and session routes (tests build them without Kafka)."""
@@ -69,7 +65,7 @@ def build_web_context(
 def create_app(
     config: Config | None = None,
     *,
-    clock: Callable[[], datetime] = _utc_now,
+    clock: Clock = utc_now,
     oidc_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     """Build the app; a factory so tests configure Kafka and the store first.

@@ -5,8 +5,9 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledgerlink.auth.config import Config
+from ledgerlink.auth.domain.clock import Clock, utc_now
 from ledgerlink.auth.services.activation import ActivationService
-from ledgerlink.auth.services.lifecycle import Clock, LifecycleService, utc_now
+from ledgerlink.auth.services.lifecycle import LifecycleService
 from ledgerlink.shared.events import (
     ActivationRequestedV1,
     ConnectionActivatedV1,

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ledgerlink.auth.domain.clock import Clock
 from ledgerlink.auth.domain.environments import (
     SUBDOMAIN_MESSAGES,
     Action,
@@ -41,7 +41,6 @@ from ledgerlink.shared.business_id import BusinessIdError, parse_business_id
 
 logger = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 # How much of a slug the look-up of taken subdomains keys on: suffixes (-2, -3 ...) only
 # ever shorten the slug's end, so every candidate starts with this much of it.
 _PREFIX = 50

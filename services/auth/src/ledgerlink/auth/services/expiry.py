@@ -8,7 +8,8 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 
-from ledgerlink.auth.services.lifecycle import Clock, LifecycleService, utc_now
+from ledgerlink.auth.domain.clock import Clock, utc_now
+from ledgerlink.auth.services.lifecycle import LifecycleService
 from ledgerlink.shared.db import Database
 from ledgerlink.shared.messaging.outbox import Outbox
 

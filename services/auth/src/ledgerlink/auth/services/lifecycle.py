@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ledgerlink.auth.domain.clock import Clock, utc_now
 from ledgerlink.auth.domain.lifecycle import (
     ConnectionStatus,
     activation_expired,
@@ -40,13 +40,6 @@ from ledgerlink.shared.events import (
 from ledgerlink.shared.messaging.outbox import Outbox
 
 logger = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    """The wall clock, in UTC (the default clock; tests inject their own)."""
-    return datetime.now(UTC)
 
 
 class _Result(BaseModel):

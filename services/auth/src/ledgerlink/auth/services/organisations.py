@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ledgerlink.auth.domain.clock import Clock
 from ledgerlink.auth.domain.environments import Action, Contact, Role, ask_admins
 from ledgerlink.auth.services.access import BadInput, Conflict, Forbidden, NotFound
 from ledgerlink.auth.services.environments import EnvironmentService
@@ -30,8 +29,6 @@ from ledgerlink.auth.storage.models import (
 from ledgerlink.auth.storage.tenancy import OrganisationRepository
 
 logger = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,9 @@ from collections.abc import Callable, Mapping
 from typing import Literal
 
 from ledgerlink.auth.config import OAuthProviderSettings
+from ledgerlink.auth.domain.clock import Clock, utc_now
 from ledgerlink.auth.domain.lifecycle import ConnectionStatus
-from ledgerlink.auth.services.lifecycle import (
-    Clock,
-    ConnectionNotFoundError,
-    LifecycleService,
-    utc_now,
-)
+from ledgerlink.auth.services.lifecycle import ConnectionNotFoundError, LifecycleService
 from ledgerlink.auth.storage.models import Connection
 from ledgerlink.auth.storage.repository import ConnectionRepository, CredentialRepository
 from ledgerlink.auth.storage.vault import Vault

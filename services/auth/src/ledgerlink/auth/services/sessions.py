@@ -6,20 +6,18 @@ No commits here: the request boundary commits (``Database.transaction``).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ledgerlink.auth.domain.clock import Clock
 from ledgerlink.auth.domain.identity import VerifiedIdentity
 from ledgerlink.auth.domain.sessions import SessionPolicy, SessionState, is_recent
 from ledgerlink.auth.services.cookies import SessionTokens
 from ledgerlink.auth.storage.models import BrowserSession, User
 from ledgerlink.auth.storage.people import SessionRepository, UserRepository
 from ledgerlink.shared.db import as_utc
-
-Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)

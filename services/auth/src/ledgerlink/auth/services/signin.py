@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
 import httpx
@@ -42,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ledgerlink.auth.config import ProviderName, SigninSettings
+from ledgerlink.auth.domain.clock import Clock
 from ledgerlink.auth.domain.identity import (
     SigninProblem,
     SigninRefused,
@@ -54,7 +54,6 @@ from ledgerlink.auth.services.cookies import AttemptExpired, AttemptSealer, Sign
 
 logger = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 SCOPE = "openid email profile"
 
 

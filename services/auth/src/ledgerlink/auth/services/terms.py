@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ledgerlink.auth.domain.clock import Clock
 from ledgerlink.auth.domain.environments import Action
 from ledgerlink.auth.domain.terms import (
     NotCurrentError,
@@ -26,8 +27,6 @@ from ledgerlink.auth.storage.tenancy import TermsRepository
 from ledgerlink.shared.db import as_utc
 
 logger = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,9 @@ from typing import Any
 from pydantic import SecretStr
 
 from ledgerlink.auth.config import OAuthProviderSettings
+from ledgerlink.auth.domain.clock import Clock, utc_now
 from ledgerlink.auth.domain.lifecycle import USABLE, ConnectionStatus, needs_refresh
-from ledgerlink.auth.services.lifecycle import Clock, LifecycleService, utc_now
+from ledgerlink.auth.services.lifecycle import LifecycleService
 from ledgerlink.auth.storage.models import Connection, ConnectionCredential
 from ledgerlink.auth.storage.repository import ConnectionRepository, CredentialRepository
 from ledgerlink.auth.storage.vault import Sealed, Vault
