@@ -12,6 +12,13 @@ the importer or the journal-exporter asks it with :class:`TokenServiceCredential
 
 The token service answers 409 for a connection that is not usable (``needs_reauth``,
 ``revoked``, ``pending_authorization``...): that is :class:`ReauthorizationRequired` too.
+
+Not only bearer tokens come this way: a Netvisor signing identity (``kind`` ``netvisor``)
+and a live 24SevenOffice session (``twentyfour_session``) too. Each kind has one **primary
+secret** (:data:`PRIMARY_SECRET`): the one a vendor refuses, and the one a caller names by
+its SHA-256 when it asks again after a refusal. A credential without an expiry (a Netvisor
+identity) is kept at most ``stale_after_seconds``, so a re-authorisation at auth reaches a
+long-running connector without a refusal first.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from ledgerlink.connectors.errors import (
 )
 
 __all__ = [
+    "PRIMARY_SECRET",
     "Credential",
     "CredentialBearerAuth",
     "CredentialProvider",
@@ -42,9 +50,17 @@ __all__ = [
 
 _SOURCE = "token-service"
 
+#: The secret a vendor refuses, per credential kind (what a refusal names by its SHA-256).
+PRIMARY_SECRET: Mapping[str, str] = {
+    "bearer": "access_token",
+    "netvisor": "customer_key",
+    "twentyfour_session": "session_id",
+    "nmbrs_token": "token",
+}
+
 
 class Credential(BaseModel):
-    """What a connector needs now: ``kind`` bearer, netvisor, twentyfour_login, nmbrs_token."""
+    """What a connector needs now: ``kind`` bearer, netvisor, twentyfour_session, nmbrs_token."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -63,6 +79,18 @@ class Credential(BaseModel):
         except KeyError:
             raise ValueError(f"a {self.kind} credential has no access token") from None
 
+    def secret(self, name: str) -> SecretStr:
+        """One named secret; a clear error (no value) when auth did not send it."""
+        try:
+            return self.secrets[name]
+        except KeyError:
+            raise ValueError(f"a {self.kind} credential has no {name}") from None
+
+    @property
+    def primary(self) -> SecretStr | None:
+        """The secret a vendor refuses (see :data:`PRIMARY_SECRET`)."""
+        return self.secrets.get(PRIMARY_SECRET.get(self.kind, "access_token"))
+
 
 class CredentialProvider(Protocol):
     """Where a connector gets its credential."""
@@ -71,8 +99,8 @@ class CredentialProvider(Protocol):
         """A usable credential; ``refused``: the vendor just refused this one."""
 
 
-def _fingerprint(credential: Credential) -> str:
-    return hashlib.sha256(credential.access_token.get_secret_value().encode()).hexdigest()
+def _fingerprint(secret: SecretStr) -> str:
+    return hashlib.sha256(secret.get_secret_value().encode()).hexdigest()
 
 
 class TokenServiceCredentials:
@@ -88,9 +116,12 @@ class TokenServiceCredentials:
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 15.0,
         renew_before_seconds: float = 30.0,
+        stale_after_seconds: float = 300.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.connection_id = connection_id
+        self._stale_after = stale_after_seconds
+        self._fetched_at = 0.0
         self._vendor = vendor
         self._token = service_token
         self._renew_before = renew_before_seconds
@@ -112,7 +143,7 @@ class TokenServiceCredentials:
         if credential is None:
             return False
         if credential.expires_at is None:
-            return True
+            return self._clock() < self._fetched_at + self._stale_after
         return self._clock() + self._renew_before < credential.expires_at.timestamp()
 
     async def get(self, *, refused: Credential | None = None) -> Credential:
@@ -122,20 +153,16 @@ class TokenServiceCredentials:
             if refused is None and self._usable(cached):
                 assert cached is not None
                 return cached
-            if (
-                refused is not None
-                and cached is not None
-                and cached.secrets.get("access_token") != refused.secrets.get("access_token")
-            ):
+            if refused is not None and cached is not None and cached.primary != refused.primary:
                 return cached  # another request already got a new one
             self._cached = await self._ask(refused)
+            self._fetched_at = self._clock()
             return self._cached
 
     async def _ask(self, refused: Credential | None) -> Credential:
+        primary = refused.primary if refused is not None else None
         body: Mapping[str, str] = (
-            {"refused_token_sha256": _fingerprint(refused)}
-            if refused is not None and "access_token" in refused.secrets
-            else {}
+            {"refused_token_sha256": _fingerprint(primary)} if primary is not None else {}
         )
         self.requests += 1
         try:

@@ -46,7 +46,7 @@ import time
 import uuid
 import weakref
 import xml.etree.ElementTree as ET  # building only; parsing goes through defusedxml
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, Final, Literal
 
@@ -57,6 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from ledgerlink.connectors.answers import AnswerReader
 from ledgerlink.connectors.base import LedgerConnector
+from ledgerlink.connectors.credentials import Credential, CredentialProvider
 from ledgerlink.connectors.errors import (
     AccessNotEnabled,
     AuthenticationFailed,
@@ -92,6 +93,7 @@ __all__ = [
     "INCREMENTAL_WINDOW_DAYS",
     "NetvisorAuth",
     "NetvisorConnector",
+    "NetvisorCredentialAuth",
     "NetvisorSettings",
     "build_voucher_xml",
     "compute_mac",
@@ -142,11 +144,24 @@ class NetvisorSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     sender: str = Field(description="Name of the integration (X-Netvisor-Authentication-Sender).")
-    customer_id: str = Field(description="The customer's API identifier (CustomerId).")
-    partner_id: str = Field(description="Ledgerlink's partner identifier (PartnerId).")
-    customer_key: SecretStr = Field(description="The customer's MAC key (never sent).")
-    partner_key: SecretStr = Field(description="Ledgerlink's partner MAC key (never sent).")
-    organisation_id: str = Field(description="The company's business ID (Y-tunnus), 1234567-8.")
+    # The signing identity. Given here, the connector signs with it; left out, it comes
+    # from auth's token service (``NetvisorConnector(credentials=...)``), which holds the
+    # customer's key in its vault and our partner identity in its settings.
+    customer_id: str | None = Field(
+        default=None, description="The customer's API identifier (CustomerId)."
+    )
+    partner_id: str | None = Field(
+        default=None, description="Ledgerlink's partner identifier (PartnerId)."
+    )
+    customer_key: SecretStr | None = Field(
+        default=None, description="The customer's MAC key (never sent)."
+    )
+    partner_key: SecretStr | None = Field(
+        default=None, description="Ledgerlink's partner MAC key (never sent)."
+    )
+    organisation_id: str | None = Field(
+        default=None, description="The company's business ID (Y-tunnus), 1234567-8."
+    )
     language: Literal["FI", "EN", "SE"] = Field(
         default="FI", description="Language of Netvisor's messages (X-Netvisor-Interface-Language)."
     )
@@ -173,10 +188,10 @@ class NetvisorSettings(BaseModel):
 
     @field_validator("sender", "customer_id", "partner_id", "organisation_id")
     @classmethod
-    def _header_safe(cls, value: str) -> str:
+    def _header_safe(cls, value: str | None) -> str | None:
         # These travel as HTTP header values and inside the MAC: printable ASCII only, so
         # both ends encode them the same way.
-        if not _ASCII_PRINTABLE.match(value):
+        if value is not None and not _ASCII_PRINTABLE.match(value):
             raise ValueError("must be non-empty printable ASCII")
         return value
 
@@ -184,6 +199,29 @@ class NetvisorSettings(BaseModel):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    def missing_identity(self) -> list[str]:
+        """The signing fields not given (all must be, unless auth supplies them)."""
+        fields = ("customer_id", "customer_key", "partner_id", "partner_key", "organisation_id")
+        return [name for name in fields if getattr(self, name) is None]
+
+    def with_identity(self, credential: Credential) -> NetvisorSettings:
+        """These settings signing as the identity auth's token service gave (``netvisor``).
+
+        Validated like any settings, so a header-unsafe value from auth is refused here.
+        """
+        if credential.kind != "netvisor":
+            raise ValueError(f"a {credential.kind} credential is not a Netvisor identity")
+        attributes = credential.attributes
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        values.update(
+            customer_id=str(attributes.get("customer_id") or ""),
+            partner_id=str(attributes.get("partner_id") or ""),
+            customer_key=credential.secret("customer_key"),
+            partner_key=credential.secret("partner_key"),
+            organisation_id=str(attributes.get("organisation_id") or self.organisation_id or ""),
+        )
+        return NetvisorSettings.model_validate(values)
 
 
 # --------------------------------------------------------------------------- formats
@@ -273,6 +311,14 @@ def sign_headers(
     transaction_id: str | None = None,
 ) -> dict[str, str]:
     """Every Netvisor header for a request to ``url`` (the full URL with its query)."""
+    missing = settings.missing_identity()
+    if missing:
+        raise ValueError(f"cannot sign without {', '.join(missing)}")
+    assert settings.customer_id is not None
+    assert settings.organisation_id is not None
+    assert settings.partner_id is not None
+    assert settings.customer_key is not None
+    assert settings.partner_key is not None
     moment = (now or _utcnow()).astimezone(dt.UTC)
     timestamp = moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
     timestamp_unix = str(int(moment.timestamp()))
@@ -319,6 +365,76 @@ class NetvisorAuth(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         """Add the headers; httpx calls this once per send, so retries are re-signed."""
         request.headers.update(sign_headers(self._settings, str(request.url), now=self._clock()))
+        yield request
+
+
+def _authentication_failed(response: httpx.Response) -> bool:
+    return isinstance(classify_response(response), AuthenticationFailed)
+
+
+class _ProvidedIdentity:
+    """The signing identity auth's token service gives, as settings ready to sign with.
+
+    Held in memory only (by the provider); rebuilt whenever the provider hands out another
+    credential object (a new identity after a refusal or after its memory went stale).
+    """
+
+    def __init__(self, provider: CredentialProvider, base: NetvisorSettings) -> None:
+        self._provider = provider
+        self._base = base
+        self._credential: Credential | None = None
+        self._settings: NetvisorSettings | None = None
+
+    @property
+    def known(self) -> NetvisorSettings | None:
+        """The settings of the last identity fetched (None before the first request)."""
+        return self._settings
+
+    async def current(
+        self, *, refused: Credential | None = None
+    ) -> tuple[Credential, NetvisorSettings]:
+        credential = await self._provider.get(refused=refused)
+        if credential is not self._credential or self._settings is None:
+            self._settings = self._base.with_identity(credential)
+            self._credential = credential
+        return credential, self._settings
+
+
+class NetvisorCredentialAuth(httpx.Auth):
+    """Signs with the identity from auth's token service; when Netvisor answers
+    ``AUTHENTICATION_FAILED``, asks auth once more (naming the refused key by its SHA-256)
+    and, if auth now gives another identity, repeats the request signed with it."""
+
+    requires_response_body = True
+
+    def __init__(
+        self, identity: _ProvidedIdentity, *, clock: Callable[[], dt.datetime] = _utcnow
+    ) -> None:
+        self._identity = identity
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return "NetvisorCredentialAuth()"
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        raise RuntimeError("the token service's identity is fetched asynchronously")
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """Sign, send; on a refused identity ask auth again once and re-sign if it changed."""
+        credential, settings = await self._identity.current()
+        request.headers.update(sign_headers(settings, str(request.url), now=self._clock()))
+        response = yield request
+        if not _authentication_failed(response):
+            return
+        fresh, settings = await self._identity.current(refused=credential)
+        if fresh.primary == credential.primary and fresh.attributes == credential.attributes:
+            return  # auth holds nothing newer: the refusal stands
+        logger.info("netvisor: identity refused; signing with the one auth now holds")
+        request.headers.update(sign_headers(settings, str(request.url), now=self._clock()))
         yield request
 
 
@@ -645,7 +761,7 @@ def _customer_lock(settings: NetvisorSettings) -> asyncio.Lock:
     # this process aimed at the same customer waits on the same lock (one per event loop,
     # since an asyncio lock belongs to the loop it is used in).
     locks = _CUSTOMER_LOCKS.setdefault(asyncio.get_running_loop(), {})
-    key = (settings.base_url, settings.customer_id)
+    key = (settings.base_url, settings.customer_id or "")
     lock = locks.get(key)
     if lock is None:
         lock = locks[key] = asyncio.Lock()
@@ -661,6 +777,7 @@ class NetvisorConnector(LedgerConnector):
         self,
         settings: NetvisorSettings,
         *,
+        credentials: CredentialProvider | None = None,
         budget: RateBudget | None = None,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -671,19 +788,38 @@ class NetvisorConnector(LedgerConnector):
         """``budget``: a request rate per customer on top of one-at-a-time. UNCONFIRMED:
         Netvisor publishes no number; give one where an environment is known to throttle.
         ``now`` is the wall clock that timestamps and signs each request and dates the
-        periods; ``clock`` the monotonic one paired with ``sleep`` for waits."""
+        periods; ``clock`` the monotonic one paired with ``sleep`` for waits.
+
+        ``credentials`` (auth's token service): the signing identity (customer id and key,
+        our partner id and key) comes from it, held in memory only; the settings then need
+        none of it. Without it the settings must carry the whole identity."""
         self.settings = settings
+        self.credentials = credentials
         self._now = now
+        self._identity: _ProvidedIdentity | None = None
+        auth: httpx.Auth
+        if credentials is None:
+            missing = settings.missing_identity()
+            if missing:
+                raise ValueError(
+                    f"Netvisor settings lack {', '.join(missing)} and no credential provider "
+                    "(auth's token service) was given"
+                )
+            auth = NetvisorAuth(settings, clock=now)
+        else:
+            self._identity = _ProvidedIdentity(credentials, settings)
+            auth = NetvisorCredentialAuth(self._identity, clock=now)
+        tenant = settings.customer_id or str(getattr(credentials, "connection_id", ""))
         self._http = VendorHttpClient(
             VENDOR,
             f"{settings.base_url}/",
-            tenant=settings.customer_id,
+            tenant=tenant,
             classify=classify_response,
             retry=retry,
             timeout=httpx.Timeout(settings.timeout_seconds, connect=10.0),
             # Signing is an auth flow: httpx runs it for every send, so each retry gets a
             # fresh TransactionId, timestamp and MAC.
-            auth=NetvisorAuth(settings, clock=now),
+            auth=auth,
             transport=transport,
             sleep=sleep,
             clock=clock,
@@ -696,10 +832,16 @@ class NetvisorConnector(LedgerConnector):
         await self._http.aclose()
 
     def __repr__(self) -> str:
+        signing = self._signing()
         return (
-            f"NetvisorConnector(customer_id={self.settings.customer_id!r}, "
-            f"organisation_id={self.settings.organisation_id!r})"
+            f"NetvisorConnector(customer_id={signing.customer_id!r}, "
+            f"organisation_id={signing.organisation_id!r})"
         )
+
+    def _signing(self) -> NetvisorSettings:
+        """The settings with the identity last signed with (auth's, once fetched)."""
+        known = self._identity.known if self._identity is not None else None
+        return known or self.settings
 
     # -- reads -------------------------------------------------------------------------
 
@@ -712,11 +854,14 @@ class NetvisorConnector(LedgerConnector):
         missing interface right shows here rather than at the first sync.
         """
         await self._read("GET", "accountingperiodlist.nv")
+        signing = self._signing()
+        assert signing.customer_id is not None
+        assert signing.organisation_id is not None
         return [
             Company(
-                external_id=self.settings.customer_id,
-                business_id=self.settings.organisation_id,
-                name=self.settings.company_name or self.settings.organisation_id,
+                external_id=signing.customer_id,
+                business_id=signing.organisation_id,
+                name=self.settings.company_name or signing.organisation_id,
                 currency="EUR",
             )
         ]
@@ -1042,7 +1187,9 @@ class NetvisorConnector(LedgerConnector):
         )
         # One request at a time per customer, retries included: the lock is held until the
         # answer (or the final failure) is in.
-        async with _customer_lock(self.settings):
+        if self._identity is not None and self._identity.known is None:
+            await self._identity.current()  # which customer: the lock is per customer
+        async with _customer_lock(self._signing()):
             response = await self._http.request(
                 method, resource, params=dict(params or {}), content=body, headers=headers
             )

@@ -53,6 +53,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from ledgerlink.connectors.answers import AnswerReader, child_text, namespace_of
 from ledgerlink.connectors.base import LedgerConnector
+from ledgerlink.connectors.credentials import Credential, CredentialProvider
 from ledgerlink.connectors.errors import (
     AccessNotEnabled,
     AuthenticationFailed,
@@ -87,6 +88,8 @@ __all__ = [
     "TransactionType",
     "TwentyFourConnector",
     "TwentyFourSettings",
+    "login_envelope",
+    "open_session",
 ]
 
 logger = logging.getLogger(__name__)
@@ -151,9 +154,15 @@ class TwentyFourSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    application_id: SecretStr = Field(description="The integrator's SOAP ApplicationId.")
-    username: str = Field(description="The integration user's login (an e-mail address).")
-    password: SecretStr = Field(description="The integration user's password.")
+    # The login. Left out when auth's token service logs in centrally and hands out the
+    # live session (``TwentyFourConnector(credentials=...)``).
+    application_id: SecretStr | None = Field(
+        default=None, description="The integrator's SOAP ApplicationId."
+    )
+    username: str = Field(
+        default="", description="The integration user's login (an e-mail address)."
+    )
+    password: SecretStr | None = Field(default=None, description="The integration user's password.")
     client: str | None = Field(
         default=None,
         description="The client (Company.external_id) to work on; None: the user's default.",
@@ -283,6 +292,7 @@ class TwentyFourConnector(LedgerConnector):
         self,
         settings: TwentyFourSettings,
         *,
+        credentials: CredentialProvider | None = None,
         budget: RateBudget | None = None,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -291,8 +301,17 @@ class TwentyFourConnector(LedgerConnector):
     ) -> None:
         """``budget``: optional (24SevenOffice publishes no request rate; it throttles
         logins, and a 429 or fault's ``Retry-After`` is honoured either way). ``retry``
-        overrides ``settings.retry``; ``sleep`` and ``clock`` are injected together."""
+        overrides ``settings.retry``; ``sleep`` and ``clock`` are injected together.
+
+        ``credentials`` (auth's token service): SOAP sessions come from it (auth logs in
+        with the stored integration user, once per connection, and reuses the session
+        until near its expiry); this connector then never logs in itself, and asks auth
+        again when 24SevenOffice says the session is not authenticated."""
         self.settings = settings
+        self.credentials = credentials
+        self._session_credential: Credential | None = None
+        #: Sessions taken from the token service (tests read it).
+        self.sessions_fetched = 0
         # One pooled client for the three hosts (SOAP, REST, token): every URL is absolute.
         # The session cookie is sent explicitly on SOAP calls only, never from a jar that
         # would also hand it to the REST API and the token endpoint.
@@ -365,71 +384,19 @@ class TwentyFourConnector(LedgerConnector):
             idempotent=True,
             classify=lambda answer: _classify_soap(operation, answer),
         )
-        try:
-            root = SafeET.fromstring(response.content)
-        except (ET.ParseError, DefusedXmlException, ValueError):
-            if response.status_code == 429:
-                raise RateLimited(
-                    VENDOR, "too many requests", retry_after=retry_after_of(response)
-                ) from None
-            if response.status_code >= 500:
-                raise VendorUnavailable(
-                    VENDOR, f"{operation} failed", status=response.status_code
-                ) from None
-            raise UnexpectedResponse(
-                VENDOR,
-                _soap_endpoint(service, operation),
-                "the answer is not a SOAP envelope (empty, truncated or not XML)",
-                status=response.status_code,
-            ) from None
-        read = AnswerReader(VENDOR, _soap_endpoint(service, operation), response.status_code)
-        body_element = root.find(f"{{{SOAP_ENV}}}Body")
-        if body_element is None or len(body_element) == 0:
-            raise read.unexpected("the answer has no SOAP Body")
-        first = body_element[0]
-        if first.tag == f"{{{SOAP_ENV}}}Fault":
-            raise _SoapFaultError(
-                (first.findtext("faultcode") or "").strip(),
-                (first.findtext("faultstring") or "").strip(),
-                response.status_code,
-                retry_after_of(response),
-            )
-        if response.status_code >= 400:
-            raise VendorUnavailable(VENDOR, f"{operation} failed", status=response.status_code)
-        if first.tag != _q(f"{operation}Response", ns):
-            # A wrong namespace is as foreign as a wrong element: the published WSDL fixes
-            # both, and reading it anyway would find none of the fields.
-            raise read.unexpected(f"Body/{first.tag[:120]} is not {{{ns}}}{operation}Response")
-        result = first.find(_q(f"{operation}Result", ns))
-        return result if result is not None else first
+        return _soap_result(service, operation, response)
 
-    async def _login(self) -> None:
-        """Log in (into the selected client's identity if it is known) and keep the session."""
-        identity = self._identities.get(self._client) if self._client else None
-        settings = self.settings
+    async def _login(self, refused: SecretStr | None = None) -> None:
+        """Log in (into the selected client's identity if it is known) and keep the session.
 
-        def build(element: ET.Element) -> None:
-            credential = ET.SubElement(element, _q("credential"))
-            ET.SubElement(
-                credential, _q("ApplicationId")
-            ).text = settings.application_id.get_secret_value()
-            ET.SubElement(credential, _q("Username")).text = settings.username
-            ET.SubElement(credential, _q("Password")).text = settings.password.get_secret_value()
-            if identity:
-                ET.SubElement(credential, _q("IdentityId")).text = identity
-
-        self.logins += 1
-        logger.info("24SevenOffice: logging in as %s", settings.username)
-        try:
-            result = await self._soap_raw(
-                _AUTH_SERVICE, "Login", self._envelope("Login", build), None
-            )
-        except _SoapFaultError as fault:
-            raise self._map_fault("Login", fault) from None
-        session_id = (result.text or "").strip()
-        if not session_id:
-            raise AuthenticationFailed(VENDOR, "login refused: no session was given")
-        session = SecretStr(session_id)
+        With auth's token service the session is auth's (it logs in centrally, one login
+        per connection at a time); ``refused`` names a session the vendor just refused, so
+        auth logs in again only if that one is still its current session.
+        """
+        if self.credentials is not None:
+            session = await self._provided_session(refused)
+        else:
+            session = await self._own_login()
         try:
             # Which client did the session land on? (With IdentityId, the selected one.)
             self._parse_identities(
@@ -451,6 +418,44 @@ class TwentyFourConnector(LedgerConnector):
         except _SoapFaultError as fault:
             raise self._map_fault("Login", fault) from None
         self._session = session
+
+    async def _provided_session(self, refused: SecretStr | None) -> SecretStr:
+        assert self.credentials is not None
+        refused_credential = (
+            self._session_credential
+            if refused is not None
+            and self._session_credential is not None
+            and self._session_credential.primary == refused
+            else None
+        )
+        credential = await self.credentials.get(refused=refused_credential)
+        if credential.kind != "twentyfour_session":
+            raise AuthenticationFailed(
+                VENDOR, f"the token service gave a {credential.kind} credential, not a session"
+            )
+        self._session_credential = credential
+        self.sessions_fetched += 1
+        return credential.secret("session_id")
+
+    async def _own_login(self) -> SecretStr:
+        settings = self.settings
+        if settings.application_id is None or settings.password is None or not settings.username:
+            raise AuthenticationFailed(
+                VENDOR,
+                "no ApplicationId, username or password, and no credential provider "
+                "(auth's token service) was given",
+            )
+        identity = self._identities.get(self._client) if self._client else None
+        body = login_envelope(
+            settings.application_id, settings.username, settings.password, identity
+        )
+        self.logins += 1
+        logger.info("24SevenOffice: logging in as %s", settings.username)
+        try:
+            result = await self._soap_raw(_AUTH_SERVICE, "Login", body, None)
+        except _SoapFaultError as fault:
+            raise self._map_fault("Login", fault) from None
+        return _session_of(result)
 
     async def _ensure_session(self) -> SecretStr:
         async with self._session_lock:
@@ -477,7 +482,7 @@ class TwentyFourConnector(LedgerConnector):
                 session.get_secret_value()
             ):
                 self._session = None
-                await self._login()
+                await self._login(refused=session)
             assert self._session is not None
             session = self._session
         try:
@@ -1145,6 +1150,112 @@ def _numeric_id(code: str, what: str) -> int:
     if not code.isdigit():
         raise InvalidData(VENDOR, f"24SevenOffice {what} ids are numeric, got {code!r}")
     return int(code)
+
+
+def _soap_result(service: str, operation: str, response: httpx.Response) -> ET.Element:
+    """The operation's result element of a SOAP answer, or :class:`_SoapFaultError`."""
+    ns = _SERVICE_NS[service]
+    try:
+        root = SafeET.fromstring(response.content)
+    except (ET.ParseError, DefusedXmlException, ValueError):
+        if response.status_code == 429:
+            raise RateLimited(
+                VENDOR, "too many requests", retry_after=retry_after_of(response)
+            ) from None
+        if response.status_code >= 500:
+            raise VendorUnavailable(
+                VENDOR, f"{operation} failed", status=response.status_code
+            ) from None
+        raise UnexpectedResponse(
+            VENDOR,
+            _soap_endpoint(service, operation),
+            "the answer is not a SOAP envelope (empty, truncated or not XML)",
+            status=response.status_code,
+        ) from None
+    read = AnswerReader(VENDOR, _soap_endpoint(service, operation), response.status_code)
+    body_element = root.find(f"{{{SOAP_ENV}}}Body")
+    if body_element is None or len(body_element) == 0:
+        raise read.unexpected("the answer has no SOAP Body")
+    first = body_element[0]
+    if first.tag == f"{{{SOAP_ENV}}}Fault":
+        raise _SoapFaultError(
+            (first.findtext("faultcode") or "").strip(),
+            (first.findtext("faultstring") or "").strip(),
+            response.status_code,
+            retry_after_of(response),
+        )
+    if response.status_code >= 400:
+        raise VendorUnavailable(VENDOR, f"{operation} failed", status=response.status_code)
+    if first.tag != _q(f"{operation}Response", ns):
+        # A wrong namespace is as foreign as a wrong element: the published WSDL fixes
+        # both, and reading it anyway would find none of the fields.
+        raise read.unexpected(f"Body/{first.tag[:120]} is not {{{ns}}}{operation}Response")
+    result = first.find(_q(f"{operation}Result", ns))
+    return result if result is not None else first
+
+
+def login_envelope(
+    application_id: SecretStr, username: str, password: SecretStr, identity_id: str | None
+) -> bytes:
+    """The SOAP ``Login`` request (authenticate.asmx, published WSDL: ``credential`` with
+    ApplicationId, Username, Password and the optional IdentityId)."""
+
+    def build(element: ET.Element) -> None:
+        credential = ET.SubElement(element, _q("credential"))
+        ET.SubElement(credential, _q("ApplicationId")).text = application_id.get_secret_value()
+        ET.SubElement(credential, _q("Username")).text = username
+        ET.SubElement(credential, _q("Password")).text = password.get_secret_value()
+        if identity_id:
+            ET.SubElement(credential, _q("IdentityId")).text = identity_id
+
+    return TwentyFourConnector._envelope("Login", build)
+
+
+def _session_of(result: ET.Element) -> SecretStr:
+    session_id = (result.text or "").strip()
+    if not session_id:
+        raise AuthenticationFailed(VENDOR, "login refused: no session was given")
+    return SecretStr(session_id)
+
+
+async def open_session(
+    http: httpx.AsyncClient,
+    *,
+    soap_base_url: str,
+    application_id: SecretStr,
+    username: str,
+    password: SecretStr,
+    identity_id: str | None = None,
+) -> SecretStr:
+    """One SOAP ``Login``: the session id, or the refusal as a :class:`ConnectorError`.
+
+    Exactly one request, never repeated here: 24SevenOffice throttles repeated logins
+    (seed 004's integration user is shared by every client), so whoever calls this decides
+    what a refusal means. A refused username or password is :class:`AuthenticationFailed`;
+    a throttled login :class:`RateLimited`; a client the user may no longer reach
+    :class:`NotFound`; an outage or a dropped connection :class:`VendorUnavailable`.
+    Nothing secret reaches a log line or an error message.
+    """
+    body = login_envelope(application_id, username, password, identity_id)
+    try:
+        response = await http.post(
+            f"{soap_base_url.rstrip('/')}/{_AUTH_SERVICE}",
+            content=body,
+            headers={
+                "Content-Type": "text/xml; charset=utf-8",
+                "SOAPAction": f'"{_soap_action(SOAP_NS, "Login")}"',
+            },
+        )
+    except httpx.TransportError as exc:
+        raise VendorUnavailable(VENDOR, f"Login: unreachable ({type(exc).__name__})") from None
+    classified = _classify_soap("Login", response)
+    if classified is not None:
+        raise classified
+    try:
+        result = _soap_result(_AUTH_SERVICE, "Login", response)
+    except _SoapFaultError as fault:
+        raise TwentyFourConnector._map_fault("Login", fault) from None
+    return _session_of(result)
 
 
 def _classify_soap(operation: str, response: httpx.Response) -> ConnectorError | None:
