@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -19,7 +20,13 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from ledgerlink.auth.config import Config, OAuthProviderSettings, VaultSettings
+from ledgerlink.auth.config import (
+    Config,
+    NetvisorPartnerSettings,
+    OAuthProviderSettings,
+    TwentyFourLoginSettings,
+    VaultSettings,
+)
 from ledgerlink.auth.factory import AuthComponents, build_components
 from ledgerlink.auth.handlers.internal_http import build_internal_router
 from ledgerlink.auth.services.activation import ActivationService
@@ -34,6 +41,22 @@ HEADERS = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
 KEY_1 = SecretStr("first-vault-key-material-0123456789abcdef")
 KEY_2 = SecretStr("second-vault-key-material-0123456789abcdef")
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+TWENTYFOUR_SOAP = "https://24so.test"
+TWENTYFOUR_APPLICATION = "ledgerlink-application-id"
+TWENTYFOUR_PASSWORD = "integration-password"  # noqa: S105 - a test value
+PARTNER_KEY = "our-partner-key"
+_SOAP_FAULT = (
+    '<?xml version="1.0" encoding="utf-8"?><soap:Envelope '
+    'xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><soap:Fault>'
+    "<faultcode>soap:Client</faultcode><faultstring>{}</faultstring></soap:Fault>"
+    "</soap:Body></soap:Envelope>"
+)
+_SOAP_LOGIN = (
+    '<?xml version="1.0" encoding="utf-8"?><soap:Envelope '
+    'xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>'
+    '<LoginResponse xmlns="http://24sevenOffice.com/webservices"><LoginResult>{}</LoginResult>'
+    "</LoginResponse></soap:Body></soap:Envelope>"
+)
 
 
 class Clock:
@@ -69,6 +92,32 @@ class FakeIdP:
     machine_grants: int = 0
     #: When set, the token endpoint answers 503.
     unavailable: bool = False
+    #: 24SevenOffice's Login: attempts, sessions given, and a gate like ``gate``.
+    logins: list[dict[str, str]] = field(default_factory=list)
+    sessions: list[str] = field(default_factory=list)
+    login_gate: asyncio.Event | None = None
+    login_arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    login_throttled: bool = False
+
+    async def twentyfour_login(self, request: httpx.Request) -> httpx.Response:
+        """authenticate.asmx Login, as 24SevenOffice answers it (a SOAP fault is HTTP 500)."""
+        body = request.content.decode()
+        fields = dict(re.findall(r"<(?:\w+:)?(\w+)>([^<]*)</", body))
+        self.logins.append(fields)
+        self.login_arrived.set()
+        if self.login_gate is not None:
+            await self.login_gate.wait()
+        if self.login_throttled:
+            text = "Too many logins for this user; try again in 30 seconds."
+            return httpx.Response(500, text=_SOAP_FAULT.format(text), headers={"Retry-After": "30"})
+        if fields.get("ApplicationId") != TWENTYFOUR_APPLICATION:
+            text = "The ApplicationId is not registered for API access."
+            return httpx.Response(500, text=_SOAP_FAULT.format(text))
+        if fields.get("Password") != TWENTYFOUR_PASSWORD:
+            return httpx.Response(500, text=_SOAP_FAULT.format("Invalid username or password."))
+        session = secrets.token_hex(12)
+        self.sessions.append(session)
+        return httpx.Response(200, text=_SOAP_LOGIN.format(session))
 
     def grant(self) -> dict[str, Any]:
         access, refresh = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
@@ -77,6 +126,8 @@ class FakeIdP:
         return {"access_token": access, "refresh_token": refresh, "expires_in": self.expires_in}
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host == "24so.test":
+            return await self.twentyfour_login(request)
         form = dict(parse_qsl(request.content.decode()))
         if request.url.path == "/revoke":
             self.revoked.append(form["token"])
@@ -128,6 +179,14 @@ def config(**overrides: Any) -> Config:
         },
         "refresh_leeway_seconds": 120,
         "credential_cache_seconds": 5,
+        "netvisor": NetvisorPartnerSettings(
+            partner_id="LEDGERLINK", partner_key=SecretStr(PARTNER_KEY)
+        ),
+        "twentyfour": TwentyFourLoginSettings(
+            application_id=SecretStr(TWENTYFOUR_APPLICATION),
+            soap_base_url=TWENTYFOUR_SOAP,
+            session_seconds=1200,
+        ),
     }
     base.update(overrides)
     return Config(**base)

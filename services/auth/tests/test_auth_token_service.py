@@ -10,10 +10,11 @@ import hashlib
 import uuid
 
 import pytest
-from auth_token_kit import HEADERS, Clock, harness
+from auth_token_kit import HEADERS, PARTNER_KEY, Clock, config, harness
 from sqlalchemy import func, select
 from sqlmodel import col
 
+from ledgerlink.auth.config import NetvisorPartnerSettings
 from ledgerlink.auth.domain.lifecycle import ConnectionStatus
 from ledgerlink.auth.storage.models import Connection, ConnectionCredential, ConnectionSecret
 from ledgerlink.shared.db import Database
@@ -268,9 +269,33 @@ async def test_netvisor_identity_is_handed_out_as_stored(db: Database) -> None:
         assert stored.status_code == 200
         body = (await h.credentials(connection.id)).json()
         assert body["kind"] == "netvisor"
-        assert body["secrets"] == {"customer_key": "the-customer-key"}
-        assert body["attributes"] == {"customer_id": "cust-1"}
+        # The customer's key from the vault, our partner identity from auth's settings.
+        assert body["secrets"] == {
+            "customer_key": "the-customer-key",
+            "partner_key": PARTNER_KEY,
+        }
+        assert body["attributes"] == {"customer_id": "cust-1", "partner_id": "LEDGERLINK"}
         assert body["expires_at"] is None
+
+
+async def test_netvisor_without_our_partner_identity_is_a_clear_503(db: Database) -> None:
+    async with harness(db, config(netvisor=NetvisorPartnerSettings())) as h:
+        connection = await h.activate(provider="netvisor")
+        stored = await h.client.post(
+            f"/internal/v1/connections/{connection.id}/authorization",
+            json={
+                "kind": "netvisor",
+                "vendor_account": "cust-1",
+                "customer_id": "cust-1",
+                "customer_key": "the-customer-key",
+            },
+            headers=HEADERS,
+        )
+        assert stored.status_code == 200
+        answer = await h.credentials(connection.id)
+        assert answer.status_code == 503
+        assert answer.json()["detail"]["reason_code"] == "partner_unconfigured"
+        assert "the-customer-key" not in answer.text
 
 
 def test_clock_helper_moves() -> None:

@@ -141,6 +141,43 @@ class OAuthProviderSettings(BaseModel):
     )
 
 
+class NetvisorPartnerSettings(BaseModel):
+    """Our own Netvisor partner identity: with a customer's id and key it signs requests.
+
+    Held here, beside the customers' keys in the vault, so the token service hands out a
+    complete signing identity and no other service keeps a Netvisor secret in its settings
+    (one place to rotate the partner key).
+    """
+
+    partner_id: str | None = Field(
+        default=None, description="Ledgerlink's Netvisor PartnerId (X-Netvisor-...-PartnerId)."
+    )
+    partner_key: SecretStr | None = Field(
+        default=None, description="Ledgerlink's Netvisor partner MAC key (never sent)."
+    )
+
+
+class TwentyFourLoginSettings(BaseModel):
+    """How the token service logs in at 24SevenOffice for a connection's integration user."""
+
+    application_id: SecretStr | None = Field(
+        default=None, description="Our SOAP ApplicationId (every Login names it)."
+    )
+    soap_base_url: str = Field(
+        default="https://api.24sevenoffice.com",
+        description="Base URL of 24SevenOffice's SOAP services (authenticate.asmx lives there).",
+    )
+    # UNCONFIRMED: 24SevenOffice publishes no session lifetime. Its SOAP services are
+    # ASP.NET .asmx with an ASP.NET_SessionId cookie, whose framework default is a 20-minute
+    # sliding timeout; a session is used well inside it, and a session the vendor refuses
+    # earlier is replaced on the caller's report anyway.
+    session_seconds: float = Field(
+        default=1200,
+        gt=0,
+        description="How long a session is handed out after its login (then a new login).",
+    )
+
+
 class Config(ServiceConfig):
     """Auth: activations, environments and connections; people's sign-in and sessions;
     the credential vault and the token service."""
@@ -179,6 +216,8 @@ class Config(ServiceConfig):
         default_factory=dict,
         description="Our OAuth client per provider (visma_net, procountor, nmbrs).",
     )
+    netvisor: NetvisorPartnerSettings = Field(default_factory=NetvisorPartnerSettings)
+    twentyfour: TwentyFourLoginSettings = Field(default_factory=TwentyFourLoginSettings)
     refresh_leeway_seconds: float = Field(
         default=120, ge=0, description="Refresh an access token this long before it expires."
     )

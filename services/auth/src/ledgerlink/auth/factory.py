@@ -11,6 +11,7 @@ from ledgerlink.auth.domain.clock import Clock, utc_now
 from ledgerlink.auth.services.expiry import ActivationExpiry
 from ledgerlink.auth.services.revocation import RevocationService
 from ledgerlink.auth.services.token_service import CredentialService
+from ledgerlink.auth.storage.twentyfour_login import TwentyFourLoginClient
 from ledgerlink.auth.storage.vault import Vault
 from ledgerlink.auth.storage.vendor_oauth import VendorOAuthClient
 from ledgerlink.shared.db import Database
@@ -77,6 +78,9 @@ def build_components(
         outbox,
         refresh_leeway=timedelta(seconds=config.refresh_leeway_seconds),
         cache_for=timedelta(seconds=config.credential_cache_seconds),
+        netvisor=config.netvisor,
+        twentyfour=TwentyFourLoginClient(vendor.http, config.twentyfour),
+        session_lifetime=timedelta(seconds=config.twentyfour.session_seconds),
         clock=clock,
         on_commit=on_commit or (lambda: None),
     )

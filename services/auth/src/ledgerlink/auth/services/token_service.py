@@ -20,6 +20,18 @@ A request is answered, in order of cost:
 
 A caller whose token the vendor refused (HTTP 401) may ask again naming the refused token
 by its SHA-256: if it is still the current one, it is refreshed (once for all such callers).
+
+Besides OAuth grants:
+
+* **Netvisor**: the signing identity, the customer's id and key (vault) with our partner id
+  and key (settings), handed out as stored; nothing to renew.
+* **24SevenOffice**: a live SOAP session. The token service logs in with the stored
+  integration user, under the same row lock and re-read as a refresh (one login per
+  connection at a time across replicas), keeps the session sealed in the vault and hands
+  it out until shortly before ``session_seconds`` after its login, or until a caller
+  reports it refused. A refused login is never repeated: the vendor throttles repeated
+  logins (seed 004), so a rejected user or password makes the connection
+  ``needs_reauth`` (its secrets wiped, so no further attempt is possible) with its event.
 """
 
 from __future__ import annotations
@@ -35,12 +47,18 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from ledgerlink.auth.config import OAuthProviderSettings
+from ledgerlink.auth.config import NetvisorPartnerSettings, OAuthProviderSettings
 from ledgerlink.auth.domain.clock import Clock, utc_now
 from ledgerlink.auth.domain.lifecycle import USABLE, ConnectionStatus, needs_refresh
 from ledgerlink.auth.services.lifecycle import LifecycleService
 from ledgerlink.auth.storage.models import Connection, ConnectionCredential
 from ledgerlink.auth.storage.repository import ConnectionRepository, CredentialRepository
+from ledgerlink.auth.storage.twentyfour_login import (
+    LoginRefusedError,
+    LoginThrottledError,
+    LoginUnconfiguredError,
+    TwentyFourLoginClient,
+)
 from ledgerlink.auth.storage.vault import Sealed, Vault
 from ledgerlink.auth.storage.vendor_oauth import (
     GrantRefusedError,
@@ -59,13 +77,24 @@ _KIND_NAMES = {
     "oauth": "bearer",
     "client_credentials": "bearer",
     "netvisor": "netvisor",
-    "twentyfour": "twentyfour_login",
+    "twentyfour": "twentyfour_session",
     "nmbrs_token": "nmbrs_token",
 }
 
 
 #: Kinds whose access token the token service renews at the vendor.
 _RENEWED_KINDS = frozenset({"oauth", "client_credentials"})
+#: Kinds for which the token service logs in and hands out the vendor's session.
+_SESSION_KINDS = frozenset({"twentyfour"})
+
+#: The secret a vendor refuses, per issued kind: what a caller's refusal names by SHA-256
+#: (``ledgerlink.connectors.credentials.PRIMARY_SECRET`` on the caller's side).
+PRIMARY_SECRET = {
+    "bearer": "access_token",
+    "netvisor": "customer_key",
+    "twentyfour_session": "session_id",
+    "nmbrs_token": "token",
+}
 
 
 def _public_attributes(credential: ConnectionCredential) -> dict[str, Any]:
@@ -102,8 +131,8 @@ class IssuedCredential:
     attributes: Mapping[str, Any] = field(default_factory=dict)
 
     def is_refused(self, refused_sha256: str | None) -> bool:
-        """Whether the caller reports this credential's access token as refused."""
-        token = self.secrets.get("access_token")
+        """Whether the caller reports this credential's primary secret as refused."""
+        token = self.secrets.get(PRIMARY_SECRET.get(self.kind, "access_token"))
         return (
             refused_sha256 is not None
             and token is not None
@@ -130,6 +159,9 @@ class CredentialService:
         *,
         refresh_leeway: timedelta,
         cache_for: timedelta,
+        netvisor: NetvisorPartnerSettings | None = None,
+        twentyfour: TwentyFourLoginClient | None = None,
+        session_lifetime: timedelta = timedelta(minutes=20),
         clock: Clock = utc_now,
         on_commit: Callable[[], None] = lambda: None,
     ) -> None:
@@ -140,12 +172,17 @@ class CredentialService:
         self._outbox = outbox
         self._leeway = refresh_leeway
         self._cache_for = cache_for
+        self._netvisor = netvisor or NetvisorPartnerSettings()
+        self._twentyfour = twentyfour
+        self._session_lifetime = session_lifetime
         self._clock = clock
         self.on_commit = on_commit
         self._cache: dict[uuid.UUID, _Cached] = {}
         self._inflight: dict[uuid.UUID, asyncio.Future[IssuedCredential]] = {}
         #: Refreshes this process made at a token endpoint (tests and metrics read it).
         self.refreshes = 0
+        #: 24SevenOffice logins this process made (tests and metrics read it).
+        self.logins = 0
         #: Called with a connection id whenever it is forgotten (revoked, re-authorised,
         #: no longer usable), so whatever an entrypoint keeps of its answer goes too.
         self.forget_listeners: list[Callable[[uuid.UUID], None]] = []
@@ -199,14 +236,19 @@ class CredentialService:
             issued = self._issue(connection, credential, secrets)
         if not self._wants_refresh(credential, issued, refused_sha256):
             return self._remember(issued)
+        if credential.kind in _SESSION_KINDS:
+            return await self._login(connection_id, refused_sha256)
         return await self._refresh(connection_id, refused_sha256)
 
     def _wants_refresh(
         self, credential: ConnectionCredential, issued: IssuedCredential, refused: str | None
     ) -> bool:
-        if credential.kind not in _RENEWED_KINDS:
+        if credential.kind in _SESSION_KINDS:
+            if "session_id" not in issued.secrets:
+                return True  # never logged in yet
+        elif credential.kind not in _RENEWED_KINDS:
             return False
-        if "access_token" not in issued.secrets:
+        elif "access_token" not in issued.secrets:
             return True  # a machine grant not fetched yet
         expires_at = as_utc(credential.access_expires_at) if credential.access_expires_at else None
         return needs_refresh(expires_at, self._clock(), self._leeway) or issued.is_refused(refused)
@@ -353,18 +395,120 @@ class CredentialService:
         logger.info("access token refreshed", extra={"connection_id": str(connection_id)})
         return self._remember(issued)
 
+    async def _login(
+        self, connection_id: uuid.UUID, refused_sha256: str | None
+    ) -> IssuedCredential:
+        """A new 24SevenOffice session, one login per connection at a time (see the module
+        docstring); the same lock order and re-read as :meth:`_refresh`."""
+        refusal: str | None = None
+        async with self._db.transaction() as session:
+            credentials = CredentialRepository(session)
+            await credentials.get(connection_id, lock=True)
+            connection = await ConnectionRepository(session).get(connection_id, lock=True)
+            credential, secrets = await self._usable(session, connection, connection_id)
+            assert connection is not None
+            current = self._issue(connection, credential, secrets)
+            if not self._wants_refresh(credential, current, refused_sha256):
+                return self._remember(current)  # another replica logged in meanwhile
+            password = secrets.get("password")
+            if password is None:
+                raise CredentialError(409, "no_credential", "no integration user is stored")
+            if self._twentyfour is None:
+                raise CredentialError(
+                    503, "login_unconfigured", "no 24SevenOffice login is configured"
+                )
+            identity = credential.attributes.get("identity_id")
+            try:
+                session_id = await self._twentyfour.login(
+                    str(credential.attributes.get("username") or ""),
+                    self._vault.open(connection_id, "password", password),
+                    str(identity) if identity else None,
+                )
+            except LoginRefusedError as refused:
+                # Never tried again: the secrets go with needs_reauth, so no caller can
+                # make another failed login count against the user at the vendor.
+                await LifecycleService(session, self._outbox, clock=self._clock).mark_needs_reauth(
+                    connection, refused.reason_code
+                )
+                refusal = refused.reason_code
+            except LoginThrottledError as throttled:
+                wait = f"{throttled.retry_after:.0f} s" if throttled.retry_after else "a while"
+                raise CredentialError(
+                    503,
+                    "vendor_throttled",
+                    f"24SevenOffice throttles this user's logins; ask again in {wait}",
+                ) from None
+            except LoginUnconfiguredError as exc:
+                logger.error(
+                    "24SevenOffice login not possible", extra={"connection_id": str(connection_id)}
+                )
+                raise CredentialError(503, "login_unconfigured", str(exc)) from None
+            except VendorUnreachableError as exc:
+                expires_at = current.expires_at
+                if (
+                    "session_id" in current.secrets
+                    and expires_at is not None
+                    and self._clock() < expires_at
+                    and not current.is_refused(refused_sha256)
+                ):
+                    return current  # an early renewal failed; the session still works
+                raise CredentialError(503, "vendor_unavailable", str(exc)) from None
+            else:
+                now = self._clock()
+                await credentials.replace_secrets(
+                    connection_id,
+                    {
+                        "password": password,
+                        "session_id": self._vault.seal(connection_id, "session_id", session_id),
+                    },
+                    now,
+                )
+                credential.access_expires_at = now + self._session_lifetime
+                credential.refreshed_at = now
+                credential.refresh_count += 1
+                credential.updated_at = now
+                await session.flush()
+                self.logins += 1
+                issued = IssuedCredential(
+                    connection_id=connection_id,
+                    provider=connection.provider,
+                    kind=_KIND_NAMES["twentyfour"],
+                    expires_at=credential.access_expires_at,
+                    secrets={"session_id": session_id},
+                    attributes=_public_attributes(credential),
+                )
+        if refusal is not None:
+            self.forget(connection_id)
+            self.on_commit()
+            raise CredentialError(
+                409,
+                "connection_needs_reauth",
+                f"24SevenOffice refused the integration user's login ({refusal}): a person "
+                "must enter it again",
+            )
+        logger.info("24SevenOffice session opened", extra={"connection_id": str(connection_id)})
+        return self._remember(issued)
+
     def _issue(
         self,
         connection: Connection,
         credential: ConnectionCredential,
         secrets: Mapping[str, Sealed],
     ) -> IssuedCredential:
-        wanted = ("access_token",) if credential.kind in _RENEWED_KINDS else tuple(secrets)
+        if credential.kind in _RENEWED_KINDS:
+            wanted: tuple[str, ...] = ("access_token",)
+        elif credential.kind in _SESSION_KINDS:
+            wanted = ("session_id",)  # never the password: only auth logs in
+        else:
+            wanted = tuple(secrets)
         opened = {
             name: self._vault.open(connection.id, name, secrets[name])
             for name in wanted
             if name in secrets
         }
+        attributes = _public_attributes(credential)
+        if credential.kind == "netvisor":
+            opened, attributes = self._netvisor_identity(opened, attributes)
         return IssuedCredential(
             connection_id=connection.id,
             provider=connection.provider,
@@ -373,7 +517,28 @@ class CredentialService:
             if credential.access_expires_at
             else None,
             secrets=opened,
-            attributes=_public_attributes(credential),
+            attributes=attributes,
+        )
+
+    def _netvisor_identity(
+        self, opened: dict[str, SecretStr], attributes: dict[str, Any]
+    ) -> tuple[dict[str, SecretStr], dict[str, Any]]:
+        """The customer's identity plus our partner identity: all the connector signs with.
+
+        Our partner id and key come from auth's settings rather than the caller's, so the
+        partner key, like every other vendor secret, is held by auth alone and rotated in
+        one place; callers keep the whole identity in memory only.
+        """
+        partner = self._netvisor
+        if partner.partner_id is None or partner.partner_key is None:
+            raise CredentialError(
+                503,
+                "partner_unconfigured",
+                "auth has no Netvisor partner identity (NETVISOR__PARTNER_ID/PARTNER_KEY)",
+            )
+        return (
+            {**opened, "partner_key": partner.partner_key},
+            {**attributes, "partner_id": partner.partner_id},
         )
 
     def _remember(self, issued: IssuedCredential) -> IssuedCredential:

@@ -51,6 +51,11 @@ class VendorOAuthClient:
         self._http = http
         self._timeout = timeout
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The shared client (the 24SevenOffice login goes through it too)."""
+        return self._http
+
     def _client_auth(
         self, provider: OAuthProviderSettings, form: dict[str, str]
     ) -> httpx.BasicAuth | None:
