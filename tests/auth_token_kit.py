@@ -43,7 +43,7 @@ KEY_2 = SecretStr("second-vault-key-material-0123456789abcdef")
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 TWENTYFOUR_SOAP = "https://24so.test"
 TWENTYFOUR_APPLICATION = "ledgerlink-application-id"
-TWENTYFOUR_PASSWORD = "integration-password"  # noqa: S105 - a test value
+TWENTYFOUR_PASSWORD = "integration-password"
 PARTNER_KEY = "our-partner-key"
 _SOAP_FAULT = (
     '<?xml version="1.0" encoding="utf-8"?><soap:Envelope '

@@ -101,10 +101,7 @@ async def test_a_refused_session_is_replaced_once_however_many_callers_report_it
         connection_id = await stored_integration_user(h)
         session = (await h.credentials(connection_id)).json()["secrets"]["session_id"]
         answers = await asyncio.gather(
-            *(
-                h.credentials(connection_id, refused_token_sha256=sha256(session))
-                for _ in range(10)
-            )
+            *(h.credentials(connection_id, refused_token_sha256=sha256(session)) for _ in range(10))
         )
         fresh = {answer.json()["secrets"]["session_id"] for answer in answers}
         assert fresh == {h.idp.sessions[1]}
