@@ -197,3 +197,48 @@ async def test_procountor_takes_its_bearer_token_from_the_token_service() -> Non
     # The token service's token reached the vendor; no client-credentials grant was made.
     assert response.json() == {"seen_token": "t1"}
     assert len(service.bodies) == 1
+
+
+async def test_a_session_credential_is_refused_by_its_primary_secret_and_goes_stale() -> None:
+    """Not only bearer tokens: a 24SevenOffice session is named by its session id when
+    refused; a Netvisor identity (no expiry) is asked for again once it is stale."""
+    answers = iter(["s1", "s2", "s3"])
+    bodies: list[dict[str, Any]] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content or b"{}"))
+        return httpx.Response(
+            200,
+            json={
+                "connection_id": str(CONNECTION),
+                "provider": "24sevenoffice",
+                "kind": "twentyfour_session",
+                "expires_at": None,
+                "secrets": {"session_id": next(answers)},
+                "attributes": {"username": "integration@firm.example"},
+            },
+        )
+
+    now = [NOW]
+    provider = TokenServiceCredentials(
+        "http://auth",
+        SERVICE_TOKEN,
+        CONNECTION,
+        transport=httpx.MockTransport(handle),
+        stale_after_seconds=300,
+        clock=lambda: now[0],
+    )
+    first = await provider.get()
+    assert first.primary == SecretStr("s1")
+    assert await provider.get() is first  # held in memory
+    renewed = await provider.get(refused=first)
+    assert renewed.primary == SecretStr("s2")
+    assert bodies[-1] == {"refused_token_sha256": hashlib.sha256(b"s1").hexdigest()}
+    # A late refusal of s1 is answered from memory: s2 is already newer.
+    assert await provider.get(refused=first) is renewed
+    now[0] += 301
+    assert (await provider.get()).primary == SecretStr("s3")
+    assert provider.requests == 3
+    with pytest.raises(ValueError, match="no customer_key"):
+        renewed.secret("customer_key")
+    await provider.aclose()

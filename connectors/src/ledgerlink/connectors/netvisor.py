@@ -405,8 +405,6 @@ class NetvisorCredentialAuth(httpx.Auth):
     ``AUTHENTICATION_FAILED``, asks auth once more (naming the refused key by its SHA-256)
     and, if auth now gives another identity, repeats the request signed with it."""
 
-    requires_response_body = True
-
     def __init__(
         self, identity: _ProvidedIdentity, *, clock: Callable[[], dt.datetime] = _utcnow
     ) -> None:
@@ -428,6 +426,11 @@ class NetvisorCredentialAuth(httpx.Auth):
         credential, settings = await self._identity.current()
         request.headers.update(sign_headers(settings, str(request.url), now=self._clock()))
         response = yield request
+        # Answers are streamed: only a refusal (an error status, with Netvisor's
+        # UseHTTPResponseStatusCodes) is read here to learn its category.
+        if response.status_code < 400:
+            return
+        await response.aread()
         if not _authentication_failed(response):
             return
         fresh, settings = await self._identity.current(refused=credential)
