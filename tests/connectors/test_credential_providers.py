@@ -114,7 +114,8 @@ async def test_netvisor_signs_with_the_identity_the_provider_gives(
         assert [(c.external_id, c.business_id) for c in companies] == [(customer_id, business_id)]
         assert await connector.read_accounts()
         assert provider.refused == []
-        assert PARTNER_KEY not in repr(connector) and CUSTOMER_KEY not in repr(connector)
+        assert PARTNER_KEY not in repr(connector)
+        assert CUSTOMER_KEY not in repr(connector)
 
 
 async def test_netvisor_asks_again_once_when_the_identity_is_refused(

@@ -56,11 +56,11 @@ async def status_of(db: Database, connection_id: uuid.UUID) -> ConnectionStatus:
 async def secret_fields(db: Database, connection_id: uuid.UUID) -> set[str]:
     async with db.transaction() as session:
         rows = await session.execute(
-            select(ConnectionSecret.field).where(
+            select(col(ConnectionSecret.field)).where(
                 col(ConnectionSecret.connection_id) == connection_id
             )
         )
-        return set(rows.scalars())
+        return {str(name) for name in rows.scalars()}
 
 
 def sha256(text: str) -> str:
