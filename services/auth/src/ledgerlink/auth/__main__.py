@@ -1,4 +1,4 @@
-"""``ledgerlink-auth serve|migrate|vault|connections`` (also ``python -m ledgerlink.auth``).
+"""``ledgerlink-auth serve|migrate|vault|connections|terms`` (also ``python -m ledgerlink.auth``).
 
 Operator commands besides the service's own:
 
@@ -6,7 +6,11 @@ Operator commands besides the service's own:
 * ``vault rotate``: re-encrypt every secret under the active key (batched, idempotent,
   resumable);
 * ``connections revoke ID``: revoke at the vendor where it allows it, wipe the secrets,
-  publish ``connection.revoked.v1`` (through the outbox; a running replica relays it).
+  publish ``connection.revoked.v1`` (through the outbox; a running replica relays it);
+* ``terms publish --kind terms|privacy --version N --title T (--text-file F | --url U)
+  [--published-at ISO]``: publish a new version (immutable: there is no edit or delete;
+  a version must be higher than every earlier one of its kind). The same rules as
+  ``POST /internal/v1/terms``.
 """
 
 from __future__ import annotations
@@ -17,13 +21,19 @@ import json
 import sys
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
 
 import httpx
 
 from ledgerlink.auth.config import Config
+from ledgerlink.auth.domain.clock import utc_now
+from ledgerlink.auth.domain.terms import TermsKind
 from ledgerlink.auth.factory import build_components, build_vault
 from ledgerlink.auth.main import MIGRATIONS, SERVICE_NAME, create_app
+from ledgerlink.auth.services.access import AccessRefused
 from ledgerlink.auth.services.lifecycle import LifecycleError
+from ledgerlink.auth.services.terms import TermsService
 from ledgerlink.auth.services.vault_rotation import VaultRotation
 from ledgerlink.auth.storage.models import messaging
 from ledgerlink.auth.storage.vendor_oauth import VendorOAuthClient
@@ -46,6 +56,21 @@ def _operator_parser() -> argparse.ArgumentParser:
     )
     revoke = connections.add_parser("revoke", help="revoke a connection and wipe its secrets")
     revoke.add_argument("connection_id", type=uuid.UUID)
+    terms = commands.add_parser("terms", help="terms of use and privacy notice").add_subparsers(
+        dest="action", required=True
+    )
+    publish = terms.add_parser("publish", help="publish a new version (immutable)")
+    publish.add_argument("--kind", required=True, choices=[kind.value for kind in TermsKind])
+    publish.add_argument("--version", required=True, type=int)
+    publish.add_argument("--title", required=True)
+    source = publish.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text-file", type=Path, help="the text (UTF-8)")
+    source.add_argument("--url", help="where the text is published")
+    publish.add_argument(
+        "--published-at",
+        type=datetime.fromisoformat,
+        help="when it becomes current, ISO 8601 with offset (default: now)",
+    )
     return parser
 
 
@@ -85,6 +110,34 @@ async def _revoke(config: Config, connection_id: uuid.UUID) -> dict[str, object]
         await db.dispose()
 
 
+async def _publish_terms(config: Config, args: argparse.Namespace) -> dict[str, object]:
+    if args.version < 1:
+        raise AccessRefused("--version must be 1 or higher.", code="bad_version")
+    published_at = args.published_at
+    if published_at is not None and published_at.tzinfo is None:
+        raise AccessRefused("--published-at needs a UTC offset (e.g. +00:00).", code="naive_time")
+    text = args.text_file.read_text(encoding="utf-8") if args.text_file else None
+    db = Database.from_settings(config.database)
+    try:
+        async with db.transaction() as session:
+            document = await TermsService(session, utc_now).publish(
+                TermsKind(args.kind),
+                args.version,
+                args.title,
+                text=text,
+                url=args.url,
+                published_at=published_at,
+            )
+        return {
+            "id": str(document.id),
+            "kind": document.kind.value,
+            "version": document.version,
+            "published_at": document.published_at.isoformat(),
+        }
+    finally:
+        await db.dispose()
+
+
 def operator_command(argv: Sequence[str], config: Config | None = None) -> int:
     """Run one operator command; prints JSON; the exit status."""
     args = _operator_parser().parse_args(argv)
@@ -93,10 +146,15 @@ def operator_command(argv: Sequence[str], config: Config | None = None) -> int:
     try:
         if args.command == "vault":
             result = asyncio.run(_vault(config, args.action))
+        elif args.command == "terms":
+            result = asyncio.run(_publish_terms(config, args))
         else:
             result = asyncio.run(_revoke(config, args.connection_id))
     except LifecycleError as error:
         print(json.dumps({"error": error.reason_code, "message": error.message}))
+        return 1
+    except AccessRefused as refused:
+        print(json.dumps({"error": refused.code or "refused", "message": refused.message}))
         return 1
     print(json.dumps(result, default=str))
     return 0
@@ -105,7 +163,7 @@ def operator_command(argv: Sequence[str], config: Config | None = None) -> int:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the service's image."""
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments and arguments[0] in {"vault", "connections"}:
+    if arguments and arguments[0] in {"vault", "connections", "terms"}:
         sys.exit(operator_command(arguments))
     run_service_command(
         service_name=SERVICE_NAME,

@@ -212,6 +212,11 @@ class Config(ServiceConfig):
         description="Bearer tokens of the services allowed on /internal (name -> token), "
         'e.g. {"importer": "...", "journal-exporter": "..."}.',
     )
+    terms_publishers: list[str] = Field(
+        default_factory=lambda: ["operator"],
+        description="Names (keys of SERVICE_TOKENS) allowed to publish terms and privacy "
+        "versions through POST /internal/v1/terms: platform operators, not the services.",
+    )
     oauth_providers: dict[str, OAuthProviderSettings] = Field(
         default_factory=dict,
         description="Our OAuth client per provider (visma_net, procountor, nmbrs).",

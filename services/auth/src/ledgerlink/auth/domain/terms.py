@@ -64,3 +64,42 @@ def check_acceptable(
     for document_id in document_ids:
         if document_id not in current_ids:
             raise NotCurrentError(document_id)
+
+
+#: What a kind is called in a refusal.
+_NAMES = {TermsKind.TERMS: "terms of use", TermsKind.PRIVACY: "privacy notice"}
+
+
+class TermsRequiredError(ValueError):
+    """An admin action that needs the current terms, by someone who has not accepted them
+    (for that environment). The message names each version to accept and its id."""
+
+    def __init__(self, missing: list[Published]) -> None:
+        self.missing = missing
+        named = " and ".join(
+            f"the {_NAMES[document.kind]} version {document.version} (id {document.id})"
+            for document in missing
+        )
+        super().__init__(
+            f"Accept {named} first: send their ids as accepted_terms, or accept them with "
+            "POST /v1/terms/accept for this environment."
+        )
+
+
+def check_terms_accepted(
+    current: dict[TermsKind, Published],
+    accepted: Collection[uuid.UUID],
+    offered: Collection[uuid.UUID] = (),
+) -> list[uuid.UUID]:
+    """Whether the current versions are accepted: recorded (``accepted``) or given with
+    this request (``offered``). Returns the offered ids still to record.
+
+    An offered id that is not a current version is :class:`NotCurrentError` (the person
+    read an older text); a current version neither recorded nor offered is
+    :class:`TermsRequiredError`. With nothing published, nothing is required.
+    """
+    check_acceptable(current, offered)
+    missing = outstanding(current, set(accepted) | set(offered))
+    if missing:
+        raise TermsRequiredError(missing)
+    return [document_id for document_id in dict.fromkeys(offered) if document_id not in accepted]

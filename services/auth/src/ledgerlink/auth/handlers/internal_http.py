@@ -14,14 +14,19 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from ledgerlink.auth.domain.lifecycle import InvalidTransitionError
+from ledgerlink.auth.domain.terms import TermsKind
 from ledgerlink.auth.factory import AuthComponents
 from ledgerlink.auth.handlers.http import ConnectionPublic
+from ledgerlink.auth.services.access import AccessRefused
 from ledgerlink.auth.services.lifecycle import (
     AuthorizationResult,
     LifecycleError,
     LifecycleService,
 )
+from ledgerlink.auth.services.terms import TermsService
 from ledgerlink.auth.services.token_service import CredentialError, IssuedCredential
+from ledgerlink.auth.storage.models import TermsDocument
+from ledgerlink.shared.db import UtcDatetime
 from ledgerlink.shared.runtime import error_responses
 
 __all__ = ["register_internal_routes", "service_token_guard"]
@@ -59,6 +64,46 @@ class CredentialAnswer(BaseModel):
             expires_at=issued.expires_at,
             secrets={name: value.get_secret_value() for name, value in issued.secrets.items()},
             attributes=dict(issued.attributes),
+        )
+
+
+class PublishTerms(BaseModel):
+    """A new version of the terms of use or the privacy notice (immutable once published)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: TermsKind
+    version: int = Field(ge=1, description="Higher than every earlier version of its kind.")
+    title: str = Field(min_length=1, max_length=300)
+    text: str | None = Field(default=None, min_length=1, max_length=200_000)
+    url: str | None = Field(default=None, pattern=r"^https?://", max_length=2000)
+    published_at: UtcDatetime | None = Field(
+        default=None,
+        description="When it becomes current (default: now; a future date schedules it).",
+    )
+
+
+class PublishedTerms(BaseModel):
+    """A published version."""
+
+    id: uuid.UUID
+    kind: TermsKind
+    version: int
+    title: str
+    text: str | None
+    url: str | None
+    published_at: UtcDatetime
+
+    @classmethod
+    def of(cls, document: TermsDocument) -> PublishedTerms:
+        return cls(
+            id=document.id,
+            kind=document.kind,
+            version=document.version,
+            title=document.title,
+            text=document.text,
+            url=document.url,
+            published_at=document.published_at,
         )
 
 
@@ -216,6 +261,41 @@ def build_internal_router(components: AuthComponents) -> APIRouter:
         return RevocationAnswer(
             connection=ConnectionPublic.of(connection), vendor_revocation=outcome
         )
+
+    @internal.post(
+        "/terms",
+        response_model=PublishedTerms,
+        status_code=201,
+        responses=error_responses(
+            {
+                **_GUARDED,
+                400: "Neither or both of text and url.",
+                403: "This service token may not publish terms (TERMS_PUBLISHERS).",
+                409: "That version (or a higher one) of the kind is already published.",
+            }
+        ),
+    )
+    async def publish_terms(
+        body: PublishTerms,
+        caller: str = guard,  # the calling service's name (the router already checked it)
+    ) -> Any:
+        if caller not in components.config.terms_publishers:
+            return _problem(
+                403, "not_a_publisher", f"{caller!r} may not publish terms; operators may"
+            )
+        try:
+            async with components.db.transaction() as session:
+                document = await TermsService(session, components.clock).publish(
+                    body.kind,
+                    body.version,
+                    body.title,
+                    text=body.text,
+                    url=body.url,
+                    published_at=body.published_at,
+                )
+        except AccessRefused as refused:
+            return _problem(refused.status, refused.code or "refused", refused.message)
+        return PublishedTerms.of(document)
 
     router = APIRouter()
     router.include_router(internal)

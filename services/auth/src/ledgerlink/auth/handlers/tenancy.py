@@ -89,6 +89,13 @@ class CreateEnvironment(BaseModel):
         description="Claim an environment an earlier activation made and nobody administers "
         "yet (allowed only for the person that activation names).",
     )
+    accepted_terms: list[uuid.UUID] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Ids of the current terms and privacy versions the person accepts for this "
+        "environment (GET /v1/terms/current lists them); needed to create, claim or join it "
+        "unless already accepted there. Without them: 409 terms_required naming the versions.",
+    )
 
 
 class MatchPublic(BaseModel):
@@ -354,6 +361,7 @@ def build_tenancy_router(context: WebContext, people: People) -> APIRouter:
                         subdomain=body.subdomain,
                     ),
                     claim=body.claim,
+                    accepted_terms=body.accepted_terms,
                 )
         if matched.outcome is not Match.CREATE:
             response.status_code = 200
@@ -614,6 +622,70 @@ def build_tenancy_router(context: WebContext, people: People) -> APIRouter:
                 active.user, organisation_id, body.environment_id, body.division_id
             )
         return AdministrationPublic.of(administration, environment)
+
+    @router.get(
+        "/organisations/{organisation_id}/members",
+        tags=["organisations"],
+        summary="Who belongs to the organisation (members only).",
+        response_model=list[MemberPublic],
+        responses=read,
+    )
+    async def list_organisation_members(
+        organisation_id: uuid.UUID, active: Reader
+    ) -> list[MemberPublic]:
+        async with db.transaction() as session:
+            views = await OrganisationService(session, clock).members(active.user, organisation_id)
+        return [MemberPublic.of(view) for view in views]
+
+    @router.post(
+        "/organisations/{organisation_id}/members",
+        tags=["organisations"],
+        summary="Add someone who has signed in once (admins only).",
+        response_model=MemberPublic,
+        status_code=201,
+        responses=statuses(400, 401, 403, 404, 409, 415, 422),
+    )
+    async def add_organisation_member(
+        organisation_id: uuid.UUID, body: AddMember, active: Writer
+    ) -> "MemberPublic":
+        async with db.transaction() as session:
+            view = await OrganisationService(session, clock).add_member(
+                active.user, organisation_id, body.email, body.role
+            )
+        return MemberPublic.of(view)
+
+    @router.patch(
+        "/organisations/{organisation_id}/members/{user_id}",
+        tags=["organisations"],
+        summary="Change a member's role (admins only; the last admin stays).",
+        response_model=MemberPublic,
+        responses=statuses(401, 403, 404, 409, 415, 422),
+    )
+    async def change_organisation_role(
+        organisation_id: uuid.UUID, user_id: uuid.UUID, body: ChangeRole, active: Writer
+    ) -> "MemberPublic":
+        async with db.transaction() as session:
+            view = await OrganisationService(session, clock).change_role(
+                active.user, organisation_id, user_id, body.role
+            )
+        return MemberPublic.of(view)
+
+    @router.delete(
+        "/organisations/{organisation_id}/members/{user_id}",
+        tags=["organisations"],
+        summary="Remove a member (admins only; the last admin stays).",
+        status_code=204,
+        response_class=Response,
+        responses=statuses(401, 403, 404, 409, 422),
+    )
+    async def remove_organisation_member(
+        organisation_id: uuid.UUID, user_id: uuid.UUID, active: Writer
+    ) -> Response:
+        async with db.transaction() as session:
+            await OrganisationService(session, clock).remove_member(
+                active.user, organisation_id, user_id
+            )
+        return Response(status_code=204)
 
     @router.get(
         "/organisations/{organisation_id}/divisions",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -33,13 +34,34 @@ from ledgerlink.auth.domain.environments import (
     subdomain_problem,
     suggest_subdomain,
 )
+from ledgerlink.auth.domain.terms import (
+    NotCurrentError,
+    Published,
+    TermsRequiredError,
+    check_terms_accepted,
+    current_versions,
+)
 from ledgerlink.auth.services.access import BadInput, Conflict, Forbidden, NotFound
-from ledgerlink.auth.storage.models import Connection, Environment, EnvironmentMember, User
+from ledgerlink.auth.storage.models import (
+    Connection,
+    Environment,
+    EnvironmentMember,
+    TermsAcceptance,
+    TermsDocument,
+    User,
+)
 from ledgerlink.auth.storage.repository import ConnectionRepository, EnvironmentRepository
-from ledgerlink.auth.storage.tenancy import MembershipRepository, TenancyQueries
+from ledgerlink.auth.storage.tenancy import MembershipRepository, TenancyQueries, TermsRepository
 from ledgerlink.shared.business_id import BusinessIdError, parse_business_id
+from ledgerlink.shared.db import as_utc
 
 logger = logging.getLogger(__name__)
+
+
+def published(document: TermsDocument) -> Published:
+    """A stored version as the terms rules see it (SQLite hands back naive datetimes)."""
+    return Published(document.id, document.kind, document.version, as_utc(document.published_at))
+
 
 # How much of a slug the look-up of taken subdomains keys on: suffixes (-2, -3 ...) only
 # ever shorten the slug's end, so every candidate starts with this much of it.
@@ -92,6 +114,7 @@ class EnvironmentService:
         self._connections = ConnectionRepository(session)
         self._members = MembershipRepository(session)
         self._queries = TenancyQueries(session)
+        self._terms = TermsRepository(session)
         self._clock = clock
 
     # Access -------------------------------------------------------------------------
@@ -126,6 +149,59 @@ class EnvironmentService:
             Membership(environment, member.role)
             for environment, member in await self._members.environments_of(person.id)
         ]
+
+    # Terms --------------------------------------------------------------------------
+
+    async def require_current_terms(
+        self,
+        person: User,
+        environment_id: uuid.UUID | None,
+        offered: Collection[uuid.UUID] = (),
+    ) -> list[uuid.UUID]:
+        """Refuse (409 ``terms_required``, naming each version) unless ``person`` accepted
+        the current terms and privacy notice for the environment, before or with this
+        request (``offered``); the offered ids still to record are returned.
+
+        Which admin actions need it (``domain/terms.py`` has the rule, the README the
+        list): creating, claiming or joining an environment through an activation, adding
+        a member, making someone an admin. Never what reduces access or only reads.
+        """
+        current = current_versions(
+            (published(document) for document in await self._terms.documents()), self._clock()
+        )
+        accepted = (
+            await self._terms.accepted_ids(person.id, environment_id)
+            if environment_id is not None
+            else set()
+        )
+        try:
+            return check_terms_accepted(current, accepted, offered)
+        except NotCurrentError as error:
+            raise Conflict(str(error), code="not_current") from None
+        except TermsRequiredError as error:
+            raise Conflict(str(error), code="terms_required") from None
+
+    async def _record_terms(
+        self, person: User, environment_id: uuid.UUID, document_ids: Collection[uuid.UUID]
+    ) -> None:
+        now = self._clock()
+        for document_id in document_ids:
+            await self._terms.add(
+                TermsAcceptance(
+                    user_id=person.id,
+                    document_id=document_id,
+                    environment_id=environment_id,
+                    accepted_at=now,
+                )
+            )
+            logger.info(
+                "terms accepted",
+                extra={
+                    "user_id": str(person.id),
+                    "document_id": str(document_id),
+                    "environment_id": str(environment_id),
+                },
+            )
 
     # Subdomains ---------------------------------------------------------------------
 
@@ -167,7 +243,12 @@ class EnvironmentService:
     # Create or match ----------------------------------------------------------------
 
     async def create_or_match(
-        self, person: User, details: CompanyDetails, *, claim: bool = False
+        self,
+        person: User,
+        details: CompanyDetails,
+        *,
+        claim: bool = False,
+        accepted_terms: Collection[uuid.UUID] = (),
     ) -> Matched:
         """An activation by ``person`` for a business ID: create, join, claim or refuse.
 
@@ -178,6 +259,11 @@ class EnvironmentService:
           claim; with ``claim``, ``person`` becomes its first admin only if one of its
           activations names their verified e-mail (Forbidden otherwise), and the claim is
           recorded (``claimed_by``, ``claimed_at``) and logged.
+
+        Creating, joining and claiming need ``person``'s acceptance of the current terms
+        and privacy notice for the environment: recorded earlier (joining) or given as
+        ``accepted_terms`` (recorded with the environment, in the same transaction);
+        otherwise Conflict ``terms_required`` naming the versions.
         """
         try:
             business_id = parse_business_id(details.country, details.business_id)
@@ -204,6 +290,13 @@ class EnvironmentService:
             named_by_activation=named,
         )
         now = self._clock()
+        to_record: list[uuid.UUID] = []
+        if decision.outcome in (Match.CREATE, Match.JOIN, Match.CLAIM):
+            to_record = await self.require_current_terms(
+                person,
+                environment.id if environment is not None else None,
+                accepted_terms,
+            )
         if decision.outcome is Match.CREATE:
             subdomain = await self._choose_subdomain(details.subdomain, details.official_name)
             environment = await self._environments.add(
@@ -223,6 +316,7 @@ class EnvironmentService:
                     environment_id=environment.id, user_id=person.id, role=Role.ADMIN, added_at=now
                 )
             )
+            await self._record_terms(person, environment.id, to_record)
             logger.info(
                 "environment created",
                 extra={"environment_id": str(environment.id), "user_id": str(person.id)},
@@ -230,6 +324,7 @@ class EnvironmentService:
             return Matched(environment, decision.outcome)
         assert environment is not None
         if decision.outcome is Match.JOIN:
+            await self._record_terms(person, environment.id, to_record)
             return Matched(environment, decision.outcome)
         if decision.outcome is Match.CLAIM:
             environment.subdomain = await self._choose_subdomain(
@@ -244,6 +339,7 @@ class EnvironmentService:
                     environment_id=environment.id, user_id=person.id, role=Role.ADMIN, added_at=now
                 )
             )
+            await self._record_terms(person, environment.id, to_record)
             logger.warning(
                 "unclaimed environment claimed",
                 extra={"environment_id": str(environment.id), "user_id": str(person.id)},
@@ -303,8 +399,10 @@ class EnvironmentService:
     async def add_member(
         self, person: User, environment_id: uuid.UUID, email: str, role: Role
     ) -> MemberView:
-        """Add someone who has signed in before, by e-mail (admins only)."""
+        """Add someone who has signed in before, by e-mail (admins only, with the current
+        terms accepted for the environment)."""
         await self.require(person, environment_id, Action.MANAGE_MEMBERS)
+        await self.require_current_terms(person, environment_id)
         users = await self._queries.users_with_email(email)
         if not users:
             raise BadInput(
@@ -361,6 +459,9 @@ class EnvironmentService:
     ) -> MemberView:
         """Make a member an admin or a member (admins only; never the last admin away)."""
         target = await self._change(person, environment_id, user_id, role)
+        if role is Role.ADMIN and target.role is not Role.ADMIN:
+            # Granting more access needs the current terms; taking it away never does.
+            await self.require_current_terms(person, environment_id)
         target.role = role
         logger.info(
             "member role changed",

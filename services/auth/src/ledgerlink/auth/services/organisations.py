@@ -14,9 +14,16 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledgerlink.auth.domain.clock import Clock
-from ledgerlink.auth.domain.environments import Action, Contact, Role, ask_admins
+from ledgerlink.auth.domain.environments import (
+    Action,
+    Contact,
+    LastAdminError,
+    Role,
+    ask_admins,
+    check_member_change,
+)
 from ledgerlink.auth.services.access import BadInput, Conflict, Forbidden, NotFound
-from ledgerlink.auth.services.environments import EnvironmentService
+from ledgerlink.auth.services.environments import EnvironmentService, MemberView
 from ledgerlink.auth.storage.models import (
     Administration,
     Division,
@@ -26,7 +33,7 @@ from ledgerlink.auth.storage.models import (
     RoleTemplate,
     User,
 )
-from ledgerlink.auth.storage.tenancy import OrganisationRepository
+from ledgerlink.auth.storage.tenancy import OrganisationRepository, TenancyQueries
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +51,7 @@ class OrganisationService:
 
     def __init__(self, session: AsyncSession, clock: Clock) -> None:
         self._organisations = OrganisationRepository(session)
+        self._queries = TenancyQueries(session)
         self._environments = EnvironmentService(session, clock)
         self._clock = clock
 
@@ -148,6 +156,8 @@ class OrganisationService:
         environment = (
             await self._environments.require(person, environment_id, Action.ADD_TO_ORGANISATION)
         ).environment
+        # Giving an accounting office access to the company needs the current terms.
+        await self._environments.require_current_terms(person, environment_id)
         if division_id is not None:
             division = await self._organisations.division(division_id)
             if division is None or division.organisation_id != organisation_id:
@@ -176,3 +186,107 @@ class OrganisationService:
             },
         )
         return administration, environment
+
+    # Members ------------------------------------------------------------------------
+
+    async def members(self, person: User, organisation_id: uuid.UUID) -> list[MemberView]:
+        """Everyone in the organisation (any member may see who else is)."""
+        await self.require(person, organisation_id)
+        return [
+            MemberView(user, member.role, member.added_at, None)
+            for member, user in await self._organisations.members(organisation_id)
+        ]
+
+    async def member(
+        self, person: User, organisation_id: uuid.UUID, user_id: uuid.UUID
+    ) -> MemberView:
+        """One member; NotFound when ``user_id`` is not one."""
+        for view in await self.members(person, organisation_id):
+            if view.user.id == user_id:
+                return view
+        raise NotFound(f"no member {user_id} in organisation {organisation_id}")
+
+    async def add_member(
+        self, person: User, organisation_id: uuid.UUID, email: str, role: Role
+    ) -> MemberView:
+        """Add someone who has signed in before, by e-mail (admins only)."""
+        await self.require(person, organisation_id, admin=True)
+        users = await self._queries.users_with_email(email)
+        if not users:
+            raise BadInput(
+                f"Nobody with the e-mail {email.lower()} has signed in to Ledgerlink yet. "
+                "Ask them to sign in once, then add them.",
+                code="unknown_person",
+            )
+        if len(users) > 1:
+            raise Conflict(
+                f"More than one account (Google and Microsoft) uses {email.lower()}; "
+                "ask the person which one they use.",
+                code="ambiguous_person",
+            )
+        [user] = users
+        if await self._organisations.member(organisation_id, user.id) is not None:
+            raise Conflict(f"{user.email} is already a member.", code="already_member")
+        member = OrganisationMember(
+            organisation_id=organisation_id, user_id=user.id, role=role, added_at=self._clock()
+        )
+        await self._organisations.add(member)
+        logger.info(
+            "organisation member added",
+            extra={
+                "organisation_id": str(organisation_id),
+                "user_id": str(user.id),
+                "by": str(person.id),
+                "role": role.value,
+            },
+        )
+        return MemberView(user, member.role, member.added_at, None)
+
+    async def _change(
+        self, person: User, organisation_id: uuid.UUID, user_id: uuid.UUID, role: Role | None
+    ) -> OrganisationMember:
+        await self.require(person, organisation_id, admin=True)
+        members = await self._organisations.members(organisation_id)
+        roles = {member.user_id: member.role for member, _ in members}
+        target = next((member for member, _ in members if member.user_id == user_id), None)
+        if target is None:
+            raise NotFound(f"no member {user_id} in organisation {organisation_id}")
+        try:
+            check_member_change(roles, user_id, role)
+        except LastAdminError as error:
+            raise Conflict(
+                error.message.replace("environment", "organisation"), code="last_admin"
+            ) from None
+        return target
+
+    async def change_role(
+        self, person: User, organisation_id: uuid.UUID, user_id: uuid.UUID, role: Role
+    ) -> MemberView:
+        """Make a member an admin or a member (admins only; never the last admin away)."""
+        target = await self._change(person, organisation_id, user_id, role)
+        target.role = role
+        logger.info(
+            "organisation member role changed",
+            extra={
+                "organisation_id": str(organisation_id),
+                "user_id": str(user_id),
+                "by": str(person.id),
+                "role": role.value,
+            },
+        )
+        return await self.member(person, organisation_id, user_id)
+
+    async def remove_member(
+        self, person: User, organisation_id: uuid.UUID, user_id: uuid.UUID
+    ) -> None:
+        """Remove a member (admins only; never the last admin)."""
+        await self._change(person, organisation_id, user_id, None)
+        await self._organisations.delete_member(organisation_id, user_id)
+        logger.info(
+            "organisation member removed",
+            extra={
+                "organisation_id": str(organisation_id),
+                "user_id": str(user_id),
+                "by": str(person.id),
+            },
+        )

@@ -15,16 +15,14 @@ from ledgerlink.auth.domain.clock import Clock
 from ledgerlink.auth.domain.environments import Action
 from ledgerlink.auth.domain.terms import (
     NotCurrentError,
-    Published,
     TermsKind,
     check_acceptable,
     current_versions,
 )
 from ledgerlink.auth.services.access import BadInput, Conflict
-from ledgerlink.auth.services.environments import EnvironmentService
+from ledgerlink.auth.services.environments import EnvironmentService, published
 from ledgerlink.auth.storage.models import TermsAcceptance, TermsDocument, User
 from ledgerlink.auth.storage.tenancy import TermsRepository
-from ledgerlink.shared.db import as_utc
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +33,6 @@ class CurrentDocument:
 
     document: TermsDocument
     accepted: bool
-
-
-def _published(document: TermsDocument) -> Published:
-    # SQLite hands back naive datetimes; the store writes UTC.
-    return Published(document.id, document.kind, document.version, as_utc(document.published_at))
 
 
 class TermsService:
@@ -62,7 +55,7 @@ class TermsService:
     ) -> TermsDocument:
         """A new version (operators, seeding); it must be newer than every earlier one."""
         if (text is None) == (url is None):
-            raise BadInput("A terms document has either its text or its URL.")
+            raise BadInput("A terms document has either its text or its URL.", code="text_or_url")
         for existing in await self._terms.documents():
             if existing.kind == kind and existing.version >= version:
                 raise Conflict(
@@ -83,7 +76,7 @@ class TermsService:
 
     async def _current(self) -> dict[TermsKind, TermsDocument]:
         documents = {document.id: document for document in await self._terms.documents()}
-        latest = current_versions((_published(d) for d in documents.values()), self._clock())
+        latest = current_versions((published(d) for d in documents.values()), self._clock())
         return {kind: documents[published.id] for kind, published in latest.items()}
 
     async def _check_environment(self, person: User, environment_id: uuid.UUID | None) -> None:
@@ -119,7 +112,7 @@ class TermsService:
         current = await self._current()
         try:
             check_acceptable(
-                {kind: _published(document) for kind, document in current.items()}, document_ids
+                {kind: published(document) for kind, document in current.items()}, document_ids
             )
         except NotCurrentError as error:
             raise Conflict(str(error), code="not_current") from None

@@ -182,6 +182,25 @@ class OrganisationRepository:
         )
         return list(result.scalars().all())
 
+    async def members(self, organisation_id: uuid.UUID) -> list[tuple[OrganisationMember, User]]:
+        """Every member with their user, oldest first."""
+        result = await self._session.execute(
+            select(OrganisationMember, User)
+            .join(User, col(User.id) == col(OrganisationMember.user_id))
+            .where(OrganisationMember.organisation_id == organisation_id)
+            .order_by(col(OrganisationMember.added_at), col(User.email))
+        )
+        return [(member, user) for member, user in result.all()]
+
+    async def delete_member(self, organisation_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        """Remove a membership."""
+        await self._session.execute(
+            delete(OrganisationMember).where(
+                col(OrganisationMember.organisation_id) == organisation_id,
+                col(OrganisationMember.user_id) == user_id,
+            )
+        )
+
     async def of_user(self, user_id: uuid.UUID) -> list[tuple[Organisation, OrganisationMember]]:
         """The organisations the person belongs to."""
         result = await self._session.execute(
