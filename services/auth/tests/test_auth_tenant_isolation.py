@@ -77,19 +77,13 @@ async def world(db: Database, town: Town) -> World:
     organisation = (
         await _ok(await anna.client.post("/v1/organisations", json={"name": "Byrå AB"}), 201)
     )["id"]
+    await _ok(
+        await anna.client.post(
+            f"/v1/organisations/{organisation}/members", json={"email": erik.email}
+        ),
+        201,
+    )
     async with db.transaction() as session:
-        # The organisation membership of Erik is written directly: there is no route for it.
-        from ledgerlink.auth.domain.environments import Role
-        from ledgerlink.auth.storage.models import OrganisationMember
-
-        session.add(
-            OrganisationMember(
-                organisation_id=uuid.UUID(organisation),
-                user_id=erik.user_id,
-                role=Role.MEMBER,
-                added_at=NOW,
-            )
-        )
         connection = await ActivationService(session, Outbox(messaging, source="test")).activate(
             ActivationRequestedV1.model_validate(
                 {
@@ -107,6 +101,14 @@ async def world(db: Database, town: Town) -> World:
             TermsKind.TERMS, 1, "Terms of use", text="Be nice."
         )
     assert str(connection.environment_id) == environment
+    # Anna accepts the current terms for the environment: adding members, promoting and
+    # attaching it to an organisation need them (test_auth_terms_gate.py shows the refusal).
+    await _ok(
+        await anna.client.post(
+            "/v1/terms/accept",
+            json={"document_ids": [str(terms.id)], "environment_id": environment},
+        )
+    )
     return World(anna, erik, olle, environment, organisation, str(connection.id), str(terms.id))
 
 
@@ -160,6 +162,21 @@ ROUTES = {
         "POST", "/v1/organisations/{org}/divisions", {"name": "Stockholm"}, admin=201, member=403
     ),
     "list templates": Route("GET", "/v1/organisations/{org}/templates"),
+    "list organisation members": Route("GET", "/v1/organisations/{org}/members"),
+    "add organisation member": Route(
+        "POST",
+        "/v1/organisations/{org}/members",
+        {"email": "olle@elsewhere.se", "role": "member"},
+        admin=201,
+        member=403,
+    ),
+    "change organisation role": Route(
+        "PATCH", "/v1/organisations/{org}/members/{erik}", {"role": "admin"}, member=403
+    ),
+    "remove organisation member": Route(
+        "DELETE", "/v1/organisations/{org}/members/{erik}", admin=204, member=403
+    ),
+    "revoke connection": Route("DELETE", "/v1/connections/{conn}", member=403),
     "add template": Route(
         "POST",
         "/v1/organisations/{org}/templates",
@@ -199,6 +216,7 @@ async def _state(world: World) -> Any:
             "/v1/organisations/{org}/administrations",
             "/v1/organisations/{org}/divisions",
             "/v1/organisations/{org}/templates",
+            "/v1/organisations/{org}/members",
         )
     ]
 

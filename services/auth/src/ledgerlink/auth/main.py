@@ -95,7 +95,7 @@ def create_app(
         register_http_routes(app, context, people)
         register_tenancy_routes(app, context, people)
         register_web_routes(app, context)
-        register_internal_routes(components, app)
+        register_internal_routes(components, app, people)
 
     return create_service_app(
         service_name=SERVICE_NAME,

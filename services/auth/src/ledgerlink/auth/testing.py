@@ -14,12 +14,17 @@ from fastapi import FastAPI
 
 from ledgerlink.auth.config import Config
 from ledgerlink.auth.domain.identity import VerifiedIdentity
+from ledgerlink.auth.factory import build_components
 from ledgerlink.auth.handlers.dependencies import CSRF_HEADER, People
 from ledgerlink.auth.handlers.http import register_http_routes
+from ledgerlink.auth.handlers.internal_http import register_internal_routes
 from ledgerlink.auth.handlers.tenancy import register_tenancy_routes
 from ledgerlink.auth.handlers.web import register_web_routes
 from ledgerlink.auth.main import build_web_context
+from ledgerlink.auth.storage.models import messaging
+from ledgerlink.auth.storage.vendor_oauth import VendorOAuthClient
 from ledgerlink.shared.db import Database
+from ledgerlink.shared.messaging.outbox import Outbox
 
 NOW = datetime(2027, 3, 1, 12, tzinfo=UTC)
 
@@ -74,12 +79,23 @@ class Town:
 
 
 def build_auth_app(db: Database) -> FastAPI:
-    """Auth's HTTP routes (connections, environments ..., sign-in) without Kafka."""
-    context = build_web_context(Config(), db, clock=lambda: NOW)
+    """Auth's HTTP routes (connections, environments ..., sign-in, revocation) without
+    Kafka; no vendor is configured, so a revocation wipes without calling one."""
+    config = Config()
+    context = build_web_context(config, db, clock=lambda: NOW)
     app = FastAPI()
     people = People(context)
     register_http_routes(app, context, people)
     register_tenancy_routes(app, context, people)
     register_web_routes(app, context)
+    components = build_components(
+        config,
+        db,
+        Outbox(messaging, source="ledgerlink/auth"),
+        # Never used: no OAuth provider is configured here.
+        VendorOAuthClient(httpx.AsyncClient()),
+        clock=lambda: NOW,
+    )
+    register_internal_routes(components, app, people)
     app.state.web_context = context
     return app

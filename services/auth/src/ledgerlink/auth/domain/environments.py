@@ -156,6 +156,8 @@ class Action(StrEnum):
     MANAGE_MEMBERS = "manage_members"
     #: Attach an environment to an organisation (it then sees the company's data).
     ADD_TO_ORGANISATION = "add_to_organisation"
+    #: Revoke one of its connections (secrets wiped, revoked at the vendor).
+    REVOKE_CONNECTION = "revoke_connection"
 
 
 _ALLOWED: Final[Mapping[Role, frozenset[Action]]] = {

@@ -9,20 +9,24 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from ledgerlink.auth.domain.environments import Action
 from ledgerlink.auth.domain.lifecycle import InvalidTransitionError
 from ledgerlink.auth.domain.terms import TermsKind
 from ledgerlink.auth.factory import AuthComponents
+from ledgerlink.auth.handlers.dependencies import People
 from ledgerlink.auth.handlers.http import ConnectionPublic
 from ledgerlink.auth.services.access import AccessRefused
+from ledgerlink.auth.services.environments import EnvironmentService
 from ledgerlink.auth.services.lifecycle import (
     AuthorizationResult,
     LifecycleError,
     LifecycleService,
 )
+from ledgerlink.auth.services.sessions import ActiveSession
 from ledgerlink.auth.services.terms import TermsService
 from ledgerlink.auth.services.token_service import CredentialError, IssuedCredential
 from ledgerlink.auth.storage.models import TermsDocument
@@ -141,6 +145,29 @@ def service_token_guard(tokens: Mapping[str, SecretStr]) -> Any:
     return caller
 
 
+def revoker_guard(tokens: Mapping[str, SecretStr], people: People | None) -> Any:
+    """A dependency for revocation: a service token (then None), or a signed-in person with
+    the CSRF header (then their session); the environment-admin check follows in the route.
+    """
+    service = service_token_guard(tokens)
+
+    async def revoker(
+        request: Request, authorization: Annotated[str | None, Header()] = None
+    ) -> ActiveSession | None:
+        if authorization is not None and authorization[:7].lower() == "bearer ":
+            await service(authorization)
+            return None
+        if people is None:
+            raise HTTPException(
+                401,
+                "a service token or a signed-in environment admin is required",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return await people.writer(request)
+
+    return revoker
+
+
 def _problem(status: int, reason_code: str, message: str) -> JSONResponse:
     return JSONResponse(
         {"detail": {"reason_code": reason_code, "message": message}},
@@ -153,11 +180,13 @@ def _problem(status: int, reason_code: str, message: str) -> JSONResponse:
 _GUARDED: dict[int, str] = {401: "No or an unknown service token (Authorization: Bearer)."}
 
 
-def build_internal_router(components: AuthComponents) -> APIRouter:
-    """The service-token-protected routes."""
+def build_internal_router(components: AuthComponents, people: People | None = None) -> APIRouter:
+    """The service-token-protected routes, and revocation (service token or a signed-in
+    environment admin: ``people`` resolves the latter; without it, service tokens only)."""
     guard = Depends(service_token_guard(components.config.service_tokens))
     internal = APIRouter(prefix="/internal/v1", tags=["internal"], dependencies=[guard])
-    public = APIRouter(prefix="/v1", tags=["connections"], dependencies=[guard])
+    public = APIRouter(prefix="/v1", tags=["connections"])
+    revoker = Depends(revoker_guard(components.config.service_tokens, people))
 
     # The answer rendered once per issued credential: a warm request is then a cache hit
     # and a copy of bytes (the hot path of the token service).
@@ -249,10 +278,30 @@ def build_internal_router(components: AuthComponents) -> APIRouter:
         "/connections/{connection_id}",
         response_model=RevocationAnswer,
         responses=error_responses(
-            {**_GUARDED, 404: "No connection with this id.", 409: "Not revocable in its state."}
+            {
+                401: "Neither a service token nor a signed-in person.",
+                403: "A member, not an admin, of the connection's environment (the message names "
+                "the admins), or a missing/wrong X-CSRF-Token header.",
+                404: "No connection with this id (or not one of the person's environments).",
+                409: "Not revocable in its state.",
+            }
         ),
     )
-    async def revoke(connection_id: uuid.UUID) -> Any:
+    async def revoke(connection_id: uuid.UUID, active: ActiveSession | None = revoker) -> Any:
+        if active is not None:
+            # A person: only an admin of the connection's environment; a member 403, anyone
+            # else 404 (existence not revealed), as on every person-facing route.
+            try:
+                async with components.db.transaction() as session:
+                    await EnvironmentService(session, components.clock).require_connection(
+                        active.user, connection_id, Action.REVOKE_CONNECTION
+                    )
+            except AccessRefused as refused:
+                return JSONResponse(
+                    {"detail": refused.message, "code": refused.code or None},
+                    status_code=refused.status,
+                    headers={"Cache-Control": "no-store"},
+                )
         try:
             connection, outcome = await components.revocation().revoke(connection_id)
         except LifecycleError as error:
@@ -303,6 +352,8 @@ def build_internal_router(components: AuthComponents) -> APIRouter:
     return router
 
 
-def register_internal_routes(components: AuthComponents, app: FastAPI) -> None:
-    """Attach the internal routes to the service's app."""
-    app.include_router(build_internal_router(components))
+def register_internal_routes(
+    components: AuthComponents, app: FastAPI, people: People | None = None
+) -> None:
+    """Attach the internal routes (and revocation) to the service's app."""
+    app.include_router(build_internal_router(components, people))

@@ -508,6 +508,20 @@ class EnvironmentService:
                 return connection
         raise NotFound(f"no connection {connection_id}")
 
+    async def require_connection(
+        self, person: User, connection_id: uuid.UUID, action: Action
+    ) -> Connection:
+        """The connection if ``person`` may do ``action`` in its environment: NotFound for a
+        non-member (or no such connection), Forbidden naming the admins for a member."""
+        connection = await self._connections.get(connection_id)
+        if connection is None or connection.environment_id is None:
+            raise NotFound(f"no connection {connection_id}")
+        try:
+            await self.require(person, connection.environment_id, action)
+        except NotFound:
+            raise NotFound(f"no connection {connection_id}") from None
+        return connection
+
     async def connections_for_business_id(self, person: User, business_id: str) -> list[Connection]:
         """Connections for this business ID (raw or normal form) in the person's environments."""
         return await self._queries.connections_visible_to(person.id, business_id)
