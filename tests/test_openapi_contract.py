@@ -144,7 +144,47 @@ SERVICES: Final[dict[str, tuple[Callable[[], FastAPI], dict[tuple[str, str], set
                 "409",
                 "422",
             },
-            ("delete", "/v1/connections/{connection_id}"): {"200", "401", "404", "409", "422"},
+            # Revocation: a service token or a signed-in environment admin (403: a member,
+            # or no CSRF header).
+            ("delete", "/v1/connections/{connection_id}"): {
+                "200",
+                "401",
+                "403",
+                "404",
+                "409",
+                "422",
+            },
+            # Publishing terms (operators' service token).
+            ("post", "/internal/v1/terms"): {"201", "400", "401", "403", "409", "422"},
+            # Organisation members.
+            ("get", "/v1/organisations/{organisation_id}/members"): {"200", "401", "404", "422"},
+            ("post", "/v1/organisations/{organisation_id}/members"): {
+                "201",
+                "400",
+                "401",
+                "403",
+                "404",
+                "409",
+                "415",
+                "422",
+            },
+            ("patch", "/v1/organisations/{organisation_id}/members/{user_id}"): {
+                "200",
+                "401",
+                "403",
+                "404",
+                "409",
+                "415",
+                "422",
+            },
+            ("delete", "/v1/organisations/{organisation_id}/members/{user_id}"): {
+                "204",
+                "401",
+                "403",
+                "404",
+                "409",
+                "422",
+            },
             # The sign-in pages: their refusals are pages (text/html), success a redirect.
             ("get", "/signin"): {"200", "400", "422"},
             ("get", "/signin/{provider}"): {"200", "302", "400", "401", "422"},
