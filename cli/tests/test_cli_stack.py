@@ -101,3 +101,5 @@ def test_dev_auth_env_points_the_token_service_at_the_sandbox() -> None:
     assert visma.token_url == "http://127.0.0.1:8084/visma-connect/connect/token"
     assert visma.revocation_url == "http://127.0.0.1:8084/visma-connect/connect/revocation"
     assert config.oauth_providers["nmbrs"].token_endpoint_auth_method == "none"
+    assert env["LEDGERLINK_AUTH_NETVISOR__PARTNER_ID"] == "LEDGERLINK_DEMO"
+    assert env["LEDGERLINK_AUTH_TWENTYFOUR__SOAP_BASE_URL"] == "http://127.0.0.1:8084/24so/soap"

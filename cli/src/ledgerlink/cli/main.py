@@ -84,8 +84,9 @@ def dev_up(
 
 
 def dev_auth_env(sandbox_port: int) -> dict[str, str]:
-    """auth's OAuth clients in development: the sandbox's public demo clients, so the token
-    service refreshes (and revokes, for Visma Connect) against the local stand-ins."""
+    """auth's vendor clients in development: the sandbox's public demo clients, so the token
+    service refreshes (and revokes, for Visma Connect), signs Netvisor identities and logs
+    in at 24SevenOffice against the local stand-ins."""
     sandbox = f"http://127.0.0.1:{sandbox_port}"
     providers = {
         "visma_net": {
@@ -100,7 +101,15 @@ def dev_auth_env(sandbox_port: int) -> dict[str, str]:
             "token_url": f"{sandbox}/nmbrs/rest/connect/token",
         },
     }
-    return {"LEDGERLINK_AUTH_OAUTH_PROVIDERS": json.dumps(providers)}
+    return {
+        "LEDGERLINK_AUTH_OAUTH_PROVIDERS": json.dumps(providers),
+        # The sandbox's demo Netvisor partner and 24SevenOffice application (public demo
+        # values of the stand-ins): the token service signs and logs in against them.
+        "LEDGERLINK_AUTH_NETVISOR__PARTNER_ID": "LEDGERLINK_DEMO",
+        "LEDGERLINK_AUTH_NETVISOR__PARTNER_KEY": "demo-partner-key",
+        "LEDGERLINK_AUTH_TWENTYFOUR__APPLICATION_ID": "24so-sandbox-application",
+        "LEDGERLINK_AUTH_TWENTYFOUR__SOAP_BASE_URL": f"{sandbox}/24so/soap",
+    }
 
 
 async def _dev_up(
