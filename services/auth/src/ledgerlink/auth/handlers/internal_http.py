@@ -54,7 +54,7 @@ class CredentialAnswer(BaseModel):
 
     connection_id: uuid.UUID
     provider: str
-    kind: str = Field(description="bearer, netvisor, twentyfour_login or nmbrs_token")
+    kind: str = Field(description="bearer, netvisor, twentyfour_session or nmbrs_token")
     expires_at: datetime | None
     secrets: dict[str, str]
     attributes: dict[str, Any]
