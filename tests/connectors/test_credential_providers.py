@@ -18,7 +18,7 @@ import pytest
 from pydantic import SecretStr
 
 from ledgerlink.connectors.credentials import Credential
-from ledgerlink.connectors.errors import AuthenticationFailed
+from ledgerlink.connectors.errors import AuthenticationFailed, NotFound
 from ledgerlink.connectors.http import RetryPolicy
 from ledgerlink.connectors.netvisor import NetvisorConnector, NetvisorSettings
 from ledgerlink.connectors.twentyfour import (
@@ -152,6 +152,20 @@ async def test_netvisor_gives_up_when_auth_has_nothing_newer(
         assert len(provider.refused) == 1  # asked again once, not in a loop
 
 
+async def test_netvisor_refuses_an_incomplete_identity_clearly(
+    netvisor: tuple[RunningSandbox, World, str, str],
+) -> None:
+    sandbox, _world, customer_id, _business_id = netvisor
+    provider = ScriptedProvider(lambda _: netvisor_identity(customer_id, CUSTOMER_KEY, ""))
+    async with NetvisorConnector(
+        netvisor_settings(sandbox), credentials=provider, retry=FAST_RETRY
+    ) as connector:
+        with pytest.raises(AuthenticationFailed, match="identity is incomplete") as refused:
+            await connector.read_accounts()
+        assert CUSTOMER_KEY not in str(refused.value)
+        assert PARTNER_KEY not in str(refused.value)
+
+
 def test_netvisor_without_identity_or_provider_is_refused_up_front() -> None:
     settings = NetvisorSettings(sender="Ledgerlink tests")
     with pytest.raises(ValueError, match="customer_id, customer_key, partner_id"):
@@ -173,7 +187,10 @@ async def twentyfour() -> AsyncIterator[tuple[RunningSandbox, tf.TwentyFourState
     )
     state = tf.state_of(world)
     state.register_application(APP_ID)
-    state.add_integration_user(USER, PASSWORD, ["5001"])
+    world.add_tenant(
+        "twentyfour", tenant_id="5002", company=generate_company(43, country="NO", lines=10)
+    )
+    state.add_integration_user(USER, PASSWORD, ["5001", "5002"])
     async with running_sandbox(world=world, vendors=("twentyfour",)) as sandbox:
         yield sandbox, state
 
@@ -245,7 +262,7 @@ async def test_twentyfour_uses_the_provided_session_and_asks_again_when_it_expir
         async with TwentyFourConnector(
             twentyfour_settings(sandbox), credentials=provider
         ) as connector:
-            assert [c.external_id for c in await connector.list_companies()] == ["5001"]
+            assert [c.external_id for c in await connector.list_companies()] == ["5001", "5002"]
             assert await connector.read_accounts()
             assert connector.logins == 0  # the connector never logs in itself
             assert state.login_count == 1
@@ -255,6 +272,20 @@ async def test_twentyfour_uses_the_provided_session_and_asks_again_when_it_expir
             assert provider.refused[0].primary == provider.login.sessions[0]
             assert state.login_count == 2
             assert connector.logins == 0
+
+
+async def test_twentyfour_never_switches_the_client_of_auths_session(
+    twentyfour: tuple[RunningSandbox, tf.TwentyFourState],
+) -> None:
+    sandbox, state = twentyfour
+    async with httpx.AsyncClient() as http:
+        provider = SessionProvider(CentralLogin(sandbox), http)
+        async with TwentyFourConnector(
+            twentyfour_settings(sandbox, client="5002"), credentials=provider
+        ) as connector:
+            with pytest.raises(NotFound, match="is one client"):
+                await connector.read_accounts()
+    assert {session.client for session in state.sessions.values()} == {"5001"}
 
 
 async def test_open_session_makes_one_login_and_reports_a_wrong_password(

@@ -395,7 +395,14 @@ class _ProvidedIdentity:
     ) -> tuple[Credential, NetvisorSettings]:
         credential = await self._provider.get(refused=refused)
         if credential is not self._credential or self._settings is None:
-            self._settings = self._base.with_identity(credential)
+            try:
+                self._settings = self._base.with_identity(credential)
+            except ValueError as error:  # pydantic's ValidationError too (secrets masked)
+                raise AuthenticationFailed(
+                    VENDOR,
+                    "the token service's Netvisor identity is incomplete or not header-safe: "
+                    + str(error).splitlines()[0],
+                ) from None
             self._credential = credential
         return credential, self._settings
 

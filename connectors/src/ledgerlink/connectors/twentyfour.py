@@ -405,6 +405,7 @@ class TwentyFourConnector(LedgerConnector):
                 )
             )
             if self._client is not None and self._session_client != self._client:
+                self._refuse_switch_of_a_shared_session(self._client)
                 # First login of this connector: switch to the selected client (later
                 # logins name its identity directly).
                 wanted = self._identity_or_raise(self._client)
@@ -591,8 +592,19 @@ class TwentyFourConnector(LedgerConnector):
         identity = self._identity_or_raise(client)
         if self._session_client == client:
             return
+        self._refuse_switch_of_a_shared_session(client)
         await self._soap(_AUTH_SERVICE, "SetIdentityById", _identity_body(identity))
         self._session_client = client
+
+    def _refuse_switch_of_a_shared_session(self, client: str) -> None:
+        # auth's session belongs to one connection, one client (its IdentityId), and other
+        # workers of that connection use it too: switching its identity would move them.
+        if self.credentials is not None:
+            raise NotFound(
+                VENDOR,
+                f"the connection's session serves client {self._session_client}, not "
+                f"{client}: a connection through auth's token service is one client",
+            )
 
     async def select_company(self, external_id: str) -> None:
         """Work on another client from now on (SOAP identity and REST organization)."""
