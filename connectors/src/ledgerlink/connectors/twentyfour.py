@@ -1238,6 +1238,7 @@ async def open_session(
     username: str,
     password: SecretStr,
     identity_id: str | None = None,
+    timeout: float = 30.0,
 ) -> SecretStr:
     """One SOAP ``Login``: the session id, or the refusal as a :class:`ConnectorError`.
 
@@ -1257,6 +1258,7 @@ async def open_session(
                 "Content-Type": "text/xml; charset=utf-8",
                 "SOAPAction": f'"{_soap_action(SOAP_NS, "Login")}"',
             },
+            timeout=timeout,
         )
     except httpx.TransportError as exc:
         raise VendorUnavailable(VENDOR, f"Login: unreachable ({type(exc).__name__})") from None

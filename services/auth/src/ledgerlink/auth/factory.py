@@ -79,7 +79,9 @@ def build_components(
         refresh_leeway=timedelta(seconds=config.refresh_leeway_seconds),
         cache_for=timedelta(seconds=config.credential_cache_seconds),
         netvisor=config.netvisor,
-        twentyfour=TwentyFourLoginClient(vendor.http, config.twentyfour),
+        twentyfour=TwentyFourLoginClient(
+            vendor.http, config.twentyfour, timeout=config.vendor_timeout_seconds
+        ),
         session_lifetime=timedelta(seconds=config.twentyfour.session_seconds),
         clock=clock,
         on_commit=on_commit or (lambda: None),

@@ -63,6 +63,7 @@ class TwentyFourLoginClient:
 
     http: httpx.AsyncClient
     settings: TwentyFourLoginSettings
+    timeout: float = 15.0
     #: Login requests sent (tests count them).
     logins: int = 0
 
@@ -80,6 +81,7 @@ class TwentyFourLoginClient:
                 username=username,
                 password=password,
                 identity_id=identity_id,
+                timeout=self.timeout,
             )
         except RateLimited as throttled:
             raise LoginThrottledError(throttled.retry_after) from None
