@@ -151,6 +151,19 @@ SERVICES: Final[dict[str, tuple[Callable[[], FastAPI], dict[tuple[str, str], set
             ("get", "/signin/{provider}/callback"): {"200", "303", "400", "401", "422"},
             ("post", "/signout"): {"200", "400", "422"},
             ("get", "/me"): {"200", "401"},
+            # The activation pages (issue 13): pages (text/html), redirects between steps.
+            ("get", "/activate/link/{token}"): {"200", "303", "404", "410", "422"},
+            ("get", "/activate/{provider}/{ref}"): {"200", "303", "404", "410", "422"},
+            ("get", "/activate/{provider}/{ref}/status"): {"200", "404", "422"},
+            ("get", "/connect/{provider}"): {"200", "303", "404", "422"},
+            ("get", "/environments/{subdomain}"): {"200", "303", "404", "422"},
+            ("get", "/language/{code}"): {"200", "303", "400", "422"},
+            ("put", "/internal/v1/financial-models/{country}/{business_id}"): {
+                "204",
+                "400",
+                "401",
+                "422",
+            },
         },
     ),
     "importer": (
