@@ -93,7 +93,8 @@ def parse_since(text: str | None, now: datetime) -> datetime:
     if not text:
         return now
     try:
-        value = datetime.fromisoformat(text)
+        # A "+" of the offset that reached us unencoded in a query string reads as a space.
+        value = datetime.fromisoformat(text.strip().replace(" ", "+"))
     except ValueError:
         return now
     if value.tzinfo is None or value > now:

@@ -120,20 +120,19 @@ class TermsToShow:
 
 
 async def terms_for(
-    pages: ActivationPages, person: User, environment_id: uuid.UUID | None
+    pages: ActivationPages, person: User | None, environment_id: uuid.UUID | None
 ) -> list[TermsToShow]:
-    """The current terms of use and privacy notice to read before connecting."""
-    documents = await pages.current_terms(person, environment_id)
+    """The current terms of use and privacy notice to read before connecting (``person``
+    None: before anyone has signed in)."""
+    documents = (
+        [item.document for item in await pages.current_terms(person, environment_id)]
+        if person is not None
+        else await pages.terms.published()
+    )
     if documents:
         return [
-            TermsToShow(
-                item.document.id,
-                item.document.title,
-                item.document.text,
-                item.document.url,
-                item.document.version,
-            )
-            for item in documents
+            TermsToShow(document.id, document.title, document.text, document.url, document.version)
+            for document in documents
         ]
     # No version published yet (a fresh install): the built-in summary, nothing recorded.
     return [
