@@ -77,6 +77,12 @@ def build_router(context: PagesContext) -> APIRouter:
             303: "On to another step (or to sign-in).",
             403: "The person may not connect this company (the page names whom to ask).",
             404: "No such activation.",
+            410: "The activation has ended or is already finished.",
+        }
+    )
+    start_responses = _html_responses(
+        {
+            303: "On to sign-in and the environment (or to the waiting page).",
             409: "The company's financial model is not active: the page says what to do.",
             410: "The activation has ended or is already finished.",
         }
@@ -110,7 +116,7 @@ def build_router(context: PagesContext) -> APIRouter:
         "/activate/netvisor/{ref}/start",
         response_class=HTMLResponse,
         summary="Netvisor: the financial model check, then on to sign-in.",
-        responses=pages_responses,
+        responses=start_responses,
     )
     async def start(request: Request, ref: str) -> Response:
         state = await load_activation(context, request, PROVIDER, ref)
