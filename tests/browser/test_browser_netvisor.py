@@ -190,4 +190,19 @@ async def test_the_page_says_so_when_the_event_never_comes(
     )
     await expect(page.get_by_role("button", name="Check again")).to_be_visible()
     await shot(page, "gave-up")
+
+    # The language switch on every page: Finnish, and the page says so in its lang.
+    await page.get_by_role("link", name="Suomi").click()
+    await expect(page.locator("html")).to_have_attribute("lang", "fi")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Aktivointi ei ole saapunut")
+    await expect(page.get_by_role("button", name="Tarkista uudelleen")).to_be_visible()
+    await shot(page, "gave-up-in-finnish")
+
+    # A form posted without this browser's CSRF token is refused with a page.
+    forged = await pages_stack.http.post(
+        f"{pages_stack.auth}/activate/netvisor/nv-never/identifiers",
+        data={"customer_id": "NV_1", "customer_key": "x"},
+    )
+    assert forged.status_code == 400
+    assert "This form has expired" in forged.text
     assert pages_stack.reader.matching(lambda seen: "activation" in (seen.type or "")) == []
