@@ -511,6 +511,8 @@ def test_service_config_accepts_rendered_env(
         # Issue 12: our Netvisor partner key and 24SevenOffice ApplicationId.
         "netvisor-partner-key": "placeholder-netvisor-partner-key",
         "twentyfour-application-id": "placeholder-24so-application-id",
+        # Issue 13: the activation pages' Procountor client.
+        "procountor-client-secret": "placeholder-procountor-client-secret",
     }
     for key, value in env.items():
         if isinstance(value, SecretRef):
@@ -595,6 +597,8 @@ def test_dev_secrets_exist(service: str) -> None:
     expected = {"database-url"} | (
         set(AUTH_SECRET_SETTINGS.values())
         | {"vault-keys", "service-tokens", "netvisor-partner-key", "twentyfour-application-id"}
+        # Issue 13: the activation pages' Procountor client.
+        | {"procountor-client-secret"}
         if service == "auth"
         else set()
     )

@@ -279,7 +279,8 @@ async def test_netvisor_identity_is_handed_out_as_stored(db: Database) -> None:
 
 
 async def test_netvisor_without_our_partner_identity_is_a_clear_503(db: Database) -> None:
-    async with harness(db, config(netvisor=NetvisorPartnerSettings())) as h:
+    unconfigured = NetvisorPartnerSettings(partner_id=None, partner_key=None)
+    async with harness(db, config(netvisor=unconfigured)) as h:
         connection = await h.activate(provider="netvisor")
         stored = await h.client.post(
             f"/internal/v1/connections/{connection.id}/authorization",
