@@ -120,8 +120,11 @@ async def test_netvisor_activation_from_the_store_to_the_environment(
     assert (await seen.json())["status"] == "configuring"
     credential = await pages_stack.connection(connection_id)
     assert credential["kind"] == "netvisor"
-    assert credential["secrets"] == {"customer_key": CUSTOMER_KEY}
+    # The customer's key from the vault, with our partner identity from auth's settings.
+    assert credential["secrets"]["customer_key"] == CUSTOMER_KEY
+    assert set(credential["secrets"]) == {"customer_key", "partner_key"}
     assert credential["attributes"]["customer_id"] == CUSTOMER_ID
+    assert credential["attributes"]["partner_id"]
 
     # The e-mailed link is used up now.
     link = await pages_stack.link_issued(BUSINESS_ID)
