@@ -141,6 +141,77 @@ class OAuthProviderSettings(BaseModel):
     )
 
 
+class VismaConnectFlowSettings(BaseModel):
+    """Our interactive Visma Connect client, for the pages that connect Visma.net.
+
+    Visma Connect is an OpenID Connect provider (``connect.visma.com``): authorization code
+    with PKCE S256 at ``/connect/authorize`` and ``/connect/token``; the ERP API's
+    ``GET /resources/v1/context`` lists the companies the person's token may choose.
+    """
+
+    client_id: str = Field(
+        default="isv_ledgerlink_pages", description="Our interactive client at Visma Connect."
+    )
+    client_secret: SecretStr = Field(
+        default=SecretStr("sandbox-secret"), description="That client's secret."
+    )
+    authorize_url: str = Field(
+        default=f"{_SANDBOX}/visma-connect/connect/authorize",
+        description="Production: https://connect.visma.com/connect/authorize",
+    )
+    token_url: str = Field(
+        default=f"{_SANDBOX}/visma-connect/connect/token",
+        description="Production: https://connect.visma.com/connect/token",
+    )
+    api_base_url: str = Field(
+        default=f"{_SANDBOX}/vismanet",
+        description="The ERP API (production: https://integration.visma.net/API).",
+    )
+    scope: str = Field(
+        default="openid profile email tenants offline_access "
+        "vismanet_erp_interactive_api:read vismanet_erp_interactive_api:create "
+        "vismanet_erp_interactive_api:update",
+        description="What the pages ask for (read for imports; create/update for journals).",
+    )
+
+
+class TwentyFourFlowSettings(BaseModel):
+    """How the "API keys" page logs the integration user in at 24SevenOffice (SOAP)."""
+
+    application_id: SecretStr = Field(
+        default=SecretStr("24so-sandbox-application"),
+        description="Our SOAP ApplicationId, issued by 24SevenOffice.",
+    )
+    soap_base_url: str = Field(
+        default=f"{_SANDBOX}/24so/soap", description="Production: https://api.24sevenoffice.com"
+    )
+
+
+class NmbrsFlowSettings(BaseModel):
+    """Where the pages check an Nmbrs API user's token (SOAP v3)."""
+
+    soap_base_url: str = Field(
+        default=f"{_SANDBOX}/nmbrs/soap", description="Production: https://api.nmbrs.nl"
+    )
+
+
+class ConnectFlowSettings(BaseModel):
+    """The in-product connection pages (Visma.net, Nmbrs' Visma.net account, 24SevenOffice)."""
+
+    visma_connect: VismaConnectFlowSettings = Field(default_factory=VismaConnectFlowSettings)
+    twentyfour: TwentyFourFlowSettings = Field(default_factory=TwentyFourFlowSettings)
+    nmbrs: NmbrsFlowSettings = Field(default_factory=NmbrsFlowSettings)
+    flow_seconds: int = Field(
+        default=1800, ge=60, description="How long a started connection flow may take."
+    )
+    login_backoff_seconds: int = Field(
+        default=60,
+        ge=1,
+        description="After a refused vendor login, the next attempt waits this long (doubled "
+        "per further refusal, at most 15 minutes): vendors throttle repeated logins.",
+    )
+
+
 class Config(ServiceConfig):
     """Auth: activations, environments and connections; people's sign-in and sessions;
     the credential vault and the token service."""
@@ -197,6 +268,7 @@ class Config(ServiceConfig):
     expiry_check_seconds: float = Field(
         default=300, gt=0, description="How often pending activations are checked for expiry."
     )
+    connect: ConnectFlowSettings = Field(default_factory=ConnectFlowSettings)
 
     @property
     def cookie_secure(self) -> bool:
