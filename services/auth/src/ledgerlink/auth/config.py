@@ -191,7 +191,9 @@ class NmbrsFlowSettings(BaseModel):
     """Where the pages check an Nmbrs API user's token (SOAP v3)."""
 
     soap_base_url: str = Field(
-        default=f"{_SANDBOX}/nmbrs/soap", description="Production: https://api.nmbrs.nl"
+        default=f"{_SANDBOX}/nmbrs",
+        description="SOAP host, /soap/v3/CompanyService.asmx appended (production: "
+        "https://api.nmbrs.nl)",
     )
 
 

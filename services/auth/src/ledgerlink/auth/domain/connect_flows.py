@@ -141,8 +141,9 @@ def next_login_allowed(failures: int, last_failed_at: datetime, base: timedelta)
     """
     if failures <= 0:
         return last_failed_at
-    wait = min(base * (2 ** min(failures - 1, 10)), MAX_BACKOFF)
-    return last_failed_at + wait
+    wait: timedelta = min(base * (2 ** min(failures - 1, 10)), MAX_BACKOFF)
+    allowed: datetime = last_failed_at + wait
+    return allowed
 
 
 _PERIOD: Final = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
