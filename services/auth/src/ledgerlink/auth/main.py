@@ -16,6 +16,7 @@ from ledgerlink.auth.handlers.dependencies import People
 from ledgerlink.auth.handlers.http import register_http_routes
 from ledgerlink.auth.handlers.internal_http import register_internal_routes
 from ledgerlink.auth.handlers.kafka import register_kafka_handlers
+from ledgerlink.auth.handlers.pages.connection_flows import include_connection_flow_pages
 from ledgerlink.auth.handlers.tenancy import register_tenancy_routes
 from ledgerlink.auth.handlers.web import WebContext, register_web_routes, templates
 from ledgerlink.auth.services.cookies import AttemptSealer, SessionTokens
@@ -95,6 +96,7 @@ def create_app(
         register_http_routes(app, context, people)
         register_tenancy_routes(app, context, people)
         register_web_routes(app, context)
+        include_connection_flow_pages(app, context, components, process.http_client)
         register_internal_routes(components, app)
 
     return create_service_app(

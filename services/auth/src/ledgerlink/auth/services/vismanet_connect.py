@@ -448,6 +448,22 @@ class VismaNetConnect:
         await self._organisations.require(person, organisation_id)
         return await self._settings.of_organisation(organisation_id, Provider.VISMA_NET.value)
 
+    async def finished(
+        self, person: User, flow_id: uuid.UUID
+    ) -> tuple[uuid.UUID, list[tuple[Connection, ConnectionSettings]]]:
+        """A finished import: its organisation and the connections it made."""
+        flow = await self._flows.get(flow_id)
+        if flow is None or flow.user_id != person.id or flow.finished_at is None:
+            raise NotFound("There is no such finished connection attempt.")
+        organisation_id = uuid.UUID(str(flow.data["organisation_id"]))
+        made = set(flow.data.get("result", []))
+        rows = [
+            row
+            for row in await self.organisation_connections(person, organisation_id)
+            if str(row[0].id) in made
+        ]
+        return organisation_id, rows
+
     # -- Nmbrs' Visma.net account (seed 003) ------------------------------------------------
 
     async def authorize_account(
