@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from playwright.async_api import Browser, Page, async_playwright, expect
 from wire_helpers import EventReader, PlainKafkaClient
@@ -83,8 +84,12 @@ class FlowStage:
     async def sign_in(self, username: str, next_path: str, provider: str = "google") -> None:
         """Sign in through the sandbox IdP in the browser, ending on ``next_path``."""
         page = self.page
-        await page.goto(f"{self.auth}{next_path}")
-        await expect(page).to_have_url(re.compile(r"/signin\?"))
+        if next_path.startswith("/connect"):
+            # The pages send a person who is not signed in to sign in first.
+            await page.goto(f"{self.auth}{next_path}")
+            await expect(page).to_have_url(re.compile(r"/signin\?next="))
+        else:
+            await page.goto(f"{self.auth}/signin?{urlencode({'next': next_path})}")
         label = "Google" if provider == "google" else "Microsoft"
         await page.get_by_role("link", name=f"Sign in with {label}").click()
         await page.locator(f"input[name=username][value={username}]").check()

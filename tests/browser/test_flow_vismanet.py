@@ -265,8 +265,10 @@ async def test_import_from_an_existing_connection_asks_visma_only_when_needed(
         await _import_one(stage, names[1], ids[1], "stored-login")
         assert server.page_logins == 1
 
-        # Visma no longer accepts the stored login: Visma's credentials are asked again.
+        # Visma no longer accepts the stored login (and the person's Visma session ended, as
+        # after a password change): Visma's credentials are asked again.
         server.revoke_all()
+        server.browser_sessions.clear()
         await page.goto(overview)
         await page.get_by_role("button", name="Import from an existing connection").click()
         await _visma_login(stage, "asked-again")
