@@ -45,7 +45,7 @@ CHROMIUM_ARGS = [
 SERVICE_TOKEN = "browser-flows-service-token-0123456789abcdef"
 #: Our interactive client at the sandbox's Visma Connect (registered by the tests).
 VISMA_CLIENT_ID = "isv_ledgerlink_pages"
-VISMA_CLIENT_SECRET = "pages-secret"  # noqa: S105 - a sandbox client's secret
+VISMA_CLIENT_SECRET = "pages-secret"
 APPLICATION_ID = "24so-browser-application"
 ACTIVATED = "ledgerlink.connection.activated.v1"
 CONFIGURED = "ledgerlink.connection.configured.v1"
@@ -168,7 +168,9 @@ def _auth_env(sandbox: str) -> dict[str, str]:
         "LEDGERLINK_AUTH_CONNECT__VISMA_CONNECT__AUTHORIZE_URL": (
             f"{sandbox}/visma-connect/connect/authorize"
         ),
-        "LEDGERLINK_AUTH_CONNECT__VISMA_CONNECT__TOKEN_URL": f"{sandbox}/visma-connect/connect/token",
+        "LEDGERLINK_AUTH_CONNECT__VISMA_CONNECT__TOKEN_URL": (
+            f"{sandbox}/visma-connect/connect/token"
+        ),
         "LEDGERLINK_AUTH_CONNECT__VISMA_CONNECT__API_BASE_URL": f"{sandbox}/vismanet",
         "LEDGERLINK_AUTH_CONNECT__TWENTYFOUR__APPLICATION_ID": APPLICATION_ID,
         "LEDGERLINK_AUTH_CONNECT__TWENTYFOUR__SOAP_BASE_URL": f"{sandbox}/24so/soap",
