@@ -120,8 +120,9 @@ class FlowStage:
     async def activated(self, connection_id: str) -> dict[str, Any]:
         """The connection's ``connection.activated`` event on Kafka."""
         seen = await self.reader.wait_for(
-            lambda record: record.type == ACTIVATED
-            and record.data.get("connection_id") == connection_id
+            lambda record: (
+                record.type == ACTIVATED and record.data.get("connection_id") == connection_id
+            )
         )
         data: dict[str, Any] = seen[0].data
         return data
@@ -150,8 +151,9 @@ class FlowStage:
                 ce_type=ImportCompletedV1.EVENT_TYPE,
             )
         await self.reader.wait_for(
-            lambda record: record.type == CONFIGURED
-            and record.data.get("connection_id") == connection["id"]
+            lambda record: (
+                record.type == CONFIGURED and record.data.get("connection_id") == connection["id"]
+            )
         )
 
 

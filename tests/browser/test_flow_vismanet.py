@@ -181,8 +181,8 @@ async def test_new_visma_net_connection_with_coc_problems_until_active(
 
         # One Visma grant for both: the token service answers each with its own company.
         credentials = [await _credential(stage, c["id"]) for c in connections]
-        assert credentials[0]["secrets"]["access_token"] == (
-            credentials[1]["secrets"]["access_token"]
+        assert (
+            credentials[0]["secrets"]["access_token"] == (credentials[1]["secrets"]["access_token"])
         )
         assert {c["attributes"]["company_id"] for c in credentials} == {first, second}
         assert "refresh_token" not in credentials[0]["secrets"]
