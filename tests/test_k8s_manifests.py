@@ -508,6 +508,9 @@ def test_service_config_accepts_rendered_env(
         # Issue 12: auth's vault keys and the service tokens of its callers.
         "vault-keys": '{"1": "placeholder-vault-key-0123456789abcdef0123"}',
         "service-tokens": '{"importer": "placeholder-service-token-0123456789abcdef"}',
+        # Issue 13: the activation pages' vendor credentials.
+        "netvisor-partner-key": "placeholder-netvisor-partner-key",
+        "procountor-client-secret": "placeholder-procountor-client-secret",
     }
     for key, value in env.items():
         if isinstance(value, SecretRef):
@@ -590,7 +593,10 @@ def test_dev_secrets_exist(service: str) -> None:
             refs |= {v for v in _effective_env(c, docs).values() if isinstance(v, SecretRef)}
     # Issue 12: auth also reads its sign-in secrets, vault keys and its callers' service tokens.
     expected = {"database-url"} | (
-        set(AUTH_SECRET_SETTINGS.values()) | {"vault-keys", "service-tokens"}
+        set(AUTH_SECRET_SETTINGS.values())
+        | {"vault-keys", "service-tokens"}
+        # Issue 13: the activation pages' vendor credentials.
+        | {"netvisor-partner-key", "procountor-client-secret"}
         if service == "auth"
         else set()
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -16,6 +16,7 @@ from ledgerlink.shared.events import (
     AccountDifferenceV1,
     ActivationRequestedV1,
     ConnectionActivatedV1,
+    ConnectionActivationLinkIssuedV1,
     ConnectionAuthorizationStartedV1,
     ConnectionConfiguredV1,
     ConnectionExpiredV1,
@@ -39,6 +40,7 @@ from ledgerlink.shared.events import (
     Product,
     Provider,
     ReportsReadyV1,
+    Requester,
 )
 from ledgerlink.shared.topics import PARTITIONS, Topic
 
@@ -175,6 +177,16 @@ SAMPLES: dict[type[EventData], EventData] = {
         **{**_CHANGE, "previous_status": "active"}, vendor_revocation="revoked"
     ),
     ConnectionExpiredV1: ConnectionExpiredV1(**_CHANGE),
+    ConnectionActivationLinkIssuedV1: ConnectionActivationLinkIssuedV1(
+        connection_id=CONNECTION_ID,
+        environment_id=None,
+        provider=Provider.NETVISOR,
+        business_id="0112038-9",
+        store_reference="netvisor-store-1",
+        requested_by=Requester(email="anna@virtanen-demo.fi", name="Anna Virtanen"),
+        url="https://auth.example/activate/link/abc",
+        expires_at=datetime(2026, 11, 24, 10, tzinfo=UTC),
+    ),
     JournalAcceptedV1: JournalAcceptedV1(
         journal_id="payroll-2024-03-001",
         business_id="33011433",
@@ -226,7 +238,7 @@ def test_event_type_and_topic(model: type[EventData]) -> None:
 def test_event_types_are_unique() -> None:
     event_types = [model.EVENT_TYPE for model in EVENT_TYPES.values()]
 
-    assert len(event_types) == len(set(event_types)) == len(EVENT_TYPES) == 18
+    assert len(event_types) == len(set(event_types)) == len(EVENT_TYPES) == 19
 
 
 @pytest.mark.parametrize("model", list(EVENT_TYPES.values()), ids=lambda m: m.__name__)

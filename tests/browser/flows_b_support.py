@@ -3,8 +3,8 @@
 Auth runs as a process (PostgreSQL, Kafka), the vendor sandbox in the test's event loop
 with a world each test prepares (its Visma users, 24SevenOffice clients, Nmbrs tokens), and
 a real Chromium (Debian's ``chromium`` through Playwright) clicks through the pages. Every
-step is saved as a screenshot under ``var/browser-artifacts/<test>/`` (gitignored; CI keeps
-it as an artifact; ``LEDGERLINK_BROWSER_ARTIFACTS`` moves it).
+step is saved as a screenshot under ``var/test-artifacts/browser/<test>/`` (gitignored, as
+the shared harness's ``shot``; ``LEDGERLINK_BROWSER_ARTIFACTS`` moves it).
 
 Kept beside the shared browser harness (``conftest.py`` of this folder, built with the
 activation pages) rather than in it: these flows need a sandbox world of their own.
@@ -53,7 +53,9 @@ CONFIGURED = "ledgerlink.connection.configured.v1"
 
 def artifacts_dir(test_name: str) -> Path:
     """Where a test's screenshots go."""
-    base = Path(os.environ.get("LEDGERLINK_BROWSER_ARTIFACTS", ROOT / "var" / "browser-artifacts"))
+    base = Path(
+        os.environ.get("LEDGERLINK_BROWSER_ARTIFACTS", ROOT / "var" / "test-artifacts" / "browser")
+    )
     path = base / re.sub(r"[^A-Za-z0-9_.-]+", "_", test_name)
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True, exist_ok=True)

@@ -199,7 +199,7 @@ async def test_new_visma_net_connection_with_coc_problems_until_active(
         await stage.shot("connections-active")
 
         # Finnish, chosen on the page.
-        await page.get_by_role("link", name="Suomeksi").click()
+        await page.get_by_role("link", name="Suomi").click()
         await expect(page.get_by_role("heading", level=1)).to_have_text("Visma.net-yhteydet")
         await expect(page.locator("html")).to_have_attribute("lang", "fi")
         await stage.shot("connections-in-finnish")

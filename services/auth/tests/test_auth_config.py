@@ -37,6 +37,8 @@ def _production(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
         # The vault and the token service refuse their development defaults too.
         "LEDGERLINK_AUTH_VAULT__KEYS": '{"1": "production-vault-key-0123456789abcdef0123"}',
         "LEDGERLINK_AUTH_SERVICE_TOKENS": '{"importer": "production-token-0123456789abcdef0123"}',
+        # Ledgerlink's Netvisor partner key (the activation pages sign with it).
+        "LEDGERLINK_AUTH_PAGES__NETVISOR__PARTNER_KEY": "netvisor-partner-key-of-production",
     }
     base.update(env)
     for key, value in base.items():
@@ -66,6 +68,14 @@ def test_production_with_its_own_values_is_accepted(monkeypatch: pytest.MonkeyPa
         (
             {"LEDGERLINK_AUTH_SESSION_SECRET": DEVELOPMENT_SESSION_SECRET},
             "production needs its own session_secret",
+        ),
+        (
+            {"LEDGERLINK_AUTH_PAGES__CLOCK_CONTROL": "true"},
+            "clock_control is for development and tests",
+        ),
+        (
+            {"LEDGERLINK_AUTH_PAGES__NETVISOR__PARTNER_KEY": "demo-partner-key"},
+            "real Netvisor partner key",
         ),
         (
             {"LEDGERLINK_AUTH_SIGNIN__GOOGLE__CLIENT_SECRET": "sandbox-oidc-client-secret"},

@@ -160,7 +160,11 @@ async def test_api_activation_waits_for_authorization(db: Database) -> None:
 
     [connection] = await connections(db)
     assert connection.status is ConnectionStatus.PENDING_AUTHORIZATION
-    assert await outbox(db) == []
+    # Not activated yet: only the link that finishes it in a browser (issue 13) goes out.
+    [(event_type, link)] = await outbox(db)
+    assert event_type == "ledgerlink.connection.activation_link_issued.v1"
+    assert link["connection_id"] == str(connection.id)
+    assert "/activate/link/" in link["url"]
 
 
 async def test_redelivered_event_is_a_no_op(db: Database) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
@@ -186,6 +186,27 @@ class ConnectionExpiredV1(ConnectionStateChange):
     """An activation was not authorised in its time."""
 
     EVENT_TYPE: ClassVar[str] = "ledgerlink.connection.expired.v1"
+
+
+class ConnectionActivationLinkIssuedV1(EventData):
+    """The link that finishes an activation in a browser, for upstreams that e-mail it.
+
+    ``url`` opens auth's activation pages (``/activate/link/<token>``); it is single-use (it
+    stops working once the activation completes) and expires at ``expires_at``. Anyone
+    opening it must still sign in, and only the person who may connect the company can.
+    """
+
+    EVENT_TYPE: ClassVar[str] = "ledgerlink.connection.activation_link_issued.v1"
+    TOPIC: ClassVar[Topic] = Topic.CONNECTIONS
+
+    connection_id: uuid.UUID
+    environment_id: uuid.UUID | None
+    provider: Provider
+    business_id: BusinessIdText
+    store_reference: NonEmpty | None = None
+    requested_by: Requester
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    expires_at: datetime
 
 
 ImportScope = Literal["companies", "accounts", "dimensions", "ledger"]
@@ -404,6 +425,7 @@ CONNECTION_LIFECYCLE_EVENT_TYPES: tuple[str, ...] = tuple(
         ConnectionReauthorizedV1,
         ConnectionRevokedV1,
         ConnectionExpiredV1,
+        ConnectionActivationLinkIssuedV1,
     )
 )
 
@@ -419,6 +441,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         ConnectionReauthorizedV1,
         ConnectionRevokedV1,
         ConnectionExpiredV1,
+        ConnectionActivationLinkIssuedV1,
         ImportRequestedV1,
         ImportQueuedV1,
         ImportStartedV1,

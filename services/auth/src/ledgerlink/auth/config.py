@@ -214,6 +214,93 @@ class ConnectFlowSettings(BaseModel):
     )
 
 
+#: The sandbox's Netvisor demo partner (``ledgerlink.sandbox.vendors.netvisor.DEMO_CREDENTIALS``).
+SANDBOX_NETVISOR_PARTNER_KEY = "demo-partner-key"
+
+
+class NetvisorPartnerSettings(BaseModel):
+    """Ledgerlink's own Netvisor partner identity: the customer brings only its customer ID
+    and key; every request is also signed with ours (Netvisor's authentication headers)."""
+
+    partner_id: str = Field(default="LEDGERLINK_DEMO", description="Our PartnerId at Netvisor.")
+    partner_key: SecretStr = Field(
+        default=SecretStr(SANDBOX_NETVISOR_PARTNER_KEY), description="Our partner MAC key."
+    )
+    base_url: str = Field(
+        default=f"{_SANDBOX}/netvisor",
+        description="Netvisor's API root (production: https://integration.netvisor.fi).",
+    )
+    sender: str = Field(
+        default="Ledgerlink", description="X-Netvisor-Authentication-Sender of our requests."
+    )
+
+
+class ProcountorClientSettings(BaseModel):
+    """Our Procountor API client for the activation flow (authorization code grant)."""
+
+    client_id: str = Field(default="ledgerlink-procountor-dev", description="Our client id.")
+    client_secret: SecretStr = Field(
+        default=SecretStr("ledgerlink-procountor-dev-secret"), description="Our client secret."
+    )
+    base_url: str = Field(
+        default=f"{_SANDBOX}/procountor",
+        description="Procountor's host (production https://api.procountor.com; the login page "
+        "is <it>/login, the API <it>/api).",
+    )
+    redirect_uri: str | None = Field(
+        default=None,
+        description="The one redirect URI registered for our client (no query string); "
+        "default: <public_url>/activate/procountor/callback.",
+    )
+
+
+class PagesSettings(BaseModel):
+    """The activation pages (issue 13): links, waiting, where a finished flow goes."""
+
+    public_url: str | None = Field(
+        default=None,
+        description="Auth's address as browsers see it, for links in events (activation "
+        "links); default: signin.public_url, else http://127.0.0.1:<http.port>.",
+    )
+    link_ttl_hours: float = Field(
+        default=72, gt=0, description="An activation link expires this long after it is issued."
+    )
+    wait_seconds: float = Field(
+        default=120,
+        gt=0,
+        description="How long the page waits for the activation event before it says it "
+        "has not come.",
+    )
+    poll_seconds: float = Field(
+        default=2, gt=0, description="How often the waiting page's script asks again."
+    )
+    step_up_seconds: int = Field(
+        default=600,
+        ge=30,
+        description="A step that changes who can read the books (Connect, Confirm "
+        "connection) needs a sign-in at most this old.",
+    )
+    environment_url_template: str = Field(
+        default="/environments/{subdomain}",
+        description="An environment's own address; {subdomain} is filled in. Success pages "
+        "redirect only here (production: https://{subdomain}.<product domain>).",
+    )
+    product_name: str = Field(
+        default="Ledgerlink Planning", description="The product named on buttons (To <it>)."
+    )
+    financial_model_products: list[str] = Field(
+        default_factory=lambda: ["planning"],
+        description="Products that need the company's financial model active first (seed 000).",
+    )
+    netvisor: NetvisorPartnerSettings = Field(default_factory=NetvisorPartnerSettings)
+    procountor: ProcountorClientSettings = Field(default_factory=ProcountorClientSettings)
+    clock_control: bool = Field(
+        default=False,
+        description="Development and tests only: auth's clock can be moved forward with "
+        "POST /internal/v1/clock/advance (service token). Refused in production.",
+    )
+
+
 class Config(ServiceConfig):
     """Auth: activations, environments and connections; people's sign-in and sessions;
     the credential vault and the token service."""
@@ -241,6 +328,7 @@ class Config(ServiceConfig):
     )
     signin: SigninSettings = Field(default_factory=SigninSettings)
     sessions: SessionSettings = Field(default_factory=SessionSettings)
+    pages: PagesSettings = Field(default_factory=PagesSettings)
 
     vault: VaultSettings = Field(default_factory=VaultSettings)
     service_tokens: dict[str, SecretStr] = Field(
@@ -271,6 +359,20 @@ class Config(ServiceConfig):
         default=300, gt=0, description="How often pending activations are checked for expiry."
     )
     connect: ConnectFlowSettings = Field(default_factory=ConnectFlowSettings)
+
+    @property
+    def public_base_url(self) -> str:
+        """Auth's address as browsers see it (activation links, Procountor's redirect URI)."""
+        url = self.pages.public_url or self.signin.public_url
+        return (url or f"http://127.0.0.1:{self.http.port}").rstrip("/")
+
+    @property
+    def procountor_redirect_uri(self) -> str:
+        """The redirect URI registered for our Procountor client."""
+        return (
+            self.pages.procountor.redirect_uri
+            or f"{self.public_base_url}/activate/procountor/callback"
+        )
 
     @property
     def cookie_secure(self) -> bool:
@@ -305,4 +407,8 @@ class Config(ServiceConfig):
             raise ValueError(
                 "production needs service tokens of at least 32 characters, not the default"
             )
+        if self.pages.clock_control:
+            raise ValueError("pages.clock_control is for development and tests, not production")
+        if self.pages.netvisor.partner_key.get_secret_value() == SANDBOX_NETVISOR_PARTNER_KEY:
+            raise ValueError("production needs Ledgerlink's real Netvisor partner key")
         return self

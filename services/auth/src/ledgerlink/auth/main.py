@@ -9,14 +9,14 @@ import httpx
 from fastapi import FastAPI
 
 from ledgerlink.auth.config import Config
-from ledgerlink.auth.domain.clock import Clock, utc_now
+from ledgerlink.auth.domain.clock import Clock, MovableClock, utc_now
 from ledgerlink.auth.domain.sessions import SessionPolicy
 from ledgerlink.auth.factory import build_components
 from ledgerlink.auth.handlers.dependencies import People
 from ledgerlink.auth.handlers.http import register_http_routes
 from ledgerlink.auth.handlers.internal_http import register_internal_routes
 from ledgerlink.auth.handlers.kafka import register_kafka_handlers
-from ledgerlink.auth.handlers.pages.connection_flows import include_connection_flow_pages
+from ledgerlink.auth.handlers.pages import include_pages
 from ledgerlink.auth.handlers.tenancy import register_tenancy_routes
 from ledgerlink.auth.handlers.web import WebContext, register_web_routes, templates
 from ledgerlink.auth.services.cookies import AttemptSealer, SessionTokens
@@ -68,14 +68,19 @@ def create_app(
     *,
     clock: Clock = utc_now,
     oidc_transport: httpx.AsyncBaseTransport | None = None,
+    vendor_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     """Build the app; a factory so tests configure Kafka and the store first.
 
     ``clock`` is the time of sessions and sign-in checks (tests move it instead of
     waiting); ``oidc_transport`` carries the calls to the providers (tests may route them
-    to an in-process provider).
+    to an in-process provider); ``vendor_transport`` the activation pages' calls to vendors.
     """
     config = config or Config()
+    if config.pages.clock_control and clock is utc_now:
+        # Development and tests only (production refuses the setting): the clock that
+        # POST /internal/v1/clock/advance moves, so a test of a process moves its time.
+        clock = MovableClock()
 
     def register(process: ProcessContext, app: FastAPI) -> None:
         # Vendor API traffic of every connector this process uses goes to its /metrics.
@@ -96,8 +101,8 @@ def create_app(
         register_http_routes(app, context, people)
         register_tenancy_routes(app, context, people)
         register_web_routes(app, context)
-        include_connection_flow_pages(app, context, components, process.http_client)
         register_internal_routes(components, app)
+        include_pages(app, context, components, vendor_transport=vendor_transport)
 
     return create_service_app(
         service_name=SERVICE_NAME,

@@ -6,21 +6,23 @@ deployed as part of production: its control API is unauthenticated by design.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import importlib
 import logging
 from collections.abc import Sequence
-from typing import Any, Protocol, cast
+from typing import Any, Literal, Protocol, cast
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from ledgerlink.sandbox import oidc
 from ledgerlink.sandbox.config import SandboxConfig
+from ledgerlink.sandbox.data import generate_company
 from ledgerlink.sandbox.errors import SandboxConnectionReset
 from ledgerlink.sandbox.faults import FaultPlan, ResettableH11Protocol
-from ledgerlink.sandbox.world import Tenant, World
+from ledgerlink.sandbox.world import VENDOR_COUNTRIES, Tenant, World
 
 __all__ = ["VENDOR_MODULES", "control_router", "create_app", "uvicorn_config"]
 
@@ -49,6 +51,30 @@ class VoucherEdit(BaseModel):
 
     description: str | None = None
     date: dt.date | None = None
+
+
+class NewTenant(BaseModel):
+    """Body of POST /_sandbox/tenants: a customer added to a running sandbox (tests, demos).
+
+    The books are generated from the seed; ``business_id`` and ``name`` replace the
+    generated company's. ``credentials`` and ``flags`` are the vendor module's own (see each
+    vendor's docstring: Netvisor ``customer_key``/``partner_id``/``partner_key``,
+    Procountor ``client_id``/``client_secret``/``redirect_uri``/``username``/``password``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    vendor: str
+    tenant_id: str | None = None
+    business_id: str | None = None
+    name: str | None = None
+    country: Literal["FI", "NO", "SE", "NL"] | None = None
+    lines: int = Field(default=200, ge=0, le=20_000)
+    credentials: dict[str, str] = Field(default_factory=dict)
+    api_enabled: bool = True
+    test_company: bool = False
+    blocked: bool = False
+    flags: dict[str, Any] = Field(default_factory=dict)
 
 
 def _tenant_or_404(world: World, vendor: str, tenant_id: str) -> Tenant:
@@ -123,6 +149,50 @@ def control_router(world: World) -> APIRouter:
             }
             for tenant in world.all_tenants()
         ]
+
+    @router.post("/tenants", status_code=201)
+    async def add_tenant(body: NewTenant) -> dict[str, Any]:
+        if body.vendor not in VENDOR_MODULES:
+            raise HTTPException(404, f"no vendor {body.vendor!r}")
+        country = body.country or VENDOR_COUNTRIES.get(body.vendor, "FI")
+        company = generate_company(
+            world.seed * 1000 + len(world.vendor_tenants(body.vendor)) + 500,
+            country=country,
+            lines=body.lines,
+        )
+        company = dataclasses.replace(
+            company,
+            business_id=body.business_id or company.business_id,
+            name=body.name or company.name,
+        )
+        try:
+            tenant = world.add_tenant(
+                body.vendor,
+                company=company,
+                tenant_id=body.tenant_id,
+                credentials=body.credentials,
+                api_enabled=body.api_enabled,
+                test_company=body.test_company,
+                blocked=body.blocked,
+                **body.flags,
+            )
+        except ValueError as error:
+            raise HTTPException(409, str(error)) from None
+        # Credentials are not echoed: the control API shows what exists, not its keys.
+        return {
+            "vendor": tenant.vendor,
+            "tenant_id": tenant.tenant_id,
+            "business_id": tenant.company.business_id,
+            "name": tenant.company.name,
+            "api_enabled": tenant.api_enabled,
+        }
+
+    @router.post("/{vendor}/{tenant_id}/api", status_code=204)
+    async def set_api(vendor: str, tenant_id: str, enabled: bool) -> Response:
+        # The customer opens (or closes) the vendor's API: Procountor's paid add-on,
+        # Netvisor's interface rights.
+        _tenant_or_404(world, vendor, tenant_id).api_enabled = enabled
+        return Response(status_code=204)
 
     @router.post("/{vendor}/{tenant_id}/vouchers/{voucher_id}/invalidate")
     async def invalidate(vendor: str, tenant_id: str, voucher_id: int) -> dict[str, Any]:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledgerlink.auth.config import Config
 from ledgerlink.auth.domain.clock import Clock, utc_now
 from ledgerlink.auth.services.activation import ActivationService
+from ledgerlink.auth.services.activation_links import ActivationLinkService, LinkSettings
 from ledgerlink.auth.services.lifecycle import LifecycleService
 from ledgerlink.shared.events import (
     ActivationRequestedV1,
     ConnectionActivatedV1,
+    ConnectionActivationLinkIssuedV1,
     ConnectionAuthorizationStartedV1,
     ConnectionConfiguredV1,
     ConnectionExpiredV1,
@@ -37,11 +41,15 @@ def register_kafka_handlers(
     One consumer group reads both topics, so its inbox dedupes events across them.
     """
     consumer = process.consumer(config.consumer_group)
+    link_settings = LinkSettings(
+        public_url=config.public_base_url, ttl=timedelta(hours=config.pages.link_ttl_hours)
+    )
 
     async def on_activation_requested(
         session: AsyncSession, event: ReceivedEvent[ActivationRequestedV1]
     ) -> None:
-        await ActivationService(session, process.outbox).activate(
+        links = ActivationLinkService(session, process.outbox, link_settings, clock)
+        await ActivationService(session, process.outbox, links).activate(
             event.data, event_id=event.envelope.id
         )
 
@@ -76,4 +84,5 @@ def register_kafka_handlers(
         ConnectionReauthorizedV1,
         ConnectionRevokedV1,
         ConnectionExpiredV1,
+        ConnectionActivationLinkIssuedV1,
     )

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ledgerlink.auth.services.activation_links import ActivationLinkService
 from ledgerlink.auth.storage.models import Connection, ConnectionStatus, Environment
 from ledgerlink.auth.storage.repository import ConnectionRepository, EnvironmentRepository
 from ledgerlink.shared.business_id import BusinessIdError, parse_business_id
@@ -27,9 +28,13 @@ class ActivationService:
     only if that transaction commits.
     """
 
-    def __init__(self, session: AsyncSession, outbox: Outbox) -> None:
+    def __init__(
+        self, session: AsyncSession, outbox: Outbox, links: ActivationLinkService | None = None
+    ) -> None:
         self._session = session
         self._outbox = outbox
+        #: Issues the activation link of a connection that waits for a person (issue 13).
+        self._links = links
         self._environments = EnvironmentRepository(session)
         self._connections = ConnectionRepository(session)
 
@@ -75,6 +80,11 @@ class ActivationService:
                     activation_event_id=event_id,
                 )
             )
+            if (
+                self._links is not None
+                and connection.status == ConnectionStatus.PENDING_AUTHORIZATION
+            ):
+                await self._links.issue(connection)
         else:
             # A repeated activation (a new store click) reuses the connection.
             connection.updated_at = datetime.now(UTC)

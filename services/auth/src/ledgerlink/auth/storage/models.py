@@ -382,3 +382,69 @@ class ConnectionSettings(AuthModel, table=True):
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+# --- the activation pages (issue 13; migration 0006_activation_pages) ----------------------
+
+
+class ActivationLink(AuthModel, table=True):
+    """A single-use, expiring link to finish one activation (for upstreams that e-mail it).
+
+    Only the SHA-256 of the link's token is kept: the link itself left in an event.
+    ``used_at`` is set when the activation it leads to completes.
+    """
+
+    __tablename__ = "activation_links"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    connection_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("connections.id", ondelete="CASCADE"), nullable=False)
+    )
+    token_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    used_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+
+
+class ActivationFlow(AuthModel, table=True):
+    """Where one browser is in one activation's pages, between its requests.
+
+    ``data`` holds what the steps decided (no secrets); ``sealed`` the vendor secrets a
+    step obtained before the connection may hold them (Netvisor's customer key after its
+    live check, Procountor's tokens before "Confirm connection"), each sealed by the vault
+    and bound to this flow; the row is deleted when the activation completes.
+    """
+
+    __tablename__ = "activation_flows"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "browser_hash", name="uq_activation_flows_browser"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    connection_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("connections.id", ondelete="CASCADE"), nullable=False)
+    )
+    #: SHA-256 of the browser's flow cookie: each browser has its own progress.
+    browser_hash: str = Field(max_length=64)
+    user_id: uuid.UUID | None = Field(default=None, foreign_key="users.id")
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    sealed: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class FinancialModel(AuthModel, table=True):
+    """Whether a company's financial model is active (seed 000: planning needs it first).
+
+    Set by the financial model's own upstream through
+    ``PUT /internal/v1/financial-models/{country}/{business_id}``.
+    """
+
+    __tablename__ = "financial_models"
+
+    country: str = Field(max_length=2, primary_key=True)
+    business_id: str = Field(max_length=32, primary_key=True)
+    active: bool
+    changed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

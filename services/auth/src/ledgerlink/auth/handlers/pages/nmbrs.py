@@ -12,96 +12,81 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Final
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledgerlink.auth.handlers.pages._flowkit import (
+from ledgerlink.auth.handlers.pages.common import N_, PagesContext, form_text, gettext
+from ledgerlink.auth.handlers.pages.connection_pages import (
     PAGE_STATUSES,
-    FlowKit,
     Refused,
     callback_url,
+    guarded,
     html_responses,
-    redirect,
+    translated,
+    uuid_or_404,
+    vendor_http,
+    wake_relay,
 )
-from ledgerlink.auth.handlers.pages.vismanet import CALLBACK_ROUTE, visma_service
-from ledgerlink.auth.services.access import AccessRefused
+from ledgerlink.auth.handlers.pages.vismanet import CALLBACK_PATH, visma_service
 from ledgerlink.auth.services.environments import EnvironmentService
 from ledgerlink.auth.services.nmbrs_account import IntegrationView, NmbrsAccounts
 from ledgerlink.auth.services.sessions import ActiveSession
-from ledgerlink.auth.services.vismanet_connect import NMBRS_ACCOUNT, FlowProblem
+from ledgerlink.auth.services.vismanet_connect import NMBRS_ACCOUNT
 from ledgerlink.auth.storage.vendor_flows import NmbrsClient
 
+_ = gettext
 
-def nmbrs_service(kit: FlowKit, session: object) -> NmbrsAccounts:
+PROVIDER: Final = "nmbrs"
+CONNECT_PATH: Final = "/connect/nmbrs"
+NOT_AUTHORIZED: Final = N_("The Visma.net account was not authorized")
+
+
+def nmbrs_service(context: PagesContext, session: AsyncSession) -> NmbrsAccounts:
     """The integration page's use cases on one request's transaction."""
-    components = kit.components
+    components = context.components
     return NmbrsAccounts(
-        session,  # type: ignore[arg-type]
+        session,
         vault=components.vault,
         outbox=components.outbox,
-        nmbrs=NmbrsClient(components.config.connect.nmbrs),
+        nmbrs=NmbrsClient(components.config.connect.nmbrs, context.vendor_transport),
         clock=components.clock,
     )
 
 
-def _uuid(value: str | None, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise Refused(404, f"No such {what}", f"There is no {what} with this address.") from None
-
-
-def build_nmbrs_router(kit: FlowKit) -> APIRouter:
+def build_router(context: PagesContext) -> APIRouter:
     """The Nmbrs integration pages."""
     router = APIRouter(tags=["connection pages"])
-    db = kit.context.db
+    db = context.web.db
 
-    async def guarded(request: Request, work: object) -> Response:
-        active = await kit.person(request)
-        if not isinstance(active, ActiveSession):
-            return active
-        try:
-            return await work(active)  # type: ignore[operator,no-any-return]
-        except Refused as refusal:
-            return await kit.refused(request, active, refusal)
-        except FlowProblem as problem:
-            return await kit.refused(
-                request,
-                active,
-                Refused(400, "The Visma.net account was not authorized", problem.message),
-            )
-        except AccessRefused as refusal:
-            return await kit.refused(
-                request, active, Refused(refusal.status, "This cannot be done", refusal.message)
-            )
+    def integration_url(environment: uuid.UUID) -> str:
+        return f"{CONNECT_PATH}?environment_id={environment}"
 
     async def integration_page(
         request: Request,
-        active: ActiveSession,
         environment_id: uuid.UUID,
-        status: int = 200,
         errors: dict[str, str] | None = None,
         values: dict[str, str] | None = None,
+        *,
+        active: ActiveSession,
     ) -> Response:
         async with db.transaction() as session:
-            view: IntegrationView = await nmbrs_service(kit, session).view(
+            view: IntegrationView = await nmbrs_service(context, session).view(
                 active.user, environment_id
             )
-        return await kit.page(
+        return context.render(
             request,
-            active,
             "pages/nmbrs/integration.html",
-            status,
             view=view,
-            errors=errors or {},
+            errors=translated(errors or {}),
             values=values or {},
         )
 
     @router.get(
-        "/connect/nmbrs",
+        CONNECT_PATH,
         summary="Visma Nmbrs -> Visma.net: the account and the Nmbrs API user (seed 003).",
         response_class=Response,
         responses=html_responses({200: "The page.", **PAGE_STATUSES}),
@@ -111,158 +96,146 @@ def build_nmbrs_router(kit: FlowKit) -> APIRouter:
             chosen = environment_id
             if chosen is None:
                 async with db.transaction() as session:
-                    mine = await EnvironmentService(session, kit.components.clock).mine(active.user)
+                    mine = await EnvironmentService(session, context.components.clock).mine(
+                        active.user
+                    )
                 if not mine:
                     raise Refused(
                         404,
-                        "You have no environment yet",
-                        "Create your company's environment first.",
+                        N_("You have no environment yet"),
+                        N_("Create your company's environment first."),
                     )
                 chosen = str(mine[0].environment.id)
-            return await integration_page(request, active, _uuid(chosen, "environment"))
+            return await integration_page(
+                request, uuid_or_404(chosen, "environment"), active=active
+            )
 
-        return await guarded(request, work)
+        return await guarded(context, request, work)
 
     @router.post(
-        "/connect/nmbrs/account",
+        f"{CONNECT_PATH}/account",
         summary="Create the named Visma.net account.",
         response_class=Response,
         responses=html_responses(
             {200: "A field is wrong: the page again with the error.", **PAGE_STATUSES}
         ),
     )
-    async def create_account(
-        request: Request,
-        environment_id: Annotated[str, Form()],
-        name: Annotated[str, Form()] = "",
-        csrf_token: Annotated[str | None, Form()] = None,
-    ) -> Response:
+    async def create_account(request: Request) -> Response:
         async def work(active: ActiveSession) -> Response:
-            await kit.check_csrf(active, csrf_token)
-            environment = _uuid(environment_id, "environment")
+            form = await context.form(request)
+            environment = uuid_or_404(form_text(form, "environment_id"), "environment")
+            name = form_text(form, "name", limit=300)
             async with db.transaction() as session:
-                _account, errors = await nmbrs_service(kit, session).create_account(
+                _account, errors = await nmbrs_service(context, session).create_account(
                     active.user, environment, name
                 )
             if errors:
                 return await integration_page(
-                    request, active, environment, errors=errors, values={"name": name}
+                    request, environment, errors, {"name": name}, active=active
                 )
-            return redirect(f"/connect/nmbrs?environment_id={environment}")
+            return context.redirect(integration_url(environment))
 
-        return await guarded(request, work)
+        return await guarded(context, request, work)
 
     @router.post(
-        "/connect/nmbrs/account/authorize",
+        f"{CONNECT_PATH}/account/authorize",
         status_code=303,
         summary="Authorize the Visma.net account: to Visma Connect with a fresh login.",
         response_class=Response,
         responses=html_responses({**PAGE_STATUSES}),
     )
-    async def authorize(
-        request: Request,
-        environment_id: Annotated[str, Form()],
-        csrf_token: Annotated[str | None, Form()] = None,
-    ) -> Response:
+    async def authorize(request: Request) -> Response:
         async def work(active: ActiveSession) -> Response:
-            await kit.check_csrf(active, csrf_token)
-            environment = _uuid(environment_id, "environment")
-            async with db.transaction() as session:
-                account = await nmbrs_service(kit, session).account_for_authorization(
+            form = await context.form(request)
+            environment = uuid_or_404(form_text(form, "environment_id"), "environment")
+            async with db.transaction() as session, vendor_http(context) as http:
+                account = await nmbrs_service(context, session).account_for_authorization(
                     active.user, environment
                 )
-                started = await visma_service(kit, session).start(
+                started = await visma_service(context, session, http).start(
                     active.user,
                     NMBRS_ACCOUNT,
-                    callback_url(kit, request, CALLBACK_ROUTE),
+                    callback_url(context, CALLBACK_PATH),
                     {"connection_id": str(account.id), "environment_id": str(environment)},
                 )
-            kit.wake_relay()
+            wake_relay(context)
+            # The one redirect to another site: Visma Connect, built from settings.
             return Response(
                 status_code=303,
                 headers={"Location": started.authorize_url, "Cache-Control": "no-store"},
             )
 
-        return await guarded(request, work)
+        return await guarded(context, request, work, problem_heading=NOT_AUTHORIZED)
 
     @router.get(
-        "/connect/nmbrs/flows/{flow_id}/company",
+        f"{CONNECT_PATH}/flows/{{flow_id}}/company",
         summary="Choose the Visma.net company of the account.",
         response_class=Response,
-        responses=html_responses({200: "The page.", 400: "Expired attempt.", **PAGE_STATUSES}),
+        responses=html_responses({200: "The page.", **PAGE_STATUSES}),
     )
     async def company(request: Request, flow_id: str) -> Response:
         async def work(active: ActiveSession) -> Response:
-            async with db.transaction() as session:
-                service = visma_service(kit, session)
+            async with db.transaction() as session, vendor_http(context) as http:
+                service = visma_service(context, session, http)
                 flow = await service.flow(
-                    active.user, _uuid(flow_id, "connection attempt"), NMBRS_ACCOUNT
+                    active.user, uuid_or_404(flow_id, "connection attempt"), NMBRS_ACCOUNT
                 )
                 companies = service.companies(flow)
-            return await kit.page(
-                request, active, "pages/nmbrs/company.html", flow=flow, companies=companies
+            return context.render(
+                request, "pages/nmbrs/company.html", flow=flow, companies=companies
             )
 
-        return await guarded(request, work)
+        return await guarded(context, request, work, problem_heading=NOT_AUTHORIZED)
 
     @router.post(
-        "/connect/nmbrs/flows/{flow_id}/company",
+        f"{CONNECT_PATH}/flows/{{flow_id}}/company",
         summary="Authorize the account for the chosen company (write rights checked).",
         response_class=Response,
         responses=html_responses(
             {
                 200: "Authorized (success message), no company chosen, or the template "
                 "does not grant write rights (said in red).",
-                400: "Expired attempt.",
                 **PAGE_STATUSES,
             }
         ),
     )
-    async def choose_company(
-        request: Request,
-        flow_id: str,
-        company: Annotated[str, Form()] = "",
-        csrf_token: Annotated[str | None, Form()] = None,
-    ) -> Response:
+    async def choose_company(request: Request, flow_id: str) -> Response:
         async def work(active: ActiveSession) -> Response:
-            await kit.check_csrf(active, csrf_token)
-            async with db.transaction() as session:
-                service = visma_service(kit, session)
+            form = await context.form(request)
+            chosen_id = form_text(form, "company", limit=40)
+            async with db.transaction() as session, vendor_http(context) as http:
+                service = visma_service(context, session, http)
                 flow = await service.flow(
-                    active.user, _uuid(flow_id, "connection attempt"), NMBRS_ACCOUNT
+                    active.user, uuid_or_404(flow_id, "connection attempt"), NMBRS_ACCOUNT
                 )
                 companies = service.companies(flow)
-                if not company:
-                    problem: str | None = "Choose the company to send journals to."
-                else:
-                    problem = None
-                    connection, writes = await service.authorize_account(active.user, flow, company)
-            if problem is not None:
-                return await kit.page(
+                if chosen_id:
+                    connection, writes = await service.authorize_account(
+                        active.user, flow, chosen_id
+                    )
+            if not chosen_id:
+                return context.render(
                     request,
-                    active,
                     "pages/nmbrs/company.html",
                     flow=flow,
                     companies=companies,
-                    errors={"company": problem},
+                    errors=translated({"company": N_("Choose the company to send journals to.")}),
                 )
-            kit.wake_relay()
-            environment_id = str(flow.data["environment_id"])
-            chosen = next(c for c in companies if c.external_id == company)
-            return await kit.page(
+            wake_relay(context)
+            chosen = next(c for c in companies if c.external_id == chosen_id)
+            return context.render(
                 request,
-                active,
                 "pages/nmbrs/authorized.html",
                 writes=writes,
                 company=chosen,
                 connection=connection,
-                environment_id=environment_id,
+                environment_id=str(flow.data["environment_id"]),
             )
 
-        return await guarded(request, work)
+        return await guarded(context, request, work, problem_heading=NOT_AUTHORIZED)
 
     @router.post(
-        "/connect/nmbrs/credential",
+        f"{CONNECT_PATH}/credential",
         summary="Save the Nmbrs API user's token (checked live with Nmbrs).",
         response_class=Response,
         responses=html_responses(
@@ -272,32 +245,28 @@ def build_nmbrs_router(kit: FlowKit) -> APIRouter:
             }
         ),
     )
-    async def save_credential(
-        request: Request,
-        environment_id: Annotated[str, Form()],
-        nmbrs_username: Annotated[str, Form()] = "",
-        nmbrs_token: Annotated[str, Form()] = "",
-        nmbrs_domain: Annotated[str, Form()] = "",
-        csrf_token: Annotated[str | None, Form()] = None,
-    ) -> Response:
+    async def save_credential(request: Request) -> Response:
         async def work(active: ActiveSession) -> Response:
-            await kit.check_csrf(active, csrf_token)
-            environment = _uuid(environment_id, "environment")
+            form = await context.form(request)
+            environment = uuid_or_404(form_text(form, "environment_id"), "environment")
+            username = form_text(form, "nmbrs_username")
+            domain = form_text(form, "nmbrs_domain")
+            token = SecretStr(form_text(form, "nmbrs_token", limit=500))
             async with db.transaction() as session:
-                _connection, errors = await nmbrs_service(kit, session).save_nmbrs(
-                    active.user, environment, nmbrs_username, SecretStr(nmbrs_token), nmbrs_domain
+                _connection, errors = await nmbrs_service(context, session).save_nmbrs(
+                    active.user, environment, username, token, domain
                 )
             if errors:
                 return await integration_page(
                     request,
-                    active,
                     environment,
-                    errors=errors,
-                    values={"nmbrs_username": nmbrs_username, "nmbrs_domain": nmbrs_domain},
+                    errors,
+                    {"nmbrs_username": username, "nmbrs_domain": domain},
+                    active=active,
                 )
-            kit.wake_relay()
-            return redirect(f"/connect/nmbrs?environment_id={environment}")
+            wake_relay(context)
+            return context.redirect(integration_url(environment))
 
-        return await guarded(request, work)
+        return await guarded(context, request, work)
 
     return router

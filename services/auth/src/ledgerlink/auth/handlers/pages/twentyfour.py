@@ -12,105 +12,90 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Annotated
+from typing import Final
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledgerlink.auth.handlers.pages._flowkit import (
+from ledgerlink.auth.handlers.pages.common import N_, PagesContext, form_text, gettext
+from ledgerlink.auth.handlers.pages.connection_pages import (
     PAGE_STATUSES,
-    FlowKit,
     Refused,
+    guarded,
     html_responses,
-    redirect,
+    translated,
+    uuid_or_404,
+    wake_relay,
 )
-from ledgerlink.auth.services.access import AccessRefused
 from ledgerlink.auth.services.organisations import OrganisationService
 from ledgerlink.auth.services.sessions import ActiveSession
 from ledgerlink.auth.services.twentyfour_keys import TwentyFourKeys
 from ledgerlink.auth.storage.vendor_flows import TwentyFourClient
 
-BASE = "/connect/24sevenoffice"
+_ = gettext
+
+PROVIDER: Final = "24sevenoffice"
+CONNECT_PATH: Final = "/connect/24sevenoffice"
+NOTICES: Final = {"imported": N_("Companies imported."), "saved": N_("Saved.")}
 
 
-def keys_service(kit: FlowKit, session: object) -> TwentyFourKeys:
+def keys_service(context: PagesContext, session: AsyncSession) -> TwentyFourKeys:
     """The "API keys" use cases on one request's transaction."""
-    components = kit.components
+    components = context.components
     return TwentyFourKeys(
-        session,  # type: ignore[arg-type]
+        session,
         vault=components.vault,
         outbox=components.outbox,
-        client=TwentyFourClient(components.config.connect.twentyfour),
+        client=TwentyFourClient(components.config.connect.twentyfour, context.vendor_transport),
         clock=components.clock,
         backoff=timedelta(seconds=components.config.connect.login_backoff_seconds),
     )
 
 
-def _uuid(value: str | None, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise Refused(404, f"No such {what}", f"There is no {what} with this address.") from None
-
-
-def build_twentyfour_router(kit: FlowKit) -> APIRouter:
+def build_router(context: PagesContext) -> APIRouter:
     """The 24SevenOffice tab of "API keys" and the companies' setup wizard."""
     router = APIRouter(tags=["connection pages"])
-    db = kit.context.db
+    db = context.web.db
 
-    async def guarded(request: Request, work: object) -> Response:
-        active = await kit.person(request)
-        if not isinstance(active, ActiveSession):
-            return active
-        try:
-            return await work(active)  # type: ignore[operator,no-any-return]
-        except Refused as refusal:
-            return await kit.refused(request, active, refusal)
-        except AccessRefused as refusal:
-            return await kit.refused(
-                request, active, Refused(refusal.status, "This cannot be done", refusal.message)
-            )
+    def keys_url(organisation: uuid.UUID, notice: str) -> str:
+        return f"{CONNECT_PATH}?organisation_id={organisation}&notice={notice}"
 
     async def keys_page(
         request: Request,
         active: ActiveSession,
         organisation_id: uuid.UUID | None,
-        status: int = 200,
         errors: dict[str, str] | None = None,
         values: dict[str, str] | None = None,
         notice: str | None = None,
     ) -> Response:
         async with db.transaction() as session:
-            organisations = await OrganisationService(session, kit.components.clock).mine(
+            organisations = await OrganisationService(session, context.components.clock).mine(
                 active.user
             )
             if not organisations:
                 raise Refused(
                     404,
-                    "You have no organisation yet",
-                    "Create your organisation first; API keys belong to an organisation.",
+                    N_("You have no organisation yet"),
+                    N_("Create your organisation first: API keys belong to an organisation."),
                 )
             chosen = organisation_id or organisations[0].organisation.id
-            view = await keys_service(kit, session).view(active.user, chosen)
-        current = next((o for o in organisations if o.organisation.id == chosen), None)
-        if current is None:
-            raise Refused(404, "No such organisation", "There is no organisation here.")
-        return await kit.page(
+            view = await keys_service(context, session).view(active.user, chosen)
+        current = next(o for o in organisations if o.organisation.id == chosen)
+        return context.render(
             request,
-            active,
             "pages/twentyfour/keys.html",
-            status,
             organisation=current.organisation,
             role=current.role.value,
             view=view,
-            errors=errors or {},
+            errors=translated(errors or {}),
             values=values or {},
-            notice=notice,
+            notice=_(notice) if notice else None,
         )
 
     @router.get(
-        BASE,
+        CONNECT_PATH,
         summary='"API keys", 24SevenOffice tab (seed 004).',
         response_class=Response,
         responses=html_responses({200: "The page.", **PAGE_STATUSES}),
@@ -119,14 +104,13 @@ def build_twentyfour_router(kit: FlowKit) -> APIRouter:
         request: Request, organisation_id: str | None = None, notice: str | None = None
     ) -> Response:
         async def work(active: ActiveSession) -> Response:
-            chosen = _uuid(organisation_id, "organisation") if organisation_id else None
-            message = {"imported": "Companies imported.", "saved": "Saved."}.get(notice or "")
-            return await keys_page(request, active, chosen, notice=message)
+            chosen = uuid_or_404(organisation_id, "organisation") if organisation_id else None
+            return await keys_page(request, active, chosen, notice=NOTICES.get(notice or ""))
 
-        return await guarded(request, work)
+        return await guarded(context, request, work)
 
     @router.post(
-        f"{BASE}/login",
+        f"{CONNECT_PATH}/login",
         summary='"Done": log the integration user in at 24SevenOffice.',
         response_class=Response,
         responses=html_responses(
@@ -137,19 +121,15 @@ def build_twentyfour_router(kit: FlowKit) -> APIRouter:
             }
         ),
     )
-    async def login(
-        request: Request,
-        organisation_id: Annotated[str, Form()],
-        username: Annotated[str, Form()] = "",
-        password: Annotated[str, Form()] = "",
-        csrf_token: Annotated[str | None, Form()] = None,
-    ) -> Response:
+    async def login(request: Request) -> Response:
         async def work(active: ActiveSession) -> Response:
-            await kit.check_csrf(active, csrf_token)
-            organisation = _uuid(organisation_id, "organisation")
+            form = await context.form(request)
+            organisation = uuid_or_404(form_text(form, "organisation_id"), "organisation")
+            username = form_text(form, "username", limit=320)
+            password = SecretStr(form_text(form, "password", limit=500))
             async with db.transaction() as session:
-                outcome = await keys_service(kit, session).login(
-                    active.user, organisation, username, SecretStr(password)
+                outcome = await keys_service(context, session).login(
+                    active.user, organisation, username, password
                 )
             if not outcome.ok:
                 assert outcome.field is not None
@@ -161,55 +141,46 @@ def build_twentyfour_router(kit: FlowKit) -> APIRouter:
                     errors={outcome.field: outcome.message},
                     values={"username": username},
                 )
-            return redirect(f"{BASE}?organisation_id={organisation}&notice=saved")
+            return context.redirect(keys_url(organisation, "saved"))
 
-        return await guarded(request, work)
+        return await guarded(context, request, work)
 
     @router.post(
-        f"{BASE}/transaction-type",
+        f"{CONNECT_PATH}/transaction-type",
         summary="Choose the transaction type postings get.",
         response_class=Response,
         responses=html_responses(
             {200: "Not one of the vendor's types: the page again with the error.", **PAGE_STATUSES}
         ),
     )
-    async def transaction_type(
-        request: Request,
-        organisation_id: Annotated[str, Form()],
-        transaction_type: Annotated[str, Form()] = "",
-        csrf_token: Annotated[str | None, Form()] = None,
-    ) -> Response:
+    async def transaction_type(request: Request) -> Response:
         async def work(active: ActiveSession) -> Response:
-            await kit.check_csrf(active, csrf_token)
-            organisation = _uuid(organisation_id, "organisation")
+            form = await context.form(request)
+            organisation = uuid_or_404(form_text(form, "organisation_id"), "organisation")
             async with db.transaction() as session:
-                errors = await keys_service(kit, session).choose_transaction_type(
-                    active.user, organisation, transaction_type
+                errors = await keys_service(context, session).choose_transaction_type(
+                    active.user, organisation, form_text(form, "transaction_type", limit=20)
                 )
             if errors:
                 return await keys_page(request, active, organisation, errors=errors)
-            return redirect(f"{BASE}?organisation_id={organisation}&notice=saved")
+            return context.redirect(keys_url(organisation, "saved"))
 
-        return await guarded(request, work)
+        return await guarded(context, request, work)
 
     @router.post(
-        f"{BASE}/import",
+        f"{CONNECT_PATH}/import",
         summary='"Import companies": every client the integration user reaches.',
         response_class=Response,
         responses=html_responses(
             {200: "The login was refused or throttled: the page with the error.", **PAGE_STATUSES}
         ),
     )
-    async def import_companies(
-        request: Request,
-        organisation_id: Annotated[str, Form()],
-        csrf_token: Annotated[str | None, Form()] = None,
-    ) -> Response:
+    async def import_companies(request: Request) -> Response:
         async def work(active: ActiveSession) -> Response:
-            await kit.check_csrf(active, csrf_token)
-            organisation = _uuid(organisation_id, "organisation")
+            form = await context.form(request)
+            organisation = uuid_or_404(form_text(form, "organisation_id"), "organisation")
             async with db.transaction() as session:
-                _added, outcome = await keys_service(kit, session).import_companies(
+                _added, outcome = await keys_service(context, session).import_companies(
                     active.user, organisation, reference=f"page:24so:{organisation}"
                 )
             if not outcome.ok:
@@ -217,10 +188,10 @@ def build_twentyfour_router(kit: FlowKit) -> APIRouter:
                 return await keys_page(
                     request, active, organisation, errors={"password": outcome.message}
                 )
-            kit.wake_relay()
-            return redirect(f"{BASE}?organisation_id={organisation}&notice=imported")
+            wake_relay(context)
+            return context.redirect(keys_url(organisation, "imported"))
 
-        return await guarded(request, work)
+        return await guarded(context, request, work)
 
     async def setup_page(
         request: Request,
@@ -231,17 +202,16 @@ def build_twentyfour_router(kit: FlowKit) -> APIRouter:
         values: dict[str, str] | None = None,
     ) -> Response:
         async with db.transaction() as session:
-            connection, settings = await keys_service(kit, session).company(
+            connection, settings = await keys_service(context, session).company(
                 active.user, organisation, connection_id
             )
-        return await kit.page(
+        return context.render(
             request,
-            active,
             "pages/twentyfour/setup.html",
             organisation_id=organisation,
             connection=connection,
             settings=settings,
-            errors=errors or {},
+            errors=translated(errors or {}),
             values=values
             or {
                 "start_period": str(settings.settings.get("start_period") or ""),
@@ -250,7 +220,7 @@ def build_twentyfour_router(kit: FlowKit) -> APIRouter:
         )
 
     @router.get(
-        f"{BASE}/companies/{{connection_id}}/setup",
+        f"{CONNECT_PATH}/companies/{{connection_id}}/setup",
         summary="A company's setup wizard (start period, accounts to reconcile).",
         response_class=Response,
         responses=html_responses({200: "The page.", **PAGE_STATUSES}),
@@ -260,34 +230,29 @@ def build_twentyfour_router(kit: FlowKit) -> APIRouter:
             return await setup_page(
                 request,
                 active,
-                _uuid(organisation_id, "organisation"),
-                _uuid(connection_id, "company"),
+                uuid_or_404(organisation_id, "organisation"),
+                uuid_or_404(connection_id, "company"),
             )
 
-        return await guarded(request, work)
+        return await guarded(context, request, work)
 
     @router.post(
-        f"{BASE}/companies/{{connection_id}}/setup",
+        f"{CONNECT_PATH}/companies/{{connection_id}}/setup",
         summary="Complete the setup wizard.",
         response_class=Response,
         responses=html_responses(
             {200: "A field is wrong: the page again, the error next to its field.", **PAGE_STATUSES}
         ),
     )
-    async def complete_setup(
-        request: Request,
-        connection_id: str,
-        organisation_id: Annotated[str, Form()],
-        start_period: Annotated[str, Form()] = "",
-        accounts: Annotated[str, Form()] = "",
-        csrf_token: Annotated[str | None, Form()] = None,
-    ) -> Response:
+    async def complete_setup(request: Request, connection_id: str) -> Response:
         async def work(active: ActiveSession) -> Response:
-            await kit.check_csrf(active, csrf_token)
-            organisation = _uuid(organisation_id, "organisation")
-            connection = _uuid(connection_id, "company")
+            form = await context.form(request)
+            organisation = uuid_or_404(form_text(form, "organisation_id"), "organisation")
+            connection = uuid_or_404(connection_id, "company")
+            start_period = form_text(form, "start_period", limit=20)
+            accounts = form_text(form, "accounts", limit=1000)
             async with db.transaction() as session:
-                errors = await keys_service(kit, session).complete_setup(
+                errors = await keys_service(context, session).complete_setup(
                     active.user, organisation, connection, start_period, accounts
                 )
             if errors:
@@ -299,8 +264,8 @@ def build_twentyfour_router(kit: FlowKit) -> APIRouter:
                     errors=errors,
                     values={"start_period": start_period, "accounts": accounts},
                 )
-            return redirect(f"{BASE}?organisation_id={organisation}&notice=saved")
+            return context.redirect(keys_url(organisation, "saved"))
 
-        return await guarded(request, work)
+        return await guarded(context, request, work)
 
     return router

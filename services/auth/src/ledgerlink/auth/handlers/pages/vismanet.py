@@ -15,21 +15,32 @@ Nmbrs' Visma.net account (seed 003).
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
-from typing import Annotated
+from typing import Final
 
-from fastapi import APIRouter, Form, Request
+import httpx
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledgerlink.auth.domain.connect_flows import NoCocReason, Sector
-from ledgerlink.auth.handlers.pages._flowkit import (
+from ledgerlink.auth.handlers.pages.common import (
+    N_,
+    FormErrors,
+    PagesContext,
+    form_text,
+    gettext,
+)
+from ledgerlink.auth.handlers.pages.connection_pages import (
     PAGE_STATUSES,
-    FlowKit,
     Refused,
     callback_url,
+    guarded,
     html_responses,
-    redirect,
+    translated,
+    uuid_or_404,
+    vendor_http,
+    wake_relay,
 )
 from ledgerlink.auth.services.access import AccessRefused
 from ledgerlink.auth.services.organisations import OrganisationService
@@ -43,116 +54,106 @@ from ledgerlink.auth.services.vismanet_connect import (
 )
 from ledgerlink.auth.storage.vendor_flows import VismaConnectClient
 
-CALLBACK_ROUTE = "visma_connect_callback"
+_ = gettext
+
+PROVIDER: Final = "visma_net"
+CONNECT_PATH: Final = "/connect/visma_net"
+CALLBACK_PATH: Final = "/connect/visma_net/callback"
 
 #: The reasons and sectors as the page names them (msgids of the catalogs).
 REASON_LABELS = {
-    NoCocReason.NOT_A_COMPANY.value: "Not a company",
-    NoCocReason.TEST_DEMO.value: "Test/Demo",
+    NoCocReason.NOT_A_COMPANY.value: N_("Not a company"),
+    NoCocReason.TEST_DEMO.value: N_("Test/Demo"),
 }
 SECTOR_LABELS = {
-    Sector.AGRICULTURE.value: "Agriculture, forestry and fishing",
-    Sector.MANUFACTURING.value: "Manufacturing and energy",
-    Sector.CONSTRUCTION.value: "Construction",
-    Sector.TRADE.value: "Wholesale and retail trade",
-    Sector.HOSPITALITY.value: "Hospitality",
-    Sector.TRANSPORT.value: "Transport and storage",
-    Sector.IT_COMMUNICATION.value: "Information and communication",
-    Sector.FINANCE.value: "Financial services",
-    Sector.REAL_ESTATE.value: "Real estate",
-    Sector.PROFESSIONAL_SERVICES.value: "Professional and business services",
-    Sector.HEALTHCARE.value: "Health and social care",
-    Sector.EDUCATION.value: "Education",
-    Sector.PUBLIC_NONPROFIT.value: "Public sector and non-profit",
-    Sector.OTHER.value: "Other",
+    Sector.AGRICULTURE.value: N_("Agriculture, forestry and fishing"),
+    Sector.MANUFACTURING.value: N_("Manufacturing and energy"),
+    Sector.CONSTRUCTION.value: N_("Construction"),
+    Sector.TRADE.value: N_("Wholesale and retail trade"),
+    Sector.HOSPITALITY.value: N_("Hospitality"),
+    Sector.TRANSPORT.value: N_("Transport and storage"),
+    Sector.IT_COMMUNICATION.value: N_("Information and communication"),
+    Sector.FINANCE.value: N_("Financial services"),
+    Sector.REAL_ESTATE.value: N_("Real estate"),
+    Sector.PROFESSIONAL_SERVICES.value: N_("Professional and business services"),
+    Sector.HEALTHCARE.value: N_("Health and social care"),
+    Sector.EDUCATION.value: N_("Education"),
+    Sector.PUBLIC_NONPROFIT.value: N_("Public sector and non-profit"),
+    Sector.OTHER.value: N_("Other"),
 }
 STATUS_LABELS = {
-    "pending_authorization": "Not authorized",
-    "authorizing": "Not authorized",
-    "configuring": "configuring",
-    "active": "active",
-    "needs_reauth": "Sign in to Visma again",
-    "revoked": "revoked",
-    "expired": "expired",
-    "rejected": "rejected",
+    "pending_authorization": N_("Not authorized"),
+    "authorizing": N_("Not authorized"),
+    "configuring": N_("configuring"),
+    "active": N_("active"),
+    "needs_reauth": N_("Sign in to Visma again"),
+    "revoked": N_("revoked"),
+    "expired": N_("expired"),
+    "rejected": N_("rejected"),
 }
 
 
-def visma_service(kit: FlowKit, session: object) -> VismaNetConnect:
+def visma_service(
+    context: PagesContext, session: AsyncSession, http: httpx.AsyncClient
+) -> VismaNetConnect:
     """The Visma.net use cases on one request's transaction."""
-    components = kit.components
+    components = context.components
     return VismaNetConnect(
-        session,  # type: ignore[arg-type]
+        session,
         vault=components.vault,
         outbox=components.outbox,
-        client=VismaConnectClient(components.config.connect.visma_connect, kit.http),
+        client=VismaConnectClient(components.config.connect.visma_connect, http),
         clock=components.clock,
         flow_ttl=timedelta(seconds=components.config.connect.flow_seconds),
     )
 
 
-def _uuid(value: str | None, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise Refused(404, f"No such {what}", f"There is no {what} with this address.") from None
+def _to_visma(url: str) -> Response:
+    # The one redirect to another site: Visma Connect's authorize URL, built from settings.
+    return Response(status_code=303, headers={"Location": url, "Cache-Control": "no-store"})
 
 
-def build_vismanet_router(kit: FlowKit) -> APIRouter:
+def build_router(context: PagesContext) -> APIRouter:
     """The Visma.net connection pages."""
     router = APIRouter(tags=["connection pages"])
-    db = kit.context.db
+    db = context.web.db
+    flows = "/connect/visma_net/flows/{flow_id}"
 
-    async def guarded(request: Request, work: object) -> Response:
-        active = await kit.person(request)
-        if not isinstance(active, ActiveSession):
-            return active
-        try:
-            return await work(active)  # type: ignore[operator,no-any-return]
-        except Refused as refusal:
-            return await kit.refused(request, active, refusal)
-        except FlowProblem as problem:
-            return await kit.refused(
-                request,
-                active,
-                Refused(400, "The Visma connection could not go on", problem.message),
-            )
-        except AccessRefused as refusal:
-            return await kit.refused(
-                request, active, Refused(refusal.status, "This cannot be done", refusal.message)
-            )
+    def flow_path(flow_id: object, step: str) -> str:
+        return f"/connect/visma_net/flows/{flow_id}/{step}"
 
     @router.get(
-        "/connect/visma_net",
+        CONNECT_PATH,
         summary="The organisation's Visma.net connections (seed 002).",
         response_class=Response,
         responses=html_responses({200: "The page.", **PAGE_STATUSES}),
     )
     async def overview(request: Request, organisation_id: str | None = None) -> Response:
         async def work(active: ActiveSession) -> Response:
-            async with db.transaction() as session:
-                organisations = await OrganisationService(session, kit.components.clock).mine(
+            async with db.transaction() as session, vendor_http(context) as http:
+                organisations = await OrganisationService(session, context.components.clock).mine(
                     active.user
                 )
                 if not organisations:
                     raise Refused(
                         404,
-                        "You have no organisation yet",
-                        "Create your organisation first; Visma.net administrations are "
-                        "connected to an organisation.",
+                        N_("You have no organisation yet"),
+                        N_(
+                            "Create your organisation first: Visma.net administrations are "
+                            "connected to an organisation."
+                        ),
                     )
                 chosen = (
-                    _uuid(organisation_id, "organisation")
+                    uuid_or_404(organisation_id, "organisation")
                     if organisation_id
                     else organisations[0].organisation.id
                 )
-                rows = await visma_service(kit, session).organisation_connections(
+                rows = await visma_service(context, session, http).organisation_connections(
                     active.user, chosen
                 )
             current = next(o for o in organisations if o.organisation.id == chosen)
-            return await kit.page(
+            return context.render(
                 request,
-                active,
                 "pages/vismanet/overview.html",
                 organisations=organisations,
                 organisation=current.organisation,
@@ -161,7 +162,7 @@ def build_vismanet_router(kit: FlowKit) -> APIRouter:
                 statuses=STATUS_LABELS,
             )
 
-        return await guarded(request, work)
+        return await guarded(context, request, work)
 
     @router.post(
         "/connect/visma_net/start",
@@ -170,26 +171,20 @@ def build_vismanet_router(kit: FlowKit) -> APIRouter:
         response_class=Response,
         responses=html_responses({**PAGE_STATUSES}),
     )
-    async def start(
-        request: Request,
-        organisation_id: Annotated[str, Form()],
-        csrf_token: Annotated[str | None, Form()] = None,
-    ) -> Response:
+    async def start(request: Request) -> Response:
         async def work(active: ActiveSession) -> Response:
-            await kit.check_csrf(active, csrf_token)
-            async with db.transaction() as session:
-                started = await visma_service(kit, session).start(
+            form = await context.form(request)
+            organisation = uuid_or_404(form_text(form, "organisation_id"), "organisation")
+            async with db.transaction() as session, vendor_http(context) as http:
+                started = await visma_service(context, session, http).start(
                     active.user,
                     ADMINISTRATIONS,
-                    callback_url(kit, request, CALLBACK_ROUTE),
-                    {"organisation_id": str(_uuid(organisation_id, "organisation"))},
+                    callback_url(context, CALLBACK_PATH),
+                    {"organisation_id": str(organisation)},
                 )
-            return Response(
-                status_code=303,
-                headers={"Location": started.authorize_url, "Cache-Control": "no-store"},
-            )
+            return _to_visma(started.authorize_url)
 
-        return await guarded(request, work)
+        return await guarded(context, request, work)
 
     @router.post(
         "/connect/visma_net/import",
@@ -198,43 +193,33 @@ def build_vismanet_router(kit: FlowKit) -> APIRouter:
         response_class=Response,
         responses=html_responses({**PAGE_STATUSES}),
     )
-    async def import_existing(
-        request: Request,
-        organisation_id: Annotated[str, Form()],
-        csrf_token: Annotated[str | None, Form()] = None,
-    ) -> Response:
+    async def import_existing(request: Request) -> Response:
         async def work(active: ActiveSession) -> Response:
-            await kit.check_csrf(active, csrf_token)
-            organisation = _uuid(organisation_id, "organisation")
-            async with db.transaction() as session:
-                flow = await visma_service(kit, session).start_import(
-                    active.user, organisation, kit.components.credentials
+            form = await context.form(request)
+            organisation = uuid_or_404(form_text(form, "organisation_id"), "organisation")
+            async with db.transaction() as session, vendor_http(context) as http:
+                flow = await visma_service(context, session, http).start_import(
+                    active.user, organisation, context.components.credentials
                 )
             if flow is not None:
-                return redirect(f"/connect/visma_net/flows/{flow.id}/administrations")
+                return context.redirect(flow_path(flow.id, "administrations"))
             # The stored login no longer works (or there is none): ask Visma again.
-            async with db.transaction() as session:
-                started = await visma_service(kit, session).start(
+            async with db.transaction() as session, vendor_http(context) as http:
+                started = await visma_service(context, session, http).start(
                     active.user,
                     ADMINISTRATIONS,
-                    callback_url(kit, request, CALLBACK_ROUTE),
+                    callback_url(context, CALLBACK_PATH),
                     {"organisation_id": str(organisation), "asked_again": True},
                 )
-            return Response(
-                status_code=303,
-                headers={"Location": started.authorize_url, "Cache-Control": "no-store"},
-            )
+            return _to_visma(started.authorize_url)
 
-        return await guarded(request, work)
+        return await guarded(context, request, work)
 
     @router.get(
-        "/connect/visma_net/callback",
-        name=CALLBACK_ROUTE,
+        CALLBACK_PATH,
         summary="Back from Visma Connect (the registered redirect URI).",
         response_class=Response,
-        responses=html_responses(
-            {400: "Not a sign-in started here, expired, denied or refused.", **PAGE_STATUSES}
-        ),
+        responses=html_responses({**PAGE_STATUSES}),
     )
     async def callback(
         request: Request,
@@ -243,11 +228,11 @@ def build_vismanet_router(kit: FlowKit) -> APIRouter:
         error: str | None = None,
     ) -> Response:
         async def work(active: ActiveSession) -> Response:
-            async with db.transaction() as session:
-                failed: FlowProblem | None = None
+            failed: FlowProblem | None = None
+            async with db.transaction() as session, vendor_http(context) as http:
                 try:
-                    flow = await visma_service(kit, session).callback(
-                        active.user, state, code, error, callback_url(kit, request, CALLBACK_ROUTE)
+                    flow = await visma_service(context, session, http).callback(
+                        active.user, state, code, error, callback_url(context, CALLBACK_PATH)
                     )
                 except FlowProblem as problem:
                     # Kept: the state is spent even when the sign-in failed.
@@ -255,81 +240,70 @@ def build_vismanet_router(kit: FlowKit) -> APIRouter:
             if failed is not None:
                 raise failed
             if flow.kind == NMBRS_ACCOUNT:
-                return redirect(f"/connect/nmbrs/flows/{flow.id}/company")
-            return redirect(f"/connect/visma_net/flows/{flow.id}/administrations")
+                return context.redirect(f"/connect/nmbrs/flows/{flow.id}/company")
+            return context.redirect(flow_path(flow.id, "administrations"))
 
-        return await guarded(request, work)
+        return await guarded(context, request, work)
 
     @router.get(
-        "/connect/visma_net/flows/{flow_id}/administrations",
+        f"{flows}/administrations",
         summary="Step 5: the administrations the Visma login reaches.",
         response_class=Response,
-        responses=html_responses({200: "The page.", 400: "Expired attempt.", **PAGE_STATUSES}),
+        responses=html_responses({200: "The page.", **PAGE_STATUSES}),
     )
     async def administrations(request: Request, flow_id: str) -> Response:
         async def work(active: ActiveSession) -> Response:
-            async with db.transaction() as session:
-                service = visma_service(kit, session)
+            async with db.transaction() as session, vendor_http(context) as http:
+                service = visma_service(context, session, http)
                 flow = await service.flow(
-                    active.user, _uuid(flow_id, "connection attempt"), ADMINISTRATIONS
+                    active.user, uuid_or_404(flow_id, "connection attempt"), ADMINISTRATIONS
                 )
                 choices = await service.choices(flow)
-            return await kit.page(
+            return context.render(
                 request,
-                active,
                 "pages/vismanet/administrations.html",
                 flow=flow,
                 choices=choices,
                 chosen=set(flow.data.get("chosen", [])),
             )
 
-        return await guarded(request, work)
+        return await guarded(context, request, work)
 
     @router.post(
-        "/connect/visma_net/flows/{flow_id}/administrations",
+        f"{flows}/administrations",
         summary="Step 5: choose administrations.",
         response_class=Response,
         responses=html_responses(
-            {
-                200: "None chosen: the page again with the error.",
-                400: "Expired attempt.",
-                **PAGE_STATUSES,
-            }
+            {200: "None chosen: the page again with the error.", **PAGE_STATUSES}
         ),
     )
-    async def choose(
-        request: Request,
-        flow_id: str,
-        csrf_token: Annotated[str | None, Form()] = None,
-        administration: Annotated[list[str] | None, Form()] = None,
-    ) -> Response:
+    async def choose(request: Request, flow_id: str) -> Response:
         async def work(active: ActiveSession) -> Response:
-            await kit.check_csrf(active, csrf_token)
-            async with db.transaction() as session:
-                service = visma_service(kit, session)
+            form = await context.form(request)
+            picked = [str(value) for value in form.getlist("administration")]
+            problem: str | None = None
+            async with db.transaction() as session, vendor_http(context) as http:
+                service = visma_service(context, session, http)
                 flow = await service.flow(
-                    active.user, _uuid(flow_id, "connection attempt"), ADMINISTRATIONS
+                    active.user, uuid_or_404(flow_id, "connection attempt"), ADMINISTRATIONS
                 )
                 choices = await service.choices(flow)
-                problem: str | None = None
                 try:
-                    await service.choose(flow, administration or [])
+                    await service.choose(flow, picked)
                 except AccessRefused as refusal:
                     problem = refusal.message
             if problem is not None:
-                return await kit.page(
+                return context.render(
                     request,
-                    active,
                     "pages/vismanet/administrations.html",
-                    status=200,
                     flow=flow,
                     choices=choices,
                     chosen=set(),
-                    errors={"administrations": problem},
+                    errors=translated({"administrations": problem}),
                 )
-            return redirect(f"/connect/visma_net/flows/{flow_id}/details")
+            return context.redirect(flow_path(flow_id, "details"))
 
-        return await guarded(request, work)
+        return await guarded(context, request, work)
 
     async def details_page(
         request: Request,
@@ -338,110 +312,110 @@ def build_vismanet_router(kit: FlowKit) -> APIRouter:
         answers: dict[str, tuple[str, str, str]],
         errors: dict[str, dict[str, str]],
     ) -> Response:
-        async with db.transaction() as session:
-            service = visma_service(kit, session)
+        async with db.transaction() as session, vendor_http(context) as http:
+            service = visma_service(context, session, http)
             flow = await service.flow(
-                active.user, _uuid(flow_id, "connection attempt"), ADMINISTRATIONS
+                active.user, uuid_or_404(flow_id, "connection attempt"), ADMINISTRATIONS
             )
             chosen = service.chosen(flow)
         if not chosen:
-            return redirect(f"/connect/visma_net/flows/{flow_id}/administrations")
+            return context.redirect(flow_path(flow_id, "administrations"))
         kept = flow.data.get("details") or {}
-        values = {
-            company.external_id: answers.get(company.external_id)
-            or (
-                (kept.get(company.external_id) or {}).get("coc") or "",
-                (kept.get(company.external_id) or {}).get("no_coc_reason") or "",
-                (kept.get(company.external_id) or {}).get("sector") or "",
+        values = {}
+        for company in chosen:
+            before = kept.get(company.external_id) or {}
+            values[company.external_id] = answers.get(company.external_id) or (
+                before.get("coc") or "",
+                before.get("no_coc_reason") or "",
+                before.get("sector") or "",
             )
-            for company in chosen
+        field_errors = {
+            company: translated(problems).fields for company, problems in errors.items()
         }
-        summary = {
-            f"{field}-{company_id}": message
-            for company_id, problems in errors.items()
-            for field, message in problems.items()
-        }
-        return await kit.page(
+        summary = FormErrors(
+            {
+                f"{field}-{company_id}": message
+                for company_id, problems in field_errors.items()
+                for field, message in problems.items()
+            }
+        )
+        return context.render(
             request,
-            active,
             "pages/vismanet/details.html",
             flow=flow,
             chosen=chosen,
             values=values,
-            field_errors=errors,
+            field_errors=field_errors,
             errors=summary,
             reasons=REASON_LABELS,
             sectors=SECTOR_LABELS,
         )
 
     @router.get(
-        "/connect/visma_net/flows/{flow_id}/details",
+        f"{flows}/details",
         summary="Step 6: CoC number or reason, and sector, per administration.",
         response_class=Response,
-        responses=html_responses({200: "The page.", 400: "Expired attempt.", **PAGE_STATUSES}),
+        responses=html_responses({200: "The page.", **PAGE_STATUSES}),
     )
     async def details(request: Request, flow_id: str) -> Response:
         async def work(active: ActiveSession) -> Response:
             return await details_page(request, active, flow_id, {}, {})
 
-        return await guarded(request, work)
+        return await guarded(context, request, work)
 
     @router.post(
-        "/connect/visma_net/flows/{flow_id}/details",
+        f"{flows}/details",
         summary="Step 6: save the details (errors next to their fields).",
         response_class=Response,
         responses=html_responses(
             {
                 200: "A field is wrong: the page again, each error next to its field.",
-                400: "Expired attempt.",
                 **PAGE_STATUSES,
             }
         ),
     )
     async def save_details(request: Request, flow_id: str) -> Response:
         async def work(active: ActiveSession) -> Response:
-            form = await request.form()
-            await kit.check_csrf(active, str(form.get("csrf_token") or ""))
-            async with db.transaction() as session:
-                service = visma_service(kit, session)
+            form = await context.form(request)
+            async with db.transaction() as session, vendor_http(context) as http:
+                service = visma_service(context, session, http)
                 flow = await service.flow(
-                    active.user, _uuid(flow_id, "connection attempt"), ADMINISTRATIONS
+                    active.user, uuid_or_404(flow_id, "connection attempt"), ADMINISTRATIONS
                 )
                 answers = {
                     company.external_id: (
-                        str(form.get(f"coc-{company.external_id}") or ""),
-                        str(form.get(f"reason-{company.external_id}") or ""),
-                        str(form.get(f"sector-{company.external_id}") or ""),
+                        form_text(form, f"coc-{company.external_id}", limit=40),
+                        form_text(form, f"reason-{company.external_id}", limit=40),
+                        form_text(form, f"sector-{company.external_id}", limit=40),
                     )
                     for company in service.chosen(flow)
                 }
                 errors = await service.details(flow, answers)
             if errors:
                 return await details_page(request, active, flow_id, answers, errors)
-            return redirect(f"/connect/visma_net/flows/{flow_id}/assign")
+            return context.redirect(flow_path(flow_id, "assign"))
 
-        return await guarded(request, work)
+        return await guarded(context, request, work)
 
     @router.get(
-        "/connect/visma_net/flows/{flow_id}/assign",
+        f"{flows}/assign",
         summary="Step 7: bulk assignment (divisions, users, template); may be skipped.",
         response_class=Response,
-        responses=html_responses({200: "The page.", 400: "Expired attempt.", **PAGE_STATUSES}),
+        responses=html_responses({200: "The page.", **PAGE_STATUSES}),
     )
     async def assign(request: Request, flow_id: str) -> Response:
         async def work(active: ActiveSession) -> Response:
-            async with db.transaction() as session:
-                service = visma_service(kit, session)
+            async with db.transaction() as session, vendor_http(context) as http:
+                service = visma_service(context, session, http)
                 flow = await service.flow(
-                    active.user, _uuid(flow_id, "connection attempt"), ADMINISTRATIONS
+                    active.user, uuid_or_404(flow_id, "connection attempt"), ADMINISTRATIONS
                 )
                 if not flow.data.get("details"):
-                    return redirect(f"/connect/visma_net/flows/{flow_id}/details")
+                    return context.redirect(flow_path(flow_id, "details"))
                 divisions, people, templates = await service.assignment_options(flow)
                 chosen = service.chosen(flow)
-            return await kit.page(
+            return context.render(
                 request,
-                active,
                 "pages/vismanet/assign.html",
                 flow=flow,
                 chosen=chosen,
@@ -450,61 +424,58 @@ def build_vismanet_router(kit: FlowKit) -> APIRouter:
                 templates=templates,
             )
 
-        return await guarded(request, work)
+        return await guarded(context, request, work)
 
     @router.post(
-        "/connect/visma_net/flows/{flow_id}/assign",
+        f"{flows}/assign",
         summary="Step 7 and finish: import the administrations.",
         response_class=Response,
-        responses=html_responses({400: "Expired attempt or a bad choice.", **PAGE_STATUSES}),
+        responses=html_responses({**PAGE_STATUSES}),
     )
     async def finish(request: Request, flow_id: str) -> Response:
         async def work(active: ActiveSession) -> Response:
-            form = await request.form()
-            await kit.check_csrf(active, str(form.get("csrf_token") or ""))
-            skip = form.get("action") == "skip"
+            form = await context.form(request)
             assignment = None
-            if not skip:
-                division = str(form.get("division") or "")
-                template = str(form.get("template") or "")
+            if form_text(form, "action") != "skip":
+                division = form_text(form, "division")
+                template = form_text(form, "template")
                 assignment = Assignment(
                     administrations=[str(v) for v in form.getlist("assign")],
-                    division_id=_uuid(division, "division") if division else None,
-                    user_ids=[_uuid(str(v), "person") for v in form.getlist("user")],
-                    template_id=_uuid(template, "template") if template else None,
+                    division_id=uuid_or_404(division, "division") if division else None,
+                    user_ids=[uuid_or_404(v, "person") for v in form.getlist("user")],
+                    template_id=uuid_or_404(template, "template") if template else None,
                 )
-            async with db.transaction() as session:
-                service = visma_service(kit, session)
+            async with db.transaction() as session, vendor_http(context) as http:
+                service = visma_service(context, session, http)
                 flow = await service.flow(
-                    active.user, _uuid(flow_id, "connection attempt"), ADMINISTRATIONS
+                    active.user, uuid_or_404(flow_id, "connection attempt"), ADMINISTRATIONS
                 )
                 await service.finish(active.user, flow, assignment)
-            kit.wake_relay()
-            return redirect(f"/connect/visma_net/flows/{flow_id}/done")
+            wake_relay(context)
+            return context.redirect(flow_path(flow_id, "done"))
 
-        return await guarded(request, work)
+        return await guarded(context, request, work)
 
     @router.get(
-        "/connect/visma_net/flows/{flow_id}/done",
+        f"{flows}/done",
         summary="The imported administrations and their status.",
         response_class=Response,
         responses=html_responses({200: "The page.", **PAGE_STATUSES}),
     )
     async def done(request: Request, flow_id: str) -> Response:
         async def work(active: ActiveSession) -> Response:
-            async with db.transaction() as session:
-                organisation_id, rows = await visma_service(kit, session).finished(
-                    active.user, _uuid(flow_id, "connection attempt")
+            async with db.transaction() as session, vendor_http(context) as http:
+                organisation_id, rows = await visma_service(context, session, http).finished(
+                    active.user, uuid_or_404(flow_id, "connection attempt")
                 )
-            return await kit.page(
+            return context.render(
                 request,
-                active,
                 "pages/vismanet/done.html",
                 rows=rows,
                 organisation_id=organisation_id,
                 statuses=STATUS_LABELS,
             )
 
-        return await guarded(request, work)
+        return await guarded(context, request, work)
 
     return router

@@ -1,7 +1,7 @@
 """visma.net, nmbrs and 24sevenoffice connection pages
 
 Revision ID: 0007_visma_nmbrs_24so_flows
-Revises: 0004
+Revises: 0006_activation_pages (the coordinator re-chains after 0005)
 Create Date: 2026-12-07 05:40:00
 """
 from typing import Sequence, Union
@@ -12,7 +12,7 @@ import sqlmodel
 
 
 revision: str = '0007_visma_nmbrs_24so_flows'
-down_revision: Union[str, None] = '0004'
+down_revision: Union[str, None] = '0006_activation_pages'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
