@@ -160,6 +160,7 @@ def build_router(context: PagesContext) -> APIRouter:
                 role=current.role.value,
                 rows=rows,
                 statuses=STATUS_LABELS,
+                reasons=REASON_LABELS,
             )
 
         return await guarded(context, request, work)
