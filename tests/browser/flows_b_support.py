@@ -180,7 +180,7 @@ def _auth_env(sandbox: str) -> dict[str, str]:
         "LEDGERLINK_AUTH_CONNECT__TWENTYFOUR__SOAP_BASE_URL": f"{sandbox}/24so/soap",
         "LEDGERLINK_AUTH_CONNECT__NMBRS__SOAP_BASE_URL": f"{sandbox}/nmbrs",
         # Long enough that a test never outlives it: no clock is read for the throttle proof.
-        "LEDGERLINK_AUTH_CONNECT__LOGIN_BACKOFF_SECONDS": "3600",
+        "LEDGERLINK_AUTH_CONNECT__LOGIN_BACKOFF_SECONDS": "600",
         "LEDGERLINK_AUTH_SERVICE_TOKENS": json.dumps({"importer": SERVICE_TOKEN}),
         "LEDGERLINK_AUTH_OAUTH_PROVIDERS": json.dumps(
             {
