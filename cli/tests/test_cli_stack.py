@@ -90,6 +90,24 @@ def test_dev_up_footer_names_the_signin_page(tmp_path: Path) -> None:
     assert "  Sign in: http://127.0.0.1:8081/signin (Google and Microsoft" in text
 
 
+def test_dev_up_footer_prints_each_activation_flows_start(tmp_path: Path) -> None:
+    stack = _stack(auth=8081, sandbox=8084)
+    for name, port in (("auth", 8081), ("sandbox", 8084)):
+        stack.services[name] = RunningService(
+            spec=SERVICES_BY_NAME[name],
+            process=cast(Any, None),
+            url=f"http://127.0.0.1:{port}",
+            log=None,
+        )
+    text = _status_table(stack, "127.0.0.1:9092", True, tmp_path)
+    assert "Netvisor -> planning: http://127.0.0.1:8081/activate/netvisor/dev-netvisor-1" in text
+    assert (
+        "Procountor -> planning: http://127.0.0.1:8081/activate/procountor/dev-procountor-1" in text
+    )
+    assert "ledgerlink publish activation --provider netvisor" in text
+    assert "--store-reference dev-procountor-1 --kafka 127.0.0.1:9092" in text
+
+
 def test_dev_auth_env_points_the_token_service_at_the_sandbox() -> None:
     from ledgerlink.auth.config import Config
 

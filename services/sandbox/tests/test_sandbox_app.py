@@ -46,6 +46,42 @@ async def test_tenants_are_listed_without_credentials(
     assert "very-secret-key" not in repr(tenant)
 
 
+async def test_a_tenant_is_added_and_its_api_opened_through_the_control_api(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    added = await client.post(
+        "/_sandbox/tenants",
+        json={
+            "vendor": "procountor",
+            "tenant_id": "410001",
+            "business_id": "0112038-9",
+            "name": "Virtanen Demo Oy",
+            "lines": 20,
+            "api_enabled": False,
+            "credentials": {"client_id": "c", "client_secret": "never-echoed"},
+        },
+    )
+    assert added.status_code == 201, added.text
+    assert added.json()["business_id"] == "0112038-9"
+    assert "never-echoed" not in added.text
+    tenant = world.tenant("procountor", "410001")
+    assert tenant is not None
+    assert tenant.company.name == "Virtanen Demo Oy"
+    assert tenant.credentials["client_secret"] == "never-echoed"
+    assert tenant.api_enabled is False
+
+    again = await client.post(
+        "/_sandbox/tenants", json={"vendor": "procountor", "tenant_id": "410001"}
+    )
+    assert again.status_code == 409
+    unknown = await client.post("/_sandbox/tenants", json={"vendor": "fortnox"})
+    assert unknown.status_code == 404
+
+    opened = await client.post("/_sandbox/procountor/410001/api", params={"enabled": "true"})
+    assert opened.status_code == 204
+    assert tenant.api_enabled is True
+
+
 async def test_invalidate_and_edit_through_the_control_api(
     client: httpx.AsyncClient, world: World
 ) -> None:

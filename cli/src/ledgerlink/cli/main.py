@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from aiokafka import AIOKafkaProducer
 
+from ledgerlink.cli.activation_demos import demo_lines, prepare_demos
 from ledgerlink.cli.imports import import_ledger
 from ledgerlink.cli.reports import report_app
 from ledgerlink.cli.stack import (
@@ -99,8 +100,19 @@ def dev_auth_env(sandbox_port: int) -> dict[str, str]:
             "token_endpoint_auth_method": "none",
             "token_url": f"{sandbox}/nmbrs/rest/connect/token",
         },
+        # The activation pages' Procountor client (activation_demos registers it there).
+        "procountor": {
+            "client_id": "ledgerlink-procountor-dev",
+            "client_secret": "ledgerlink-procountor-dev-secret",
+            "token_url": f"{sandbox}/procountor/api/oauth/token",
+        },
     }
-    return {"LEDGERLINK_AUTH_OAUTH_PROVIDERS": json.dumps(providers)}
+    return {
+        "LEDGERLINK_AUTH_OAUTH_PROVIDERS": json.dumps(providers),
+        # The activation pages call the sandbox's vendors.
+        "LEDGERLINK_AUTH_PAGES__NETVISOR__BASE_URL": f"{sandbox}/netvisor",
+        "LEDGERLINK_AUTH_PAGES__PROCOUNTOR__BASE_URL": f"{sandbox}/procountor",
+    }
 
 
 async def _dev_up(
@@ -132,6 +144,7 @@ async def _dev_up(
         loop.add_signal_handler(sig, stopping.set)
     try:
         await stack.up()
+        await prepare_demos(stack.services["sandbox"].url, stack.services["auth"].url)
         typer.echo("\nLedgerlink is running:\n")
         typer.echo(_status_table(stack, bootstrap_servers, embedded is not None, data_dir))
         typer.echo("")
@@ -165,6 +178,8 @@ def _status_table(stack: Stack, bootstrap_servers: str, embedded: bool, data_dir
             footer.append(
                 f"Sign in: {signin} (Google and Microsoft stand-ins in the sandbox, test users)."
             )
+        if "sandbox" in stack.services:
+            footer.extend(demo_lines(auth.url, bootstrap_servers))
     footer.append("Ctrl-C stops everything.")
     return render_status(rows, footer=footer)
 

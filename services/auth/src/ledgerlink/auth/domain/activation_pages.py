@@ -93,7 +93,8 @@ def parse_since(text: str | None, now: datetime) -> datetime:
     if not text:
         return now
     try:
-        value = datetime.fromisoformat(text)
+        # A "+" of the offset that reached us unencoded in a query string reads as a space.
+        value = datetime.fromisoformat(text.strip().replace(" ", "+"))
     except ValueError:
         return now
     if value.tzinfo is None or value > now:
@@ -112,6 +113,11 @@ def vat_id(country: str, business_id: str) -> str:
 _PRINTABLE: Final = re.compile(r"^[\x21-\x7e]{1,100}$")
 
 
+def N_(message: str) -> str:  # noqa: N802 - gettext's conventional name for a marker
+    """Mark a message for the pages' catalogs (Babel extracts it; the page translates it)."""
+    return message
+
+
 @dataclass(frozen=True)
 class FieldProblem:
     """A form field and the message id of what is wrong with it."""
@@ -124,20 +130,20 @@ def check_netvisor_identifiers(customer_id: str, customer_key: str) -> list[Fiel
     """Problems with the typed-in Netvisor identifiers before any call is made."""
     problems = []
     if not customer_id.strip():
-        problems.append(FieldProblem("customer_id", "Enter the customer ID from Netvisor."))
+        problems.append(FieldProblem("customer_id", N_("Enter the customer ID from Netvisor.")))
     elif not _PRINTABLE.match(customer_id.strip()):
         problems.append(
             FieldProblem(
                 "customer_id",
-                "The customer ID has letters, digits and punctuation only, no spaces.",
+                N_("The customer ID has letters, digits and punctuation only, no spaces."),
             )
         )
     if not customer_key.strip():
-        problems.append(FieldProblem("customer_key", "Enter the customer key from Netvisor."))
+        problems.append(FieldProblem("customer_key", N_("Enter the customer key from Netvisor.")))
     elif not _PRINTABLE.match(customer_key.strip()):
         problems.append(
             FieldProblem(
-                "customer_key", "The customer key has letters, digits and punctuation only."
+                "customer_key", N_("The customer key has letters, digits and punctuation only.")
             )
         )
     return problems

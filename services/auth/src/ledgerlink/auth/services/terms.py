@@ -86,6 +86,10 @@ class TermsService:
         latest = current_versions((_published(d) for d in documents.values()), self._clock())
         return {kind: documents[published.id] for kind, published in latest.items()}
 
+    async def published(self) -> list[TermsDocument]:
+        """The current version of each document (for a page shown before sign-in)."""
+        return [document for _, document in sorted((await self._current()).items())]
+
     async def _check_environment(self, person: User, environment_id: uuid.UUID | None) -> None:
         if environment_id is not None:
             await self._environments.require(person, environment_id, Action.VIEW)

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, Final
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -250,7 +251,7 @@ def build_activation_router(
             provider=provider,
             gave_up=state is WaitState.GAVE_UP,
             since=since_text,
-            status_url=f"{base(provider, ref)}/status?since={since_text}",
+            status_url=f"{base(provider, ref)}/status?{urlencode({'since': since_text})}",
             check_url=base(provider, ref),
             poll_ms=int(context.config.pages.poll_seconds * 1000),
         )
@@ -270,7 +271,7 @@ def build_activation_router(
         if state is WaitState.READY:
             next_url = start(ref)
         elif state in (WaitState.DONE, WaitState.ENDED, WaitState.GAVE_UP):
-            next_url = f"{base(provider, ref)}?since={_since}"
+            next_url = f"{base(provider, ref)}?{urlencode({'since': _since})}"
         return JSONResponse(
             ActivationStatus(state=state, next=next_url).model_dump(mode="json"),
             headers=_NO_STORE,
