@@ -511,6 +511,9 @@ def test_service_config_accepts_rendered_env(
         # Issue 13: the activation pages' vendor credentials.
         "netvisor-partner-key": "placeholder-netvisor-partner-key",
         "procountor-client-secret": "placeholder-procountor-client-secret",
+        # Issue 13: the connection pages' Visma Connect client and 24SevenOffice application.
+        "visma-connect-client-secret": "placeholder-visma-connect-client-secret",
+        "twentyfour-application-id": "placeholder-twentyfour-application-id",
     }
     for key, value in env.items():
         if isinstance(value, SecretRef):
@@ -597,6 +600,7 @@ def test_dev_secrets_exist(service: str) -> None:
         | {"vault-keys", "service-tokens"}
         # Issue 13: the activation pages' vendor credentials.
         | {"netvisor-partner-key", "procountor-client-secret"}
+        | {"visma-connect-client-secret", "twentyfour-application-id"}
         if service == "auth"
         else set()
     )

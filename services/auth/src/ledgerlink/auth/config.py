@@ -141,6 +141,11 @@ class OAuthProviderSettings(BaseModel):
     )
 
 
+#: The sandbox's public demo values of the connection pages' clients; production refuses them.
+SANDBOX_VISMA_CLIENT_SECRET = "sandbox-secret"  # noqa: S105
+SANDBOX_24SO_APPLICATION_ID = "24so-sandbox-application"
+
+
 class VismaConnectFlowSettings(BaseModel):
     """Our interactive Visma Connect client, for the pages that connect Visma.net.
 
@@ -153,7 +158,7 @@ class VismaConnectFlowSettings(BaseModel):
         default="isv_ledgerlink_pages", description="Our interactive client at Visma Connect."
     )
     client_secret: SecretStr = Field(
-        default=SecretStr("sandbox-secret"), description="That client's secret."
+        default=SecretStr(SANDBOX_VISMA_CLIENT_SECRET), description="That client's secret."
     )
     authorize_url: str = Field(
         default=f"{_SANDBOX}/visma-connect/connect/authorize",
@@ -179,7 +184,7 @@ class TwentyFourFlowSettings(BaseModel):
     """How the "API keys" page logs the integration user in at 24SevenOffice (SOAP)."""
 
     application_id: SecretStr = Field(
-        default=SecretStr("24so-sandbox-application"),
+        default=SecretStr(SANDBOX_24SO_APPLICATION_ID),
         description="Our SOAP ApplicationId, issued by 24SevenOffice.",
     )
     soap_base_url: str = Field(
@@ -411,4 +416,18 @@ class Config(ServiceConfig):
             raise ValueError("pages.clock_control is for development and tests, not production")
         if self.pages.netvisor.partner_key.get_secret_value() == SANDBOX_NETVISOR_PARTNER_KEY:
             raise ValueError("production needs Ledgerlink's real Netvisor partner key")
+        connect = self.connect
+        if connect.visma_connect.client_secret.get_secret_value() == SANDBOX_VISMA_CLIENT_SECRET:
+            raise ValueError("production needs our real Visma Connect client secret")
+        if connect.twentyfour.application_id.get_secret_value() == SANDBOX_24SO_APPLICATION_ID:
+            raise ValueError("production needs our real 24SevenOffice ApplicationId")
+        for name, url in (
+            ("connect.visma_connect.authorize_url", connect.visma_connect.authorize_url),
+            ("connect.visma_connect.token_url", connect.visma_connect.token_url),
+            ("connect.visma_connect.api_base_url", connect.visma_connect.api_base_url),
+            ("connect.twentyfour.soap_base_url", connect.twentyfour.soap_base_url),
+            ("connect.nmbrs.soap_base_url", connect.nmbrs.soap_base_url),
+        ):
+            if not url.startswith("https://"):
+                raise ValueError(f"production needs an https {name}")
         return self
