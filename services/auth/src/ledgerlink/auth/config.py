@@ -421,7 +421,7 @@ class Config(ServiceConfig):
             raise ValueError("production needs our real Visma Connect client secret")
         if connect.twentyfour.application_id.get_secret_value() == SANDBOX_24SO_APPLICATION_ID:
             raise ValueError("production needs our real 24SevenOffice ApplicationId")
-        for name, url in (
+        for setting, url in (
             ("connect.visma_connect.authorize_url", connect.visma_connect.authorize_url),
             ("connect.visma_connect.token_url", connect.visma_connect.token_url),
             ("connect.visma_connect.api_base_url", connect.visma_connect.api_base_url),
@@ -429,5 +429,5 @@ class Config(ServiceConfig):
             ("connect.nmbrs.soap_base_url", connect.nmbrs.soap_base_url),
         ):
             if not url.startswith("https://"):
-                raise ValueError(f"production needs an https {name}")
+                raise ValueError(f"production needs an https {setting}")
         return self
