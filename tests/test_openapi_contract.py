@@ -146,6 +146,7 @@ SERVICES: Final[dict[str, tuple[Callable[[], FastAPI], dict[tuple[str, str], set
             },
             ("delete", "/v1/connections/{connection_id}"): {"200", "401", "404", "409", "422"},
             # The connection pages of seeds 002-004 (Visma.net, Nmbrs, 24SevenOffice).
+            ("post", "/connect/organisations"): {"200", "303", "400", "403", "404", "409"},
             ("get", "/connect/visma_net"): {"200", "303", "400", "403", "404", "409", "422"},
             ("post", "/connect/visma_net/start"): {"303", "400", "403", "404", "409"},
             ("post", "/connect/visma_net/import"): {"303", "400", "403", "404", "409"},

@@ -96,10 +96,14 @@ async def test_new_visma_net_connection_with_coc_problems_until_active(
     ) as stage:
         page = stage.page
         await stage.sign_in("anna", "/connect/visma_net")
-        await expect(page.get_by_role("heading", level=1)).to_have_text(
-            "You have no organisation yet"
-        )
-        organisation = await _organisation(stage)
+        # No organisation yet: the page creates one ("Organisatie", seed 002 step 1).
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Create your organisation")
+        await page.get_by_role("button", name="Create organisation").click()
+        await expect(page.locator("#organisation_name-error")).to_contain_text("Enter the")
+        await page.get_by_label("Organisation name").fill("Boekhouding Demo B.V.")
+        await page.get_by_role("button", name="Create organisation").click()
+        await expect(page).to_have_url(re.compile(r"/connect/visma_net\?organisation_id="))
+        organisation = {"id": page.url.split("organisation_id=")[1]}
         division = await stage.json(
             "POST", f"/v1/organisations/{organisation['id']}/divisions", {"name": "Noord"}
         )

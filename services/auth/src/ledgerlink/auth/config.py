@@ -385,6 +385,20 @@ class Config(ServiceConfig):
         return self.environment != "development"
 
     @model_validator(mode="after")
+    def _visma_grants_refresh_with_the_pages_client(self) -> Config:
+        # A Visma Connect grant refreshes only with the client it was issued to: the
+        # token service uses the pages' client unless another is configured on purpose.
+        if "visma_net" not in self.oauth_providers:
+            visma = self.connect.visma_connect
+            self.oauth_providers["visma_net"] = OAuthProviderSettings(
+                client_id=visma.client_id,
+                client_secret=visma.client_secret,
+                token_url=visma.token_url,
+                revocation_url=visma.token_url.rsplit("/", 1)[0] + "/revocation",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _refuse_development_secrets_in_production(self) -> Config:
         secret = self.session_secret.get_secret_value()
         if len(secret) < 32:

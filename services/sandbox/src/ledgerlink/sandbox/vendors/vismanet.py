@@ -123,6 +123,8 @@ DEMO_CLIENT_ID: Final = "isv_ledgerlink_sandbox"
 DEMO_CLIENT_SECRET: Final = "sandbox-secret"  # noqa: S105 - a public demo credential
 DEMO_INTERACTIVE_CLIENT_ID: Final = "isv_ledgerlink_sandbox_web"
 DEMO_REDIRECT_URI: Final = "http://127.0.0.1:8000/oauth/visma/callback"
+#: Auth's connection pages' client (its redirect URI: ``SandboxConfig.visma_pages_redirect_uri``).
+DEMO_PAGES_CLIENT_ID: Final = "isv_ledgerlink_pages"
 DEMO_USERNAME: Final = "demo@sandbox.invalid"
 DEMO_PASSWORD: Final = "sandbox"  # noqa: S105 - a public demo credential
 
@@ -1311,6 +1313,14 @@ def mount(app: FastAPI, world: World) -> None:
             DEMO_CLIENT_SECRET,
             kind="interactive",
             redirect_uri=DEMO_REDIRECT_URI,
+        )
+        register_client(
+            world,
+            DEMO_PAGES_CLIENT_ID,
+            DEMO_CLIENT_SECRET,
+            kind="interactive",
+            redirect_uri=world.config.visma_pages_redirect_uri,
+            consent_page=True,
         )
         add_user(world, DEMO_USERNAME, DEMO_PASSWORD, demo[0])
     app.include_router(

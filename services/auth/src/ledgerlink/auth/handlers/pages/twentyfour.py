@@ -22,13 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ledgerlink.auth.handlers.pages.common import N_, PagesContext, form_text, gettext
 from ledgerlink.auth.handlers.pages.connection_pages import (
     PAGE_STATUSES,
-    Refused,
     guarded,
     html_responses,
     translated,
     uuid_or_404,
     wake_relay,
 )
+from ledgerlink.auth.handlers.pages.vismanet import organisation_form
 from ledgerlink.auth.services.organisations import OrganisationService
 from ledgerlink.auth.services.sessions import ActiveSession
 from ledgerlink.auth.services.twentyfour_keys import TwentyFourKeys
@@ -75,11 +75,7 @@ def build_router(context: PagesContext) -> APIRouter:
                 active.user
             )
             if not organisations:
-                raise Refused(
-                    404,
-                    N_("You have no organisation yet"),
-                    N_("Create your organisation first: API keys belong to an organisation."),
-                )
+                return organisation_form(context, request, CONNECT_PATH)
             chosen = organisation_id or organisations[0].organisation.id
             view = await keys_service(context, session).view(active.user, chosen)
         current = next(o for o in organisations if o.organisation.id == chosen)

@@ -33,7 +33,6 @@ from ledgerlink.auth.handlers.pages.common import (
 )
 from ledgerlink.auth.handlers.pages.connection_pages import (
     PAGE_STATUSES,
-    Refused,
     callback_url,
     guarded,
     html_responses,
@@ -93,6 +92,24 @@ STATUS_LABELS = {
 }
 
 
+ORGANISATIONS_PATH: Final = "/connect/organisations"
+#: Where the organisation form may send the person back to (fixed pages, never the request's).
+ORGANISATION_RETURNS: Final = frozenset({CONNECT_PATH, "/connect/24sevenoffice"})
+
+
+def organisation_form(
+    context: PagesContext, request: Request, back: str, errors: FormErrors | None = None
+) -> Response:
+    """The page that creates the person's first organisation, then returns to ``back``."""
+    return context.render(
+        request,
+        "pages/connect/organisation.html",
+        next_path=back,
+        name="",
+        errors=errors,
+    )
+
+
 def visma_service(
     context: PagesContext, session: AsyncSession, http: httpx.AsyncClient
 ) -> VismaNetConnect:
@@ -135,14 +152,7 @@ def build_router(context: PagesContext) -> APIRouter:
                     active.user
                 )
                 if not organisations:
-                    raise Refused(
-                        404,
-                        N_("You have no organisation yet"),
-                        N_(
-                            "Create your organisation first: Visma.net administrations are "
-                            "connected to an organisation."
-                        ),
-                    )
+                    return organisation_form(context, request, CONNECT_PATH)
                 chosen = (
                     uuid_or_404(organisation_id, "organisation")
                     if organisation_id
@@ -162,6 +172,34 @@ def build_router(context: PagesContext) -> APIRouter:
                 statuses=STATUS_LABELS,
                 reasons=REASON_LABELS,
             )
+
+        return await guarded(context, request, work)
+
+    @router.post(
+        ORGANISATIONS_PATH,
+        summary="Create an organisation (the person is its first admin), then back.",
+        response_class=Response,
+        responses=html_responses({200: "No name: the form again with the error.", **PAGE_STATUSES}),
+    )
+    async def create_organisation(request: Request) -> Response:
+        async def work(active: ActiveSession) -> Response:
+            form = await context.form(request)
+            name = " ".join(form_text(form, "organisation_name").split())
+            back = form_text(form, "next")
+            if back not in ORGANISATION_RETURNS:
+                back = CONNECT_PATH
+            if not name:
+                return organisation_form(
+                    context,
+                    request,
+                    back,
+                    translated({"organisation_name": N_("Enter the organisation's name.")}),
+                )
+            async with db.transaction() as session:
+                view = await OrganisationService(session, context.components.clock).create(
+                    active.user, name[:300]
+                )
+            return context.redirect(f"{back}?organisation_id={view.organisation.id}")
 
         return await guarded(context, request, work)
 
