@@ -6,9 +6,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
+from ledgerlink.auth.config import OAuthProviderSettings
 from ledgerlink.auth.domain.connect_flows import (
     MAX_BACKOFF,
     NoCocReason,
@@ -20,13 +22,17 @@ from ledgerlink.auth.domain.connect_flows import (
     next_login_allowed,
 )
 from ledgerlink.auth.domain.environments import Role
+from ledgerlink.auth.services.company_import import CompanyImport, ImportedCompany
+from ledgerlink.auth.services.lifecycle import LifecycleService, OAuthAuthorization
 from ledgerlink.auth.services.organisations import OrganisationService
+from ledgerlink.auth.services.token_service import CredentialService
 from ledgerlink.auth.services.twentyfour_keys import TwentyFourKeys
-from ledgerlink.auth.storage.models import User, messaging
+from ledgerlink.auth.storage.models import Connection, User, messaging
 from ledgerlink.auth.storage.people import UserRepository
 from ledgerlink.auth.storage.repository import CredentialRepository
 from ledgerlink.auth.storage.vault import Vault
 from ledgerlink.auth.storage.vendor_flows import TwentyFourLoginResult, VendorRefusedError
+from ledgerlink.auth.storage.vendor_oauth import VendorOAuthClient
 from ledgerlink.shared.db import Database
 from ledgerlink.shared.messaging.outbox import Outbox
 
@@ -224,3 +230,68 @@ async def test_import_needs_a_transaction_type_and_each_client_gets_its_credenti
     }
     assert set(secrets) == {"password"}
     assert "right" not in secrets["password"].ciphertext
+
+
+async def test_administrations_of_one_visma_login_share_its_grant_in_the_token_service(
+    db: Database,
+) -> None:
+    """One login, two administrations: the grant is stored once; the token service answers
+    both with its access token and each connection's own company."""
+
+    clock = Clock()
+    vault = Vault({1: SecretStr("k" * 40)}, 1)
+    outbox = Outbox(messaging, source="test")
+    user, organisation = await _admin_of_an_organisation(db, clock)
+    made: list[Connection] = []
+    async with db.transaction() as session:
+        importer = CompanyImport(session, clock)
+        lifecycle = LifecycleService(session, outbox, vault=vault, clock=clock)
+        for company in ("1000001", "1000002"):
+            connection = await importer.add(
+                user,
+                organisation,
+                ImportedCompany(
+                    country="NL",
+                    business_id=f"VISMA-{company}",
+                    name=f"Administration {company}",
+                    provider="visma_net",
+                    product="planning",
+                    division_id=None,
+                    members=((user.id, Role.ADMIN),),
+                    settings={"company_id": company},
+                ),
+                reference="test",
+            )
+            await lifecycle.complete_authorization(
+                connection.id,
+                OAuthAuthorization(
+                    vendor_account=company,
+                    access_token=SecretStr("the-one-access-token"),
+                    refresh_token=SecretStr("the-one-refresh-token"),
+                    expires_in=3600,
+                ),
+                attributes={"company_id": company},
+                shares_credential_of=made[0].id if made else None,
+            )
+            made.append(connection)
+        sharer_secrets = await CredentialRepository(session).secrets(made[1].id)
+    assert sharer_secrets == {}  # the rotating refresh token exists once
+    async with httpx.AsyncClient() as http:
+        service = CredentialService(
+            db,
+            vault,
+            VendorOAuthClient(http),
+            {"visma_net": OAuthProviderSettings(client_id="c", token_url="http://unused")},
+            outbox,
+            refresh_leeway=timedelta(seconds=120),
+            cache_for=timedelta(seconds=5),
+            clock=clock,
+        )
+        holder = await service.credentials(made[0].id)
+        sharer = await service.credentials(made[1].id)
+    assert sharer.connection_id == made[1].id
+    assert sharer.secrets["access_token"].get_secret_value() == "the-one-access-token"
+    assert "refresh_token" not in sharer.secrets
+    assert holder.attributes["company_id"] == "1000001"
+    assert sharer.attributes["company_id"] == "1000002"
+    assert "credential_of" not in sharer.attributes
