@@ -133,6 +133,56 @@ async def test_netvisor_activation_from_the_store_to_the_environment(
     await shot(page, "used-link")
 
 
+async def test_the_persons_existing_environment_is_selected(
+    pages_stack: PagesStack, page: Page, shot: Shot
+) -> None:
+    """Anna's e-mail belongs to the environment of the business ID Netvisor sent: it is
+    selected, and the connection joins it (no second environment)."""
+    auth = pages_stack.auth
+    await page.goto(f"{auth}/signin")
+    await sign_in(page, "anna")
+    csrf = (await (await page.request.get(f"{auth}/me")).json())["csrf_token"]
+    created = await page.request.post(
+        f"{auth}/v1/environments",
+        data={
+            "country": "FI",
+            "business_id": BUSINESS_ID,
+            "official_name": "Virtanen Group Oy",
+            "company_email": "anna@virtanen-demo.fi",
+            "subdomain": "virtanen-group",
+        },
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert created.status == 201
+    environment_id = (await created.json())["environment"]["id"]
+    await netvisor_customer(pages_stack)
+    await pages_stack.set_financial_model("FI", BUSINESS_ID, True)
+    await pages_stack.publish_activation(**activation("nv-order-4"))
+    await pages_stack.link_issued(BUSINESS_ID)
+
+    await page.goto(f"{auth}/activate/netvisor/nv-order-4")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Choose the environment")
+    await expect(page.get_by_label("Virtanen Group Oy")).to_be_checked()
+    await shot(page, "existing-environment-selected")
+    await page.get_by_role("button", name="Continue").click()
+    await page.get_by_label("Customer ID").fill(CUSTOMER_ID)
+    await page.get_by_label("Customer key").fill(CUSTOMER_KEY)
+    await page.get_by_role("button", name="Check and continue").click()
+    await page.get_by_label("I have read and accept").check()
+    await page.get_by_role("button", name="Connect").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(
+        "Netvisor was successfully connected to Virtanen Group Oy environment"
+    )
+    await shot(page, "connected")
+
+    activated = await pages_stack.activated(BUSINESS_ID)
+    assert activated.data["environment_id"] == environment_id
+    mine = await page.request.get(f"{auth}/v1/environments")
+    assert [item["id"] for item in await mine.json()] == [environment_id]
+    seen = await page.request.get(f"{auth}/v1/connections/{activated.data['connection_id']}")
+    assert (await seen.json())["status"] == "configuring"
+
+
 async def test_without_the_financial_model_the_activation_cannot_complete(
     pages_stack: PagesStack, page: Page, shot: Shot
 ) -> None:
@@ -183,6 +233,9 @@ async def test_the_page_says_so_when_the_event_never_comes(
     await page.goto(f"{pages_stack.auth}/activate/netvisor/nv-never")
     await expect(page.get_by_role("heading", level=1)).to_have_text("Getting your activation ready")
     await shot(page, "waiting")
+    # Keyboard first: the skip link is the first stop.
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_role("link", name="Skip to main content")).to_be_focused()
     await pages_stack.advance_clock(120)
     # The script asks again and is told to stop waiting: no reload loop, one page.
     await expect(page.get_by_role("heading", level=1)).to_have_text(

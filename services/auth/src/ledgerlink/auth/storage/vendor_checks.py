@@ -6,8 +6,11 @@
   https://support.netvisor.fi/en/support/solutions/articles/77000466919 "Netvisor API
   authentication").
 * Procountor: the authorization code grant (login page ``/login``, token endpoint
-  ``/api/oauth/token``) and the company the token speaks for (``GET /api/company``), per
-  Procountor's published API reference (https://dev.procountor.com/api-reference/).
+  ``/api/oauth/token``; one redirect URI per client, exact, without a query string:
+  https://dev.procountor.com/api-authentication/) and the company the token speaks for
+  (``GET /api/company``, https://dev.procountor.com/api-reference/). UNCONFIRMED: the body
+  of the refusal while the company's API add-on is closed; the sandbox and the connector
+  agree on 403 ``API_CLIENTS_NOT_ALLOWED``.
 """
 
 from __future__ import annotations

@@ -29,9 +29,10 @@ import hashlib
 import hmac
 import io
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlencode
@@ -207,7 +208,7 @@ class PagesContext:
         """The auth settings."""
         return self.components.config
 
-    def now(self) -> Any:
+    def now(self) -> datetime:
         """Auth's clock."""
         return self.components.clock()
 
@@ -215,8 +216,6 @@ class PagesContext:
 
     def link_settings(self) -> LinkSettings:
         """Where activation links point and how long they live."""
-        from datetime import timedelta
-
         return LinkSettings(
             public_url=self.config.public_base_url,
             ttl=timedelta(hours=self.config.pages.link_ttl_hours),
@@ -468,7 +467,3 @@ def form_text(form: FormData, name: str, *, limit: int = 300) -> str:
 def form_checked(form: FormData, name: str) -> bool:
     """Whether a checkbox was ticked."""
     return form.get(name) not in (None, "")
-
-
-#: The messages a page shows for refusals of the services (their codes), translated.
-Translate = Callable[[str], str]
