@@ -125,6 +125,10 @@ def grants_write(granted_scope: str | None, requested_scope: str) -> bool:
 
     RFC 6749 5.1: the ``scope`` of a token answer is omitted only when it equals what was
     asked; when present it is what was granted.
+
+    UNCONFIRMED: seed 003's "the template must grant write rights" is a fact of Visma Nmbrs
+    that no published API exposes; this careful version judges the grant Visma Connect
+    issued (narrowed when the user's template/role may not write), as RFC 6749 3.3 allows.
     """
     scopes = (granted_scope if granted_scope is not None else requested_scope).split()
     return VISMA_WRITE_SCOPE in scopes

@@ -4,7 +4,8 @@ The integration user's e-mail and password, "Done" logs in (live); on success a
 "Transaction type" choice appears (the vendor's list); "Import companies" lists every client
 the user was given access to, each becoming a company whose reconciliation setup (start
 period, accounts) must be completed before it is active. A refused login is never retried
-by us: the next attempt waits (doubling), since 24SevenOffice throttles repeated logins.
+by us: the next attempt waits (doubling), since 24SevenOffice throttles repeated logins
+(UNCONFIRMED: it publishes no limit or window; the sandbox throttles per user).
 
 No commits: the request commits (which is why refusals are returned, not raised: the
 refusal count must be kept).

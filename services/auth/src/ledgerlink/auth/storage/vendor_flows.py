@@ -149,7 +149,11 @@ class VismaConnectClient:
 
     async def companies(self, access_token: SecretStr) -> list[VendorCompany]:
         """``GET /resources/v1/context``: "the companies available for this token"
-        (Visma.net API, ContextApi; ContextInformation ``id``, ``name``, ``type``)."""
+        (Visma.net API, ContextApi; ContextInformation ``id``, ``name``, ``type``).
+
+        UNCONFIRMED: documented on ``integration.visma.net/API``; that the newer
+        ``api.finance.visma.net`` host answers it the same is not published.
+        """
         url = f"{self.settings.api_base_url.rstrip('/')}/resources/v1/context"
         try:
             response = await self._http.get(
