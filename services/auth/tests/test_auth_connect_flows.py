@@ -23,11 +23,13 @@ from ledgerlink.auth.domain.connect_flows import (
 )
 from ledgerlink.auth.domain.environments import Role
 from ledgerlink.auth.services.company_import import CompanyImport, ImportedCompany
+from ledgerlink.auth.services.expiry import ActivationExpiry
 from ledgerlink.auth.services.lifecycle import LifecycleService, OAuthAuthorization
 from ledgerlink.auth.services.organisations import OrganisationService
 from ledgerlink.auth.services.token_service import CredentialService
 from ledgerlink.auth.services.twentyfour_keys import TwentyFourKeys
-from ledgerlink.auth.storage.models import Connection, User, messaging
+from ledgerlink.auth.storage.connect_flows import ConnectFlowRepository
+from ledgerlink.auth.storage.models import ConnectFlow, Connection, User, messaging
 from ledgerlink.auth.storage.people import UserRepository
 from ledgerlink.auth.storage.repository import CredentialRepository
 from ledgerlink.auth.storage.vault import Vault
@@ -295,3 +297,34 @@ async def test_administrations_of_one_visma_login_share_its_grant_in_the_token_s
     assert holder.attributes["company_id"] == "1000001"
     assert sharer.attributes["company_id"] == "1000002"
     assert "credential_of" not in sharer.attributes
+
+
+async def test_the_expiry_pass_forgets_old_connection_flows_and_their_sealed_tokens(
+    db: Database,
+) -> None:
+    clock = Clock()
+    user, _organisation = await _admin_of_an_organisation(db, clock)
+    async with db.transaction() as session:
+        flows = ConnectFlowRepository(session)
+        old = await flows.add(
+            ConnectFlow(user_id=user.id, provider="visma_net", kind="x", created_at=T0)
+        )
+        young = await flows.add(
+            ConnectFlow(
+                user_id=user.id, provider="visma_net", kind="x", created_at=T0 + timedelta(hours=2)
+            )
+        )
+    clock.now = T0 + timedelta(hours=2, minutes=30)
+    expiry = ActivationExpiry(
+        db,
+        Outbox(messaging, source="test"),
+        ttl=timedelta(hours=72),
+        interval=60,
+        clock=clock,
+        flow_ttl=timedelta(hours=1),
+    )
+    await expiry.run_once()
+    async with db.transaction() as session:
+        flows = ConnectFlowRepository(session)
+        assert await flows.get(old.id) is None
+        assert await flows.get(young.id) is not None

@@ -4,7 +4,9 @@ throttle and connections' page settings."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -52,6 +54,13 @@ class ConnectFlowRepository:
         """Write a changed flow."""
         self._session.add(flow)
         await self._session.flush()
+
+    async def delete_started_before(self, cutoff: datetime) -> int:
+        """Forget flows started before ``cutoff`` (with any sealed tokens); how many."""
+        result = await self._session.execute(
+            delete(ConnectFlow).where(col(ConnectFlow.created_at) < cutoff)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 class OrganisationCredentialRepository:
