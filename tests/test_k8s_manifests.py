@@ -513,6 +513,8 @@ def test_service_config_accepts_rendered_env(
         "twentyfour-application-id": "placeholder-24so-application-id",
         # Issue 13: the activation pages' Procountor client.
         "procountor-client-secret": "placeholder-procountor-client-secret",
+        # Issue 13: the connection pages' Visma Connect client.
+        "visma-connect-client-secret": "placeholder-visma-connect-client-secret",
     }
     for key, value in env.items():
         if isinstance(value, SecretRef):
@@ -596,9 +598,10 @@ def test_dev_secrets_exist(service: str) -> None:
     # Issue 12: auth also reads its sign-in secrets, vault keys and its callers' service tokens.
     expected = {"database-url"} | (
         set(AUTH_SECRET_SETTINGS.values())
-        | {"vault-keys", "service-tokens", "netvisor-partner-key", "twentyfour-application-id"}
-        # Issue 13: the activation pages' Procountor client.
-        | {"procountor-client-secret"}
+        | {"vault-keys", "service-tokens"}
+        # Issue 13: the activation pages' vendor credentials.
+        | {"netvisor-partner-key", "procountor-client-secret"}
+        | {"visma-connect-client-secret", "twentyfour-application-id"}
         if service == "auth"
         else set()
     )

@@ -235,3 +235,51 @@ async def test_an_existing_environment_is_joined_by_admins_only(
     await expect(page.get_by_role("main")).to_contain_text("erik@contoso-demo.fi")
     await shot(page, "not-an-admin")
     await not_connected(pages_stack)
+
+
+async def test_an_admin_of_the_existing_environment_joins_it(
+    pages_stack: PagesStack, page: Page, shot: Shot
+) -> None:
+    """Anna is admin of the company's environment: the same flow joins it, no new one."""
+    auth = pages_stack.auth
+    await page.goto(f"{auth}/signin")
+    await sign_in(page, "anna")
+    csrf = (await (await page.request.get(f"{auth}/me")).json())["csrf_token"]
+    created = await page.request.post(
+        f"{auth}/v1/environments",
+        data={
+            "country": "FI",
+            "business_id": BUSINESS_ID,
+            "official_name": "Virtanen Group Oy",
+            "company_email": "anna@virtanen-demo.fi",
+        },
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert created.status == 201
+    environment_id = (await created.json())["environment"]["id"]
+    await procountor_company(pages_stack)
+    await pages_stack.publish_activation(**activation("pc-order-4"))
+    await pages_stack.link_issued(BUSINESS_ID)
+
+    await through_to_procountor(page, shot, auth, "pc-order-4")
+    await log_in_at_procountor(page, shot)
+    await expect(page.get_by_role("heading", level=1)).to_have_text(
+        "Connect Procountor to your environment"
+    )
+    await expect(page.get_by_role("main")).to_contain_text("Virtanen Group Oy")
+    await expect(page.get_by_label("VAT ID")).to_have_value("FI01120389")
+    await page.get_by_label("I have read and accept").check()
+    await shot(page, "join-existing-environment")
+    await page.get_by_role("button", name="Continue").click()
+    await page.get_by_role("button", name="Confirm connection").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(
+        "Procountor was successfully connected to Virtanen Group Oy environment"
+    )
+    await shot(page, "connected")
+
+    activated = await pages_stack.activated(BUSINESS_ID)
+    assert activated.data["environment_id"] == environment_id
+    mine = await page.request.get(f"{auth}/v1/environments")
+    assert [item["id"] for item in await mine.json()] == [environment_id]
+    seen = await page.request.get(f"{auth}/v1/connections/{activated.data['connection_id']}")
+    assert (await seen.json())["status"] == "configuring"

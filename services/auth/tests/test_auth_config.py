@@ -39,6 +39,13 @@ def _production(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
         "LEDGERLINK_AUTH_SERVICE_TOKENS": '{"importer": "production-token-0123456789abcdef0123"}',
         # Ledgerlink's Netvisor partner key (the activation pages sign with it).
         "LEDGERLINK_AUTH_NETVISOR__PARTNER_KEY": "netvisor-partner-key-of-production",
+        "LEDGERLINK_AUTH_CONNECT__VISMA_CONNECT__CLIENT_SECRET": "visma-connect-real-secret",
+        "LEDGERLINK_AUTH_CONNECT__VISMA_CONNECT__AUTHORIZE_URL": "https://connect.example/authorize",
+        "LEDGERLINK_AUTH_CONNECT__VISMA_CONNECT__TOKEN_URL": "https://connect.example/token",
+        "LEDGERLINK_AUTH_CONNECT__VISMA_CONNECT__API_BASE_URL": "https://erp.example/API",
+        "LEDGERLINK_AUTH_TWENTYFOUR__APPLICATION_ID": "24so-real-application-id",
+        "LEDGERLINK_AUTH_TWENTYFOUR__SOAP_BASE_URL": "https://soap.example",
+        "LEDGERLINK_AUTH_CONNECT__NMBRS__SOAP_BASE_URL": "https://nmbrs.example",
     }
     base.update(env)
     for key, value in base.items():
@@ -76,6 +83,18 @@ def test_production_with_its_own_values_is_accepted(monkeypatch: pytest.MonkeyPa
         (
             {"LEDGERLINK_AUTH_NETVISOR__PARTNER_KEY": "demo-partner-key"},
             "real Netvisor partner key",
+        ),
+        (
+            {"LEDGERLINK_AUTH_CONNECT__VISMA_CONNECT__CLIENT_SECRET": "sandbox-secret"},
+            "real Visma Connect client secret",
+        ),
+        (
+            {"LEDGERLINK_AUTH_TWENTYFOUR__APPLICATION_ID": "24so-sandbox-application"},
+            "real 24SevenOffice ApplicationId",
+        ),
+        (
+            {"LEDGERLINK_AUTH_CONNECT__NMBRS__SOAP_BASE_URL": "http://nmbrs.internal"},
+            "https connect.nmbrs.soap_base_url",
         ),
         (
             {"LEDGERLINK_AUTH_SIGNIN__GOOGLE__CLIENT_SECRET": "sandbox-oidc-client-secret"},

@@ -145,3 +145,17 @@ async def prepare_demos(sandbox_url: str, auth_url: str) -> None:
                     headers={"Authorization": f"Bearer {_DEV_SERVICE_TOKEN}"},
                 )
                 answer.raise_for_status()
+
+
+def connection_page_lines(auth_url: str) -> list[str]:
+    """The in-product connection pages and the sandbox's demo logins to use on them."""
+    return [
+        "Connection pages against the sandbox (sign in first; an organisation is created on "
+        "the page):",
+        f"  Visma.net (seed 002): {auth_url}/connect/visma_net "
+        "(Visma login demo@sandbox.invalid / sandbox)",
+        f"  24SevenOffice (seed 004): {auth_url}/connect/24sevenoffice "
+        "(integration user integration@sandbox.invalid / sandbox)",
+        f"  Nmbrs -> Visma.net (seed 003): {auth_url}/connect/nmbrs "
+        "(Nmbrs API user payroll@sandbox.invalid, token sandbox-nmbrs-token, domain sandbox)",
+    ]

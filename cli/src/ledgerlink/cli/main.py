@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from aiokafka import AIOKafkaProducer
 
-from ledgerlink.cli.activation_demos import demo_lines, prepare_demos
+from ledgerlink.cli.activation_demos import connection_page_lines, demo_lines, prepare_demos
 from ledgerlink.cli.imports import import_ledger
 from ledgerlink.cli.reports import report_app
 from ledgerlink.cli.stack import (
@@ -90,8 +90,10 @@ def dev_auth_env(sandbox_port: int) -> dict[str, str]:
     in at 24SevenOffice against the local stand-ins."""
     sandbox = f"http://127.0.0.1:{sandbox_port}"
     providers = {
+        # The connection pages' Visma Connect client (the sandbox registers it): a grant
+        # refreshes only with the client it was issued to.
         "visma_net": {
-            "client_id": "isv_ledgerlink_sandbox_web",
+            "client_id": "isv_ledgerlink_pages",
             "client_secret": "sandbox-secret",
             "token_url": f"{sandbox}/visma-connect/connect/token",
             "revocation_url": f"{sandbox}/visma-connect/connect/revocation",
@@ -110,7 +112,6 @@ def dev_auth_env(sandbox_port: int) -> dict[str, str]:
     }
     return {
         "LEDGERLINK_AUTH_OAUTH_PROVIDERS": json.dumps(providers),
-        # The activation pages call the sandbox's vendors.
         # The sandbox's demo Netvisor partner and 24SevenOffice application (public demo
         # values of the stand-ins): the token service signs and logs in against them, and
         # the activation pages check a customer's identifiers with them.
@@ -120,6 +121,15 @@ def dev_auth_env(sandbox_port: int) -> dict[str, str]:
         "LEDGERLINK_AUTH_TWENTYFOUR__APPLICATION_ID": "24so-sandbox-application",
         "LEDGERLINK_AUTH_TWENTYFOUR__SOAP_BASE_URL": f"{sandbox}/24so/soap",
         "LEDGERLINK_AUTH_PAGES__PROCOUNTOR__BASE_URL": f"{sandbox}/procountor",
+        # The connection pages (Visma.net, Nmbrs, 24SevenOffice) call the sandbox's vendors.
+        "LEDGERLINK_AUTH_CONNECT__VISMA_CONNECT__AUTHORIZE_URL": (
+            f"{sandbox}/visma-connect/connect/authorize"
+        ),
+        "LEDGERLINK_AUTH_CONNECT__VISMA_CONNECT__TOKEN_URL": (
+            f"{sandbox}/visma-connect/connect/token"
+        ),
+        "LEDGERLINK_AUTH_CONNECT__VISMA_CONNECT__API_BASE_URL": f"{sandbox}/vismanet",
+        "LEDGERLINK_AUTH_CONNECT__NMBRS__SOAP_BASE_URL": f"{sandbox}/nmbrs",
     }
 
 
@@ -188,6 +198,7 @@ def _status_table(stack: Stack, bootstrap_servers: str, embedded: bool, data_dir
             )
         if "sandbox" in stack.services:
             footer.extend(demo_lines(auth.url, bootstrap_servers))
+            footer.extend(connection_page_lines(auth.url))
     footer.append("Ctrl-C stops everything.")
     return render_status(rows, footer=footer)
 

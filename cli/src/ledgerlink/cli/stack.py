@@ -184,7 +184,12 @@ class Stack:
                 for host in ("127.0.0.1", "localhost")
                 for provider in ("google", "microsoft")
             ]
-            return {spec.env("OIDC_REDIRECT_URIS"): json.dumps(callbacks)}
+            return {
+                spec.env("OIDC_REDIRECT_URIS"): json.dumps(callbacks),
+                spec.env("VISMA_PAGES_REDIRECT_URI"): (
+                    f"http://127.0.0.1:{auth_port}/connect/visma_net/callback"
+                ),
+            }
         return {}
 
     def migrate(self, name: str) -> None:

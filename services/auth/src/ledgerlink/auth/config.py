@@ -141,6 +141,71 @@ class OAuthProviderSettings(BaseModel):
     )
 
 
+#: The sandbox's public demo values of the connection pages' clients; production refuses them.
+SANDBOX_VISMA_CLIENT_SECRET = "sandbox-secret"  # noqa: S105
+SANDBOX_24SO_APPLICATION_ID = "24so-sandbox-application"
+
+
+class VismaConnectFlowSettings(BaseModel):
+    """Our interactive Visma Connect client, for the pages that connect Visma.net.
+
+    Visma Connect is an OpenID Connect provider (``connect.visma.com``): authorization code
+    with PKCE S256 at ``/connect/authorize`` and ``/connect/token``; the ERP API's
+    ``GET /resources/v1/context`` lists the companies the person's token may choose.
+    """
+
+    client_id: str = Field(
+        default="isv_ledgerlink_pages", description="Our interactive client at Visma Connect."
+    )
+    client_secret: SecretStr = Field(
+        default=SecretStr(SANDBOX_VISMA_CLIENT_SECRET), description="That client's secret."
+    )
+    authorize_url: str = Field(
+        default=f"{_SANDBOX}/visma-connect/connect/authorize",
+        description="Production: https://connect.visma.com/connect/authorize",
+    )
+    token_url: str = Field(
+        default=f"{_SANDBOX}/visma-connect/connect/token",
+        description="Production: https://connect.visma.com/connect/token",
+    )
+    api_base_url: str = Field(
+        default=f"{_SANDBOX}/vismanet",
+        description="The ERP API (production: https://integration.visma.net/API).",
+    )
+    scope: str = Field(
+        default="openid profile email tenants offline_access "
+        "vismanet_erp_interactive_api:read vismanet_erp_interactive_api:create "
+        "vismanet_erp_interactive_api:update",
+        description="What the pages ask for (read for imports; create/update for journals).",
+    )
+
+
+class NmbrsFlowSettings(BaseModel):
+    """Where the pages check an Nmbrs API user's token (SOAP v3)."""
+
+    soap_base_url: str = Field(
+        default=f"{_SANDBOX}/nmbrs",
+        description="SOAP host, /soap/v3/CompanyService.asmx appended (production: "
+        "https://api.nmbrs.nl)",
+    )
+
+
+class ConnectFlowSettings(BaseModel):
+    """The in-product connection pages (Visma.net, Nmbrs' Visma.net account, 24SevenOffice)."""
+
+    visma_connect: VismaConnectFlowSettings = Field(default_factory=VismaConnectFlowSettings)
+    nmbrs: NmbrsFlowSettings = Field(default_factory=NmbrsFlowSettings)
+    flow_seconds: int = Field(
+        default=1800, ge=60, description="How long a started connection flow may take."
+    )
+    login_backoff_seconds: int = Field(
+        default=60,
+        ge=1,
+        description="After a refused vendor login, the next attempt waits this long (doubled "
+        "per further refusal, at most 15 minutes): vendors throttle repeated logins.",
+    )
+
+
 #: The sandbox's Netvisor demo partner (``ledgerlink.sandbox.vendors.netvisor.DEMO_CREDENTIALS``).
 SANDBOX_NETVISOR_PARTNER_KEY = "demo-partner-key"
 
@@ -176,11 +241,14 @@ class TwentyFourLoginSettings(BaseModel):
     """How the token service logs in at 24SevenOffice for a connection's integration user."""
 
     application_id: SecretStr | None = Field(
-        default=None, description="Our SOAP ApplicationId (every Login names it)."
+        default=SecretStr(SANDBOX_24SO_APPLICATION_ID),
+        description="Our SOAP ApplicationId (every Login names it; the token service's and "
+        "the API keys page's). Default: the sandbox's; production refuses it.",
     )
     soap_base_url: str = Field(
-        default="https://api.24sevenoffice.com",
-        description="Base URL of 24SevenOffice's SOAP services (authenticate.asmx lives there).",
+        default=f"{_SANDBOX}/24so/soap",
+        description="Base URL of 24SevenOffice's SOAP services (authenticate.asmx lives there; "
+        "production: https://api.24sevenoffice.com).",
     )
     # UNCONFIRMED: 24SevenOffice publishes no session lifetime. Its SOAP services are
     # ASP.NET .asmx with an ASP.NET_SessionId cookie, whose framework default is a 20-minute
@@ -322,6 +390,7 @@ class Config(ServiceConfig):
     expiry_check_seconds: float = Field(
         default=300, gt=0, description="How often pending activations are checked for expiry."
     )
+    connect: ConnectFlowSettings = Field(default_factory=ConnectFlowSettings)
 
     @property
     def public_base_url(self) -> str:
@@ -341,6 +410,20 @@ class Config(ServiceConfig):
     def cookie_secure(self) -> bool:
         """Cookies carry ``Secure`` everywhere but development (plain http on loopback)."""
         return self.environment != "development"
+
+    @model_validator(mode="after")
+    def _visma_grants_refresh_with_the_pages_client(self) -> Config:
+        # A Visma Connect grant refreshes only with the client it was issued to: the
+        # token service uses the pages' client unless another is configured on purpose.
+        if "visma_net" not in self.oauth_providers:
+            visma = self.connect.visma_connect
+            self.oauth_providers["visma_net"] = OAuthProviderSettings(
+                client_id=visma.client_id,
+                client_secret=visma.client_secret,
+                token_url=visma.token_url,
+                revocation_url=visma.token_url.rsplit("/", 1)[0] + "/revocation",
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_development_secrets_in_production(self) -> Config:
@@ -376,4 +459,22 @@ class Config(ServiceConfig):
         demo_partner = SANDBOX_NETVISOR_PARTNER_KEY
         if partner_key is not None and partner_key.get_secret_value() == demo_partner:
             raise ValueError("production needs Ledgerlink's real Netvisor partner key")
+        connect = self.connect
+        if connect.visma_connect.client_secret.get_secret_value() == SANDBOX_VISMA_CLIENT_SECRET:
+            raise ValueError("production needs our real Visma Connect client secret")
+        application = self.twentyfour.application_id
+        if (
+            application is not None
+            and application.get_secret_value() == SANDBOX_24SO_APPLICATION_ID
+        ):
+            raise ValueError("production needs our real 24SevenOffice ApplicationId")
+        for setting, url in (
+            ("connect.visma_connect.authorize_url", connect.visma_connect.authorize_url),
+            ("connect.visma_connect.token_url", connect.visma_connect.token_url),
+            ("connect.visma_connect.api_base_url", connect.visma_connect.api_base_url),
+            ("twentyfour.soap_base_url", self.twentyfour.soap_base_url),
+            ("connect.nmbrs.soap_base_url", connect.nmbrs.soap_base_url),
+        ):
+            if not url.startswith("https://"):
+                raise ValueError(f"production needs an https {setting}")
         return self

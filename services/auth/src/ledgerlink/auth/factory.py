@@ -56,6 +56,8 @@ class AuthComponents:
             interval=self.config.expiry_check_seconds,
             clock=self.clock,
             on_commit=self.credentials.on_commit,
+            # A finished flow's page stays readable for a day; an abandoned one goes too.
+            flow_ttl=timedelta(seconds=self.config.connect.flow_seconds) + timedelta(days=1),
         )
 
 

@@ -76,6 +76,11 @@ class SandboxConfig(BaseSettings):
         ],
         description="Redirect URIs registered for that client (exact match).",
     )
+    visma_pages_redirect_uri: str = Field(
+        default="http://127.0.0.1:8081/connect/visma_net/callback",
+        description="Redirect URI of auth's connection pages at the demo Visma Connect "
+        "(client isv_ledgerlink_pages; exact match).",
+    )
     oidc_issuer_base_url: str | None = Field(
         default=None,
         description="Base URL of the IdPs' issuers and endpoints; default: the request's.",

@@ -106,6 +106,9 @@ class OAuthClient:
         {"authorization_code", "refresh_token", "client_credentials"}
     )
     require_pkce: bool = False
+    #: After a good login, show a separate "Allow" page before issuing the code (Visma
+    #: Connect's consent step, seed 002 step 4); off by default for older tests.
+    consent_page: bool = False
     #: Tenant and subject of client-credentials tokens when no validator decides them.
     tenant: str | None = None
     subject: str | None = None
@@ -128,6 +131,10 @@ class ClientCredentialsGrant:
     subject: str
     tenant: str | None
 
+
+#: ``scope_filter(user, requested)``: the scopes the user's rights allow (RFC 6749 3.3: the
+#: server may issue a narrower scope and then names it in the token answer).
+ScopeFilter = Callable[[OAuthUser, frozenset[str]], frozenset[str]]
 
 #: ``validator(client, extra_params, scopes)``: raise OAuthError to refuse.
 ClientCredentialsValidator = Callable[
@@ -188,8 +195,17 @@ class OAuthServer:
         issue_refresh_tokens: bool = True,
         client_credentials_validator: ClientCredentialsValidator | None = None,
         clock: Callable[[], float] = time.time,
+        scope_filter: ScopeFilter | None = None,
     ) -> None:
         self.name = name
+        self.scope_filter = scope_filter
+        #: Browser sessions of the login page (cookie value -> username): a later
+        #: authorization without ``prompt=login`` skips the password (single sign-on).
+        self.browser_sessions: dict[str, str] = {}
+        #: Logins that passed the password and wait for "Allow" (form value -> username).
+        self._awaiting_consent: dict[str, str] = {}
+        #: Logins on the page so far (tests prove a fresh login was asked for).
+        self.page_logins = 0
         self.access_token_ttl = access_token_ttl
         self.refresh_token_ttl = refresh_token_ttl
         self.code_ttl = code_ttl
@@ -259,16 +275,41 @@ class OAuthServer:
     def issue_code(self, client: OAuthClient, user: OAuthUser, params: Mapping[str, str]) -> str:
         """A single-use authorization code for ``user`` (after a successful login)."""
         code = secrets.token_urlsafe(32)
+        scopes = _scopes(params.get("scope"))
+        if self.scope_filter is not None:
+            scopes = self.scope_filter(user, scopes)
         self._codes[code] = _Code(
             client_id=client.client_id,
             redirect_uri=params["redirect_uri"],
             subject=user.subject,
             tenant=user.tenant,
-            scopes=_scopes(params.get("scope")),
+            scopes=scopes,
             code_challenge=params.get("code_challenge") or None,
             expires_at=self.clock() + self.code_ttl,
         )
         return code
+
+    def start_browser_session(self, user: OAuthUser) -> str:
+        """A login-page session for ``user`` (the value of its cookie)."""
+        value = secrets.token_urlsafe(24)
+        self.browser_sessions[value] = user.username
+        return value
+
+    def browser_user(self, cookie: str | None) -> OAuthUser | None:
+        """The user of a login-page session cookie, if it is one."""
+        username = self.browser_sessions.get(cookie or "")
+        return self.users.get(username) if username else None
+
+    def await_consent(self, user: OAuthUser) -> str:
+        """A one-time handle of a login that passed the password and waits for "Allow"."""
+        handle = secrets.token_urlsafe(24)
+        self._awaiting_consent[handle] = user.username
+        return handle
+
+    def consented(self, handle: str) -> OAuthUser | None:
+        """The user who pressed "Allow" with this handle (single use)."""
+        username = self._awaiting_consent.pop(handle, None)
+        return self.users.get(username) if username else None
 
     def login(self, username: str, password: str) -> OAuthUser | None:
         """The user with these credentials, if any (constant-time password compare)."""
@@ -475,6 +516,9 @@ class OAuthServer:
         """Forget tokens, codes and counters; clients and users stay registered."""
         self.revoke_all()
         self._codes.clear()
+        self.browser_sessions.clear()
+        self._awaiting_consent.clear()
+        self.page_logins = 0
         self.grant_counts.clear()
         self.error_counts.clear()
         self.revocations = 0
@@ -492,7 +536,42 @@ _AUTHORIZE_PARAMS = (
     "state",
     "code_challenge",
     "code_challenge_method",
+    "prompt",
+    "max_age",
 )
+
+
+def _session_cookie(name: str) -> str:
+    return "sandbox_login_" + "".join(c for c in name.lower() if c.isalnum())
+
+
+def _wants_fresh_login(params: Mapping[str, str]) -> bool:
+    # OpenID Connect Core 3.1.2.1: prompt=login and max_age=0 both demand a new login.
+    return "login" in params.get("prompt", "").split() or params.get("max_age") == "0"
+
+
+def _consent_page(action: str, params: Mapping[str, str], name: str, handle: str) -> str:
+    hidden = "\n".join(
+        f'<input type="hidden" name="{key}" value="{html.escape(params[key])}">'
+        for key in _AUTHORIZE_PARAMS
+        if params.get(key)
+    )
+    scopes = "".join(
+        f"<li>{html.escape(scope)}</li>" for scope in sorted(_scopes(params.get("scope")))
+    )
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{html.escape(name)}: allow access</title></head>
+<body>
+<h1>Allow {html.escape(params.get("client_id", ""))} to use your account?</h1>
+<p>This is a sandbox, not the real service. It asks for:</p>
+<ul>{scopes}</ul>
+<form method="post" action="{html.escape(action)}">
+{hidden}
+<input type="hidden" name="consent" value="{html.escape(handle)}">
+<button type="submit" name="decision" value="allow">Allow</button>
+<button type="submit" name="decision" value="deny">Deny</button>
+</form>
+</body></html>"""
 
 
 def _login_page(action: str, params: Mapping[str, str], name: str, error: str = "") -> str:
@@ -576,6 +655,11 @@ def oauth_router(
                     "state": params.get("state"),
                 },
             )
+        known = server.browser_user(request.cookies.get(_session_cookie(server.name)))
+        if known is not None and client.consent_page and not _wants_fresh_login(params):
+            # A live login-page session: no password, straight to "Allow".
+            page = _consent_page(request.url.path, params, server.name, server.await_consent(known))
+            return HTMLResponse(page)
         return HTMLResponse(_login_page(request.url.path, params, server.name))
 
     @router.post(authorize_path, response_class=HTMLResponse, include_in_schema=False)
@@ -598,12 +682,42 @@ def oauth_router(
                     "state": form.get("state"),
                 },
             )
+        if form.get("consent"):
+            consenting = server.consented(form["consent"])
+            if consenting is None:
+                return _error_page(server.name, OAuthError("invalid_request", "stale consent"))
+            if form.get("decision") != "allow":
+                return redirect_with(
+                    client.redirect_uri or "",
+                    {
+                        "error": "access_denied",
+                        "error_description": "the user denied access",
+                        "state": form.get("state"),
+                    },
+                )
+            code = server.issue_code(client, consenting, form)
+            return redirect_with(
+                client.redirect_uri or "", {"code": code, "state": form.get("state")}
+            )
         user = server.login(form.get("username", ""), form.get("password", ""))
         if user is None:
             page = _login_page(request.url.path, form, server.name, "Wrong user name or password")
             return HTMLResponse(page, status_code=401)
-        code = server.issue_code(client, user, form)
-        return redirect_with(client.redirect_uri or "", {"code": code, "state": form.get("state")})
+        server.page_logins += 1
+        cookie = server.start_browser_session(user)
+        response: Response
+        if client.consent_page:
+            handle = server.await_consent(user)
+            response = HTMLResponse(_consent_page(request.url.path, form, server.name, handle))
+        else:
+            code = server.issue_code(client, user, form)
+            response = redirect_with(
+                client.redirect_uri or "", {"code": code, "state": form.get("state")}
+            )
+        response.set_cookie(
+            _session_cookie(server.name), cookie, httponly=True, samesite="lax", path="/"
+        )
+        return response
 
     @router.post(token_path, include_in_schema=False)
     async def token(request: Request) -> Response:

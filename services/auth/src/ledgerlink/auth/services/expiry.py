@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from ledgerlink.auth.domain.clock import Clock, utc_now
 from ledgerlink.auth.services.lifecycle import LifecycleService
+from ledgerlink.auth.storage.connect_flows import ConnectFlowRepository
 from ledgerlink.shared.db import Database
 from ledgerlink.shared.messaging.outbox import Outbox
 
@@ -19,7 +20,10 @@ logger = logging.getLogger(__name__)
 class ActivationExpiry:
     """A :class:`ledgerlink.shared.runtime.BackgroundWorker`: every ``interval``, pending
     activations older than ``ttl`` become ``expired``. Replicas may all run it: the rows
-    are taken with ``SKIP LOCKED`` and each change is checked against the lifecycle."""
+    are taken with ``SKIP LOCKED`` and each change is checked against the lifecycle.
+
+    With ``flow_ttl`` it also forgets connection flows (``connect_flows``) started longer ago:
+    an abandoned flow's sealed tokens do not stay at rest."""
 
     def __init__(
         self,
@@ -30,7 +34,9 @@ class ActivationExpiry:
         interval: float,
         clock: Clock = utc_now,
         on_commit: Callable[[], None] = lambda: None,
+        flow_ttl: timedelta | None = None,
     ) -> None:
+        self._flow_ttl = flow_ttl
         self._db = db
         self._outbox = outbox
         self._ttl = ttl
@@ -46,6 +52,12 @@ class ActivationExpiry:
             expired = await LifecycleService(session, self._outbox, clock=self._clock).expire_stale(
                 self._ttl
             )
+            if self._flow_ttl is not None:
+                forgotten = await ConnectFlowRepository(session).delete_started_before(
+                    self._clock() - self._flow_ttl
+                )
+                if forgotten:
+                    logger.info("connection flows forgotten", extra={"count": forgotten})
         if expired:
             self._on_commit()  # wake the outbox relay: the events are committed
             logger.info("activations expired", extra={"count": expired})

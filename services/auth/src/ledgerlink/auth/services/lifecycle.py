@@ -146,6 +146,10 @@ def split_result(
     return {"token": result.token}, {"username": result.username, "domain": result.domain}
 
 
+#: Attribute of a credential kept on another connection (see complete_authorization).
+SHARED_CREDENTIAL_ATTRIBUTE = "credential_of"
+
+
 class LifecycleError(Exception):
     """A lifecycle request that cannot be honoured; ``reason_code`` is stable."""
 
@@ -237,6 +241,9 @@ class LifecycleService:
         self,
         connection_id: uuid.UUID,
         result: AnyAuthorization,
+        *,
+        attributes: dict[str, str] | None = None,
+        shares_credential_of: uuid.UUID | None = None,
     ) -> Connection:
         """Store the vendor's answer in the vault and move the connection on.
 
@@ -264,7 +271,9 @@ class LifecycleService:
         if previous == ConnectionStatus.PENDING_AUTHORIZATION:
             await self.begin_authorization(connection_id)
         self._refuse_unless(connection, ConnectionStatus.CONFIGURING)
-        await self._store_credential(connection.id, result)
+        await self._store_credential(
+            connection.id, result, dict(attributes or {}), shares_credential_of
+        )
         connection.vendor_account = result.vendor_account
         connection.reason_code = None
         connection.message = None
@@ -312,10 +321,16 @@ class LifecycleService:
         self,
         connection_id: uuid.UUID,
         result: AnyAuthorization,
+        extra: dict[str, str],
+        shares_credential_of: uuid.UUID | None,
     ) -> None:
         assert self._vault is not None
         now = self._clock()
         secrets, attributes = split_result(result)
+        attributes = {**attributes, **extra}
+        if shares_credential_of is not None:
+            secrets = {}
+            attributes[SHARED_CREDENTIAL_ATTRIBUTE] = str(shares_credential_of)
         sealed: dict[str, Sealed] = {
             field: self._vault.seal(connection_id, field, value) for field, value in secrets.items()
         }

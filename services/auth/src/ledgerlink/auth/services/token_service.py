@@ -41,7 +41,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,7 +50,7 @@ from pydantic import SecretStr
 from ledgerlink.auth.config import NetvisorPartnerSettings, OAuthProviderSettings
 from ledgerlink.auth.domain.clock import Clock, utc_now
 from ledgerlink.auth.domain.lifecycle import USABLE, ConnectionStatus, needs_refresh
-from ledgerlink.auth.services.lifecycle import LifecycleService
+from ledgerlink.auth.services.lifecycle import SHARED_CREDENTIAL_ATTRIBUTE, LifecycleService
 from ledgerlink.auth.storage.models import Connection, ConnectionCredential
 from ledgerlink.auth.storage.repository import ConnectionRepository, CredentialRepository
 from ledgerlink.auth.storage.twentyfour_login import (
@@ -233,7 +233,21 @@ class CredentialService:
             connection = await ConnectionRepository(session).get(connection_id)
             credential, secrets = await self._usable(session, connection, connection_id)
             assert connection is not None
-            issued = self._issue(connection, credential, secrets)
+            holder = credential.attributes.get(SHARED_CREDENTIAL_ATTRIBUTE)
+            if holder is None:
+                issued = self._issue(connection, credential, secrets)
+        if holder is not None:
+            # One vendor grant for several companies (a Visma Connect login reaching many
+            # administrations): the holder's token, with this connection's own facts.
+            shared = await self.credentials(uuid.UUID(holder), refused_sha256=refused_sha256)
+            own = {
+                k: v for k, v in credential.attributes.items() if k != SHARED_CREDENTIAL_ATTRIBUTE
+            }
+            return self._remember(
+                replace(
+                    shared, connection_id=connection_id, attributes={**shared.attributes, **own}
+                )
+            )
         if not self._wants_refresh(credential, issued, refused_sha256):
             return self._remember(issued)
         if credential.kind in _SESSION_KINDS:

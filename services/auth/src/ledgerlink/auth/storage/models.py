@@ -314,7 +314,77 @@ class ConnectionSecret(AuthModel, table=True):
     )
 
 
-# --- the activation pages (issue 13; migration 0006_activation_pages) ----------------------
+class ConnectFlow(AuthModel, table=True):
+    """A connection flow a person started in the product, between its pages.
+
+    ``state_hash`` is SHA-256 of the OAuth ``state`` sent to the vendor (the callback finds
+    the flow by it); ``sealed`` holds the flow's secrets (PKCE verifier, then the tokens)
+    encrypted by the vault, bound to the flow's id. ``data`` is what the pages collected.
+    """
+
+    __tablename__ = "connect_flows"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True)
+    provider: str = Field(max_length=32)
+    #: administrations (seed 002) or nmbrs_account (seed 003).
+    kind: str = Field(max_length=32)
+    state_hash: str | None = Field(default=None, max_length=64, index=True)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    key_version: int | None = Field(default=None)
+    sealed: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    finished_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+
+
+class OrganisationCredential(AuthModel, table=True):
+    """A vendor login an organisation keeps for importing companies (24SevenOffice's
+    integration user, seed 004), sealed by the vault bound to the organisation's id."""
+
+    __tablename__ = "organisation_credentials"
+
+    organisation_id: uuid.UUID = Field(foreign_key="organisations.id", primary_key=True)
+    provider: str = Field(primary_key=True, max_length=32)
+    username: str = Field(max_length=320)
+    attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    key_version: int
+    ciphertext: str = Field(sa_column=Column(Text, nullable=False))
+    verified_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class LoginThrottle(AuthModel, table=True):
+    """Refused vendor logins in a row per login (``key``: SHA-256 of provider and user)."""
+
+    __tablename__ = "login_throttle"
+
+    key: str = Field(primary_key=True, max_length=64)
+    failures: int = Field(default=0)
+    last_failed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class ConnectionSettings(AuthModel, table=True):
+    """What a connection page recorded about a connection (CoC reason and sector, the
+    24SevenOffice transaction type and reconciliation setup, an account's name...)."""
+
+    __tablename__ = "connection_settings"
+
+    connection_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True)
+    )
+    organisation_id: uuid.UUID | None = Field(
+        default=None, foreign_key="organisations.id", index=True
+    )
+    settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    #: When the connection's setup (24SevenOffice's wizard) was completed.
+    setup_completed_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+# --- the activation pages (issue 13; migration 0005_activation_pages) ----------------------
 
 
 class ActivationLink(AuthModel, table=True):

@@ -69,6 +69,7 @@ __all__ = [
     "VENDOR",
     "VismaNetState",
     "add_user",
+    "companies_of_user",
     "company_id",
     "company_tenant_id",
     "mount",
@@ -122,6 +123,8 @@ DEMO_CLIENT_ID: Final = "isv_ledgerlink_sandbox"
 DEMO_CLIENT_SECRET: Final = "sandbox-secret"  # noqa: S105 - a public demo credential
 DEMO_INTERACTIVE_CLIENT_ID: Final = "isv_ledgerlink_sandbox_web"
 DEMO_REDIRECT_URI: Final = "http://127.0.0.1:8000/oauth/visma/callback"
+#: Auth's connection pages' client (its redirect URI: ``SandboxConfig.visma_pages_redirect_uri``).
+DEMO_PAGES_CLIENT_ID: Final = "isv_ledgerlink_pages"
 DEMO_USERNAME: Final = "demo@sandbox.invalid"
 DEMO_PASSWORD: Final = "sandbox"  # noqa: S105 - a public demo credential
 
@@ -151,6 +154,9 @@ class VismaNetState:
     approvals: dict[str, set[str] | None] = field(default_factory=dict)
     #: user subject -> company ids the user may choose besides their tenant's.
     user_companies: dict[str, set[str]] = field(default_factory=dict)
+    #: Subjects whose rights (role template) do not allow writing: their interactive
+    #: grants are narrowed to ``vismanet_erp_interactive_api:read``.
+    read_only_users: set[str] = field(default_factory=set)
     #: Fixed rate-limit windows per (client, company).
     windows: dict[str, _Window] = field(default_factory=dict)
 
@@ -221,15 +227,31 @@ def _validate_client_credentials(world: World) -> Callable[..., ClientCredential
     return validate
 
 
+def _narrow_to_rights(world: World) -> Callable[[OAuthUser, frozenset[str]], frozenset[str]]:
+    # UNCONFIRMED: that Visma Connect narrows an interactive grant to what the user's role
+    # allows. RFC 6749 3.3 lets a server issue a narrower scope, and it must then name the
+    # scope it issued in the token answer: that is what a careful client checks.
+    def narrow(user: OAuthUser, requested: frozenset[str]) -> frozenset[str]:
+        if user.subject not in state_of(world).read_only_users:
+            return requested
+        writes = {INTERACTIVE_SCOPE_PREFIX + op for op in ("create", "update", "delete")}
+        return requested - writes
+
+    return narrow
+
+
 def oauth_server(world: World) -> OAuthServer:
     """Visma Connect of ``world``: PKCE required, refresh tokens only with offline_access."""
-    return world.oauth_server(
+    server = world.oauth_server(
         VENDOR,
         name="Visma Connect",
         require_pkce=True,
         refresh_requires_offline_access=True,
         client_credentials_validator=_validate_client_credentials(world),
     )
+    if server.scope_filter is None:
+        server.scope_filter = _narrow_to_rights(world)
+    return server
 
 
 def register_client(
@@ -241,6 +263,7 @@ def register_client(
     redirect_uri: str | None = None,
     tenants: Iterable[str] | None = None,
     test_client: bool = False,
+    consent_page: bool = False,
 ) -> OAuthClient:
     """Register an ISV client with Visma Connect.
 
@@ -264,6 +287,7 @@ def register_client(
             allowed_scopes=INTERACTIVE_SCOPES | IDENTITY_SCOPES,
             grant_types=frozenset({"authorization_code", "refresh_token"}),
             require_pkce=True,
+            consent_page=consent_page,
         )
     server.register_client(client)
     state = state_of(world)
@@ -282,14 +306,30 @@ def add_user(
     tenant: Tenant,
     *,
     extra_companies: Iterable[str] = (),
+    write_rights: bool = True,
 ) -> OAuthUser:
     """A Visma.net user of ``tenant`` who may log in on the Connect page.
 
-    The user may choose the tenant's company and ``extra_companies`` (company ids).
+    The user may choose the tenant's company and ``extra_companies`` (company ids);
+    without ``write_rights`` the interactive grants are read-only.
     """
     user = oauth_server(world).add_user(username, password, tenant=tenant.tenant_id)
-    state_of(world).user_companies[user.subject] = set(extra_companies)
+    state = state_of(world)
+    state.user_companies[user.subject] = set(extra_companies)
+    if write_rights:
+        state.read_only_users.discard(user.subject)
+    else:
+        state.read_only_users.add(user.subject)
     return user
+
+
+def companies_of_user(world: World, token: TokenInfo) -> list[Tenant]:
+    """The companies an interactive token may choose (its tenant's, then the extra ones)."""
+    allowed = set(state_of(world).user_companies.get(token.subject, set()))
+    home = world.tenant(VENDOR, token.tenant) if token.tenant else None
+    if home is not None:
+        allowed.add(company_id(home))
+    return [t for t in world.vendor_tenants(VENDOR) if company_id(t) in allowed]
 
 
 # --------------------------------------------------------------------------------------------
@@ -1274,6 +1314,14 @@ def mount(app: FastAPI, world: World) -> None:
             kind="interactive",
             redirect_uri=DEMO_REDIRECT_URI,
         )
+        register_client(
+            world,
+            DEMO_PAGES_CLIENT_ID,
+            DEMO_CLIENT_SECRET,
+            kind="interactive",
+            redirect_uri=world.config.visma_pages_redirect_uri,
+            consent_page=True,
+        )
         add_user(world, DEMO_USERNAME, DEMO_PASSWORD, demo[0])
     app.include_router(
         oauth_router(
@@ -1295,6 +1343,28 @@ def mount(app: FastAPI, world: World) -> None:
             f"{API_PREFIX}{path}", endpoint, methods=[method], include_in_schema=False
         )
 
+    async def contexts(request: Request) -> Response:
+        # GET /resources/v1/context, "Get the companies available for this token"
+        # (Visma.net API's ContextApi; ContextInformation: id, name, type). No
+        # ipp-company-id: this is how a client learns which ids it may send.
+        try:
+            token = server.authenticate(request.headers.get("authorization"))
+        except OAuthTokenInvalid:
+            return _json(
+                {"message": "Authorization has been denied for this request."},
+                401,
+                {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+        return _json(
+            [
+                {"id": int(company_id(tenant)), "name": tenant.company.name, "type": "Company"}
+                for tenant in companies_of_user(world, token)
+            ]
+        )
+
+    router.add_api_route(
+        f"{API_PREFIX}/resources/v1/context", contexts, methods=["GET"], include_in_schema=False
+    )
     route("/v1/account", "GET", "read", erp.accounts)
     route("/v1/subaccount", "GET", "read", erp.subaccounts)
     route("/v1/dimension", "GET", "read", erp.dimensions)

@@ -18,7 +18,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from ledgerlink.auth.factory import AuthComponents
-from ledgerlink.auth.handlers.pages import activation, netvisor, procountor
+from ledgerlink.auth.handlers.pages import (
+    activation,
+    netvisor,
+    nmbrs,
+    procountor,
+    twentyfour,
+    vismanet,
+)
 from ledgerlink.auth.handlers.pages.common import (
     CsrfRefused,
     PagesContext,
@@ -30,7 +37,7 @@ from ledgerlink.auth.handlers.web import WebContext
 __all__ = ["FLOW_MODULES", "PagesContext", "include_pages"]
 
 #: Every flow's module, in the order their routes are attached.
-FLOW_MODULES: tuple[ModuleType, ...] = (netvisor, procountor)
+FLOW_MODULES: tuple[ModuleType, ...] = (netvisor, procountor, vismanet, nmbrs, twentyfour)
 
 
 def include_pages(

@@ -1,6 +1,6 @@
 """activation pages: links, per-browser flow state, financial models
 
-Revision ID: 0006_activation_pages
+Revision ID: 0005_activation_pages
 Revises: 0004
 Create Date: 2026-12-07 05:30:00
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 
 
-revision: str = '0006_activation_pages'
+revision: str = '0005_activation_pages'
 down_revision: Union[str, None] = '0004'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
