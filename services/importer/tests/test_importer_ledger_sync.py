@@ -1,0 +1,481 @@
+"""Ledger sync over the vendors' APIs, against the sandbox over real HTTP and a real store.
+
+The vendor is the sandbox served over HTTP in the test's loop; auth's token service is a
+small stand-in here (its own tests and the wire tests run the real one); the store is
+migrated PostgreSQL (and SQLite). Ground truth is the sandbox company itself: what the
+ledger holds per period, account and dimension object, computed from its vouchers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlmodel import col
+
+from ledgerlink.connectors.http import RetryPolicy
+from ledgerlink.importer.config import NetvisorPartnerSettings, VendorSettings
+from ledgerlink.importer.domain.ledger_sync import SyncMode
+from ledgerlink.importer.services.imports import ImportService
+from ledgerlink.importer.services.ledger_sync import (
+    ClaimedSync,
+    LedgerSyncService,
+    SyncSettings,
+)
+from ledgerlink.importer.services.reports import ReportService
+from ledgerlink.importer.storage.models import (
+    Company,
+    Dimension,
+    ImportJob,
+    ImportStatus,
+    LedgerPeriod,
+    PeriodBalance,
+    SyncState,
+    VoucherLine,
+    messaging,
+)
+from ledgerlink.importer.storage.vendor_ledgers import VendorLedgers
+from ledgerlink.sandbox.config import RateLimitSettings, SandboxConfig
+from ledgerlink.sandbox.data import CompanyData, LineData, generate_company
+from ledgerlink.sandbox.faults import FaultPlan
+from ledgerlink.sandbox.testing import RunningSandbox, running_sandbox
+from ledgerlink.sandbox.world import Tenant, World
+from ledgerlink.shared.config import TokenServiceSettings
+from ledgerlink.shared.db import Database, as_utc
+from ledgerlink.shared.events import ConnectionActivatedV1, Provider
+from ledgerlink.shared.messaging.outbox import Outbox
+
+CUSTOMER_KEY = "customer-key-never-logged"
+PARTNER_KEY = "partner-key-never-logged"
+PARTNER_ID = "LEDGERLINK_TEST"
+SERVICE_TOKEN = "importer-service-token-0123456789"
+#: The sandbox's and the connector's clock: a fixed day, moved by hand.
+T0 = dt.datetime(2026, 1, 15, 9, 0, tzinfo=dt.UTC)
+FAST_RETRY = RetryPolicy(attempts=8, initial_backoff_seconds=0.01, jitter_seconds=0.0)
+
+Key = tuple[dt.date, str, str, str]
+
+
+class Clock:
+    """One hand-moved clock for the sandbox, the connector and the sync service."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def timestamp(self) -> float:
+        return self.now.timestamp()
+
+    def advance(self, **delta: float) -> None:
+        self.now += dt.timedelta(**delta)
+
+
+@dataclass
+class TokenService:
+    """auth's token service for one Netvisor connection (a stand-in: the wire tests and
+    auth's own tests run the real one). Counts requests; can refuse the connection."""
+
+    tenant: Tenant
+    requests: int = 0
+    refuse: bool = False
+    seen_tokens: list[str] = field(default_factory=list)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        self.seen_tokens.append(request.headers.get("Authorization", ""))
+        if self.refuse:
+            return httpx.Response(
+                409, json={"detail": {"reason_code": "needs_reauth", "message": "no"}}
+            )
+        connection_id = request.url.path.split("/")[-2]
+        return httpx.Response(
+            200,
+            json={
+                "connection_id": connection_id,
+                "provider": "netvisor",
+                "kind": "netvisor",
+                "expires_at": None,
+                "secrets": {"customer_key": CUSTOMER_KEY},
+                "attributes": {
+                    "customer_id": self.tenant.tenant_id,
+                    "organisation_id": self.tenant.company.business_id,
+                },
+            },
+        )
+
+
+@dataclass
+class Env:
+    db: Database
+    sandbox: RunningSandbox
+    world: World
+    tenant: Tenant
+    clock: Clock
+    tokens: TokenService
+    waits: list[float] = field(default_factory=list)
+    connection_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    @property
+    def company(self) -> CompanyData:
+        return self.tenant.company
+
+    @property
+    def business_id(self) -> str:
+        return self.company.business_id
+
+    def service(self, **settings: Any) -> LedgerSyncService:
+        async def sleep(seconds: float) -> None:
+            self.waits.append(seconds)
+            await asyncio.sleep(0)
+
+        ledgers = VendorLedgers(
+            VendorSettings(
+                netvisor=NetvisorPartnerSettings(
+                    base_url=self.sandbox.url("/netvisor"),
+                    sender="Ledgerlink tests",
+                    partner_id=PARTNER_ID,
+                    partner_key=PARTNER_KEY,  # type: ignore[arg-type]
+                )
+            ),
+            TokenServiceSettings(url="http://auth.invalid", token=SERVICE_TOKEN),  # type: ignore[arg-type]
+            token_transport=httpx.MockTransport(self.tokens.handle),
+            retry=FAST_RETRY,
+            sleep=sleep,
+            clock=self.clock.timestamp,
+            now=self.clock,
+        )
+        return LedgerSyncService(
+            self.db,
+            Outbox(messaging, source="ledgerlink/importer"),
+            ledgers,
+            SyncSettings(**settings),
+            clock=self.clock,
+            sleep=sleep,
+        )
+
+    async def activate(self) -> uuid.UUID:
+        async with self.db.transaction() as session:
+            job = await ImportService(
+                session, Outbox(messaging, source="ledgerlink/importer")
+            ).connection_activated(
+                ConnectionActivatedV1(
+                    connection_id=self.connection_id,
+                    environment_id=uuid.uuid4(),
+                    provider=Provider.NETVISOR,
+                    business_id=self.business_id,
+                    company_name=self.company.name,
+                ),
+                event_id=str(uuid.uuid4()),
+                activated_at=self.clock(),
+            )
+            return job.id
+
+    async def request(self, mode: SyncMode) -> uuid.UUID:
+        async with self.db.transaction() as session:
+            job = ImportJob(
+                connection_id=self.connection_id,
+                business_id=self.business_id,
+                provider=Provider.NETVISOR.value,
+                scope=["ledger"],
+                trigger="import_requested",  # type: ignore[arg-type]
+                status=ImportStatus.QUEUED,
+                requested_event_id=str(uuid.uuid4()),
+                sync_mode=mode.value,
+            )
+            session.add(job)
+            await session.flush()
+            return job.id
+
+    async def run_next(self, service: LedgerSyncService | None = None) -> ImportJob:
+        service = service or self.service()
+        claimed = await service.claim_next()
+        assert claimed is not None
+        await service.run(claimed)
+        return await self.job(claimed.id)
+
+    async def job(self, import_id: uuid.UUID) -> ImportJob:
+        async with self.db.transaction() as session:
+            job = await session.get(ImportJob, import_id)
+            assert job is not None
+            return job
+
+    async def stored_balances(self) -> dict[Key, tuple[Decimal, Decimal]]:
+        """The live company's balances, keyed by kind (not id) of dimension."""
+        async with self.db.transaction() as session:
+            company = (
+                await session.execute(
+                    select(Company).where(col(Company.business_id) == self.business_id)
+                )
+            ).scalar_one()
+            kinds = {
+                d.dimension_id: d.kind
+                for d in (
+                    await session.execute(
+                        select(Dimension).where(col(Dimension.company_id) == company.id)
+                    )
+                ).scalars()
+            }
+            rows = (await session.execute(select(PeriodBalance))).scalars().all()
+        found: dict[Key, tuple[Decimal, Decimal]] = {}
+        for row in rows:
+            if row.debit == 0 and row.credit == 0:
+                continue
+            kind = kinds.get(row.dimension_id, "") if row.dimension_id else ""
+            found[(row.period, row.account, kind, row.object_id)] = (
+                Decimal(row.debit),
+                Decimal(row.credit),
+            )
+        return found
+
+    async def line_count(self) -> int:
+        async with self.db.transaction() as session:
+            return len((await session.execute(select(col(VoucherLine.line_no)))).all())
+
+
+def ground_truth(company: CompanyData) -> dict[Key, tuple[Decimal, Decimal]]:
+    """Debit and credit per period, account, and dimension kind + object: the books as the
+    sandbox holds them (valid vouchers only)."""
+    totals: dict[Key, list[Decimal]] = {}
+    for voucher in company.vouchers:
+        if voucher.status != "valid":
+            continue
+        period = voucher.date.replace(day=1)
+        for line in voucher.lines:
+            keys = [(period, line.account, "", "")]
+            keys += [(period, line.account, kind, code) for kind, code in line.dimensions.items()]
+            for key in keys:
+                pair = totals.setdefault(key, [Decimal(0), Decimal(0)])
+                pair[0 if line.amount >= 0 else 1] += abs(line.amount)
+    return {key: (debit, credit) for key, (debit, credit) in totals.items() if debit or credit}
+
+
+def truth_lines(company: CompanyData) -> int:
+    return sum(len(v.lines) for v in company.vouchers if v.status == "valid")
+
+
+async def start(db: Database, company: CompanyData, **tenant: Any) -> AsyncIterator[Env]:
+    clock = Clock()
+    config = SandboxConfig(
+        rate_limits={"netvisor": RateLimitSettings(rate_per_second=10_000, burst=10_000)}
+    )
+    world = World(config, clock=clock.timestamp)
+    added = world.add_tenant(
+        "netvisor",
+        company=company,
+        credentials={
+            "customer_key": CUSTOMER_KEY,
+            "partner_id": PARTNER_ID,
+            "partner_key": PARTNER_KEY,
+        },
+        **tenant,
+    )
+    async with running_sandbox(world=world, vendors=("netvisor",)) as sandbox:
+        yield Env(db, sandbox, world, added, clock, TokenService(added))
+
+
+@pytest.fixture
+async def env(db: Database) -> AsyncIterator[Env]:
+    async for value in start(db, generate_company(21, lines=600, last_year=2025)):
+        yield value
+
+
+async def test_first_import_holds_the_vendors_books_to_the_cent(env: Env) -> None:
+    await env.activate()
+    job = await env.run_next()
+
+    assert job.status is ImportStatus.COMPLETED, job.error_message
+    assert job.outcome == "imported"
+    assert await env.stored_balances() == ground_truth(env.company)
+    assert await env.line_count() == truth_lines(env.company)
+    assert job.counts is not None
+    assert job.counts["lines"] == truth_lines(env.company)
+    # The credential came from the token service, with the importer's service token.
+    assert env.tokens.requests >= 1
+    assert set(env.tokens.seen_tokens) == {f"Bearer {SERVICE_TOKEN}"}
+    async with env.db.transaction() as session:
+        periods = (await session.execute(select(LedgerPeriod))).scalars().all()
+        state = await session.get(SyncState, env.connection_id)
+        events = (await session.execute(select(messaging.outbox.c.event_type))).scalars().all()
+        report = await ReportService(session).trial_balance(env.business_id, "2025-01", "2025-01")
+    closed = {p.start for p in periods if p.status == "closed"}
+    assert dt.date(2025, 3, 1) in closed
+    assert dt.date(2025, 4, 1) not in closed
+    assert state is not None
+    assert state.last_status == "completed"
+    assert state.next_run_at is not None
+    assert as_utc(state.next_run_at) == T0 + dt.timedelta(minutes=15)
+    assert "ledgerlink.import.completed.v1" in events
+    assert "ledgerlink.reports.ready.v1" in events
+    truth = ground_truth(env.company)
+    january = {
+        key[1]: value
+        for key, value in truth.items()
+        if key[0] == dt.date(2025, 1, 1) and not key[2]
+    }
+    assert {
+        row.account: (row.debit, row.credit)
+        for row in report.report.rows
+        if row.debit or row.credit
+    } == january
+
+
+async def test_incremental_sync_replaces_edited_removes_invalidated_adds_new(env: Env) -> None:
+    await env.activate()
+    first = await env.run_next()
+    assert first.status is ImportStatus.COMPLETED, first.error_message
+
+    env.clock.advance(minutes=20)
+    company = env.company
+    edited = company.vouchers[10]
+    new_lines = [
+        LineData(1, edited.lines[0].account, Decimal("777.77")),
+        LineData(2, edited.lines[-1].account, Decimal("-777.77")),
+    ]
+    company.edit_voucher(edited.id, lines=new_lines)
+    company.invalidate_voucher(company.vouchers[20].id)
+    added = company.add_voucher(
+        date=dt.date(2025, 6, 10),
+        description="Added after the first import",
+        lines=[
+            LineData(1, company.vouchers[0].lines[0].account, Decimal("12.34")),
+            LineData(2, company.vouchers[0].lines[-1].account, Decimal("-12.34")),
+        ],
+    )
+    job_id = await env.request(SyncMode.INCREMENTAL)
+    job = await env.run_next()
+
+    assert job.id == job_id
+    assert job.status is ImportStatus.COMPLETED, job.error_message
+    assert job.sync_mode == "incremental"
+    assert await env.stored_balances() == ground_truth(company)
+    assert await env.line_count() == truth_lines(company)
+    # Only the changed vouchers were read.
+    assert job.counts is not None
+    assert job.counts["sync_vouchers_read"] == 3
+    assert job.counts["sync_vouchers_removed"] == 1
+    assert added.id
+
+
+async def test_full_refresh_that_fails_leaves_the_live_books_untouched(env: Env) -> None:
+    await env.activate()
+    await env.run_next()
+    before = await env.stored_balances()
+    env.company.invalidate_voucher(env.company.vouchers[5].id)
+
+    await env.request(SyncMode.FULL_REFRESH)
+    service = env.service(page_retries=2, page_retry_pause=0.01)
+    pages = 0
+
+    async def fail_after_two(import_id: uuid.UUID, lines: int) -> None:
+        nonlocal pages
+        pages += 1
+        if pages == 2:
+            # The vendor goes away after the second page (a cursor boundary).
+            env.world.faults.set(FaultPlan(vendor="netvisor", error_rate=1.0))
+
+    service.on_page = fail_after_two
+    job = await env.run_next(service)
+
+    assert job.status is ImportStatus.FAILED
+    assert job.error_code == "vendor_unavailable"
+    assert await env.stored_balances() == before  # not a page of the refresh is visible
+    async with env.db.transaction() as session:
+        companies = (await session.execute(select(col(Company.business_id)))).scalars().all()
+    assert companies == [env.business_id]  # the staging company is gone
+
+    env.world.faults.clear()
+    await env.request(SyncMode.FULL_REFRESH)
+    job = await env.run_next()
+    assert job.status is ImportStatus.COMPLETED, job.error_message
+    assert job.outcome == "replaced"
+    assert await env.stored_balances() == ground_truth(env.company)
+
+
+async def test_killed_mid_import_resumes_from_its_checkpoint_and_stores_no_line_twice(
+    env: Env,
+) -> None:
+    await env.activate()
+    service = env.service(lease=dt.timedelta(seconds=30))
+    claimed = await service.claim_next()
+    assert claimed is not None
+    pages = 0
+
+    async def die_on_third(import_id: uuid.UUID, lines: int) -> None:
+        nonlocal pages
+        pages += 1
+        if pages == 3:
+            raise asyncio.CancelledError  # the process is killed after a committed page
+
+    service.on_page = die_on_third
+    with pytest.raises(asyncio.CancelledError):
+        await service.run(claimed)
+    checkpoint = await env.job(claimed.id)
+    assert checkpoint.status is ImportStatus.RUNNING
+    assert checkpoint.sync_cursor
+    committed = checkpoint.progress_lines
+    assert committed > 0
+
+    env.clock.advance(seconds=31)  # the dead runner's lease runs out
+    resumed = env.service()
+    again = await resumed.claim_next()
+    assert again == ClaimedSync(claimed.id, 2)
+    await resumed.run(again)
+    job = await env.job(claimed.id)
+
+    assert job.status is ImportStatus.COMPLETED, job.error_message
+    assert await env.line_count() == truth_lines(env.company)
+    assert await env.stored_balances() == ground_truth(env.company)
+    assert job.counts is not None
+    assert job.counts["sync_lines_written"] == truth_lines(env.company)
+
+
+async def test_429_storm_slows_the_sync_and_never_fails_it(env: Env) -> None:
+    env.world.faults.set(FaultPlan(vendor="netvisor", storm_429=30, retry_after_seconds=2))
+    await env.activate()
+    job = await env.run_next()
+
+    assert job.status is ImportStatus.COMPLETED, job.error_message
+    assert await env.stored_balances() == ground_truth(env.company)
+    assert 2 in [round(wait) for wait in env.waits]
+
+
+async def test_refused_credential_fails_the_sync_and_pauses_the_schedule(env: Env) -> None:
+    env.tokens.refuse = True
+    await env.activate()
+    job = await env.run_next()
+
+    assert job.status is ImportStatus.FAILED
+    assert job.error_code == "needs_reauth"
+    async with env.db.transaction() as session:
+        state = await session.get(SyncState, env.connection_id)
+        outbox = (await session.execute(select(messaging.outbox.c.payload))).scalars().all()
+    assert state is not None
+    assert state.paused_reason is not None
+    assert "authorised again" in state.paused_reason
+    assert state.next_run_at is None
+    assert all(CUSTOMER_KEY.encode() not in payload for payload in outbox)
+
+
+async def test_schedule_queues_an_incremental_sync_when_due(env: Env) -> None:
+    await env.activate()
+    service = env.service()
+    await env.run_next(service)
+    assert await service.queue_scheduled() == 0  # not due yet
+    env.clock.advance(minutes=15)
+    assert await service.queue_scheduled() == 1
+    assert await service.queue_scheduled() == 0  # one at a time
+    job = await env.run_next(service)
+    assert job.trigger == "schedule"
+    assert job.sync_mode == "incremental"
+    assert job.status is ImportStatus.COMPLETED, job.error_message
+    assert job.outcome == "unchanged"
