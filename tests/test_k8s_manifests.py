@@ -508,6 +508,8 @@ def test_service_config_accepts_rendered_env(
         # Issue 12: auth's vault keys and the service tokens of its callers.
         "vault-keys": '{"1": "placeholder-vault-key-0123456789abcdef0123"}',
         "service-tokens": '{"importer": "placeholder-service-token-0123456789abcdef"}',
+        # Issue 14: the importer's own token at auth's token service.
+        "service-token": "placeholder-service-token-0123456789abcdef",
     }
     for key, value in env.items():
         if isinstance(value, SecretRef):
@@ -594,6 +596,9 @@ def test_dev_secrets_exist(service: str) -> None:
         if service == "auth"
         else set()
     )
+    # Issue 14: the importer fetches vendor credentials with its own service token.
+    if service == "importer":
+        expected |= {"service-token"}
     assert {r.key for r in refs} == expected, refs
     for ref in refs:
         secret = _find(docs, "Secret", ref.name)

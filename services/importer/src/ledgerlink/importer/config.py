@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from ledgerlink.shared.config import (
@@ -136,3 +136,13 @@ class Config(ServiceConfig):
     sync_workers: int = Field(
         default=1, ge=0, description="API syncs this replica runs at a time (0: none)."
     )
+
+    @model_validator(mode="after")
+    def _development_token(self) -> Config:
+        # auth accepts this token in development only (its DEVELOPMENT_SERVICE_TOKEN), so
+        # `ledgerlink dev up` syncs without configuration; production must set its own.
+        if self.token_service.token is None and self.environment == "development":
+            self.token_service = self.token_service.model_copy(
+                update={"token": SecretStr("development-only-service-token")}
+            )
+        return self

@@ -40,6 +40,8 @@ class ImportJobPublic(BaseModel):
     differences: list[dict[str, str]] | None
     notices: list[dict[str, str]] | None
     replace_reason: str | None
+    #: API syncs: first, incremental or full_refresh (None: a file import).
+    sync_mode: str | None = None
     error_code: str | None
     error_message: str | None
     attempts: int

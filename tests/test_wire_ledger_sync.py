@@ -1,0 +1,223 @@
+"""Over the wire: a Netvisor company activated through auth is imported by the importer over
+the vendor sandbox's API, then kept current by an incremental sync.
+
+Processes: the sandbox, auth and the importer; PostgreSQL stores; the Kafka protocol. The
+importer gets the company's key from auth's token service (its service token), never from
+the test. Ground truth is the sandbox's own company: the demo tenant is generated from the
+sandbox's seed, so the test regenerates the same books and changes them the way it asks
+the sandbox to.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from auth_store import stored_connection, stored_connections
+from wire_helpers import EventReader, PlainKafkaClient, Seen, eventually
+
+from ledgerlink.cli.stack import Stack
+from ledgerlink.sandbox.data import CompanyData, generate_company
+from ledgerlink.shared.testing import KafkaBackend
+from ledgerlink.shared.topics import Topic
+
+pytestmark = pytest.mark.wire
+
+LINES = 3000
+SANDBOX_SEED = 7
+SERVICE_TOKEN = "wire-importer-token-0123456789abcdef0123"
+ACTIVATION = "ledgerlink.activation.requested.v1"
+REQUESTED = "ledgerlink.import.requested.v1"
+# The sandbox's public demo Netvisor partner and customer key (vendors/netvisor.py).
+PARTNER_ID, PARTNER_KEY, CUSTOMER_KEY = "LEDGERLINK_DEMO", "demo-partner-key", "demo-customer-key"
+
+
+def of_type(reader: EventReader, ce_type: str) -> Callable[[Seen], bool]:
+    topic = reader.topic(Topic.IMPORTS)
+    return lambda seen: seen.topic == topic and seen.type == f"ledgerlink.{ce_type}.v1"
+
+
+def truth(company: CompanyData) -> dict[tuple[str, str, str, str], tuple[Decimal, Decimal]]:
+    """(period YYYY-MM, account, dimension kind, object) -> (debit, credit)."""
+    totals: dict[tuple[str, str, str, str], list[Decimal]] = {}
+    for voucher in company.vouchers:
+        if voucher.status != "valid":
+            continue
+        period = voucher.date.strftime("%Y-%m")
+        for line in voucher.lines:
+            keys = [(period, line.account, "", "")]
+            keys += [(period, line.account, kind, code) for kind, code in line.dimensions.items()]
+            for key in keys:
+                pair = totals.setdefault(key, [Decimal(0), Decimal(0)])
+                pair[0 if line.amount >= 0 else 1] += abs(line.amount)
+    return {k: (d, c) for k, (d, c) in totals.items() if d or c}
+
+
+async def trial_balances(
+    http: httpx.AsyncClient, url: str, business_id: str, company: CompanyData
+) -> dict[tuple[str, str, str, str], tuple[Decimal, Decimal]]:
+    """The importer's per-period trial balances over HTTP, in total and per object."""
+    found: dict[tuple[str, str, str, str], tuple[Decimal, Decimal]] = {}
+    dimensions = {d.kind: d for d in company.dimensions}
+    periods = sorted({v.date.strftime("%Y-%m") for v in company.vouchers})
+    for period in periods:
+        targets: list[tuple[str, str, dict[str, str]]] = [("", "", {})]
+        targets += [
+            (kind, item.code, {"dimension": dimension.id, "object": item.code})
+            for kind, dimension in dimensions.items()
+            for item in dimension.objects
+        ]
+        for kind, code, params in targets:
+            response = await http.get(
+                f"{url}/v1/companies/{business_id}/trial-balance",
+                params={"from": period, "to": period, **params},
+            )
+            assert response.status_code == 200, response.text
+            for row in response.json()["accounts"]:
+                debit, credit = Decimal(row["debit"]), Decimal(row["credit"])
+                if debit or credit:
+                    found[(period, row["account"], kind, code)] = (debit, credit)
+    return found
+
+
+async def test_netvisor_company_imported_through_auth_equals_the_sandbox_and_stays_current(
+    stack: Stack, reader: EventReader, kafka_backend: KafkaBackend
+) -> None:
+    stack.start(
+        "sandbox",
+        {
+            "LEDGERLINK_SANDBOX_LINES_PER_COMPANY": str(LINES),
+            "LEDGERLINK_SANDBOX_SEED": str(SANDBOX_SEED),
+            "LEDGERLINK_SANDBOX_LOG_LEVEL": "WARNING",
+        },
+    )
+    await stack.wait_ready("sandbox")
+    sandbox = stack.services["sandbox"].url
+    async with httpx.AsyncClient(timeout=60) as http:
+        tenants = (await http.get(f"{sandbox}/_sandbox/tenants")).json()
+    [tenant] = [t for t in tenants if t["vendor"] == "netvisor"]
+    company = generate_company(SANDBOX_SEED * 1000 + 1, country="FI", lines=LINES)
+    assert company.business_id == tenant["business_id"]
+
+    for name in ("auth", "importer"):
+        stack.migrate(name)
+    stack.start(
+        "auth",
+        {
+            "LEDGERLINK_AUTH_VAULT__KEYS": json.dumps(
+                {"1": "wire-vault-key-0123456789abcdef-0123"}
+            ),
+            "LEDGERLINK_AUTH_VAULT__ACTIVE_KEY": "1",
+            "LEDGERLINK_AUTH_SERVICE_TOKENS": json.dumps({"importer": SERVICE_TOKEN}),
+        },
+    )
+    auth = stack.services["auth"].url
+    stack.start(
+        "importer",
+        {
+            "LEDGERLINK_IMPORTER_TOKEN_SERVICE__URL": auth,
+            "LEDGERLINK_IMPORTER_TOKEN_SERVICE__TOKEN": SERVICE_TOKEN,
+            "LEDGERLINK_IMPORTER_VENDORS__NETVISOR__BASE_URL": f"{sandbox}/netvisor",
+            "LEDGERLINK_IMPORTER_VENDORS__NETVISOR__PARTNER_ID": PARTNER_ID,
+            "LEDGERLINK_IMPORTER_VENDORS__NETVISOR__PARTNER_KEY": PARTNER_KEY,
+        },
+    )
+    await stack.wait_ready("auth")
+    await stack.wait_ready("importer")
+    importer = stack.services["importer"].url
+    business_id = company.business_id
+
+    async with PlainKafkaClient(
+        kafka_backend.bootstrap_servers, stack.config.topic_prefix
+    ) as kafka:
+        await kafka.send(
+            Topic.ACTIVATIONS,
+            {
+                "provider": "netvisor",
+                "business_id": business_id,
+                "country": "FI",
+                "company_name": company.name,
+                "requested_by": {"email": "controller@example.fi", "name": "Kaisa Controller"},
+                "product": "planning",
+            },
+            key=business_id,
+            ce_type=ACTIVATION,
+        )
+        headers = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+        async with httpx.AsyncClient(timeout=60) as http:
+
+            async def connection_id() -> str | None:
+                rows = await stored_connections(stack, business_id)
+                return str(rows[0]["id"]) if rows else None
+
+            connection = await eventually(connection_id, timeout=60, what="the connection")
+            started = await http.post(
+                f"{auth}/internal/v1/connections/{connection}/authorization/start",
+                headers=headers,
+            )
+            assert started.status_code == 200, started.text
+            authorized = await http.post(
+                f"{auth}/internal/v1/connections/{connection}/authorization",
+                json={
+                    "kind": "netvisor",
+                    "vendor_account": tenant["tenant_id"],
+                    "customer_id": tenant["tenant_id"],
+                    "customer_key": CUSTOMER_KEY,
+                    "organisation_id": business_id,
+                },
+                headers=headers,
+            )
+            assert authorized.status_code == 200, authorized.text
+
+            [completed] = await reader.wait_for(of_type(reader, "import.completed"), timeout=180)
+            [ready] = await reader.wait_for(of_type(reader, "reports.ready"))
+            assert completed.data["connection_id"] == connection
+            assert completed.data["counts"]["lines"] == sum(
+                len(v.lines) for v in company.vouchers if v.status == "valid"
+            )
+            assert ready.data["reports"][0] == f"/v1/companies/{business_id}/trial-balance"
+
+            async def active() -> dict[str, Any] | None:
+                row = await stored_connection(stack, connection)
+                return row if row and row["status"] == "active" else None
+
+            await eventually(active, timeout=60, what="auth to see the first import")
+            assert await trial_balances(http, importer, business_id, company) == truth(company)
+
+            # Between two syncs the vendor's books change: an edit, an invalidation.
+            edited, invalidated = company.vouchers[7].id, company.vouchers[11].id
+            for path, body in (
+                (f"netvisor/{tenant['tenant_id']}/vouchers/{edited}/edit",
+                 {"date": "2025-05-20"}),
+                (f"netvisor/{tenant['tenant_id']}/vouchers/{invalidated}/invalidate", None),
+            ):  # fmt: skip
+                answer = await http.post(f"{sandbox}/_sandbox/{path}", json=body)
+                assert answer.status_code == 200, answer.text
+            company.edit_voucher(edited, date=dt.date(2025, 5, 20))
+            company.invalidate_voucher(invalidated)
+
+            await kafka.send(
+                Topic.IMPORT_REQUESTS,
+                {
+                    "connection_id": connection,
+                    "business_id": business_id,
+                    "provider": "netvisor",
+                    "mode": "incremental",
+                },
+                key=business_id,
+                ce_type=REQUESTED,
+            )
+            [_, second] = await reader.wait_for(
+                of_type(reader, "import.completed"), count=2, timeout=120
+            )
+            job = (await http.get(f"{importer}/v1/imports/{second.data['import_id']}")).json()
+            assert job["sync_mode"] == "incremental"
+            # Only the two changed vouchers were read.
+            assert job["counts"]["sync_vouchers_read"] == 2
+            assert job["counts"]["sync_vouchers_removed"] == 1
+            assert await trial_balances(http, importer, business_id, company) == truth(company)
