@@ -18,12 +18,14 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import select
 from sqlmodel import col
 
 from ledgerlink.connectors.http import RetryPolicy
 from ledgerlink.importer.config import NetvisorPartnerSettings, VendorSettings
 from ledgerlink.importer.domain.ledger_sync import SyncMode
+from ledgerlink.importer.handlers.sync_http import build_sync_router
 from ledgerlink.importer.services.imports import ImportService
 from ledgerlink.importer.services.ledger_sync import (
     ClaimedSync,
@@ -479,3 +481,72 @@ async def test_schedule_queues_an_incremental_sync_when_due(env: Env) -> None:
     assert job.sync_mode == "incremental"
     assert job.status is ImportStatus.COMPLETED, job.error_message
     assert job.outcome == "unchanged"
+
+
+async def test_status_run_reset_and_balances_over_http(env: Env) -> None:
+    await env.activate()
+    await env.run_next()
+    woken: list[bool] = []
+    app = FastAPI()
+    app.include_router(build_sync_router(env.db, on_queued=lambda: woken.append(True)))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://importer"
+    ) as http:
+        status = (await http.get(f"/v1/connections/{env.connection_id}/sync")).json()
+        listed = (await http.get("/v1/syncs", params={"business_id": env.business_id})).json()
+        unknown = await http.get(f"/v1/connections/{uuid.uuid4()}/sync")
+        queued = await http.post(
+            f"/v1/connections/{env.connection_id}/sync", json={"mode": "full_refresh"}
+        )
+        again = await http.post(f"/v1/connections/{env.connection_id}/sync")
+        running = (await http.get(f"/v1/connections/{env.connection_id}/sync")).json()
+        truth = ground_truth(env.company)
+        june = "2025-06"
+        accounts = sorted({key[1] for key in truth})
+        accounts = [accounts[0], accounts[1], accounts[-1]]  # assets and an expense
+        balances = await http.get(
+            f"/v1/companies/{env.business_id}/balances",
+            params={"period": june, "accounts": ",".join([*accounts, "0000"])},
+        )
+        outside = await http.get(
+            f"/v1/companies/{env.business_id}/balances", params={"period": "2031-01"}
+        )
+
+    assert status["last_status"] == "completed"
+    assert status["last_mode"] == "first"
+    assert status["paused_reason"] is None
+    assert dt.datetime.fromisoformat(status["data_as_of"]) == T0
+    assert dt.datetime.fromisoformat(status["next_run_at"]) == T0 + dt.timedelta(minutes=15)
+    assert status["lag_seconds"] is not None
+    assert status["last_counts"]["lines"] == truth_lines(env.company)
+    assert [row["connection_id"] for row in listed] == [str(env.connection_id)]
+    assert unknown.status_code == 404
+    assert queued.status_code == 202
+    assert queued.json()["mode"] == "full_refresh"
+    assert again.status_code == 409
+    assert woken == [True]
+    assert running["active"]["mode"] == "full_refresh"
+    assert running["active"]["status"] == "queued"
+    assert balances.status_code == 200, balances.text
+    body = balances.json()
+    assert body["as_of_date"] == "2025-06-30"
+    # Balance-sheet accounts carry their balance over from 2024; P&L accounts open at zero.
+    kinds = {account.number: account.type for account in env.company.accounts}
+
+    def first_period(account: str) -> dt.date:
+        carried = kinds[account] in ("asset", "liability", "equity")
+        return dt.date(2000, 1, 1) if carried else dt.date(2025, 1, 1)
+
+    expected = {
+        account: sum(
+            (d - c for (p, a, kind, _), (d, c) in truth.items()
+             if a == account and not kind and first_period(a) <= p <= dt.date(2025, 6, 1)),
+            Decimal(0),
+        )
+        for account in accounts
+    }  # fmt: skip
+    assert {row["account"]: Decimal(row["balance"]) for row in body["accounts"]} == {
+        **expected,
+        "0000": Decimal(0),
+    }
+    assert outside.status_code == 400

@@ -39,7 +39,7 @@ def create_app(config: Config | None = None) -> FastAPI:
             process.workers.append(syncs)
             process.commit_listeners.append(syncs.wake)
         register_kafka_handlers(process, config)
-        register_http_routes(process, app, parts, on_queued=runner.wake)
+        register_http_routes(process, app, parts, on_queued=runner.wake, on_sync_queued=syncs.wake)
 
     return create_service_app(
         service_name=SERVICE_NAME,

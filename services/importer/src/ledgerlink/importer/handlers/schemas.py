@@ -86,6 +86,10 @@ class ReportHeader(BaseModel):
     period_from: str
     period_to: str
     to_date: date
+    #: How fresh the books are: when the last completed sync of the vendor's API began
+    #: reading (or when the file was imported). Nothing changed at the vendor after it is
+    #: in the report.
+    data_as_of: UtcDatetime | None = None
 
     @classmethod
     def of(cls, scope: ReportScope) -> ReportHeader:
@@ -99,6 +103,7 @@ class ReportHeader(BaseModel):
             period_from=scope.first_period.strftime("%Y-%m"),
             period_to=scope.last_period.strftime("%Y-%m"),
             to_date=scope.to_date,
+            data_as_of=scope.data_as_of,
         )
 
 

@@ -568,6 +568,7 @@ class LedgerSyncService:
         started_at: datetime,
     ) -> None:
         store = LedgerSyncStore(session)
+        await store.carry_forward_openings(company.id)
         years = await store.ledger.fiscal_years(company.id)
         totals = {"vouchers": 0, "voucher_lines": 0}
         for year in years:

@@ -7,6 +7,7 @@ they are): a page's rows, its balance changes and its cursor commit together.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
@@ -424,6 +425,51 @@ class LedgerSyncStore:
                     credit=Decimal(found.credit) + row["credit"],
                 )
             )
+
+    async def carry_forward_openings(self, company_id: uuid.UUID) -> int:
+        """Each later year's opening balances: the balance-sheet accounts' closing of the
+        year before (vendors' APIs give movements, not the opening balances a file has).
+
+        P&L accounts open at zero. Returns the balance rows written.
+        """
+        years = await self.ledger.fiscal_years(company_id)
+        kinds = await self._session.execute(
+            select(col(Account.number), col(Account.account_type)).where(
+                col(Account.company_id) == company_id
+            )
+        )
+        balance_sheet = {number for number, kind in kinds if kind in ("asset", "liability")}
+        table = _table(SourceBalance)
+        balances: dict[str, Decimal] = {}
+        written = 0
+        for previous, year in itertools.pairwise(years):
+            moved = await self._session.execute(
+                # Summed here, as Decimal: SQLite would add its decimal text as floats.
+                select(
+                    col(PeriodBalance.account),
+                    col(PeriodBalance.debit),
+                    col(PeriodBalance.credit),
+                ).where(
+                    col(PeriodBalance.fiscal_year_id) == previous.id,
+                    col(PeriodBalance.dimension_id) == "",
+                )
+            )
+            for account, debit, credit in moved:
+                if account in balance_sheet:
+                    balances[account] = (
+                        balances.get(account, _NO_AMOUNT) + Decimal(debit) - Decimal(credit)
+                    )
+            await self._session.execute(delete(table).where(table.c.fiscal_year_id == year.id))
+            rows = [
+                (year.id, account, amount.quantize(_NO_AMOUNT), None)
+                for account, amount in sorted(balances.items())
+                if amount
+            ]
+            await self.ledger._bulk(
+                SourceBalance, ("fiscal_year_id", "account", "opening", "closing"), rows
+            )
+            written += len(rows)
+        return written
 
     async def swap_in(self, staging: Company, business_id: str) -> Company:
         """Make ``staging`` the company ``business_id``: the live books go, at once.
