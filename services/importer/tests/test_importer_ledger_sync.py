@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -23,7 +24,11 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from ledgerlink.connectors.http import RetryPolicy
-from ledgerlink.importer.config import NetvisorPartnerSettings, VendorSettings
+from ledgerlink.importer.config import (
+    NetvisorPartnerSettings,
+    ProcountorClientSettings,
+    VendorSettings,
+)
 from ledgerlink.importer.domain.ledger_sync import SyncMode
 from ledgerlink.importer.handlers.sync_http import build_sync_router
 from ledgerlink.importer.services.imports import ImportService
@@ -550,3 +555,169 @@ async def test_status_run_reset_and_balances_over_http(env: Env) -> None:
         "0000": Decimal(0),
     }
     assert outside.status_code == 400
+
+
+# ------------------------------------------------------------------------- Procountor
+
+PROCOUNTOR = {
+    "client_id": "ledgerlink-procountor-test",
+    "client_secret": "procountor-client-secret",
+    "redirect_uri": "http://127.0.0.1:8000/oauth/procountor/callback",
+    "username": "controller",
+    "password": "procountor-password",
+    "api_key": "procountor-api-key-never-logged",
+}
+
+
+@dataclass
+class BearerTokens:
+    """auth's token service for a Procountor connection (a stand-in): it gets a machine
+    token from the sandbox's token endpoint as auth would, and a new one when the caller
+    reports the current one refused."""
+
+    sandbox: RunningSandbox
+    issued: int = 0
+    renewals: int = 0
+    current: str | None = None
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content or b"{}")
+        if self.current is None or body.get("refused_token_sha256"):
+            self.renewals += bool(self.current)
+            async with httpx.AsyncClient() as http:
+                answer = await http.post(
+                    self.sandbox.url("/procountor/api/oauth/token"),
+                    data={
+                        "grant_type": "client_credentials",
+                        "client_id": PROCOUNTOR["client_id"],
+                        "client_secret": PROCOUNTOR["client_secret"],
+                        "api_key": PROCOUNTOR["api_key"],
+                    },
+                )
+            assert answer.status_code == 200, answer.text
+            self.current = answer.json()["access_token"]
+            self.issued += 1
+        return httpx.Response(
+            200,
+            json={
+                "connection_id": request.url.path.split("/")[-2],
+                "provider": "procountor",
+                "kind": "bearer",
+                "expires_at": None,
+                "secrets": {"access_token": self.current},
+                "attributes": {},
+            },
+        )
+
+
+def procountor_truth(tenant: Tenant) -> CompanyData:
+    """The books Procountor holds: the generated vouchers and the payroll receipts."""
+    from ledgerlink.sandbox.vendors.procountor import _salary_receipts  # the sandbox's own
+
+    company = tenant.company
+    return CompanyData(
+        business_id=company.business_id,
+        name=company.name,
+        country=company.country,
+        currency=company.currency,
+        accounts=company.accounts,
+        dimensions=company.dimensions,
+        fiscal_years=company.fiscal_years,
+        vouchers=[*company.vouchers, *_salary_receipts(tenant)],
+        payroll_runs=[],
+    )
+
+
+async def procountor_env(db: Database, **flags: Any) -> AsyncIterator[tuple[Env, BearerTokens]]:
+    clock = Clock()
+    world = World(
+        SandboxConfig(rate_limits={"procountor": RateLimitSettings(rate_per_second=10_000,
+                                                                     burst=10_000)}),
+        clock=clock.timestamp,
+    )  # fmt: skip
+    tenant = world.add_tenant(
+        "procountor",
+        company=generate_company(31, lines=500, last_year=2025),
+        credentials=dict(PROCOUNTOR),
+        **flags,
+    )
+    async with running_sandbox(world=world, vendors=("procountor",)) as sandbox:
+        env = Env(db, sandbox, world, tenant, clock, TokenService(tenant))
+        yield env, BearerTokens(sandbox)
+
+
+def procountor_service(env: Env, tokens: BearerTokens) -> LedgerSyncService:
+    async def sleep(seconds: float) -> None:
+        env.waits.append(seconds)
+        await asyncio.sleep(0)
+
+    ledgers = VendorLedgers(
+        VendorSettings(
+            procountor=ProcountorClientSettings(
+                base_url=env.sandbox.url("/procountor"),
+                client_id=PROCOUNTOR["client_id"],
+                client_secret=PROCOUNTOR["client_secret"],  # type: ignore[arg-type]
+                redirect_uri=PROCOUNTOR["redirect_uri"],
+            )
+        ),
+        TokenServiceSettings(url="http://auth.invalid", token=SERVICE_TOKEN),  # type: ignore[arg-type]
+        token_transport=httpx.MockTransport(tokens.handle),
+        retry=FAST_RETRY,
+        sleep=sleep,
+        clock=env.clock.timestamp,
+    )
+    return LedgerSyncService(
+        env.db,
+        Outbox(messaging, source="ledgerlink/importer"),
+        ledgers,
+        clock=env.clock,
+        sleep=sleep,
+    )
+
+
+async def activate_procountor(env: Env) -> None:
+    outbox = Outbox(messaging, source="ledgerlink/importer")
+    async with env.db.transaction() as session:
+        await ImportService(session, outbox).connection_activated(
+            ConnectionActivatedV1(
+                connection_id=env.connection_id,
+                environment_id=uuid.uuid4(),
+                provider=Provider.PROCOUNTOR,
+                business_id=env.business_id,
+                company_name=env.company.name,
+            ),
+            event_id=str(uuid.uuid4()),
+            activated_at=env.clock(),
+        )  # fmt: skip
+
+
+async def test_procountor_first_import_renews_an_expired_token_through_auth(db: Database) -> None:
+    async for env, tokens in procountor_env(db):
+        # The vendor expires every token at the 6th request: mid-sync.
+        env.world.faults.set(FaultPlan(vendor="procountor", expire_tokens_after=6))
+        await activate_procountor(env)
+        job = await env.run_next(procountor_service(env, tokens))
+
+        assert job.status is ImportStatus.COMPLETED, job.error_message
+        assert tokens.renewals >= 1  # the refused token was renewed through "auth"
+        assert await env.stored_balances() == ground_truth(procountor_truth(env.tenant))
+        assert not job.notices
+
+
+async def test_procountor_payroll_hidden_from_the_user_is_flagged_on_import_and_reports(
+    db: Database,
+) -> None:
+    async for env, tokens in procountor_env(db, salary_rights=False):
+        await activate_procountor(env)
+        job = await env.run_next(procountor_service(env, tokens))
+
+        assert job.status is ImportStatus.COMPLETED, job.error_message
+        assert job.notices is not None
+        assert [n["code"] for n in job.notices] == ["payroll_not_visible"]
+        # What was imported is what the user sees: the books without the payroll receipts.
+        assert await env.stored_balances() == ground_truth(env.company)
+        assert ground_truth(env.company) != ground_truth(procountor_truth(env.tenant))
+        async with env.db.transaction() as session:
+            report = await ReportService(session).trial_balance(env.business_id, None, None)
+        assert report.scope.warnings
+        assert "salary" in report.scope.warnings[0]

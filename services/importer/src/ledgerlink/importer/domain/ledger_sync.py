@@ -351,6 +351,24 @@ def page_changes(
     return changes
 
 
+#: What a connector's page warnings mean for the books: (code, what people are told).
+PAYROLL_NOT_VISIBLE: Final = "payroll_not_visible"
+
+
+def page_warnings(warnings: Iterable[str]) -> list[LedgerNotice]:
+    """Notices for what a connector says its read could not see.
+
+    Procountor hides salary receipts from a user without full salary rights: the ledger
+    then "will not add up" and the P&L and balance sheet are wrong (seed 001). That is
+    flagged, never absorbed.
+    """
+    notices = []
+    for warning in warnings:
+        code = PAYROLL_NOT_VISIBLE if "salary" in warning.lower() else "vendor_warning"
+        notices.append(LedgerNotice(code, warning))
+    return notices
+
+
 def vendor_periods(periods: Iterable[VendorPeriod]) -> list[tuple[dt.date, dt.date, str]]:
     """(start, end, status) of each period, oldest first."""
     return sorted((period.start, period.end, period.status) for period in periods)

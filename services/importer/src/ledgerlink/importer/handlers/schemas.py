@@ -90,6 +90,9 @@ class ReportHeader(BaseModel):
     #: reading (or when the file was imported). Nothing changed at the vendor after it is
     #: in the report.
     data_as_of: UtcDatetime | None = None
+    #: What the books are known to lack: read them with it (e.g. Procountor payroll hidden
+    #: from the connection's user, so the P&L and balance sheet are wrong).
+    warnings: list[str] = []
 
     @classmethod
     def of(cls, scope: ReportScope) -> ReportHeader:
@@ -104,6 +107,7 @@ class ReportHeader(BaseModel):
             period_to=scope.last_period.strftime("%Y-%m"),
             to_date=scope.to_date,
             data_as_of=scope.data_as_of,
+            warnings=list(scope.warnings),
         )
 
 

@@ -50,6 +50,7 @@ from ledgerlink.connectors.models import Period as VendorPeriod
 from ledgerlink.connectors.models import SyncCursor, VoucherPage
 from ledgerlink.importer.domain.ledger import LedgerCompany, LedgerFormat, periods_between
 from ledgerlink.importer.domain.ledger_sync import (
+    PAYROLL_NOT_VISIBLE,
     DimensionResolver,
     FiscalYearSpan,
     SyncMode,
@@ -59,6 +60,7 @@ from ledgerlink.importer.domain.ledger_sync import (
     ledger_dimensions,
     movement_delta,
     page_changes,
+    page_warnings,
     staging_business_id,
     stored_lines,
     vendor_periods,
@@ -416,9 +418,10 @@ class LedgerSyncService:
         progress.vouchers += len(page.vouchers)
         progress.removed += changes.removed
         progress.pages += 1
-        progress.notices.extend(
-            {"code": n.code, "message": n.message, "location": n.location} for n in changes.notices
-        )
+        for notice in [*changes.notices, *page_warnings(getattr(page, "warnings", ()))]:
+            entry = {"code": notice.code, "message": notice.message, "location": notice.location}
+            if entry not in progress.notices:
+                progress.notices.append(entry)
 
     async def _full(
         self,
@@ -609,6 +612,10 @@ class LedgerSyncService:
         state.last_completed_at = started_at
         state.last_counts = dict(job.counts)
         state.last_error = None
+        # Flagged on the import (its notices), the connection and every report.
+        state.warnings = [
+            n["message"] for n in progress.notices if n["code"] == PAYROLL_NOT_VISIBLE
+        ] or None
         if state.paused_reason is None:
             state.next_run_at = now + timedelta(minutes=state.interval_minutes)
         empty = ImportCountsV1(accounts=0, dimensions=0, objects=0, vouchers=0, lines=0)

@@ -42,6 +42,8 @@ class ReportScope:
     last_period: date
     #: How current the books are (the last completed sync, or the file's import).
     data_as_of: datetime | None = None
+    #: What the books are known to lack (e.g. payroll the vendor hid from the connection).
+    warnings: tuple[str, ...] = ()
 
     @property
     def to_date(self) -> date:
@@ -101,7 +103,8 @@ class ReportService:
                 f"years; a report covers periods of one fiscal year ({_years(years)})"
             )
         as_of = await self._store.data_as_of(business_id, year)
-        return ReportScope(company, year, first, last, as_of)
+        warnings = tuple(await self._store.sync_warnings(business_id))
+        return ReportScope(company, year, first, last, as_of, warnings)
 
     async def _opening(
         self, scope: ReportScope, *, dimension_id: str = "", object_id: str = ""

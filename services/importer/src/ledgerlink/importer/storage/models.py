@@ -391,6 +391,9 @@ class SyncState(ImporterModel, table=True):
     )
     last_counts: dict[str, int] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     last_error: str | None = Field(default=None, max_length=2000)
+    #: What the last completed sync says the books lack (e.g. Procountor payroll receipts
+    #: hidden from the connection's user: the ledger will not add up). Shown in reports.
+    warnings: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     #: 24SevenOffice: the transaction type chosen at activation, the default of anything
     #: written to the company (imports read every type).
     default_transaction_type: str | None = Field(default=None, max_length=64)

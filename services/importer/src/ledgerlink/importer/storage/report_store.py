@@ -61,6 +61,13 @@ class ReportStore:
             moment = imported.scalar_one_or_none()
         return None if moment is None else as_utc(moment)
 
+    async def sync_warnings(self, business_id: str) -> list[str]:
+        """What the company's last completed syncs say the books lack."""
+        result = await self._session.execute(
+            select(col(SyncState.warnings)).where(col(SyncState.business_id) == business_id)
+        )
+        return [warning for warnings in result.scalars() for warning in warnings or ()]
+
     async def fiscal_years(self, company_id: uuid.UUID) -> list[FiscalYear]:
         """The company's fiscal years, oldest first."""
         result = await self._session.execute(

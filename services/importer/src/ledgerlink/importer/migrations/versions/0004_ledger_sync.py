@@ -43,6 +43,7 @@ def upgrade() -> None:
     sa.Column('last_completed_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('last_counts', sa.JSON(), nullable=True),
     sa.Column('last_error', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
+    sa.Column('warnings', sa.JSON(), nullable=True),
     sa.Column('default_transaction_type', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.PrimaryKeyConstraint('connection_id')
     )
