@@ -306,6 +306,9 @@ async def test_first_import_holds_the_vendors_books_to_the_cent(env: Env) -> Non
     assert await env.line_count() == truth_lines(env.company)
     assert job.counts is not None
     assert job.counts["lines"] == truth_lines(env.company)
+    # Netvisor's own balances (accountbalance.nv) at every past period end agree with ours.
+    assert job.reconciliation_status == "balanced"
+    assert job.differences == []
     # The credential came from the token service, with the importer's service token.
     assert env.tokens.requests >= 1
     assert set(env.tokens.seen_tokens) == {f"Bearer {SERVICE_TOKEN}"}
@@ -721,3 +724,49 @@ async def test_procountor_payroll_hidden_from_the_user_is_flagged_on_import_and_
             report = await ReportService(session).trial_balance(env.business_id, None, None)
         assert report.scope.warnings
         assert "salary" in report.scope.warnings[0]
+
+
+async def test_every_difference_from_the_vendors_balances_is_listed(env: Env) -> None:
+    await env.activate()
+    service = env.service()
+    changed = env.company.vouchers[3]
+    debit_account, credit_account = changed.lines[0].account, changed.lines[-1].account
+    old: dict[str, Decimal] = {}
+    for line in changed.lines:
+        old[line.account] = old.get(line.account, Decimal(0)) + line.amount
+    new = {debit_account: Decimal("1000.00"), credit_account: Decimal("-1000.00")}
+    moved = {
+        account: old.get(account, Decimal(0)) - new.get(account, Decimal(0))
+        for account in old.keys() | new.keys()
+    }
+
+    async def change_behind_the_read(import_id: uuid.UUID, lines: int) -> None:
+        # After the first page (the voucher's month) was read, the vendor's books change
+        # in a way the rest of the read does not show (an old modification stamp): its
+        # own balances then differ from what was read, and the sync must say where.
+        if changed.lines[0].amount != Decimal("1000.00"):
+            env.company.edit_voucher(
+                changed.id,
+                lines=[
+                    LineData(1, debit_account, Decimal("1000.00")),
+                    LineData(2, credit_account, Decimal("-1000.00")),
+                ],
+                at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
+            )
+
+    service.on_page = change_behind_the_read
+    job = await env.run_next(service)
+
+    assert job.status is ImportStatus.COMPLETED, job.error_message
+    assert job.reconciliation_status == "differences"
+    assert job.differences
+    first_period = changed.date.strftime("%Y-%m")
+    at_first = {d["account"]: d for d in job.differences if d["period"] == first_period}
+    assert set(at_first) == {account for account, amount in moved.items() if amount}
+    assert {a: Decimal(d["difference"]) for a, d in at_first.items()} == {
+        account: amount for account, amount in moved.items() if amount
+    }
+    # Every later period end differs too (balances are cumulative): all are listed.
+    periods = {d["period"] for d in job.differences}
+    assert first_period in periods
+    assert len(periods) > 1

@@ -261,6 +261,9 @@ class AccountDifferenceV1(BaseModel):
     computed_closing: str
     source_closing: str
     difference: str
+    # --- ledger sync (issue 14): optional, file imports reconcile the year and send none.
+    #: The period (YYYY-MM) at whose end the vendor's balance differs from ours.
+    period: Period | None = None
 
 
 class ImportStartedV1(EventData):

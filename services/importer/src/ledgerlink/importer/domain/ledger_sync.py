@@ -372,3 +372,55 @@ def page_warnings(warnings: Iterable[str]) -> list[LedgerNotice]:
 def vendor_periods(periods: Iterable[VendorPeriod]) -> list[tuple[dt.date, dt.date, str]]:
     """(start, end, status) of each period, oldest first."""
     return sorted((period.start, period.end, period.status) for period in periods)
+
+
+# ------------------------------------------------------------------- reconciliation
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodDifference:
+    """An account whose balance at a period end is not what the vendor reports."""
+
+    period: dt.date
+    account: str
+    opening: Decimal
+    movements: Decimal
+    computed_closing: Decimal
+    source_closing: Decimal
+
+    @property
+    def difference(self) -> Decimal:
+        """Ours minus the vendor's."""
+        return self.computed_closing - self.source_closing
+
+
+def reconcile_with_vendor(
+    movements: Iterable[tuple[dt.date, str, Decimal, Decimal]],
+    vendor: Mapping[dt.date, Mapping[str, Decimal]],
+) -> tuple[str, list[PeriodDifference]]:
+    """Our balance of every account at each date the vendor reported, against the vendor's.
+
+    ``movements``: (period, account, debit, credit) of the books read; balances run from
+    the start of the books (as the vendor's cumulative balances do). Returns the status
+    ("balanced", "differences", "not_available") and every difference, oldest first.
+    """
+    if not vendor:
+        return "not_available", []
+    by_account: dict[str, dict[dt.date, Decimal]] = {}
+    for period, account, debit, credit in movements:
+        per = by_account.setdefault(account, {})
+        per[period] = per.get(period, _ZERO) + debit - credit
+    differences: list[PeriodDifference] = []
+    for day in sorted(vendor):
+        theirs = vendor[day]
+        period = period_of(day)
+        for account in sorted(set(theirs) | set(by_account)):
+            moved = by_account.get(account, {})
+            closing = sum((a for p, a in moved.items() if p <= period), _ZERO)
+            movement = moved.get(period, _ZERO)
+            source = theirs.get(account, _ZERO)
+            if closing != source:
+                differences.append(
+                    PeriodDifference(period, account, closing - movement, movement, closing, source)
+                )
+    return ("differences" if differences else "balanced"), differences

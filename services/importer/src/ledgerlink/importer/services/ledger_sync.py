@@ -37,7 +37,7 @@ from typing import Final, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledgerlink.connectors.base import LedgerConnector
+from ledgerlink.connectors.base import AccountBalanceSource, LedgerConnector
 from ledgerlink.connectors.errors import (
     AccessNotEnabled,
     AuthenticationFailed,
@@ -61,6 +61,7 @@ from ledgerlink.importer.domain.ledger_sync import (
     movement_delta,
     page_changes,
     page_warnings,
+    reconcile_with_vendor,
     staging_business_id,
     stored_lines,
     vendor_periods,
@@ -72,6 +73,7 @@ from ledgerlink.importer.storage.sync_store import LedgerSyncStore, SyncStateRep
 from ledgerlink.importer.storage.vendor_ledgers import API_PROVIDERS, LedgerOpener
 from ledgerlink.shared.db import Database
 from ledgerlink.shared.events import (
+    AccountDifferenceV1,
     ImportCompletedV1,
     ImportCountsV1,
     ImportFailedV1,
@@ -483,6 +485,7 @@ class LedgerSyncService:
                 await self.on_page(import_id, progress.lines)
             if not page.has_more:
                 break
+        await self._reconcile(connector, claimed.id, target.company_id, master)
         async with self._db.transaction() as session:
             job = await ImportJobRepository(session).get_for_update(claimed.id)
             assert job is not None
@@ -541,6 +544,7 @@ class LedgerSyncService:
                 await self.on_page(import_id, progress.lines)
             if not page.has_more:
                 break
+        await self._reconcile(connector, claimed.id, target.company_id, master)
         async with self._db.transaction() as session:
             job = await ImportJobRepository(session).get_for_update(claimed.id)
             assert job is not None
@@ -556,6 +560,45 @@ class LedgerSyncService:
                 outcome="replaced" if changed else "unchanged",
                 started_at=started_at,
             )
+
+    async def _reconcile(
+        self,
+        connector: LedgerConnector,
+        import_id: uuid.UUID,
+        company_id: uuid.UUID,
+        master: _Master,
+    ) -> None:
+        """Compare our balances with the vendor's own at every closed-or-past period end.
+
+        Only ledgers that report balances can be reconciled (``AccountBalanceSource``);
+        for the others the import says ``not_available``. Every difference is listed on
+        the job, per account and period, as the file imports list theirs.
+        """
+        if not isinstance(connector, AccountBalanceSource):
+            return
+        today = self._clock().date()
+        ends = sorted({p.end for p in master.periods if p.end <= today})
+        if not ends:
+            return
+        vendor = await self._patiently(lambda: connector.read_account_balances(ends))
+        async with self._db.transaction() as session:
+            movements = await LedgerSyncStore(session).account_movements(company_id)
+            status, differences = reconcile_with_vendor(movements, vendor)
+            job = await ImportJobRepository(session).get_for_update(import_id)
+            assert job is not None
+            job.reconciliation_status = status
+            job.differences = [
+                AccountDifferenceV1(
+                    account=d.account,
+                    opening=f"{d.opening:.2f}",
+                    movements=f"{d.movements:.2f}",
+                    computed_closing=f"{d.computed_closing:.2f}",
+                    source_closing=f"{d.source_closing:.2f}",
+                    difference=f"{d.difference:.2f}",
+                    period=d.period.strftime("%Y-%m"),
+                ).model_dump()
+                for d in differences
+            ]
 
     # ------------------------------------------------------------------ outcomes
 
@@ -636,6 +679,9 @@ class LedgerSyncService:
                 counts=counts,
                 periods=tuple(periods),
                 reconciliation_status=job.reconciliation_status,  # type: ignore[arg-type]
+                differences=tuple(
+                    AccountDifferenceV1.model_validate(d) for d in job.differences or ()
+                ),
                 notice_count=len(job.notices or ()),
             ),
             key=job.business_id,

@@ -426,6 +426,25 @@ class LedgerSyncStore:
                 )
             )
 
+    async def account_movements(
+        self, company_id: uuid.UUID
+    ) -> list[tuple[date, str, Decimal, Decimal]]:
+        """(period, account, debit, credit) of every year of the company (totals only)."""
+        years = [year.id for year in await self.ledger.fiscal_years(company_id)]
+        if not years:
+            return []
+        result = await self._session.execute(
+            select(
+                col(PeriodBalance.period),
+                col(PeriodBalance.account),
+                col(PeriodBalance.debit),
+                col(PeriodBalance.credit),
+            ).where(
+                col(PeriodBalance.fiscal_year_id).in_(years), col(PeriodBalance.dimension_id) == ""
+            )
+        )
+        return [(p, a, Decimal(d), Decimal(c)) for p, a, d, c in result]
+
     async def carry_forward_openings(self, company_id: uuid.UUID) -> int:
         """Each later year's opening balances: the balance-sheet accounts' closing of the
         year before (vendors' APIs give movements, not the opening balances a file has).
