@@ -133,6 +133,12 @@ class Config(ServiceConfig):
     sync_interval_minutes: int = Field(
         default=15, ge=1, description="Minutes between a connection's scheduled incremental syncs."
     )
+    sync_max_attempts: int = Field(
+        default=10,
+        ge=1,
+        description="Times a sync may be interrupted (its process killed) and resumed from "
+        "its checkpoint before it is failed.",
+    )
     sync_workers: int = Field(
         default=1, ge=0, description="API syncs this replica runs at a time (0: none)."
     )

@@ -86,4 +86,5 @@ def sync_settings(config: Config) -> SyncSettings:
     return SyncSettings(
         lease=timedelta(seconds=config.import_lease_seconds),
         interval=timedelta(minutes=config.sync_interval_minutes),
+        max_attempts=config.sync_max_attempts,
     )

@@ -388,8 +388,10 @@ class LedgerSyncStore:
         if not self.ledger.uses_copy:
             await self._change_balances_one_by_one(table, rows)
             rows = []
-        for start in range(0, len(rows), 1000):
-            statement = self.ledger._insert(PeriodBalance).values(rows[start : start + 1000])
+        if rows:
+            # One statement, many parameter sets: compiled once (a VALUES list of thousands
+            # of rows took most of a page's time to compile).
+            statement = self.ledger._insert(PeriodBalance)
             statement = statement.on_conflict_do_update(
                 index_elements=["fiscal_year_id", "period", "account", "dimension_id", "object_id"],
                 set_={
@@ -397,7 +399,7 @@ class LedgerSyncStore:
                     "credit": table.c.credit + statement.excluded.credit,
                 },
             )
-            await self._session.execute(statement)
+            await self._session.execute(statement, rows)
         years = sorted(set(year_of_period.values()))
         await self._session.execute(
             delete(table).where(
