@@ -28,9 +28,10 @@ connection's schedule, saying why.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Final, TypeVar
@@ -164,6 +165,9 @@ class _Target:
     accounts: set[str]
     objects: set[tuple[str, str]]
     resolver: DimensionResolver
+    #: The highest voucher_no of each year, known after the first page (asking the store
+    #: on every page costs a scan of the year's vouchers each time).
+    numbers: dict[uuid.UUID, int] = field(default_factory=dict)
 
 
 class LedgerSyncService:
@@ -315,6 +319,24 @@ class LedgerSyncService:
         """One page, tried again after a pause when the vendor stays busy or away."""
         return await self._patiently(lambda: connector.read_vouchers(SyncCursor(token=cursor)))
 
+    async def _pages(self, connector: LedgerConnector, cursor: str) -> AsyncIterator[VoucherPage]:
+        """Every page from ``cursor`` on; the next page is read from the vendor while the
+        caller writes this one (the vendor's answer time and ours overlap)."""
+        pending = asyncio.create_task(self._page(connector, cursor))
+        try:
+            while True:
+                page = await pending
+                if page.has_more:
+                    pending = asyncio.create_task(self._page(connector, page.cursor.token))
+                yield page
+                if not page.has_more:
+                    return
+        finally:
+            if not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pending
+
     async def _patiently(self, call: Callable[[], Awaitable[_T]]) -> _T:
         """``call()``, tried again after a pause when the vendor stays busy or away."""
         failures = 0
@@ -408,8 +430,10 @@ class LedgerSyncService:
         removed = await store.stored_lines(year_ids, changes.source_ids)
         await store.delete_vouchers(year_ids, changes.source_ids)
         placed = [(target.years[year_of(v.date, target.spans).start], v) for v in changes.vouchers]
-        numbers = await store.last_voucher_numbers(sorted({year for year, _ in placed}))
-        progress.lines += await store.insert_vouchers(placed, numbers)
+        unknown = sorted({year for year, _ in placed} - target.numbers.keys())
+        if unknown:
+            target.numbers.update(await store.last_voucher_numbers(unknown))
+        progress.lines += await store.insert_vouchers(placed, target.numbers)
         added = [line for _, voucher in placed for line in stored_lines(voucher)]
         delta = movement_delta(removed, added)
         year_of_period = {
@@ -467,8 +491,7 @@ class LedgerSyncService:
             cursor = job.sync_cursor or ""
             progress = _restore(job)
             import_id, provider = job.id, job.provider
-        while True:
-            page = await self._page(connector, cursor)
+        async for page in self._pages(connector, cursor):
             async with self._db.transaction() as session:
                 await self._apply(
                     session, target, page, progress, import_id=import_id, provider=provider
@@ -483,8 +506,6 @@ class LedgerSyncService:
                 )
             if self.on_page is not None:
                 await self.on_page(import_id, progress.lines)
-            if not page.has_more:
-                break
         await self._reconcile(connector, claimed.id, target.company_id, master)
         async with self._db.transaction() as session:
             job = await ImportJobRepository(session).get_for_update(claimed.id)
@@ -522,8 +543,7 @@ class LedgerSyncService:
             cursor = state.cursor
             progress = _restore(job)
             import_id, provider, connection_id = job.id, job.provider, job.connection_id
-        while True:
-            page = await self._page(connector, cursor)
+        async for page in self._pages(connector, cursor):
             async with self._db.transaction() as session:
                 await self._apply(
                     session, target, page, progress, import_id=import_id, provider=provider
@@ -542,8 +562,6 @@ class LedgerSyncService:
                 )
             if self.on_page is not None:
                 await self.on_page(import_id, progress.lines)
-            if not page.has_more:
-                break
         await self._reconcile(connector, claimed.id, target.company_id, master)
         async with self._db.transaction() as session:
             job = await ImportJobRepository(session).get_for_update(claimed.id)

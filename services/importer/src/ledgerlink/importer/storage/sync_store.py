@@ -309,9 +309,14 @@ class LedgerSyncStore:
                 vouchers.c.fiscal_year_id.in_(year_ids), vouchers.c.source_id.in_(chunk)
             )
             if self.ledger.uses_copy:
+                # DELETE ... USING vouchers: an index lookup per voucher (a row-IN-subquery
+                # made PostgreSQL scan every line of the company on each page).
                 await self._session.execute(
                     delete(lines).where(
-                        func.row(lines.c.fiscal_year_id, lines.c.voucher_no).in_(keys)
+                        lines.c.fiscal_year_id == vouchers.c.fiscal_year_id,
+                        lines.c.voucher_no == vouchers.c.voucher_no,
+                        vouchers.c.fiscal_year_id.in_(year_ids),
+                        vouchers.c.source_id.in_(chunk),
                     )
                 )
             else:
