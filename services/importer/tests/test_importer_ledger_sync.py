@@ -9,6 +9,7 @@ ledger holds per period, account and dimension object, computed from its voucher
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import uuid
@@ -27,6 +28,7 @@ from ledgerlink.connectors.http import RetryPolicy
 from ledgerlink.importer.config import (
     NetvisorPartnerSettings,
     ProcountorClientSettings,
+    TwentyFourClientSettings,
     VendorSettings,
 )
 from ledgerlink.importer.domain.ledger_sync import SyncMode
@@ -459,6 +461,17 @@ async def test_429_storm_slows_the_sync_and_never_fails_it(env: Env) -> None:
     assert 2 in [round(wait) for wait in env.waits]
 
 
+async def test_5xx_bursts_and_connection_resets_do_not_change_the_ledger(env: Env) -> None:
+    env.world.faults.set(FaultPlan(vendor="netvisor", error_rate=0.3, reset_rate=0.2, seed=14))
+    await env.activate()
+    job = await env.run_next()
+
+    assert job.status is ImportStatus.COMPLETED, job.error_message
+    assert await env.stored_balances() == ground_truth(env.company)
+    assert await env.line_count() == truth_lines(env.company)
+    assert env.waits  # the faults were met and waited out
+
+
 async def test_refused_credential_fails_the_sync_and_pauses_the_schedule(env: Env) -> None:
     env.tokens.refuse = True
     await env.activate()
@@ -770,3 +783,102 @@ async def test_every_difference_from_the_vendors_balances_is_listed(env: Env) ->
     periods = {d["period"] for d in job.differences}
     assert first_period in periods
     assert len(periods) > 1
+
+
+# ---------------------------------------------------------------------- 24SevenOffice
+
+TF_APP, TF_USER, TF_PASSWORD = "app-id-never-logged", "integration@example.no", "tf-password"
+TF_CLIENT, TF_SECRET = "rest-client", "rest-secret-never-logged"
+
+
+class Capturing(VendorLedgers):
+    """The real ledgers, remembering the connectors they opened (to look at settings)."""
+
+    opened: list[Any]
+
+    @contextlib.asynccontextmanager
+    async def open(self, provider: Provider, connection_id: uuid.UUID, *, business_id: str,
+                   transaction_type: str | None = None) -> AsyncIterator[Any]:  # fmt: skip
+        async with super().open(
+            provider, connection_id, business_id=business_id, transaction_type=transaction_type
+        ) as connector:
+            self.opened.append(connector)
+            yield connector
+
+
+async def test_twentyfour_import_reads_every_type_and_keeps_the_activation_type(
+    db: Database,
+) -> None:
+    from ledgerlink.sandbox.vendors import twentyfour as tf
+
+    clock = Clock()
+    world = World(
+        SandboxConfig(rate_limits={"twentyfour": RateLimitSettings(rate_per_second=10_000,
+                                                                     burst=10_000)}),
+        clock=clock.timestamp,
+    )  # fmt: skip
+    tenant = world.add_tenant(
+        "twentyfour", tenant_id="5001", company=generate_company(41, country="NO", lines=400)
+    )
+    state = tf.state_of(world)
+    state.register_application(TF_APP)
+    state.add_integration_user(TF_USER, TF_PASSWORD, ["5001"])
+    state.add_rest_client(TF_CLIENT, TF_SECRET, ["5001"])
+
+    def credential(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            json={
+                "connection_id": request.url.path.split("/")[-2],
+                "provider": "24sevenoffice",
+                "kind": "twentyfour_login",
+                "expires_at": None,
+                "secrets": {"password": TF_PASSWORD},
+                "attributes": {"username": TF_USER, "identity_id": "5001"},
+            },
+        )
+
+    async with running_sandbox(world=world, vendors=("twentyfour",)) as sandbox:
+        env = Env(db, sandbox, world, tenant, clock, TokenService(tenant))
+        ledgers = Capturing(
+            VendorSettings(
+                twentyfour=TwentyFourClientSettings(
+                    soap_base_url=sandbox.url("/24so/soap"),
+                    rest_base_url=sandbox.url(tf.REST_PREFIX),
+                    token_url=sandbox.url(tf.TOKEN_PATH),
+                    application_id=TF_APP,  # type: ignore[arg-type]
+                    rest_client_id=TF_CLIENT,  # type: ignore[arg-type]
+                    rest_client_secret=TF_SECRET,  # type: ignore[arg-type]
+                )
+            ),
+            TokenServiceSettings(url="http://auth.invalid", token=SERVICE_TOKEN),  # type: ignore[arg-type]
+            token_transport=httpx.MockTransport(credential),
+            retry=FAST_RETRY,
+        )
+        ledgers.opened = []
+        outbox = Outbox(messaging, source="ledgerlink/importer")
+        async with db.transaction() as session:
+            await ImportService(session, outbox).connection_activated(
+                ConnectionActivatedV1(
+                    connection_id=env.connection_id,
+                    environment_id=uuid.uuid4(),
+                    provider=Provider.TWENTYFOUR_SEVEN_OFFICE,
+                    business_id=tenant.company.business_id,
+                    company_name=tenant.company.name,
+                    transaction_type="5",
+                ),
+                event_id=str(uuid.uuid4()),
+                activated_at=clock(),
+            )
+        job = await env.run_next(LedgerSyncService(db, outbox, ledgers, clock=clock))
+
+        assert job.status is ImportStatus.COMPLETED, job.error_message
+        # Every transaction type was read (the sandbox's series map to several types).
+        assert len({v.series for v in tenant.company.vouchers}) > 1
+        assert await env.stored_balances() == ground_truth(tenant.company)
+        # The type chosen at activation is the company's default for what we write.
+        async with db.transaction() as session:
+            sync_state = await session.get(SyncState, env.connection_id)
+        assert sync_state is not None
+        assert sync_state.default_transaction_type == "5"
+        assert [c.settings.transaction_type for c in ledgers.opened] == [5]
