@@ -26,7 +26,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from wire_helpers import EventReader, PlainKafkaClient, Seen, eventually
 
 from ledgerlink.cli.stack import Stack
-from ledgerlink.sandbox.data import CompanyData, generate_company
+from ledgerlink.connectors.models import JournalLine, JournalPosting
+from ledgerlink.sandbox.data import CompanyData, LineData, generate_company
 from ledgerlink.shared.testing import KafkaBackend
 from ledgerlink.shared.topics import Topic
 
@@ -194,6 +195,45 @@ async def activate(running: Running, kafka: PlainKafkaClient, http: httpx.AsyncC
     return connection
 
 
+async def post_voucher(running: Running, http: httpx.AsyncClient) -> dict[str, Any]:
+    """Post a voucher through the sandbox's Netvisor API (accounting.nv), as another
+    program at the company would; returns what it booked (for the ground truth)."""
+    from ledgerlink.connectors.netvisor import NetvisorConnector, NetvisorSettings
+
+    account_a, account_b = running.company.vouchers[0].lines[0].account, "1910"
+    day = dt.date(2025, 6, 12)
+    settings = NetvisorSettings(
+        sender="wire test",
+        customer_id=running.tenant["tenant_id"],
+        partner_id=PARTNER_ID,
+        customer_key=CUSTOMER_KEY,  # type: ignore[arg-type]
+        partner_key=PARTNER_KEY,  # type: ignore[arg-type]
+        organisation_id=running.business_id,
+        base_url=f"{running.sandbox}/netvisor",
+    )
+    async with NetvisorConnector(settings) as connector:
+        await connector.post_journal(
+            JournalPosting(
+                date=day,
+                period=day.replace(day=1),
+                description="Posted between two syncs",
+                reference="WIRE-1",
+                lines=(
+                    JournalLine(account=account_a, amount=Decimal("321.09")),
+                    JournalLine(account=account_b, amount=Decimal("-321.09")),
+                ),
+            )
+        )
+    return {
+        "date": day,
+        "description": "Posted between two syncs (WIRE-1)",
+        "lines": [
+            LineData(1, account_a, Decimal("321.09")),
+            LineData(2, account_b, Decimal("-321.09")),
+        ],
+    }
+
+
 async def test_netvisor_company_imported_through_auth_equals_the_sandbox_and_stays_current(
     stack: Stack, reader: EventReader, kafka_backend: KafkaBackend
 ) -> None:
@@ -221,17 +261,23 @@ async def test_netvisor_company_imported_through_auth_equals_the_sandbox_and_sta
         await eventually(active, timeout=60, what="auth to see the first import")
         assert await trial_balances(http, importer, business_id, company) == truth(company)
 
-        # Between two syncs the vendor's books change: an edit, an invalidation.
+        # Between two syncs the vendor's books change: an edit, an invalidation, a deletion
+        # and a voucher posted through the vendor's API.
         edited, invalidated = company.vouchers[7].id, company.vouchers[11].id
+        deleted = company.vouchers[15].id
         for path, body in (
             (f"netvisor/{tenant['tenant_id']}/vouchers/{edited}/edit",
              {"date": "2025-05-20"}),
             (f"netvisor/{tenant['tenant_id']}/vouchers/{invalidated}/invalidate", None),
+            (f"netvisor/{tenant['tenant_id']}/vouchers/{deleted}/delete", None),
         ):  # fmt: skip
             answer = await http.post(f"{sandbox}/_sandbox/{path}", json=body)
             assert answer.status_code == 200, answer.text
         company.edit_voucher(edited, date=dt.date(2025, 5, 20))
         company.invalidate_voucher(invalidated)
+        company.delete_voucher(deleted)
+        posted = await post_voucher(running, http)
+        company.add_voucher(**posted)
 
         await kafka.send(
             Topic.IMPORT_REQUESTS,
@@ -249,9 +295,9 @@ async def test_netvisor_company_imported_through_auth_equals_the_sandbox_and_sta
         )
         job = (await http.get(f"{importer}/v1/imports/{second.data['import_id']}")).json()
         assert job["sync_mode"] == "incremental"
-        # Only the two changed vouchers were read.
-        assert job["counts"]["sync_vouchers_read"] == 2
-        assert job["counts"]["sync_vouchers_removed"] == 1
+        # Only the four changed vouchers were read.
+        assert job["counts"]["sync_vouchers_read"] == 4
+        assert job["counts"]["sync_vouchers_removed"] == 2
         assert await trial_balances(http, importer, business_id, company) == truth(company)
 
 

@@ -355,6 +355,7 @@ async def test_incremental_sync_replaces_edited_removes_invalidated_adds_new(env
     ]
     company.edit_voucher(edited.id, lines=new_lines)
     company.invalidate_voucher(company.vouchers[20].id)
+    company.delete_voucher(company.vouchers[30].id)
     added = company.add_voucher(
         date=dt.date(2025, 6, 10),
         description="Added after the first import",
@@ -373,8 +374,8 @@ async def test_incremental_sync_replaces_edited_removes_invalidated_adds_new(env
     assert await env.line_count() == truth_lines(company)
     # Only the changed vouchers were read.
     assert job.counts is not None
-    assert job.counts["sync_vouchers_read"] == 3
-    assert job.counts["sync_vouchers_removed"] == 1
+    assert job.counts["sync_vouchers_read"] == 4
+    assert job.counts["sync_vouchers_removed"] == 2
     assert added.id
 
 

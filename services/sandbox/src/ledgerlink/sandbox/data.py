@@ -148,7 +148,9 @@ class VoucherData:
     date: dt.date
     description: str
     lines: list[LineData]
-    status: Literal["valid", "invalidated"] = "valid"
+    #: "deleted": removed at the vendor (Netvisor lists deleted vouchers under
+    #: ``voucherstatus`` 3 with the invalidated ones); out of the books like "invalidated".
+    status: Literal["valid", "invalidated", "deleted"] = "valid"
     version: int = 1
     modified_at: dt.datetime = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
@@ -299,6 +301,14 @@ class CompanyData:
         """Mark a voucher invalidated (kept, as ledgers keep it), bumping version and stamp."""
         voucher = self.voucher(voucher_id)
         voucher.status = "invalidated"
+        voucher.version += 1
+        voucher.modified_at = self._next_modified(at)
+        return voucher
+
+    def delete_voucher(self, voucher_id: int, *, at: dt.datetime | None = None) -> VoucherData:
+        """Mark a voucher deleted (kept for vendors that list deletions), bumping its stamp."""
+        voucher = self.voucher(voucher_id)
+        voucher.status = "deleted"
         voucher.version += 1
         voucher.modified_at = self._next_modified(at)
         return voucher

@@ -439,9 +439,11 @@ def ledger(company: CompanyData, params: dict[str, str]) -> _Payload:
         raise _invalid("voucherstatus must be 1, 2 or 3")
     wanted: set[str] | None = None
     if keys is None:
-        wanted = {"1": {"valid", "invalidated"}, "2": {"valid"}, "3": {"invalidated"}}[
-            voucher_status
-        ]
+        wanted = {
+            "1": {"valid", "invalidated", "deleted"},
+            "2": {"valid"},
+            "3": {"invalidated", "deleted"},
+        }[voucher_status]
 
     names: dict[str, str] = {dimension.kind: dimension.name for dimension in company.dimensions}
     candidates: Iterable[VoucherData]
