@@ -1,5 +1,8 @@
 """Ledger sync over the vendors' APIs, against the sandbox over real HTTP and a real store.
 
+(Here rather than in the importer's own tests: a service's tests import no other service,
+and the vendor sandboxes are one.)
+
 The vendor is the sandbox served over HTTP in the test's loop; auth's token service is a
 small stand-in here (its own tests and the wire tests run the real one); the store is
 migrated PostgreSQL (and SQLite). Ground truth is the sandbox company itself: what the
@@ -33,6 +36,7 @@ from ledgerlink.importer.config import (
 )
 from ledgerlink.importer.domain.ledger_sync import SyncMode
 from ledgerlink.importer.handlers.sync_http import build_sync_router
+from ledgerlink.importer.main import MIGRATIONS
 from ledgerlink.importer.services.imports import ImportService
 from ledgerlink.importer.services.ledger_sync import (
     ClaimedSync,
@@ -50,6 +54,7 @@ from ledgerlink.importer.storage.models import (
     SyncState,
     VoucherLine,
     messaging,
+    metadata,
 )
 from ledgerlink.importer.storage.vendor_ledgers import VendorLedgers
 from ledgerlink.sandbox.config import RateLimitSettings, SandboxConfig
@@ -61,6 +66,10 @@ from ledgerlink.shared.config import TokenServiceSettings
 from ledgerlink.shared.db import Database, as_utc
 from ledgerlink.shared.events import ConnectionActivatedV1, Provider
 from ledgerlink.shared.messaging.outbox import Outbox
+from ledgerlink.shared.pytest_plugin import define_store_fixtures
+
+#: A migrated importer store on PostgreSQL and SQLite, emptied before each test.
+database_url, db = define_store_fixtures(MIGRATIONS, metadata, "importer-sync-test")
 
 CUSTOMER_KEY = "customer-key-never-logged"
 PARTNER_KEY = "partner-key-never-logged"
