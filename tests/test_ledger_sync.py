@@ -44,6 +44,7 @@ from ledgerlink.importer.services.ledger_sync import (
     SyncSettings,
 )
 from ledgerlink.importer.services.reports import ReportService
+from ledgerlink.importer.services.sync_schedule import SyncScheduleService
 from ledgerlink.importer.storage.models import (
     Company,
     Dimension,
@@ -892,3 +893,22 @@ async def test_twentyfour_import_reads_every_type_and_keeps_the_activation_type(
         assert sync_state is not None
         assert sync_state.default_transaction_type == "5"
         assert [c.settings.transaction_type for c in ledgers.opened] == [5]
+
+
+async def test_lifecycle_events_pause_and_resume_the_schedule(env: Env) -> None:
+    await env.activate()
+    service = env.service()
+    await env.run_next(service)
+    env.clock.advance(minutes=30)
+    async with env.db.transaction() as session:
+        assert await SyncScheduleService(session).pause(
+            env.connection_id, "the connection needs to be authorised again (invalid_grant)"
+        )
+        assert not await SyncScheduleService(session).pause(uuid.uuid4(), "unknown")
+    assert await service.queue_scheduled() == 0  # paused: nothing is queued
+    async with env.db.transaction() as session:
+        state = await session.get(SyncState, env.connection_id)
+        assert state is not None
+        assert state.paused_reason == "the connection needs to be authorised again (invalid_grant)"
+        assert await SyncScheduleService(session).resume(env.connection_id, now=env.clock())
+    assert await service.queue_scheduled() == 1  # due at once after re-authorisation
