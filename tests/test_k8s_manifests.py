@@ -515,6 +515,8 @@ def test_service_config_accepts_rendered_env(
         "procountor-client-secret": "placeholder-procountor-client-secret",
         # Issue 13: the connection pages' Visma Connect client.
         "visma-connect-client-secret": "placeholder-visma-connect-client-secret",
+        # Issue 14: the importer's own token at auth's token service.
+        "service-token": "placeholder-service-token-0123456789abcdef",
     }
     for key, value in env.items():
         if isinstance(value, SecretRef):
@@ -605,6 +607,9 @@ def test_dev_secrets_exist(service: str) -> None:
         if service == "auth"
         else set()
     )
+    # Issue 14: the importer fetches vendor credentials with its own service token.
+    if service == "importer":
+        expected |= {"service-token"}
     assert {r.key for r in refs} == expected, refs
     for ref in refs:
         secret = _find(docs, "Secret", ref.name)

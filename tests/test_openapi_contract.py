@@ -478,6 +478,12 @@ SERVICES: Final[dict[str, tuple[Callable[[], FastAPI], dict[tuple[str, str], set
             ("get", "/v1/companies/{business_id}/trial-balance"): {"200", "400", "404", "422"},
             ("get", "/v1/companies/{business_id}/profit-and-loss"): {"200", "400", "404", "422"},
             ("get", "/v1/companies/{business_id}/balance-sheet"): {"200", "400", "404", "422"},
+            # Issue 14: ledger syncs (status, on request, reset) and balances.
+            ("get", "/v1/syncs"): {"200", "422"},
+            ("get", "/v1/connections/{connection_id}/sync"): {"200", "404", "422"},
+            ("post", "/v1/connections/{connection_id}/sync"): {"202", "404", "409", "422"},
+            ("post", "/v1/connections/{connection_id}/sync/reset"): {"202", "404", "409", "422"},
+            ("get", "/v1/companies/{business_id}/balances"): {"200", "400", "404", "422"},
         },
     ),
     "journal-exporter": (

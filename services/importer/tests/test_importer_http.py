@@ -115,6 +115,7 @@ async def test_get_import(db: Database, client: httpx.AsyncClient) -> None:
         "differences": None,
         "notices": None,
         "replace_reason": None,  # issue 10: the reason of an explicit replacement
+        "sync_mode": None,  # issue 14: first, incremental or full_refresh for API syncs
         "error_code": None,
         "error_message": None,
         "attempts": 0,

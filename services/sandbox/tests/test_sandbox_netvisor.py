@@ -14,6 +14,7 @@ import hmac
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 
 import defusedxml.ElementTree as SafeET
 import httpx
@@ -430,13 +431,25 @@ async def test_master_data_resources(env: Env) -> None:
     assert names == [d.name for d in company.dimensions]
 
     balances = parse(
-        await call(env, "GET", "accountbalance.nv", params={"balancedate": "2025-12-31"})
+        await call(
+            env,
+            "GET",
+            "accountbalance.nv",
+            params={"balancedates": "2025-01-31,2025-12-31", "intervaltype": "3"},
+        )
     )
+    accounts = balances.findall("AccountBalances/Account")
+    dates = [b.get("Date") for b in accounts[0].findall("AccountBalance")]
+    assert len(dates) == 12  # every month end of 2025
+    assert dates[0] == "2025-01-31"
+    assert dates[-1] == "2025-12-31"
     total = sum(
-        float((b.findtext("Balance") or "0").replace(",", "."))
-        for b in balances.findall("AccountBalance/Account")
+        Decimal((b.findtext("Balance") or "0").replace(",", "."))
+        for account in accounts
+        for b in account.findall("AccountBalance")
+        if b.get("Date") == "2025-12-31"
     )
-    assert abs(total) < 0.005  # every valid voucher balances, so the books do too
+    assert total == 0  # every valid voucher balances, so the books do too
 
 
 # --------------------------------------------------------------------------- writing

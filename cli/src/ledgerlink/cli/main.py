@@ -24,6 +24,7 @@ from ledgerlink.cli.stack import (
     create_all_topics,
     render_status,
 )
+from ledgerlink.cli.syncs import sync_app
 from ledgerlink.shared.config import KafkaSettings
 from ledgerlink.shared.envelope import CloudEvent
 from ledgerlink.shared.events import (
@@ -50,6 +51,7 @@ app.add_typer(dev_app, name="dev")
 app.add_typer(topics_app, name="topics")
 app.add_typer(publish_app, name="publish")
 app.add_typer(report_app, name="report")
+app.add_typer(sync_app, name="sync")
 app.command("import")(import_ledger)
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 from types import TracebackType
-from typing import ClassVar, Literal, Self
+from typing import ClassVar, Literal, Protocol, Self, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -31,6 +31,7 @@ from ledgerlink.connectors.models import (
 )
 
 __all__ = [
+    "AccountBalanceSource",
     "LedgerConnector",
     "PayrollJournal",
     "PayrollJournalLine",
@@ -105,6 +106,18 @@ class LedgerConnector(_AsyncResource):
     @abc.abstractmethod
     async def post_journal(self, posting: JournalPosting) -> PostedJournal:
         """Post one balanced journal; raises a ConnectorError subclass when refused."""
+
+
+@runtime_checkable
+class AccountBalanceSource(Protocol):
+    """A ledger that reports its own account balances (Netvisor ``accountbalance.nv``...):
+    what a sync reconciles the books it read with."""
+
+    async def read_account_balances(
+        self, dates: Sequence[dt.date]
+    ) -> dict[dt.date, dict[str, Decimal]]:
+        """Each account's balance (debit positive) at the end of each of ``dates``."""
+        ...
 
 
 class PayrollRun(BaseModel):

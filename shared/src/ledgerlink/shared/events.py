@@ -110,6 +110,10 @@ class ConnectionActivatedV1(EventData):
     provider: Provider
     business_id: BusinessIdText
     company_name: NonEmpty
+    # --- ledger sync (issue 14): optional, producers that predate it send none.
+    #: 24SevenOffice: the transaction type (bilagsart ``No``) chosen at activation (seed
+    #: 004's "Transaction Type" row); the company's default for anything written to it.
+    transaction_type: str | None = Field(default=None, max_length=64)
 
 
 class ConnectionRejectedV1(EventData):
@@ -231,6 +235,11 @@ class ImportRequestedV1(EventData):
     #: neither field and get the protection.
     replace: bool = False
     replace_reason: ReplaceReason | None = None
+    # --- ledger sync (issue 14): optional, so producers that predate it are unchanged.
+    #: For API providers: "incremental" (what changed since the last sync; the default
+    #: once a first import completed) or "full_refresh" (everything again, swapped in only
+    #: when complete). Ignored for file providers.
+    mode: Literal["incremental", "full_refresh"] | None = None
 
 
 class ImportQueuedV1(EventData):
@@ -273,6 +282,9 @@ class AccountDifferenceV1(BaseModel):
     computed_closing: str
     source_closing: str
     difference: str
+    # --- ledger sync (issue 14): optional, file imports reconcile the year and send none.
+    #: The period (YYYY-MM) at whose end the vendor's balance differs from ours.
+    period: Period | None = None
 
 
 class ImportStartedV1(EventData):

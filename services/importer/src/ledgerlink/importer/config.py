@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from ledgerlink.shared.config import (
@@ -14,6 +14,62 @@ from ledgerlink.shared.config import (
     ServiceConfig,
     TokenServiceSettings,
 )
+
+
+class NetvisorPartnerSettings(BaseModel):
+    """Ledgerlink's own Netvisor partner identity (signs every request with the customer's
+    key, which comes from auth's token service)."""
+
+    base_url: str = Field(default="https://integration.netvisor.fi", description="API root.")
+    sender: str = Field(default="Ledgerlink", description="X-Netvisor-Authentication-Sender.")
+    partner_id: str = Field(default="", description="Ledgerlink's PartnerId.")
+    partner_key: SecretStr = Field(default=SecretStr(""), description="The partner MAC key.")
+
+
+class ProcountorClientSettings(BaseModel):
+    """Ledgerlink's Procountor API client (tokens come from auth's token service)."""
+
+    base_url: str = Field(default="https://api.procountor.com", description="Environment host.")
+    client_id: str = Field(default="ledgerlink", description="The API client's id.")
+    client_secret: SecretStr = Field(default=SecretStr(""), description="The client's secret.")
+    redirect_uri: str = Field(
+        default="https://ledgerlink.invalid/oauth/procountor/callback",
+        description="The client's registered redirect URI.",
+    )
+
+
+class VismaNetClientSettings(BaseModel):
+    """Ledgerlink's Visma Developer Portal client (tokens come from auth's token service)."""
+
+    api_base_url: str = Field(default="https://api.finance.visma.net", description="ERP API.")
+    connect_base_url: str = Field(default="https://connect.visma.com", description="Connect.")
+    client_id: str = Field(default="ledgerlink", description="The client id.")
+    client_secret: SecretStr = Field(default=SecretStr(""), description="The client secret.")
+
+
+class TwentyFourClientSettings(BaseModel):
+    """Ledgerlink's 24SevenOffice integrator identity (the integration user's login comes
+    from auth's token service)."""
+
+    soap_base_url: str = Field(default="https://api.24sevenoffice.com", description="SOAP.")
+    rest_base_url: str = Field(
+        default="https://rest.api.24sevenoffice.com/v1", description="REST API."
+    )
+    token_url: str = Field(
+        default="https://login.24sevenoffice.com/oauth/token", description="OAuth token URL."
+    )
+    application_id: SecretStr = Field(default=SecretStr(""), description="SOAP ApplicationId.")
+    rest_client_id: SecretStr | None = Field(default=None, description="REST client id.")
+    rest_client_secret: SecretStr | None = Field(default=None, description="REST secret.")
+
+
+class VendorSettings(BaseModel):
+    """How the importer reaches each ledger vendor's API (Ledgerlink's side of the keys)."""
+
+    netvisor: NetvisorPartnerSettings = Field(default_factory=NetvisorPartnerSettings)
+    procountor: ProcountorClientSettings = Field(default_factory=ProcountorClientSettings)
+    visma_net: VismaNetClientSettings = Field(default_factory=VismaNetClientSettings)
+    twentyfour: TwentyFourClientSettings = Field(default_factory=TwentyFourClientSettings)
 
 
 class Config(ServiceConfig):
@@ -70,3 +126,29 @@ class Config(ServiceConfig):
     import_batch_lines: int = Field(
         default=20_000, ge=100, description="Lines parsed and written per batch."
     )
+    vendors: VendorSettings = Field(
+        default_factory=VendorSettings,
+        description="Ledgerlink's own client identities and API roots per ledger vendor.",
+    )
+    sync_interval_minutes: int = Field(
+        default=15, ge=1, description="Minutes between a connection's scheduled incremental syncs."
+    )
+    sync_max_attempts: int = Field(
+        default=10,
+        ge=1,
+        description="Times a sync may be interrupted (its process killed) and resumed from "
+        "its checkpoint before it is failed.",
+    )
+    sync_workers: int = Field(
+        default=1, ge=0, description="API syncs this replica runs at a time (0: none)."
+    )
+
+    @model_validator(mode="after")
+    def _development_token(self) -> Config:
+        # auth accepts this token in development only (its DEVELOPMENT_SERVICE_TOKEN), so
+        # `ledgerlink dev up` syncs without configuration; production must set its own.
+        if self.token_service.token is None and self.environment == "development":
+            self.token_service = self.token_service.model_copy(
+                update={"token": SecretStr("development-only-service-token")}
+            )
+        return self

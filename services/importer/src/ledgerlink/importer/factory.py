@@ -14,9 +14,11 @@ from typing import Final
 
 from ledgerlink.importer.config import Config
 from ledgerlink.importer.services.ledger_import import ImportSettings, LedgerImportService
+from ledgerlink.importer.services.ledger_sync import LedgerSyncService, SyncSettings
 from ledgerlink.importer.services.uploads import UploadService
 from ledgerlink.importer.storage.files import FileArea
 from ledgerlink.importer.storage.models import messaging
+from ledgerlink.importer.storage.vendor_ledgers import LedgerOpener, VendorLedgers
 from ledgerlink.shared.db import Database
 from ledgerlink.shared.messaging.outbox import Outbox
 
@@ -32,6 +34,7 @@ class ImporterParts:
     outbox: Outbox
     imports: LedgerImportService
     uploads: UploadService
+    syncs: LedgerSyncService
 
 
 def import_settings(config: Config) -> ImportSettings:
@@ -54,6 +57,7 @@ def build_importer(
     *,
     outbox: Outbox | None = None,
     extra_roots: tuple[Path, ...] = (),
+    ledgers: LedgerOpener | None = None,
 ) -> ImporterParts:
     """The file area, outbox, import service and upload service of ``config``.
 
@@ -68,4 +72,19 @@ def build_importer(
         outbox=outbox,
         imports=LedgerImportService(db, outbox, files, import_settings(config)),
         uploads=UploadService(files, max_bytes=config.max_upload_bytes),
+        syncs=LedgerSyncService(
+            db,
+            outbox,
+            ledgers or VendorLedgers(config.vendors, config.token_service),
+            sync_settings(config),
+        ),
+    )
+
+
+def sync_settings(config: Config) -> SyncSettings:
+    """How API syncs run, from the service config."""
+    return SyncSettings(
+        lease=timedelta(seconds=config.import_lease_seconds),
+        interval=timedelta(minutes=config.sync_interval_minutes),
+        max_attempts=config.sync_max_attempts,
     )

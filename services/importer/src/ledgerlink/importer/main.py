@@ -32,8 +32,14 @@ def create_app(config: Config | None = None) -> FastAPI:
         if config.import_workers:
             process.workers.append(runner)
             process.commit_listeners.append(runner.wake)
+        syncs = ImportRunner(
+            parts.syncs, workers=config.sync_workers, poll_seconds=config.import_poll_seconds
+        )
+        if config.sync_workers:
+            process.workers.append(syncs)
+            process.commit_listeners.append(syncs.wake)
         register_kafka_handlers(process, config)
-        register_http_routes(process, app, parts, on_queued=runner.wake)
+        register_http_routes(process, app, parts, on_queued=runner.wake, on_sync_queued=syncs.wake)
 
     return create_service_app(
         service_name=SERVICE_NAME,

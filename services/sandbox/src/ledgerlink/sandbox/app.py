@@ -203,6 +203,15 @@ def control_router(world: World) -> APIRouter:
             raise HTTPException(404, f"no voucher {voucher_id}") from None
         return _voucher_summary(tenant, voucher_id)
 
+    @router.post("/{vendor}/{tenant_id}/vouchers/{voucher_id}/delete")
+    async def delete(vendor: str, tenant_id: str, voucher_id: int) -> dict[str, Any]:
+        tenant = _tenant_or_404(world, vendor, tenant_id)
+        try:
+            tenant.company.delete_voucher(voucher_id)
+        except KeyError:
+            raise HTTPException(404, f"no voucher {voucher_id}") from None
+        return _voucher_summary(tenant, voucher_id)
+
     @router.post("/{vendor}/{tenant_id}/vouchers/{voucher_id}/edit")
     async def edit(
         vendor: str, tenant_id: str, voucher_id: int, body: VoucherEdit | None = None

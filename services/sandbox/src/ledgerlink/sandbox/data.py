@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import MappingProxyType
@@ -148,7 +148,9 @@ class VoucherData:
     date: dt.date
     description: str
     lines: list[LineData]
-    status: Literal["valid", "invalidated"] = "valid"
+    #: "deleted": removed at the vendor (Netvisor lists deleted vouchers under
+    #: ``voucherstatus`` 3 with the invalidated ones); out of the books like "invalidated".
+    status: Literal["valid", "invalidated", "deleted"] = "valid"
     version: int = 1
     modified_at: dt.datetime = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
@@ -223,6 +225,9 @@ class CompanyData:
     _index: dict[int, int] = field(default_factory=dict, repr=False)
     _accounts_by_number: dict[str, AccountData] = field(default_factory=dict, repr=False)
     _last_modified: dt.datetime = field(default=dt.datetime(2000, 1, 1, tzinfo=dt.UTC), repr=False)
+    #: What stamps a change made without an explicit time: the :class:`World`'s clock once
+    #: the company is one of its tenants' (tests move it), the wall clock otherwise.
+    clock: Callable[[], dt.datetime] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._index = {voucher.id: position for position, voucher in enumerate(self.vouchers)}
@@ -284,7 +289,7 @@ class CompanyData:
     # -- changes ---------------------------------------------------------------------------
 
     def _next_modified(self, at: dt.datetime | None) -> dt.datetime:
-        stamp = at or dt.datetime.now(dt.UTC)
+        stamp = at or (self.clock() if self.clock is not None else dt.datetime.now(dt.UTC))
         # Strictly after every earlier change, even for two changes in the same microsecond
         # or a clock that stepped back: incremental reads compare with ">".
         if stamp <= self._last_modified:
@@ -296,6 +301,14 @@ class CompanyData:
         """Mark a voucher invalidated (kept, as ledgers keep it), bumping version and stamp."""
         voucher = self.voucher(voucher_id)
         voucher.status = "invalidated"
+        voucher.version += 1
+        voucher.modified_at = self._next_modified(at)
+        return voucher
+
+    def delete_voucher(self, voucher_id: int, *, at: dt.datetime | None = None) -> VoucherData:
+        """Mark a voucher deleted (kept for vendors that list deletions), bumping its stamp."""
+        voucher = self.voucher(voucher_id)
+        voucher.status = "deleted"
         voucher.version += 1
         voucher.modified_at = self._next_modified(at)
         return voucher

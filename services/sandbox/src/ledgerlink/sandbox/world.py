@@ -12,6 +12,7 @@ their :class:`OAuthServer` from :meth:`World.oauth_server`.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import time
 import uuid
@@ -137,11 +138,21 @@ class World:
             flags=dict(flags),
             company_factory=factory,
         )
+        self._stamp_with_clock(company)
         vendor_tenants = self._tenants.setdefault(vendor, {})
         if tenant.tenant_id in vendor_tenants:
             raise ValueError(f"{vendor} already has a tenant {tenant.tenant_id!r}")
         vendor_tenants[tenant.tenant_id] = tenant
         return tenant
+
+    def now(self) -> dt.datetime:
+        """The world's clock as an aware UTC datetime."""
+        return dt.datetime.fromtimestamp(self.clock(), dt.UTC)
+
+    def _stamp_with_clock(self, company: CompanyData) -> None:
+        # Changes made through the vendor APIs (or the control API) are stamped with the
+        # world's clock, which tests control, not the machine's.
+        company.clock = self.now
 
     def _new_tenant_id(self, vendor: str) -> str:
         if vendor == "vismanet":
@@ -246,6 +257,7 @@ class World:
             tenant.state.clear()
             if tenant.company_factory is not None:
                 tenant.company = tenant.company_factory()
+                self._stamp_with_clock(tenant.company)
         for hook in self._reset_hooks:
             hook()
 

@@ -23,6 +23,7 @@ from ledgerlink.importer.handlers.schemas import (
     statement_public,
     trial_balance_public,
 )
+from ledgerlink.importer.handlers.sync_http import build_sync_router
 from ledgerlink.importer.services.imports import ImportService
 from ledgerlink.importer.services.reports import CompanyNotFoundError, ReportService
 from ledgerlink.importer.services.uploads import EmptyUploadError, UploadService
@@ -283,6 +284,7 @@ def register_http_routes(
     app: FastAPI,
     parts: ImporterParts,
     on_queued: Callable[[], None],
+    on_sync_queued: Callable[[], None] | None = None,
 ) -> None:
     """Attach the routes to the service's app."""
     app.include_router(
@@ -295,6 +297,8 @@ def register_http_routes(
             on_queued=on_queued,
         )
     )
+
+    app.include_router(build_sync_router(process.db, on_queued=on_sync_queued or on_queued))
 
     @app.exception_handler(PeriodRangeError)
     async def period_range(_: Request, error: PeriodRangeError) -> JSONResponse:

@@ -40,6 +40,8 @@ class ImportJobPublic(BaseModel):
     differences: list[dict[str, str]] | None
     notices: list[dict[str, str]] | None
     replace_reason: str | None
+    #: API syncs: first, incremental or full_refresh (None: a file import).
+    sync_mode: str | None = None
     error_code: str | None
     error_message: str | None
     attempts: int
@@ -84,6 +86,13 @@ class ReportHeader(BaseModel):
     period_from: str
     period_to: str
     to_date: date
+    #: How fresh the books are: when the last completed sync of the vendor's API began
+    #: reading (or when the file was imported). Nothing changed at the vendor after it is
+    #: in the report.
+    data_as_of: UtcDatetime | None = None
+    #: What the books are known to lack: read them with it (e.g. Procountor payroll hidden
+    #: from the connection's user, so the P&L and balance sheet are wrong).
+    warnings: list[str] = []
 
     @classmethod
     def of(cls, scope: ReportScope) -> ReportHeader:
@@ -97,6 +106,8 @@ class ReportHeader(BaseModel):
             period_from=scope.first_period.strftime("%Y-%m"),
             period_to=scope.last_period.strftime("%Y-%m"),
             to_date=scope.to_date,
+            data_as_of=scope.data_as_of,
+            warnings=list(scope.warnings),
         )
 
 

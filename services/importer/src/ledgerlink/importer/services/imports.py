@@ -14,8 +14,11 @@ from ledgerlink.importer.domain.import_rules import (
     check_import_request,
     replace_reason_of,
 )
+from ledgerlink.importer.domain.ledger_sync import SyncMode
 from ledgerlink.importer.storage.models import ImportJob, ImportStatus, ImportTrigger
 from ledgerlink.importer.storage.repository import ConnectionRepository, ImportJobRepository
+from ledgerlink.importer.storage.sync_store import SyncStateRepository
+from ledgerlink.importer.storage.vendor_ledgers import API_PROVIDERS
 from ledgerlink.shared.events import (
     ALL_IMPORT_SCOPES,
     ConnectionActivatedV1,
@@ -36,8 +39,11 @@ class ImportService:
     only if that transaction commits.
     """
 
-    def __init__(self, session: AsyncSession, outbox: Outbox) -> None:
+    def __init__(
+        self, session: AsyncSession, outbox: Outbox, *, sync_interval_minutes: int = 15
+    ) -> None:
         self._session = session
+        self._sync_interval_minutes = sync_interval_minutes
         self._outbox = outbox
         self._connections = ConnectionRepository(session)
         self._jobs = ImportJobRepository(session)
@@ -57,6 +63,17 @@ class ImportService:
         await self._connections.record_activation(
             activation, event_id=event_id, activated_at=activated_at or datetime.now(UTC)
         )
+        if activation.provider.value in API_PROVIDERS:
+            state = await SyncStateRepository(self._session).ensure(
+                activation.connection_id,
+                business_id=activation.business_id,
+                provider=activation.provider.value,
+                interval_minutes=self._sync_interval_minutes,
+            )
+            if activation.transaction_type:
+                # 24SevenOffice: the type chosen at activation is the company's default for
+                # anything written to it; imports read every type.
+                state.default_transaction_type = activation.transaction_type
         return await self._queue(
             connection_id=activation.connection_id,
             business_id=activation.business_id,
@@ -65,6 +82,7 @@ class ImportService:
             trigger="connection_activated",
             file_location=None,
             event_id=event_id,
+            sync_mode=SyncMode.FIRST if activation.provider.value in API_PROVIDERS else None,
         )
 
     async def import_requested(self, request: ImportRequestedV1, *, event_id: str) -> ImportJob:
@@ -106,6 +124,9 @@ class ImportService:
             file_location=request.file_location,
             event_id=event_id,
             replace_reason=replace_reason,
+            sync_mode=None
+            if request.provider.is_file_based
+            else SyncMode(request.mode or SyncMode.INCREMENTAL.value),
         )
 
     async def file_uploaded(
@@ -160,6 +181,7 @@ class ImportService:
         file_location: str | None,
         event_id: str,
         replace_reason: str | None = None,
+        sync_mode: SyncMode | None = None,
     ) -> ImportJob:
         job = await self._jobs.add(
             ImportJob(
@@ -172,6 +194,7 @@ class ImportService:
                 file_location=file_location,
                 requested_event_id=event_id,
                 replace_reason=replace_reason,
+                sync_mode=sync_mode.value if sync_mode else None,
             )
         )
         await self._outbox.add(

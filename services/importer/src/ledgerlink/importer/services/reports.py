@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,6 +40,10 @@ class ReportScope:
     fiscal_year: FiscalYear
     first_period: date
     last_period: date
+    #: How current the books are (the last completed sync, or the file's import).
+    data_as_of: datetime | None = None
+    #: What the books are known to lack (e.g. payroll the vendor hid from the connection).
+    warnings: tuple[str, ...] = ()
 
     @property
     def to_date(self) -> date:
@@ -98,7 +102,9 @@ class ReportService:
                 f"from={start} and to={end or last.strftime('%Y-%m')} are in different fiscal "
                 f"years; a report covers periods of one fiscal year ({_years(years)})"
             )
-        return ReportScope(company, year, first, last)
+        as_of = await self._store.data_as_of(business_id, year)
+        warnings = tuple(await self._store.sync_warnings(business_id))
+        return ReportScope(company, year, first, last, as_of, warnings)
 
     async def _opening(
         self, scope: ReportScope, *, dimension_id: str = "", object_id: str = ""

@@ -1,12 +1,26 @@
-"""The import runner: a background task that takes queued file imports and runs them."""
+"""The import runner: a background task that takes queued jobs and runs them.
+
+The same loop runs file imports (``LedgerImportService``) and API syncs
+(``LedgerSyncService``): anything that can claim a job and run it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from typing import Any, Protocol
 
-from ledgerlink.importer.services.ledger_import import LedgerImportService
+
+class JobSource(Protocol):
+    """Claims the next runnable job (None: nothing to do) and runs a claimed one."""
+
+    async def claim_next(self) -> Any | None:
+        """The next job this runner holds, or None."""
+
+    async def run(self, claimed: Any) -> Any:
+        """Run a claimed job to its end."""
+
 
 logger = logging.getLogger(__name__)
 
@@ -18,9 +32,7 @@ class ImportRunner:
     ``poll_seconds`` (jobs queued by other replicas, or left by a runner that died).
     """
 
-    def __init__(
-        self, service: LedgerImportService, *, workers: int = 1, poll_seconds: float = 2.0
-    ) -> None:
+    def __init__(self, service: JobSource, *, workers: int = 1, poll_seconds: float = 2.0) -> None:
         self._service = service
         self._workers = workers
         self._poll_seconds = poll_seconds

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, UniqueConstraint, Uuid
+from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, Text, UniqueConstraint, Uuid
 from sqlalchemy import Enum as SqlEnum
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
@@ -47,6 +47,8 @@ class ImportTrigger(StrEnum):
     CONNECTION_ACTIVATED = "connection_activated"
     IMPORT_REQUESTED = "import_requested"
     UPLOAD = "upload"
+    #: A connection's scheduled incremental sync.
+    SCHEDULE = "schedule"
 
 
 class Connection(ConnectionReadModel, ImporterModel, table=True):
@@ -115,6 +117,13 @@ class ImportJob(ImporterModel, table=True):
     #: Why the person asked to replace a stored fiscal year that the file would
     #: otherwise not replace (fewer kinds of data, or an older file); None: not asked.
     replace_reason: str | None = Field(default=None, max_length=1000)
+    #: API syncs: "first", "incremental", "full_refresh" or "backfill" (None: a file import).
+    sync_mode: str | None = Field(default=None, max_length=16)
+    #: A full read's checkpoint: the connector's cursor after the last committed page
+    #: (committed with that page's rows, so a resumed sync goes on from there).
+    sync_cursor: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    #: A full read writes into a staging company swapped in only when the read completes.
+    staging_company_id: uuid.UUID | None = None
     error_code: str | None = Field(default=None, max_length=64)
     error_message: str | None = Field(default=None, max_length=2000)
     attempts: int = 0
@@ -232,6 +241,8 @@ class Voucher(ImporterModel, table=True):
     """
 
     __tablename__ = "vouchers"
+    #: API syncs replace or remove a voucher by the vendor's id.
+    __table_args__ = (Index("ix_vouchers_fiscal_year_id_source_id", "fiscal_year_id", "source_id"),)
 
     fiscal_year_id: uuid.UUID = Field(primary_key=True)
     voucher_no: int = Field(primary_key=True)
@@ -330,3 +341,59 @@ class ComparisonBalance(ImporterModel, table=True):
     account: str = Field(max_length=32, primary_key=True)
     opening: Decimal | None = Field(default=None, sa_column=Column(Money(), nullable=True))
     closing: Decimal | None = Field(default=None, sa_column=Column(Money(), nullable=True))
+
+
+# ------------------------------------------------------------------------ ledger sync
+
+
+class LedgerPeriod(ImporterModel, table=True):
+    """An accounting period of a company as its ledger reports it, open or closed."""
+
+    __tablename__ = "ledger_periods"
+
+    company_id: uuid.UUID = Field(
+        sa_column=Column(Uuid(), ForeignKey("companies.id", ondelete="CASCADE"), primary_key=True)
+    )
+    start: date = Field(primary_key=True)
+    end: date
+    status: str = Field(max_length=8)
+
+
+class SyncState(ImporterModel, table=True):
+    """A connection's sync over its vendor's API: where it stands and when it runs next."""
+
+    __tablename__ = "sync_states"
+
+    connection_id: uuid.UUID = Field(primary_key=True)
+    business_id: str = Field(max_length=32)
+    provider: str = Field(max_length=32)
+    #: The connector's cursor after the last completed sync ("" before the first one).
+    cursor: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    #: Minutes between scheduled incremental syncs.
+    interval_minutes: int = 15
+    next_run_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    #: Why the schedule is paused (the connection needs re-authorisation, was revoked ...).
+    paused_reason: str | None = Field(default=None, max_length=300)
+    last_import_id: uuid.UUID | None = None
+    last_status: str | None = Field(default=None, max_length=16)
+    last_mode: str | None = Field(default=None, max_length=16)
+    last_started_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    last_finished_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    #: When the last completed sync began reading: the books are current up to then.
+    last_completed_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    last_counts: dict[str, int] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    last_error: str | None = Field(default=None, max_length=2000)
+    #: What the last completed sync says the books lack (e.g. Procountor payroll receipts
+    #: hidden from the connection's user: the ledger will not add up). Shown in reports.
+    warnings: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    #: 24SevenOffice: the transaction type chosen at activation, the default of anything
+    #: written to the company (imports read every type).
+    default_transaction_type: str | None = Field(default=None, max_length=64)

@@ -7,7 +7,7 @@ import), never the voucher lines, so their cost does not grow with the ledger.
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import func, select
@@ -20,10 +20,13 @@ from ledgerlink.importer.storage.models import (
     Company,
     ComparisonBalance,
     FiscalYear,
+    ImportJob,
     ObjectSourceBalance,
     PeriodBalance,
     SourceBalance,
+    SyncState,
 )
+from ledgerlink.shared.db import as_utc
 
 _ZERO = Decimal(0)
 
@@ -41,6 +44,29 @@ class ReportStore:
             select(Company).where(col(Company.business_id) == business_id)
         )
         return result.scalar_one_or_none()
+
+    async def data_as_of(self, business_id: str, fiscal_year: FiscalYear) -> datetime | None:
+        """How current the books are: when the last completed API sync began reading, or
+        when the import holding ``fiscal_year`` finished (a file is as of its import)."""
+        synced = await self._session.execute(
+            select(func.max(col(SyncState.last_completed_at))).where(
+                col(SyncState.business_id) == business_id
+            )
+        )
+        moment = synced.scalar_one_or_none()
+        if moment is None:
+            imported = await self._session.execute(
+                select(col(ImportJob.finished_at)).where(col(ImportJob.id) == fiscal_year.import_id)
+            )
+            moment = imported.scalar_one_or_none()
+        return None if moment is None else as_utc(moment)
+
+    async def sync_warnings(self, business_id: str) -> list[str]:
+        """What the company's last completed syncs say the books lack."""
+        result = await self._session.execute(
+            select(col(SyncState.warnings)).where(col(SyncState.business_id) == business_id)
+        )
+        return [warning for warnings in result.scalars() for warning in warnings or ()]
 
     async def fiscal_years(self, company_id: uuid.UUID) -> list[FiscalYear]:
         """The company's fiscal years, oldest first."""

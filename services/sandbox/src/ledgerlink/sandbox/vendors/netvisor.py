@@ -439,9 +439,11 @@ def ledger(company: CompanyData, params: dict[str, str]) -> _Payload:
         raise _invalid("voucherstatus must be 1, 2 or 3")
     wanted: set[str] | None = None
     if keys is None:
-        wanted = {"1": {"valid", "invalidated"}, "2": {"valid"}, "3": {"invalidated"}}[
-            voucher_status
-        ]
+        wanted = {
+            "1": {"valid", "invalidated", "deleted"},
+            "2": {"valid"},
+            "3": {"invalidated", "deleted"},
+        }[voucher_status]
 
     names: dict[str, str] = {dimension.kind: dimension.name for dimension in company.dimensions}
     candidates: Iterable[VoucherData]
@@ -589,32 +591,90 @@ def dimension_list(company: CompanyData) -> list[ET.Element]:
     return [names]
 
 
+def _balance_dates(params: dict[str, str]) -> list[dt.date]:
+    """The dates ``balancedates`` and ``intervaltype`` ask for (published: separate dates
+    for intervaltype 0 or none; otherwise steps of a day, week, month or year between the
+    first and the last date, both always included)."""
+    text = params.get("balancedates")
+    if not text:
+        raise _invalid("balancedates is required")
+    dates = [_parse_ansi_date(part.strip(), "balancedates") for part in text.split(",")]
+    interval = params.get("intervaltype", "0") or "0"
+    if interval not in ("0", "1", "2", "3", "4"):
+        raise _invalid("intervaltype must be 0, 1, 2, 3 or 4")
+    if interval == "0":
+        return sorted(set(dates))
+    first, last = min(dates), max(dates)
+    steps = [first]
+    current = first
+    while True:
+        if interval == "1":
+            current += dt.timedelta(days=1)
+        elif interval == "2":
+            current += dt.timedelta(days=7)
+        elif interval == "3":
+            # UNCONFIRMED: where month steps fall; the sandbox steps to each month's last day.
+            following = (current.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+            current = (following.replace(day=28) + dt.timedelta(days=4)).replace(
+                day=1
+            ) - dt.timedelta(days=1)
+        else:
+            current = (
+                dt.date(current.year, 12, 31)
+                if current.month != 12 or current.day != 31
+                else dt.date(current.year + 1, 12, 31)
+            )
+        if current >= last:
+            break
+        steps.append(current)
+    steps.append(last)
+    return sorted(set(steps))
+
+
 def account_balance(
     company: CompanyData, params: dict[str, str], today: dt.date
 ) -> list[ET.Element]:
-    """``accountbalance.nv``: balances of valid vouchers up to ``balancedate`` (UNCONFIRMED:
-    parameter and element names follow the other list resources)."""
-    until = (
-        _parse_ansi_date(params["balancedate"], "balancedate") if "balancedate" in params else today
-    )
-    low = params.get("accountnumberstart", "")
-    high = params.get("accountnumberend", "")
-    totals: dict[str, Decimal] = {}
+    """``accountbalance.nv`` as published (support.netvisor.fi "Get account balances
+    accountbalance.nv"): ``balancedates`` (required, ANSI dates separated by commas) and
+    ``intervaltype`` (0 separate dates, 1 day, 2 week, 3 month, 4 year), optional
+    ``netvisorkey``/``netvisorkeylist``; answer ``Root/AccountBalances/Account``
+    (``Netvisorkey`` attribute, ``Number``, ``Name``) with an ``AccountBalance`` per date
+    (``Date`` attribute; ``Debet``, ``Kredit``, ``Balance`` = Debet - Kredit).
+
+    UNCONFIRMED: whether the sums run from the start of the books or of the fiscal year;
+    the sandbox sums every valid voucher dated on or before the date.
+    """
+    del today
+    dates = _balance_dates(params)
+    keys: set[int] | None = None
+    if "netvisorkey" in params:
+        keys = _keys(params["netvisorkey"], 1, "netvisorkey")
+    if "netvisorkeylist" in params:
+        listed = _keys(params["netvisorkeylist"], MAX_LEDGER_KEYS, "netvisorkeylist")
+        keys = listed if keys is None else keys & listed
+    moves: dict[str, list[tuple[dt.date, Decimal]]] = {}
     for voucher in company.vouchers:
-        if voucher.status != "valid" or voucher.date > until:
+        if voucher.status != "valid":
             continue
         for line in voucher.lines:
-            totals[line.account] = totals.get(line.account, Decimal(0)) + line.amount
-    balances = ET.Element("AccountBalance")
-    _element(balances, "BalanceDate", _fi_date(until))
-    for account in company.accounts:
-        if (low and account.number < low) or (high and account.number > high):
+            moves.setdefault(line.account, []).append((voucher.date, line.amount))
+    root = ET.Element("AccountBalances")
+    for key, account in enumerate(company.accounts, start=1):
+        if keys is not None and key not in keys:
             continue
-        element = _element(balances, "Account")
-        _element(element, "AccountNumber", account.number)
-        _element(element, "AccountName", account.name)
-        _element(element, "Balance", _fi_decimal(totals.get(account.number, Decimal(0))))
-    return [balances]
+        element = _element(root, "Account", Netvisorkey=str(key))
+        _element(element, "Number", account.number)
+        _element(element, "Name", account.name)
+        for day in dates:
+            debit = sum((a for d, a in moves.get(account.number, ()) if d <= day and a > 0),
+                        Decimal(0))  # fmt: skip
+            credit = -sum((a for d, a in moves.get(account.number, ()) if d <= day and a < 0),
+                          Decimal(0))  # fmt: skip
+            entry = _element(element, "AccountBalance", Date=day.isoformat())
+            _element(entry, "Debet", _fi_decimal(debit))
+            _element(entry, "Kredit", _fi_decimal(credit))
+            _element(entry, "Balance", _fi_decimal(debit - credit))
+    return [root]
 
 
 @dataclass(frozen=True, slots=True)

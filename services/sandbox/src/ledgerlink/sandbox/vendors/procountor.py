@@ -465,7 +465,7 @@ def _receipt_type(voucher: VoucherData) -> str:
 
 
 def _receipt_status(tenant: Tenant, voucher: VoucherData) -> str:
-    if voucher.status == "invalidated":
+    if voucher.status != "valid":  # invalidated, or deleted (which Procountor does not do)
         return "INVALIDATED"
     unfinished: set[int] = tenant.state.get("unfinished", set())
     return "UNFINISHED" if voucher.id in unfinished else "APPROVED"

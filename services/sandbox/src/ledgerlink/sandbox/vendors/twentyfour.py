@@ -881,7 +881,7 @@ class _Soap:
                     _add(dim, "Value", code)
                 _add(data, "DateChanged", voucher.modified_at.isoformat())
                 # UNCONFIRMED: an invalidated (deleted) transaction as Hidden.
-                _add(data, "Hidden", voucher.status == "invalidated")
+                _add(data, "Hidden", voucher.status != "valid")
                 _add(data, "Open", False)
                 _add(data, "HasVatDividend", False)
 
@@ -1151,7 +1151,7 @@ class _Rest:
         # Published: dateTo is exclusive. There is no change-time filter (an unknown query
         # parameter is ignored). UNCONFIRMED: a deleted (here: invalidated) transaction is
         # no longer listed.
-        vouchers = [v for v in company.vouchers if v.status != "invalidated"]
+        vouchers = [v for v in company.vouchers if v.status == "valid"]
         dimension_types: dict[str, tuple[int, str]] = {
             d.kind: (
                 _DIMENSION_TYPE_IDS.get(d.kind, int(d.id) if d.id.isdigit() else 0),

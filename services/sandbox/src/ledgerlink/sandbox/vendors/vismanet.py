@@ -371,7 +371,7 @@ def _periods(company: CompanyData) -> list[tuple[str, PeriodData]]:
 
 
 def _status(tenant: Tenant, voucher: VoucherData) -> BatchStatus:
-    if voucher.status == "invalidated":
+    if voucher.status != "valid":  # invalidated or deleted: out of the books
         return "Voided"
     extra = _extras(tenant).get(voucher.id)
     return extra.status if extra is not None else "Posted"

@@ -1,0 +1,537 @@
+"""All SQL of the ledger sync: sync states, vouchers replaced by the vendor's id, balance
+changes, and the swap of a completed full read into the live books.
+
+Everything runs in the caller's transaction (see ``services/ledger_sync.py`` for where
+they are): a page's rows, its balance changes and its cursor commit together.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Table, and_, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from ledgerlink.importer.domain.ledger import LedgerVoucher, PeriodMovements, period_of
+from ledgerlink.importer.domain.ledger_sync import FiscalYearSpan, StoredLine
+from ledgerlink.importer.storage.ledger_store import LedgerStore, LineRow, VoucherRow
+from ledgerlink.importer.storage.models import (
+    Account,
+    Company,
+    ComparisonBalance,
+    Dimension,
+    DimensionObject,
+    FiscalYear,
+    ImportJob,
+    ImportStatus,
+    LedgerPeriod,
+    ObjectSourceBalance,
+    PeriodBalance,
+    SourceBalance,
+    SyncState,
+    Voucher,
+    VoucherLine,
+)
+
+__all__ = ["LedgerSyncStore", "SyncStateRepository"]
+
+_NO_AMOUNT = Decimal("0.00")
+
+
+def _table(model: type[Any]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def _stored_time(session: AsyncSession, moment: datetime) -> datetime:
+    bind = session.bind
+    if bind is not None and bind.dialect.name == "postgresql":
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+class SyncStateRepository:
+    """Sync states of connections (one row per connection synced over an API)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def get(self, connection_id: uuid.UUID, *, lock: bool = False) -> SyncState | None:
+        """The connection's state; ``lock``: held until the transaction ends."""
+        return await self._session.get(
+            SyncState, connection_id, with_for_update=lock, populate_existing=lock
+        )
+
+    async def ensure(
+        self, connection_id: uuid.UUID, *, business_id: str, provider: str, interval_minutes: int
+    ) -> SyncState:
+        """The connection's state, created (not scheduled yet) when it has none; locked."""
+        state = await self.get(connection_id, lock=True)
+        if state is None:
+            state = SyncState(
+                connection_id=connection_id,
+                business_id=business_id,
+                provider=provider,
+                cursor="",
+                interval_minutes=interval_minutes,
+            )
+            self._session.add(state)
+            await self._session.flush()
+        return state
+
+    async def due(self, now: datetime, *, limit: int = 100) -> list[SyncState]:
+        """Unpaused states whose next run is due and that have no sync queued or running.
+
+        Locked (skipping rows another replica holds), so two schedulers never queue the
+        same connection twice.
+        """
+        busy = select(col(ImportJob.connection_id)).where(
+            col(ImportJob.status).in_((ImportStatus.QUEUED, ImportStatus.RUNNING)),
+            col(ImportJob.sync_mode).is_not(None),
+        )
+        result = await self._session.execute(
+            select(SyncState)
+            .where(
+                col(SyncState.paused_reason).is_(None),
+                col(SyncState.next_run_at).is_not(None),
+                col(SyncState.next_run_at) <= _stored_time(self._session, now),
+                col(SyncState.connection_id).not_in(busy),
+            )
+            .order_by(col(SyncState.next_run_at))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list(result.scalars().all())
+
+    async def all(self, *, business_id: str | None = None) -> list[SyncState]:
+        """Every state (of one business ID), by business ID."""
+        statement = select(SyncState).order_by(col(SyncState.business_id))
+        if business_id is not None:
+            statement = statement.where(col(SyncState.business_id) == business_id)
+        result = await self._session.execute(statement)
+        return list(result.scalars().all())
+
+    async def claim_next_sync(self, providers: Sequence[str], *, now: datetime) -> ImportJob | None:
+        """The oldest runnable API sync, locked; one per connection at a time.
+
+        Runnable: queued, or running with a lease that ran out (its runner died); never
+        a job whose connection has another sync running under a live lease (another
+        replica holds that connection).
+        """
+        stored_now = _stored_time(self._session, now)
+        other = ImportJob.__table__.alias("other")  # type: ignore[attr-defined]
+        held = (
+            select(other.c.id)
+            .where(
+                other.c.connection_id == ImportJob.connection_id,
+                other.c.id != ImportJob.id,
+                other.c.status == ImportStatus.RUNNING.value,
+                other.c.lease_expires_at >= stored_now,
+            )
+            .exists()
+        )
+        result = await self._session.execute(
+            select(ImportJob)
+            .where(
+                col(ImportJob.provider).in_(providers),
+                col(ImportJob.file_location).is_(None),
+                or_(
+                    col(ImportJob.status) == ImportStatus.QUEUED,
+                    and_(
+                        col(ImportJob.status) == ImportStatus.RUNNING,
+                        col(ImportJob.lease_expires_at) < stored_now,
+                    ),
+                ),
+                ~held,
+            )
+            .order_by(col(ImportJob.created_at))
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        return result.scalar_one_or_none()
+
+    async def active_sync(self, connection_id: uuid.UUID) -> ImportJob | None:
+        """The connection's queued or running sync, if any."""
+        result = await self._session.execute(
+            select(ImportJob)
+            .where(
+                col(ImportJob.connection_id) == connection_id,
+                col(ImportJob.sync_mode).is_not(None),
+                col(ImportJob.status).in_((ImportStatus.QUEUED, ImportStatus.RUNNING)),
+            )
+            .order_by(col(ImportJob.created_at))
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
+    async def checkpoint(
+        self,
+        import_id: uuid.UUID,
+        *,
+        cursor: str,
+        progress_lines: int,
+        counts: Mapping[str, int],
+        lease_expires_at: datetime,
+    ) -> None:
+        """A full read's cursor after a page, its progress, and its lease extended."""
+        await self._session.execute(
+            update(ImportJob)
+            .where(col(ImportJob.id) == import_id)
+            .values(
+                sync_cursor=cursor,
+                progress_lines=progress_lines,
+                counts=dict(counts),
+                lease_expires_at=lease_expires_at,
+            )
+        )
+
+
+class LedgerSyncStore:
+    """The accounting store as a sync writes it (vouchers by the vendor's id)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+        self.ledger = LedgerStore(session)
+
+    async def fiscal_years(
+        self, company_id: uuid.UUID, spans: Iterable[FiscalYearSpan], *, import_id: uuid.UUID,
+        source_format: str,
+    ) -> dict[date, uuid.UUID]:  # fmt: skip
+        """Id of each year (by its start), created when the company lacks it."""
+        existing = {year.start: year for year in await self.ledger.fiscal_years(company_id)}
+        for span in spans:
+            if span.start in existing:
+                continue
+            year = FiscalYear(
+                company_id=company_id,
+                start=span.start,
+                end=span.end,
+                import_id=import_id,
+                content_hash="",
+                source_format=source_format[:16],
+            )
+            self._session.add(year)
+            existing[span.start] = year
+        await self._session.flush()
+        return {start: year.id for start, year in existing.items()}
+
+    async def save_periods(
+        self, company_id: uuid.UUID, periods: Sequence[tuple[date, date, str]]
+    ) -> None:
+        """Replace the company's periods and their open/closed state."""
+        table = _table(LedgerPeriod)
+        await self._session.execute(delete(table).where(table.c.company_id == company_id))
+        if periods:
+            await self._session.execute(
+                table.insert(),
+                [
+                    {"company_id": company_id, "start": start, "end": end, "status": status}
+                    for start, end, status in periods
+                ],
+            )
+
+    async def periods(self, company_id: uuid.UUID) -> list[LedgerPeriod]:
+        """The company's periods, oldest first."""
+        result = await self._session.execute(
+            select(LedgerPeriod)
+            .where(col(LedgerPeriod.company_id) == company_id)
+            .order_by(col(LedgerPeriod.start))
+        )
+        return list(result.scalars().all())
+
+    async def chart_keys(self, company_id: uuid.UUID) -> tuple[set[str], set[tuple[str, str]]]:
+        """The account numbers and (dimension, object) pairs the company's chart holds."""
+        accounts = await self._session.execute(
+            select(col(Account.number)).where(col(Account.company_id) == company_id)
+        )
+        objects = await self._session.execute(
+            select(col(DimensionObject.dimension_id), col(DimensionObject.object_id)).where(
+                col(DimensionObject.company_id) == company_id
+            )
+        )
+        return {row[0] for row in accounts}, {(row[0], row[1]) for row in objects}
+
+    async def stored_lines(
+        self, year_ids: Sequence[uuid.UUID], source_ids: Sequence[str]
+    ) -> list[StoredLine]:
+        """The stored lines of these vendor vouchers (to take out of the balances)."""
+        if not source_ids or not year_ids:
+            return []
+        lines: list[StoredLine] = []
+        for start in range(0, len(source_ids), 1000):
+            chunk = list(source_ids[start : start + 1000])
+            result = await self._session.execute(
+                select(
+                    col(Voucher.date),
+                    col(VoucherLine.account),
+                    col(VoucherLine.amount),
+                    col(VoucherLine.objects),
+                )
+                .join(
+                    VoucherLine,
+                    and_(
+                        col(VoucherLine.fiscal_year_id) == col(Voucher.fiscal_year_id),
+                        col(VoucherLine.voucher_no) == col(Voucher.voucher_no),
+                    ),
+                )
+                .where(
+                    col(Voucher.fiscal_year_id).in_(year_ids),
+                    col(Voucher.source_id).in_(chunk),
+                )
+            )
+            for day, account, amount, objects in result:
+                pairs = tuple(
+                    (pair.split("=", 1)[0], pair.split("=", 1)[1])
+                    for pair in objects.split(";")
+                    if "=" in pair
+                )
+                lines.append(StoredLine(day, account, Decimal(amount), pairs))
+        return lines
+
+    async def delete_vouchers(
+        self, year_ids: Sequence[uuid.UUID], source_ids: Sequence[str]
+    ) -> None:
+        """Remove these vendor vouchers and their lines from the company's years."""
+        if not source_ids or not year_ids:
+            return
+        vouchers = _table(Voucher)
+        lines = _table(VoucherLine)
+        for start in range(0, len(source_ids), 1000):
+            chunk = list(source_ids[start : start + 1000])
+            keys = select(vouchers.c.fiscal_year_id, vouchers.c.voucher_no).where(
+                vouchers.c.fiscal_year_id.in_(year_ids), vouchers.c.source_id.in_(chunk)
+            )
+            if self.ledger.uses_copy:
+                # DELETE ... USING vouchers: an index lookup per voucher (a row-IN-subquery
+                # made PostgreSQL scan every line of the company on each page).
+                await self._session.execute(
+                    delete(lines).where(
+                        lines.c.fiscal_year_id == vouchers.c.fiscal_year_id,
+                        lines.c.voucher_no == vouchers.c.voucher_no,
+                        vouchers.c.fiscal_year_id.in_(year_ids),
+                        vouchers.c.source_id.in_(chunk),
+                    )
+                )
+            else:
+                found = (await self._session.execute(keys)).all()
+                for year_id, number in found:
+                    await self._session.execute(
+                        delete(lines).where(
+                            lines.c.fiscal_year_id == year_id, lines.c.voucher_no == number
+                        )
+                    )
+            await self._session.execute(
+                delete(vouchers).where(
+                    vouchers.c.fiscal_year_id.in_(year_ids), vouchers.c.source_id.in_(chunk)
+                )
+            )
+
+    async def last_voucher_numbers(self, year_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """The highest ``voucher_no`` of each year (0 for an empty one)."""
+        numbers = dict.fromkeys(year_ids, 0)
+        if not year_ids:
+            return numbers
+        result = await self._session.execute(
+            select(col(Voucher.fiscal_year_id), func.max(col(Voucher.voucher_no)))
+            .where(col(Voucher.fiscal_year_id).in_(year_ids))
+            .group_by(col(Voucher.fiscal_year_id))
+        )
+        for year_id, number in result:
+            numbers[year_id] = int(number or 0)
+        return numbers
+
+    async def insert_vouchers(
+        self,
+        vouchers: Sequence[tuple[uuid.UUID, LedgerVoucher]],
+        numbers: dict[uuid.UUID, int],
+    ) -> int:
+        """Insert (year id, voucher) pairs numbered after ``numbers``; returns lines written."""
+        voucher_rows: list[VoucherRow] = []
+        line_rows: list[LineRow] = []
+        for year_id, voucher in vouchers:
+            numbers[year_id] = number = numbers.get(year_id, 0) + 1
+            voucher_rows.append(
+                (year_id, number, voucher.series[:32], voucher.number[:64], voucher.date,
+                 period_of(voucher.date), voucher.text[:1000], voucher.source_id[:200])
+            )  # fmt: skip
+            for line_no, line in enumerate(voucher.lines, start=1):
+                objects = ";".join(f"{d}={o}" for d, o in line.objects)
+                line_rows.append(
+                    (year_id, number, line_no, line.account, line.amount.quantize(Decimal("0.01")),
+                     line.text[:1000], objects[:1000])
+                )  # fmt: skip
+        await self.ledger.bulk_insert_vouchers(voucher_rows)
+        await self.ledger.bulk_insert_lines(line_rows)
+        return len(line_rows)
+
+    async def change_balances(
+        self, year_of_period: Mapping[date, uuid.UUID], delta: PeriodMovements
+    ) -> None:
+        """Add ``delta`` to the per-period balances; rows that fall to zero are removed."""
+        if not delta:
+            return
+        rows: list[dict[str, Any]] = [
+            {
+                "fiscal_year_id": year_of_period[period],
+                "period": period,
+                "account": account,
+                "dimension_id": dimension_id,
+                "object_id": object_id,
+                "debit": debit,
+                "credit": credit,
+            }
+            for (period, account, dimension_id, object_id), (debit, credit) in delta.items()
+        ]
+        table = _table(PeriodBalance)
+        if not self.ledger.uses_copy:
+            await self._change_balances_one_by_one(table, rows)
+            rows = []
+        if rows:
+            # One statement, many parameter sets: compiled once (a VALUES list of thousands
+            # of rows took most of a page's time to compile).
+            statement = self.ledger._insert(PeriodBalance)
+            statement = statement.on_conflict_do_update(
+                index_elements=["fiscal_year_id", "period", "account", "dimension_id", "object_id"],
+                set_={
+                    "debit": table.c.debit + statement.excluded.debit,
+                    "credit": table.c.credit + statement.excluded.credit,
+                },
+            )
+            await self._session.execute(statement, rows)
+        years = sorted(set(year_of_period.values()))
+        await self._session.execute(
+            delete(table).where(
+                table.c.fiscal_year_id.in_(years),
+                table.c.debit == _NO_AMOUNT,
+                table.c.credit == _NO_AMOUNT,
+            )
+        )
+
+    async def _change_balances_one_by_one(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        # SQLite keeps Money as decimal text: an UPDATE adding two of them would add
+        # floats. Read, add as Decimal, write (dev-sized stores only).
+        keys = ("fiscal_year_id", "period", "account", "dimension_id", "object_id")
+        for row in rows:
+            match = and_(*(table.c[key] == row[key] for key in keys))
+            found = (await self._session.execute(select(table).where(match))).first()
+            if found is None:
+                await self._session.execute(table.insert().values(row))
+                continue
+            await self._session.execute(
+                update(table)
+                .where(match)
+                .values(
+                    debit=Decimal(found.debit) + row["debit"],
+                    credit=Decimal(found.credit) + row["credit"],
+                )
+            )
+
+    async def account_movements(
+        self, company_id: uuid.UUID
+    ) -> list[tuple[date, str, Decimal, Decimal]]:
+        """(period, account, debit, credit) of every year of the company (totals only)."""
+        years = [year.id for year in await self.ledger.fiscal_years(company_id)]
+        if not years:
+            return []
+        result = await self._session.execute(
+            select(
+                col(PeriodBalance.period),
+                col(PeriodBalance.account),
+                col(PeriodBalance.debit),
+                col(PeriodBalance.credit),
+            ).where(
+                col(PeriodBalance.fiscal_year_id).in_(years), col(PeriodBalance.dimension_id) == ""
+            )
+        )
+        return [(p, a, Decimal(d), Decimal(c)) for p, a, d, c in result]
+
+    async def carry_forward_openings(self, company_id: uuid.UUID) -> int:
+        """Each later year's opening balances: the balance-sheet accounts' closing of the
+        year before (vendors' APIs give movements, not the opening balances a file has).
+
+        P&L accounts open at zero. Returns the balance rows written.
+        """
+        years = await self.ledger.fiscal_years(company_id)
+        kinds = await self._session.execute(
+            select(col(Account.number), col(Account.account_type)).where(
+                col(Account.company_id) == company_id
+            )
+        )
+        balance_sheet = {number for number, kind in kinds if kind in ("asset", "liability")}
+        table = _table(SourceBalance)
+        balances: dict[str, Decimal] = {}
+        written = 0
+        for previous, year in itertools.pairwise(years):
+            moved = await self._session.execute(
+                # Summed here, as Decimal: SQLite would add its decimal text as floats.
+                select(
+                    col(PeriodBalance.account),
+                    col(PeriodBalance.debit),
+                    col(PeriodBalance.credit),
+                ).where(
+                    col(PeriodBalance.fiscal_year_id) == previous.id,
+                    col(PeriodBalance.dimension_id) == "",
+                )
+            )
+            for account, debit, credit in moved:
+                if account in balance_sheet:
+                    balances[account] = (
+                        balances.get(account, _NO_AMOUNT) + Decimal(debit) - Decimal(credit)
+                    )
+            await self._session.execute(delete(table).where(table.c.fiscal_year_id == year.id))
+            rows = [
+                (year.id, account, amount.quantize(_NO_AMOUNT), None)
+                for account, amount in sorted(balances.items())
+                if amount
+            ]
+            await self.ledger._bulk(
+                SourceBalance, ("fiscal_year_id", "account", "opening", "closing"), rows
+            )
+            written += len(rows)
+        return written
+
+    async def swap_in(self, staging: Company, business_id: str) -> Company:
+        """Make ``staging`` the company ``business_id``: the live books go, at once.
+
+        The live company's vouchers, lines, years (with their balances), chart and periods
+        are deleted and the staging company takes its business ID, in the caller's
+        transaction: readers see the old books or the new, never a mix.
+        """
+        live = await self.ledger.company_by_business_id(business_id)
+        if live is not None:
+            await self.delete_company(live.id)
+        await self._session.execute(
+            update(Company)
+            .where(col(Company.id) == staging.id)
+            .values(business_id=business_id, updated_at=datetime.now(UTC))
+        )
+        await self._session.refresh(staging)
+        return staging
+
+    async def delete_company(self, company_id: uuid.UUID) -> None:
+        """A company and everything it holds (a replaced live one, or abandoned staging)."""
+        years = [year.id for year in await self.ledger.fiscal_years(company_id)]
+        if years:
+            for model in (
+                VoucherLine,
+                Voucher,
+                PeriodBalance,
+                SourceBalance,
+                ObjectSourceBalance,
+                ComparisonBalance,
+            ):
+                table = _table(model)
+                await self._session.execute(delete(table).where(table.c.fiscal_year_id.in_(years)))
+            years_table = _table(FiscalYear)
+            await self._session.execute(delete(years_table).where(years_table.c.id.in_(years)))
+        for owned in (DimensionObject, Dimension, Account, LedgerPeriod):
+            table = _table(owned)
+            await self._session.execute(delete(table).where(table.c.company_id == company_id))
+        await self._session.execute(delete(Company).where(col(Company.id) == company_id))
