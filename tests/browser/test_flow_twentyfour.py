@@ -6,6 +6,7 @@ to the password and a further attempt is held back (24SevenOffice throttles logi
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -101,9 +102,13 @@ async def test_api_keys_login_transaction_type_import_and_setup(
             assert connection["provider"] == "24sevenoffice"
             event = await stage.activated(connection_id)
             assert event["company_name"] == connection["company_name"]
+            # The chosen transaction type travels to the importer with the activation.
+            assert event["transaction_type"] == "6"
+        # The token service logs in itself and hands out a live session, never the password.
         credential = await _credential(stage, ids[0])
-        assert credential["kind"] == "twentyfour_login"
-        assert credential["secrets"] == {"password": PASSWORD}
+        assert credential["kind"] == "twentyfour_session"
+        assert set(credential["secrets"]) == {"session_id"}
+        assert PASSWORD not in json.dumps(credential)
         assert credential["attributes"]["transaction_type"] == "6"
         assert credential["attributes"]["client"] in {t.tenant_id for t in tenants[:2]}
 

@@ -297,6 +297,9 @@ class LifecycleService:
                 provider=Provider(connection.provider),
                 business_id=connection.business_id,
                 company_name=connection.company_name,
+                # 24SevenOffice: the transaction type chosen on the API keys page, the
+                # importer's default for anything written to the company (seed 004).
+                transaction_type=(attributes or {}).get("transaction_type"),
             ),
             key=connection.business_id,
             subject=str(connection.id),
