@@ -105,6 +105,7 @@ __all__ = [
     "INTERACTIVE_SCOPES",
     "SERVICE_SCOPES",
     "VENDOR",
+    "PreparedJournal",
     "VismaNetConnector",
     "VismaNetSettings",
     "classify_response",
@@ -648,6 +649,15 @@ def _wrap(value: Any) -> dict[str, Any]:
     return {"value": value}
 
 
+@dataclass(frozen=True)
+class PreparedJournal:
+    """A journal transaction ready to send: period id, reference number, exact body."""
+
+    period_id: str
+    reference_number: str
+    body: bytes
+
+
 class VismaNetConnector(LedgerConnector):
     """A :class:`LedgerConnector` for one Visma.net company."""
 
@@ -1164,6 +1174,20 @@ class VismaNetConnector(LedgerConnector):
             f"/v2/journaltransaction/{batch_number}/action/release", idempotent=False
         )
 
+    async def prepare_journal(self, posting: JournalPosting) -> PreparedJournal:
+        """The exact request a posting becomes: its financial period id (YYYYPP, from the
+        period list), the line reference number and the JSON body's bytes.
+
+        Kept by callers that must prove what was sent (and send the same bytes again on a
+        retry): :meth:`post_prepared` posts exactly these bytes.
+        """
+        period_id = await self._period_id(posting.period)
+        ref = reference_number(posting.reference)
+        body = json.dumps(
+            self._journal_dto(posting, period_id, ref), separators=(",", ":"), ensure_ascii=False
+        ).encode()
+        return PreparedJournal(period_id=period_id, reference_number=ref, body=body)
+
     async def post_journal(self, posting: JournalPosting) -> PostedJournal:
         """Create the journal as a batch, unless a batch with its reference exists already.
 
@@ -1172,8 +1196,17 @@ class VismaNetConnector(LedgerConnector):
         retried or replayed posting does not book twice.
         """
         await self._ensure_token()
-        period_id = await self._period_id(posting.period)
-        ref = reference_number(posting.reference)
+        return await self.post_prepared(await self.prepare_journal(posting))
+
+    async def post_prepared(self, prepared: PreparedJournal) -> PostedJournal:
+        """Post a prepared journal, unless its period holds a batch with its reference.
+
+        The look-up (``GET /v2/journaltransaction?periodId=``, the published list filter)
+        is what makes a retry after a lost answer safe: Visma.net may have created the
+        batch although the answer never arrived.
+        """
+        await self._ensure_token()
+        period_id, ref = prepared.period_id, prepared.reference_number
         existing = await self.find_batch(period_id, ref)
         if existing is not None:
             number, status = str(existing["batchNumber"]), str(existing["status"])
@@ -1181,27 +1214,28 @@ class VismaNetConnector(LedgerConnector):
                 "Visma.net batch with this reference exists; not posting again",
                 extra={"vendor": VENDOR, "batch": number, "period": period_id},
             )
-        else:
-            response = await self._http.post(
-                "/v2/journaltransaction",
-                json=self._journal_dto(posting, period_id, ref),
-                idempotent=False,
+            return PostedJournal(external_id=number, status=status, found_existing=True)
+        response = await self._http.post(
+            "/v2/journaltransaction",
+            content=prepared.body,
+            headers={"Content-Type": "application/json"},
+            idempotent=False,
+        )
+        # The published answer to a POST is an untyped object: 201 Created with the new
+        # batch's Location (and ETag). A body naming the batch is read when there is one.
+        created = _body(response)
+        created = created if isinstance(created, dict) else {}
+        number = str(created.get("batchNumber") or "")
+        if not number:
+            location = response.headers.get("location", "")
+            number = location.rstrip("/").rsplit("/", 1)[-1]
+        if not number:
+            _fail(
+                "POST /v2/journaltransaction",
+                "neither a Location header nor a batchNumber names the new batch",
+                response.status_code,
             )
-            # The published answer to a POST is an untyped object: 201 Created with the new
-            # batch's Location (and ETag). A body naming the batch is read when there is one.
-            created = _body(response)
-            created = created if isinstance(created, dict) else {}
-            number = str(created.get("batchNumber") or "")
-            if not number:
-                location = response.headers.get("location", "")
-                number = location.rstrip("/").rsplit("/", 1)[-1]
-            if not number:
-                _fail(
-                    "POST /v2/journaltransaction",
-                    "neither a Location header nor a batchNumber names the new batch",
-                    response.status_code,
-                )
-            status = str(created.get("status") or "Balanced")
+        status = str(created.get("status") or "Balanced")
         if self.settings.release_after_post and status == "Balanced":
             await self.release(number)
             status = "Posted"

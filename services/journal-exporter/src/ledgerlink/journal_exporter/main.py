@@ -8,7 +8,15 @@ from ledgerlink.connectors import metrics as connector_metrics
 from ledgerlink.journal_exporter.config import Config
 from ledgerlink.journal_exporter.handlers.http import register_http_routes
 from ledgerlink.journal_exporter.handlers.kafka import register_kafka_handlers
+from ledgerlink.journal_exporter.handlers.payroll_http import build_payroll_router
+from ledgerlink.journal_exporter.services.payroll import (
+    ExportService,
+    MappingService,
+    PayrollMetrics,
+)
+from ledgerlink.journal_exporter.services.payroll_runner import PostingRunner
 from ledgerlink.journal_exporter.storage.models import messaging, metadata
+from ledgerlink.journal_exporter.storage.vendors import VendorGateway
 from ledgerlink.shared.runtime import ProcessContext, create_service_app
 
 SERVICE_NAME = "journal-exporter"
@@ -25,6 +33,7 @@ def create_app(config: Config | None = None) -> FastAPI:
         connector_metrics.install(process.registry)
         register_kafka_handlers(process, config)
         register_http_routes(process, app)
+        register_payroll(process, app, config)
 
     return create_service_app(
         service_name=SERVICE_NAME,
@@ -34,4 +43,30 @@ def create_app(config: Config | None = None) -> FastAPI:
         tables=messaging,
         register=register,
         description="Payroll journals: validated, stored as received, accepted or rejected.",
+    )
+
+
+def register_payroll(process: ProcessContext, app: FastAPI, config: Config) -> None:
+    """Payroll journals from Nmbrs into Visma.net: routes, the posting runner, metrics."""
+    settings = config.payroll
+    gateway = VendorGateway(settings, config.token_service)
+    metrics = PayrollMetrics(process.registry)
+    exports = ExportService(
+        db=process.db, gateway=gateway, outbox=process.outbox, settings=settings, metrics=metrics
+    )
+    runner = PostingRunner(
+        exports,
+        workers=settings.workers,
+        poll_seconds=settings.runner_poll_seconds,
+        schedule_seconds=settings.schedule_seconds,
+        on_stop=gateway.aclose,
+    )
+    process.workers.append(runner)
+    app.include_router(
+        build_payroll_router(
+            MappingService(process.db, gateway),
+            exports,
+            settings.api_tokens,
+            on_planned=runner.wake,
+        )
     )

@@ -901,6 +901,9 @@ class _Erp:
                 # UNCONFIRMED: the wording of a missing-scope refusal.
                 raise _message(403, f"The token lacks the scope {prefix}{operation}.")
             response = await handler(request, _Context(token, tenant, company))
+            if request.method != "GET":
+                # A change was made: a planned fault may now lose its answer.
+                self.world.faults.after(request, VENDOR, tenant.tenant_id)
         except _VismaError as refused:
             return _json(refused.body, refused.status, {**headers, **refused.headers})
         response.headers.update(headers)
