@@ -226,7 +226,7 @@ def build_payroll_router(
             model=RefusalBody,
         ),
     )
-    async def create_mapping(body: MappingIn, caller: Annotated[str, Depends(guard)]) -> Any:
+    async def create_mapping(body: MappingIn, caller: str = Depends(guard)) -> Any:
         """Pair an Nmbrs company with a Visma.net company (dimensions checked in Visma.net)."""
         try:
             mapping = await mappings.save(body.draft(), created_by=caller)
@@ -248,7 +248,7 @@ def build_payroll_router(
         ),
     )
     async def change_mapping(
-        mapping_id: uuid.UUID, body: MappingIn, caller: Annotated[str, Depends(guard)]
+        mapping_id: uuid.UUID, body: MappingIn, caller: str = Depends(guard)
     ) -> Any:
         """Change a mapping: a new version (postings keep the version they used)."""
         try:
@@ -265,7 +265,7 @@ def build_payroll_router(
         return MappingPublic.of(mapping)
 
     @router.get("/mappings", response_model=list[MappingPublic], responses=error_responses(_GUARD))
-    async def list_mappings(caller: Annotated[str, Depends(guard)]) -> list[MappingPublic]:
+    async def list_mappings(caller: str = Depends(guard)) -> list[MappingPublic]:
         """Every mapping's current version."""
         return [MappingPublic.of(mapping) for mapping in await mappings.all_current()]
 
@@ -274,9 +274,7 @@ def build_payroll_router(
         response_model=MappingDetail,
         responses=error_responses({**_GUARD, 404: "No mapping with this id."}),
     )
-    async def get_mapping(
-        mapping_id: uuid.UUID, caller: Annotated[str, Depends(guard)]
-    ) -> MappingDetail:
+    async def get_mapping(mapping_id: uuid.UUID, caller: str = Depends(guard)) -> MappingDetail:
         """A mapping's current version and its history."""
         try:
             versions = await mappings.versions(mapping_id)
@@ -304,9 +302,7 @@ def build_payroll_router(
             model=RefusalBody,
         ),
     )
-    async def export(
-        mapping_id: uuid.UUID, body: ExportIn, caller: Annotated[str, Depends(guard)]
-    ) -> Any:
+    async def export(mapping_id: uuid.UUID, body: ExportIn, caller: str = Depends(guard)) -> Any:
         """Plan the postings of chosen runs or a period range; the runner posts them.
 
         Answers every posting of those runs: new ones ``pending`` (or ``refused`` with a
@@ -335,7 +331,7 @@ def build_payroll_router(
     )
     async def status(
         mapping_id: uuid.UUID,
-        caller: Annotated[str, Depends(guard)],
+        caller: str = Depends(guard),
         by: Literal["run", "period"] = Query(default="run", description="Per run or period."),
     ) -> list[StatusPublic]:
         """Status per run or per period (``posted``: every posting of it is in Visma.net)."""
@@ -355,7 +351,7 @@ def build_payroll_router(
 
     @router.get("/postings", response_model=list[PostingPublic], responses=error_responses(_GUARD))
     async def list_postings(
-        caller: Annotated[str, Depends(guard)],
+        caller: str = Depends(guard),
         mapping_id: uuid.UUID | None = None,
         status: PostingStatus | None = None,
         run_id: str | None = None,
@@ -373,9 +369,7 @@ def build_payroll_router(
         response_model=PostingEvidence,
         responses=error_responses({**_GUARD, 404: "No posting with this id."}),
     )
-    async def get_posting(
-        posting_id: uuid.UUID, caller: Annotated[str, Depends(guard)]
-    ) -> PostingEvidence:
+    async def get_posting(posting_id: uuid.UUID, caller: str = Depends(guard)) -> PostingEvidence:
         """A posting with its evidence (source journal, exact body sent, hashes)."""
         try:
             posting = await exports.posting(posting_id)
@@ -392,7 +386,7 @@ def build_payroll_router(
         },
     )
     async def evidence(
-        caller: Annotated[str, Depends(guard)], mapping_id: uuid.UUID | None = None
+        caller: str = Depends(guard), mapping_id: uuid.UUID | None = None
     ) -> Response:
         """Every posting's evidence as CSV, for an auditor."""
         return Response(
