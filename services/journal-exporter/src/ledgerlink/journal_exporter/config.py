@@ -32,7 +32,7 @@ class PayrollExportSettings(BaseModel):
         description="How often Nmbrs is polled for newly finalised runs (auto-export mappings).",
     )
     lease_seconds: float = Field(
-        default=300.0,
+        default=600.0,
         gt=0,
         description="How long a claimed posting is reserved for its runner (a runner that "
         "died leaves it to another after this).",
@@ -48,6 +48,12 @@ class PayrollExportSettings(BaseModel):
     )
     vendor_retry_attempts: int = Field(
         default=6, ge=1, description="Attempts per vendor request (429s honour Retry-After)."
+    )
+    vendor_retry_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="Longest time one vendor request is retried; keep it well below "
+        "lease_seconds so a lease never runs out while its posting is still being sent.",
     )
     workers: int = Field(default=1, ge=1, le=32, description="Postings sent at once.")
     api_tokens: dict[str, SecretStr] = Field(

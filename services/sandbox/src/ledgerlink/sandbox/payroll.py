@@ -136,7 +136,8 @@ def payroll_company(
     for month in range(1, 13):
         run_id = str(month)
         day = dt.date(year, month, 25)
-        reference = f"RUN-{year}-{month:02d}"
+        # Unique per company (seed): a Visma.net company may receive several payrolls.
+        reference = f"RUN-{year}-{month:02d}-{seed % 1000:03d}"
         pay = {employee: employee.gross_cents + rng.randint(-20_000, 20_000) for employee in staff}
         runs.append(
             PayrollRunData(

@@ -65,7 +65,7 @@ class VendorGateway:
     def _retry(self) -> RetryPolicy:
         return RetryPolicy(
             attempts=self._settings.vendor_retry_attempts,
-            max_total_seconds=min(300.0, self._settings.lease_seconds / 2),
+            max_total_seconds=self._settings.vendor_retry_seconds,
         )
 
     async def nmbrs(self, connection_id: uuid.UUID, detail: JournalDetail) -> NmbrsConnector:
