@@ -304,7 +304,7 @@ async def test_a_year_for_300_employees_lands_exactly_once_and_survives_faults_a
         assert evidence.text.count("\r\n") >= len(planned) + 1
 
         # Faults on the posting calls in turn, and a SIGKILL at a seeded random moment.
-        faults = [
+        faults: list[dict[str, Any]] = [
             {"lose_answer_rate": 0.5},
             {"error_rate": 0.4, "error_status": 503},
             {"storm_429": 2, "retry_after_seconds": 1},

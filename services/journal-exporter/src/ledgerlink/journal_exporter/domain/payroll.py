@@ -284,10 +284,14 @@ def check_lines(
                     number,
                 )
             )
-        for kind, value in (("cost_centre", line.cost_centre), ("cost_unit", line.cost_unit)):
+        sent: tuple[tuple[DimensionKind, str | None], ...] = (
+            ("cost_centre", line.cost_centre),
+            ("cost_unit", line.cost_unit),
+        )
+        for kind, value in sent:
             if value is None:
                 continue
-            segment = segment_of.get(kind)  # type: ignore[call-overload]
+            segment = segment_of.get(kind)
             if segment is None:
                 continue
             word = "cost centre" if kind == "cost_centre" else "cost unit"
