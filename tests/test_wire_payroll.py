@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -297,6 +299,66 @@ async def test_a_year_for_300_employees_lands_exactly_once_and_survives_faults_a
         )
         assert {row["status"] for row in periods.json()} == {"posted"}
         assert len(periods.json()) == 12
+        # The CLI, as an operator runs it against the exporter process.
+        cli = await asyncio.to_thread(
+            subprocess.run,
+            [
+                sys.executable,
+                "-c",
+                "from ledgerlink.cli.main import app; app()",
+                "payroll",
+                "status",
+                mapping,
+                "--by",
+                "period",
+                "--exporter-url",
+                payroll.url,
+                "--token",
+                API_TOKEN,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert cli.returncode == 0, cli.stderr
+        assert [line.split()[:2] for line in cli.stdout.splitlines()] == [
+            [f"2025-{month:02d}", "posted"] for month in range(1, 13)
+        ]
+        wrong = await asyncio.to_thread(
+            subprocess.run,
+            [
+                sys.executable,
+                "-c",
+                "from ledgerlink.cli.main import app; app()",
+                "payroll",
+                "map",
+                "--name",
+                "wrong",
+                "--nmbrs-connection",
+                payroll.nmbrs_connection,
+                "--nmbrs-company",
+                "999",
+                "--vismanet-connection",
+                payroll.visma_connection,
+                "--vismanet-company",
+                sandbox_visma.company_id(payroll.visma),
+                "--cost-centres",
+                "Afdeling",
+                "--exporter-url",
+                payroll.url,
+                "--token",
+                API_TOKEN,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert wrong.returncode == 1
+        assert "error [mapping_invalid]" in wrong.stderr
+        assert "cost_centre_description: No dimension in Visma.net" in wrong.stderr
+
         evidence = await http.get(
             f"{payroll.url}/v1/payroll/evidence.csv", params={"mapping_id": mapping}, headers=API
         )

@@ -14,6 +14,7 @@ import typer
 from aiokafka import AIOKafkaProducer
 
 from ledgerlink.cli.imports import import_ledger
+from ledgerlink.cli.payroll import payroll_app
 from ledgerlink.cli.reports import report_app
 from ledgerlink.cli.stack import (
     SERVICES,
@@ -49,6 +50,7 @@ app.add_typer(dev_app, name="dev")
 app.add_typer(topics_app, name="topics")
 app.add_typer(publish_app, name="publish")
 app.add_typer(report_app, name="report")
+app.add_typer(payroll_app, name="payroll")
 app.command("import")(import_ledger)
 
 
