@@ -46,7 +46,8 @@ from ledgerlink.sandbox.world import Tenant, World
 from ledgerlink.shared.testing import KafkaBackend
 from ledgerlink.shared.topics import Topic
 
-pytestmark = pytest.mark.wire
+# 20 trials, each with a SIGKILL and a restart of the exporter process.
+pytestmark = [pytest.mark.wire, pytest.mark.timeout(900)]
 
 SERVICE_TOKEN = "wire-exporter-token-0123456789abcdef0123"
 API_TOKEN = "wire-payroll-operator-token-0123456789"
@@ -64,6 +65,7 @@ class Payroll:
     nmbrs_connection: str
     visma_connection: str
     exporter_env: dict[str, str]
+    starts: int = 0
 
     @property
     def world(self) -> World:
@@ -110,7 +112,14 @@ class Payroll:
         )
 
     async def start_exporter(self) -> None:
-        self.stack.start("journal-exporter", self.exporter_env)
+        # Each start joins its own consumer group: a SIGKILLed member would hold the group
+        # in a rebalance until its session times out (nothing here consumes payroll events).
+        self.starts += 1
+        env = {
+            **self.exporter_env,
+            "LEDGERLINK_JOURNAL_EXPORTER_CONSUMER_GROUP": f"exporter-{self.starts}",
+        }
+        self.stack.start("journal-exporter", env)
         await self.stack.wait_ready("journal-exporter")
 
     async def map(self, http: httpx.AsyncClient, tenant: Tenant) -> str:

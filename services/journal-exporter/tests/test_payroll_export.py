@@ -13,6 +13,7 @@ import io
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from payroll_kit import (
@@ -27,6 +28,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from ledgerlink.journal_exporter.config import PayrollExportSettings
+from ledgerlink.journal_exporter.services.journals import JournalService
 from ledgerlink.journal_exporter.services.payroll import (
     ExportRefusedError,
     ExportService,
@@ -40,6 +42,7 @@ from ledgerlink.sandbox.faults import FaultPlan
 from ledgerlink.sandbox.payroll import payroll_company
 from ledgerlink.shared.config import TokenServiceSettings
 from ledgerlink.shared.db import Database
+from ledgerlink.shared.events import JournalReadyV1
 from ledgerlink.shared.messaging.outbox import Outbox
 
 T0 = datetime(2026, 1, 20, 9, 0, tzinfo=UTC)
@@ -318,4 +321,46 @@ async def test_the_schedule_exports_runs_nmbrs_finalised_since_the_last_look(
         ("2025-1", "posted", 1),
         ("2025-2", "posted", 1),
         ("2025-3", "posted", 3),
+    ]
+
+
+async def test_a_journal_ready_event_of_a_mapped_business_is_checked_and_posted(
+    exporter: Exporter, db: Database
+) -> None:
+    await exporter.mapping(journal_business_id="0112038-9")
+    data = JournalReadyV1.model_validate(
+        {
+            "journal_id": "run-77",
+            "source": "other-payroll",
+            "business_id": "0112038-9",
+            "period": "2025-05",
+            "run_reference": "OTHER-05",
+            "lines": [
+                {"account": "4000", "debit": "1000.00", "cost_center": "100", "cost_unit": "CU01"},
+                {"account": "1560", "credit": "1000.00"},
+            ],
+        }
+    )
+    unmapped = data.model_copy(update={"business_id": "2459836-5", "journal_id": "run-78"})
+    async with db.transaction() as session:
+        outbox = Outbox(messaging, source="test")
+        for journal, event_id in ((data, "e-1"), (unmapped, "e-2")):
+            await JournalService(session, outbox).receive(journal, event_id=event_id)
+            await exporter.exports.plan_ready_journal(session, journal, trigger=f"event:{event_id}")
+    [listed] = await exporter.exports.postings()
+    planned = await exporter.exports.posting(listed.id)
+    assert planned.payload is None  # checked against Visma.net by the runner, not the consumer
+    assert await post_all(exporter.exports) == 1
+    [done] = await exporter.exports.postings()
+    assert (done.status, done.trigger, done.period) == (
+        PostingStatus.POSTED,
+        "event:e-1",
+        "2025-05",
+    )
+    [batch] = exporter.world.batches()
+    assert batch["period"] == "202505"
+    assert batch["references"] == {"OTHER-05"}
+    assert sorted(batch["lines"]) == [
+        ("1560", None, None, Decimal("-1000.00")),
+        ("4000", "100", "CU01", Decimal("1000.00")),
     ]

@@ -31,9 +31,9 @@ def create_app(config: Config | None = None) -> FastAPI:
     def register(process: ProcessContext, app: FastAPI) -> None:
         # Vendor API traffic of every connector this process uses goes to its /metrics.
         connector_metrics.install(process.registry)
-        register_kafka_handlers(process, config)
+        exports = register_payroll(process, app, config)
+        register_kafka_handlers(process, config, exports)
         register_http_routes(process, app)
-        register_payroll(process, app, config)
 
     return create_service_app(
         service_name=SERVICE_NAME,
@@ -46,7 +46,7 @@ def create_app(config: Config | None = None) -> FastAPI:
     )
 
 
-def register_payroll(process: ProcessContext, app: FastAPI, config: Config) -> None:
+def register_payroll(process: ProcessContext, app: FastAPI, config: Config) -> ExportService:
     """Payroll journals from Nmbrs into Visma.net: routes, the posting runner, metrics."""
     settings = config.payroll
     gateway = VendorGateway(settings, config.token_service)
@@ -62,6 +62,8 @@ def register_payroll(process: ProcessContext, app: FastAPI, config: Config) -> N
         on_stop=gateway.aclose,
     )
     process.workers.append(runner)
+    # A journal.ready event planned a posting: post it without waiting for the next poll.
+    process.commit_listeners.append(runner.wake)
     app.include_router(
         build_payroll_router(
             MappingService(process.db, gateway),
@@ -70,3 +72,4 @@ def register_payroll(process: ProcessContext, app: FastAPI, config: Config) -> N
             on_planned=runner.wake,
         )
     )
+    return exports

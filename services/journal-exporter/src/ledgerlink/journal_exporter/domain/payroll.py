@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-from ledgerlink.connectors.base import PayrollJournal
+from ledgerlink.connectors.base import PayrollJournal, PayrollJournalLine
 from ledgerlink.connectors.models import Dimension, JournalLine, JournalPosting
+from ledgerlink.shared.events import JournalReadyV1
 
 __all__ = [
     "DimensionMatch",
@@ -39,6 +40,7 @@ __all__ = [
     "SourceRefusal",
     "check_lines",
     "journal_detail",
+    "journal_from_ready",
     "ledger_refusal",
     "match_dimensions",
     "period_text",
@@ -377,3 +379,36 @@ def summary(problems: Iterable[PostingProblem], limit: int = 5) -> str:
     if len(listed) > limit:
         text += f" ... and {len(listed) - limit} more problem(s)."
     return text[:2000] or "refused"
+
+
+def journal_from_ready(journal: JournalReadyV1) -> PayrollJournal:
+    """An accepted ``journal.ready`` journal (another payroll system's) as a run journal.
+
+    Dated on the last day of its ``period``, where it is posted; its run is
+    ``<source>:<journal_id>``. Only accepted journals come here: their amounts are valid.
+    """
+    year, month = int(journal.period[:4]), int(journal.period[5:7])
+    following = dt.date(year + (month == 12), month % 12 + 1, 1)
+    lines: list[PayrollJournalLine] = []
+    for line in journal.lines:
+        for amount, side in ((Decimal(line.debit or "0"), "D"), (Decimal(line.credit or "0"), "C")):
+            if amount == 0:
+                continue
+            lines.append(
+                PayrollJournalLine(
+                    gl_account=line.account,
+                    cost_centre=line.cost_center,
+                    cost_unit=line.cost_unit,
+                    amount=abs(amount),
+                    debit_credit=side if amount > 0 else ("C" if side == "D" else "D"),  # type: ignore[arg-type]
+                    description=line.description or "",
+                )
+            )
+    return PayrollJournal(
+        run_id=f"{journal.source}:{journal.journal_id}"[:100],
+        date=following - dt.timedelta(days=1),
+        period=dt.date(year, month, 1),
+        kind="correction" if journal.corrects_period else "normal",
+        reference=journal.run_reference,
+        lines=tuple(lines),
+    )

@@ -82,6 +82,12 @@ class MappingIn(BaseModel):
     auto_export: bool = Field(
         default=False, description="Export new runs when Nmbrs finalises them (polled)."
     )
+    journal_business_id: str | None = Field(
+        default=None,
+        max_length=32,
+        description="Also post journal.ready journals of this business (another payroll "
+        "system) through this mapping.",
+    )
 
     def draft(self) -> MappingDraft:
         return MappingDraft(**self.model_dump())
@@ -102,6 +108,7 @@ class MappingPublic(BaseModel):
     cost_unit_description: str | None
     cost_unit_segment: int | None
     auto_export: bool
+    journal_business_id: str | None
     created_by: str
     created_at: UtcDatetime
 

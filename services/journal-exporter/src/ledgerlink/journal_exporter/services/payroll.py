@@ -12,6 +12,7 @@ batch Visma.net accepted is found, not posted again.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import hashlib
 import io
 import json
@@ -25,6 +26,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledgerlink.connectors.base import PayrollJournal, PayrollRun
 from ledgerlink.connectors.errors import (
@@ -43,6 +45,7 @@ from ledgerlink.journal_exporter.domain.payroll import (
     PostingProblem,
     check_lines,
     journal_detail,
+    journal_from_ready,
     ledger_refusal,
     match_dimensions,
     period_text,
@@ -64,6 +67,7 @@ from ledgerlink.journal_exporter.storage.repository import (
 from ledgerlink.journal_exporter.storage.vendors import VendorGateway
 from ledgerlink.shared.db import Database, as_utc
 from ledgerlink.shared.events import (
+    JournalReadyV1,
     PayrollJournalFailedV1,
     PayrollJournalPostedV1,
     PayrollPostingProblemV1,
@@ -148,6 +152,7 @@ class MappingDraft:
     cost_centre_description: str | None = None
     cost_unit_description: str | None = None
     auto_export: bool = False
+    journal_business_id: str | None = None
 
 
 class MappingService:
@@ -233,6 +238,7 @@ class MappingService:
                     cost_unit_description=descriptions.get("cost_unit"),
                     cost_unit_segment=segments.get("cost_unit"),
                     auto_export=draft.auto_export,
+                    journal_business_id=draft.journal_business_id,
                     created_by=created_by,
                     created_at=self._clock(),
                 )
@@ -268,6 +274,13 @@ class RunStatus:
     status: str
     postings: int
     batch_numbers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _MasterData:
+    accounts: dict[str, bool]
+    periods: dict[dt.date, Literal["open", "closed"]]
+    segment_values: dict[int, dict[str, bool]]
 
 
 _STATUS_ORDER = ("refused", "failed", "retrying", "pending", "posted")
@@ -417,6 +430,50 @@ class ExportService:
             return []
         return await self._plan(mapping, journals, trigger=trigger)
 
+    @staticmethod
+    def _segments(mapping: PayrollMapping) -> dict[DimensionKind, int]:
+        segment_of: dict[DimensionKind, int] = {}
+        if mapping.cost_centre_segment is not None:
+            segment_of["cost_centre"] = mapping.cost_centre_segment
+        if mapping.cost_unit_segment is not None:
+            segment_of["cost_unit"] = mapping.cost_unit_segment
+        return segment_of
+
+    @staticmethod
+    async def _master_data(visma: VismaNetConnector, mapping: PayrollMapping) -> _MasterData:
+        """What every line is checked against: accounts, periods, dimension values."""
+        accounts = {a.number: a.active for a in await visma.read_accounts()}
+        periods = {p.start: p.status for p in await visma.read_periods()}
+        segment_values: dict[int, dict[str, bool]] = {}
+        if ExportService._segments(mapping):
+            for dimension in await visma.read_dimensions():
+                _, _, tail = dimension.id.rpartition(":")
+                if tail.isdigit():
+                    segment_values[int(tail)] = {o.code: o.active for o in dimension.objects}
+        return _MasterData(accounts, periods, segment_values)
+
+    async def _check_and_prepare(
+        self,
+        visma: VismaNetConnector,
+        master: _MasterData,
+        mapping: PayrollMapping,
+        journal: PayrollJournal,
+    ) -> tuple[PreparedJournal, list[PostingProblem]]:
+        segment_of = self._segments(mapping)
+        posting = posting_for(
+            journal,
+            cost_centres="cost_centre" in segment_of,
+            cost_units="cost_unit" in segment_of,
+        )
+        problems = check_lines(
+            posting,
+            accounts=master.accounts,
+            segment_values=master.segment_values,
+            segment_of=segment_of,
+            period_status=master.periods.get(journal.period),
+        )
+        return await visma.prepare_journal(posting), problems
+
     async def _plan(
         self,
         mapping: PayrollMapping,
@@ -424,43 +481,24 @@ class ExportService:
         *,
         trigger: str,
     ) -> list[PayrollPosting]:
-        visma = self._visma(mapping)
-        segment_of: dict[DimensionKind, int] = {}
-        if mapping.cost_centre_segment is not None:
-            segment_of["cost_centre"] = mapping.cost_centre_segment
-        if mapping.cost_unit_segment is not None:
-            segment_of["cost_unit"] = mapping.cost_unit_segment
         planned: list[tuple[PayrollPosting, bool]] = []
         try:
-            async with visma:
-                accounts = {a.number: a.active for a in await visma.read_accounts()}
-                periods = {p.start: p.status for p in await visma.read_periods()}
-                segment_values: dict[int, dict[str, bool]] = {}
-                if segment_of:
-                    for dimension in await visma.read_dimensions():
-                        _, _, tail = dimension.id.rpartition(":")
-                        if tail.isdigit():
-                            segment_values[int(tail)] = {
-                                o.code: o.active for o in dimension.objects
-                            }
+            async with self._visma(mapping) as visma:
+                master = await self._master_data(visma, mapping)
                 for run, journal in journals:
-                    posting = posting_for(
-                        journal,
-                        cost_centres="cost_centre" in segment_of,
-                        cost_units="cost_unit" in segment_of,
+                    prepared, problems = await self._check_and_prepare(
+                        visma, master, mapping, journal
                     )
-                    problems = check_lines(
-                        posting,
-                        accounts=accounts,
-                        segment_values=segment_values,
-                        segment_of=segment_of,
-                        period_status=periods.get(journal.period),
-                    )
-                    prepared = await visma.prepare_journal(posting)
                     planned.append(
                         (
                             self._posting_row(
-                                mapping, run, journal, prepared, problems, trigger=trigger
+                                mapping,
+                                run.run_id,
+                                _run_period(run),
+                                journal,
+                                prepared,
+                                problems,
+                                trigger=trigger,
                             ),
                             bool(problems),
                         )
@@ -515,9 +553,10 @@ class ExportService:
     def _posting_row(
         self,
         mapping: PayrollMapping,
-        run: PayrollRun,
+        run_id: str,
+        run_period: str,
         journal: PayrollJournal,
-        prepared: PreparedJournal,
+        prepared: PreparedJournal | None,
         problems: Sequence[PostingProblem],
         *,
         trigger: str,
@@ -525,24 +564,24 @@ class ExportService:
         now = self._clock()
         debit = sum((line.amount for line in journal.lines if line.debit_credit == "D"), Decimal(0))
         return PayrollPosting(
-            posting_key=posting_key(mapping.mapping_id, run.run_id, journal.period, journal.kind),
+            posting_key=posting_key(mapping.mapping_id, run_id, journal.period, journal.kind),
             mapping_id=mapping.mapping_id,
             mapping_version=mapping.version,
             nmbrs_company_id=mapping.nmbrs_company_id,
-            run_id=run.run_id,
-            run_period=_run_period(run),
+            run_id=run_id,
+            run_period=run_period,
             period=period_text(journal.period),
             kind=journal.kind,
             reference=journal.reference,
-            reference_number=prepared.reference_number,
-            financial_period=prepared.period_id,
+            reference_number=prepared.reference_number if prepared else None,
+            financial_period=prepared.period_id if prepared else None,
             status=PostingStatus.REFUSED if problems else PostingStatus.PENDING,
             line_count=len(journal.lines),
             total_debit=debit,
             source_hash=source_hash(journal),
             source=journal.model_dump(mode="json"),
-            payload=prepared.body.decode(),
-            payload_hash=hashlib.sha256(prepared.body).hexdigest(),
+            payload=prepared.body.decode() if prepared else None,
+            payload_hash=hashlib.sha256(prepared.body).hexdigest() if prepared else None,
             problems=[problem.as_dict() for problem in problems],
             trigger=trigger[:300],
             next_attempt_at=now,
@@ -576,20 +615,90 @@ class ExportService:
             )
             posting_id = claimed.id
             assert mapping is not None
-            assert claimed.payload is not None
-            assert claimed.financial_period is not None
-            assert claimed.reference_number is not None
-            prepared = PreparedJournal(
-                period_id=claimed.financial_period,
-                reference_number=claimed.reference_number,
-                body=claimed.payload.encode(),
+            source = dict(claimed.source)
+            payload, period_id, ref = (
+                claimed.payload,
+                claimed.financial_period,
+                claimed.reference_number,
             )
         self._in_flight.add(posting_id)
         try:
+            if payload is None or period_id is None or ref is None:
+                # Planned from an event, without Visma.net: checked and prepared now, and
+                # the body recorded before anything is sent.
+                prepared = await self._prepare(posting_id, mapping, source)
+                if prepared is None:
+                    return True
+            else:
+                prepared = PreparedJournal(period_id, ref, payload.encode())
             await self._attempt(posting_id, mapping, prepared)
         finally:
             self._in_flight.discard(posting_id)
         return True
+
+    async def _prepare(
+        self, posting_id: uuid.UUID, mapping: PayrollMapping, source: dict[str, Any]
+    ) -> PreparedJournal | None:
+        """Check a posting planned without Visma.net and record its body (None: refused,
+        or Visma.net could not be read: it is retried then)."""
+        journal = PayrollJournal.model_validate(source)
+        try:
+            async with self._visma(mapping) as visma:
+                master = await self._master_data(visma, mapping)
+                prepared, problems = await self._check_and_prepare(visma, master, mapping, journal)
+        except ConnectorError as exc:
+            if exc.retryable or isinstance(exc, AuthenticationFailed | UnexpectedResponse):
+                await self._record_retry(posting_id, exc)
+            else:
+                await self._record_refusal(posting_id, exc)
+            return None
+        async with self._db.transaction() as session:
+            posting = await PayrollPostingRepository(session).get(posting_id)
+            assert posting is not None
+            posting.reference_number = prepared.reference_number
+            posting.financial_period = prepared.period_id
+            posting.payload = prepared.body.decode()
+            posting.payload_hash = hashlib.sha256(prepared.body).hexdigest()
+            if problems:
+                posting.status = PostingStatus.REFUSED
+                posting.problems = [problem.as_dict() for problem in problems]
+                posting.lease_until = None
+                posting.next_attempt_at = None
+                posting.finished_at = self._clock()
+                await self._publish_failed(session, posting, "invalid_journal")
+        if problems:
+            self._metrics.postings.labels("refused").inc()
+            return None
+        return prepared
+
+    async def plan_ready_journal(
+        self, session: AsyncSession, journal: JournalReadyV1, *, trigger: str
+    ) -> PayrollPosting | None:
+        """A ``journal.ready`` journal (accepted) of a mapped business, planned for posting
+        in the consumer's transaction; the runner checks it against Visma.net and posts it.
+
+        A correction is posted in the event's ``period``: the contract of ``journal.ready``
+        says so (``corrects_period`` only names what it corrects).
+        """
+        mapping = await PayrollMappingRepository(session).for_journal_business_id(
+            journal.business_id
+        )
+        if mapping is None:
+            return None
+        payroll = journal_from_ready(journal)
+        row = self._posting_row(
+            mapping,
+            payroll.run_id,
+            journal.period,
+            payroll,
+            None,
+            [],
+            trigger=trigger,
+        )
+        row.nmbrs_company_id = journal.source[:100]
+        postings = PayrollPostingRepository(session)
+        await postings.add_if_new(row)
+        return await postings.by_key(row.posting_key)
 
     async def _attempt(
         self, posting_id: uuid.UUID, mapping: PayrollMapping, prepared: PreparedJournal

@@ -137,6 +137,9 @@ class PayrollMapping(JournalExporterModel, table=True):
     cost_unit_description: str | None = Field(default=None, max_length=300)
     cost_unit_segment: int | None = None
     auto_export: bool = False
+    #: Journals of this business arriving as ``journal.ready`` (another payroll system)
+    #: are posted through this mapping too.
+    journal_business_id: str | None = Field(default=None, max_length=32, index=True)
     created_by: str = Field(max_length=300)
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 

@@ -155,6 +155,14 @@ class PayrollMappingRepository:
         )
         return list(result.scalars().all())
 
+    async def for_journal_business_id(self, business_id: str) -> PayrollMapping | None:
+        """The mapping whose current version posts ``journal.ready`` journals of this
+        business, if any."""
+        for mapping in await self.all_current():
+            if mapping.journal_business_id == business_id:
+                return mapping
+        return None
+
     async def for_nmbrs_company(self, connection_id: uuid.UUID, company_id: str) -> list[uuid.UUID]:
         """Ids of mappings (any version) of this Nmbrs company."""
         result = await self._session.execute(

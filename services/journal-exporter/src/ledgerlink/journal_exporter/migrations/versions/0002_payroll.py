@@ -32,11 +32,13 @@ def upgrade() -> None:
     sa.Column('cost_unit_description', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
     sa.Column('cost_unit_segment', sa.Integer(), nullable=True),
     sa.Column('auto_export', sa.Boolean(), nullable=False),
+    sa.Column('journal_business_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
     sa.Column('created_by', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('mapping_id', 'version')
     )
     op.create_index(op.f('ix_payroll_mappings_nmbrs_company_id'), 'payroll_mappings', ['nmbrs_company_id'], unique=False)
+    op.create_index(op.f('ix_payroll_mappings_journal_business_id'), 'payroll_mappings', ['journal_business_id'], unique=False)
     op.create_table('payroll_postings',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('posting_key', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
@@ -81,6 +83,7 @@ def downgrade() -> None:
     op.drop_index('ix_payroll_postings_mapping_period', table_name='payroll_postings')
     op.drop_index('ix_payroll_postings_due', table_name='payroll_postings')
     op.drop_table('payroll_postings')
+    op.drop_index(op.f('ix_payroll_mappings_journal_business_id'), table_name='payroll_mappings')
     op.drop_index(op.f('ix_payroll_mappings_nmbrs_company_id'), table_name='payroll_mappings')
     op.drop_table('payroll_mappings')
     # ### end Alembic commands ###
