@@ -47,7 +47,7 @@ from ledgerlink.shared.testing import KafkaBackend
 from ledgerlink.shared.topics import Topic
 
 # 20 trials, each with a SIGKILL and a restart of the exporter process.
-pytestmark = [pytest.mark.wire, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.wire, pytest.mark.timeout(1800)]
 
 SERVICE_TOKEN = "wire-exporter-token-0123456789abcdef0123"
 API_TOKEN = "wire-payroll-operator-token-0123456789"
@@ -120,7 +120,8 @@ class Payroll:
             "LEDGERLINK_JOURNAL_EXPORTER_CONSUMER_GROUP": f"exporter-{self.starts}",
         }
         self.stack.start("journal-exporter", env)
-        await self.stack.wait_ready("journal-exporter")
+        # Generous: a start joins Kafka, and this machine may be busy with other runs.
+        await self.stack.wait_ready("journal-exporter", timeout=180)
 
     async def map(self, http: httpx.AsyncClient, tenant: Tenant) -> str:
         response = await http.post(

@@ -166,8 +166,7 @@ class MappingService:
     async def visma_dimensions(self, draft: MappingDraft) -> list[Dimension]:
         """The dimensions (subaccount segments) of the Visma.net company."""
         connector = self._gateway.vismanet(draft.vismanet_connection_id, draft.vismanet_company_id)
-        async with connector:
-            return await connector.read_dimensions()
+        return await connector.read_dimensions()
 
     async def save(
         self, draft: MappingDraft, *, created_by: str, mapping_id: uuid.UUID | None = None
@@ -483,26 +482,24 @@ class ExportService:
     ) -> list[PayrollPosting]:
         planned: list[tuple[PayrollPosting, bool]] = []
         try:
-            async with self._visma(mapping) as visma:
-                master = await self._master_data(visma, mapping)
-                for run, journal in journals:
-                    prepared, problems = await self._check_and_prepare(
-                        visma, master, mapping, journal
+            visma = self._visma(mapping)
+            master = await self._master_data(visma, mapping)
+            for run, journal in journals:
+                prepared, problems = await self._check_and_prepare(visma, master, mapping, journal)
+                planned.append(
+                    (
+                        self._posting_row(
+                            mapping,
+                            run.run_id,
+                            _run_period(run),
+                            journal,
+                            prepared,
+                            problems,
+                            trigger=trigger,
+                        ),
+                        bool(problems),
                     )
-                    planned.append(
-                        (
-                            self._posting_row(
-                                mapping,
-                                run.run_id,
-                                _run_period(run),
-                                journal,
-                                prepared,
-                                problems,
-                                trigger=trigger,
-                            ),
-                            bool(problems),
-                        )
-                    )
+                )
         except ConnectorError as exc:
             raise ExportRefusedError(
                 "vismanet_unavailable" if exc.retryable else "vismanet_refused",
@@ -643,9 +640,9 @@ class ExportService:
         or Visma.net could not be read: it is retried then)."""
         journal = PayrollJournal.model_validate(source)
         try:
-            async with self._visma(mapping) as visma:
-                master = await self._master_data(visma, mapping)
-                prepared, problems = await self._check_and_prepare(visma, master, mapping, journal)
+            visma = self._visma(mapping)
+            master = await self._master_data(visma, mapping)
+            prepared, problems = await self._check_and_prepare(visma, master, mapping, journal)
         except ConnectorError as exc:
             if exc.retryable or isinstance(exc, AuthenticationFailed | UnexpectedResponse):
                 await self._record_retry(posting_id, exc)
@@ -706,8 +703,8 @@ class ExportService:
         started = time.perf_counter()
         outcome: Literal["posted", "found_existing", "retrying", "refused", "failed"]
         try:
-            async with self._visma(mapping) as visma:
-                posted = await visma.post_prepared(prepared)
+            visma = self._visma(mapping)
+            posted = await visma.post_prepared(prepared)
         except (VendorUnavailable, RateLimited, AuthenticationFailed, UnexpectedResponse) as exc:
             # Not a refusal of the journal: the answer was lost, the vendor was busy or the
             # credential needs renewing. Tried again later; the look-up by reference makes

@@ -42,6 +42,7 @@ class VendorGateway:
         self._token_service = token_service
         self._transport = transport
         self._credentials: dict[uuid.UUID, TokenServiceCredentials] = {}
+        self._vismanet: dict[tuple[uuid.UUID, str, int, int], VismaNetConnector] = {}
 
     def credentials(self, connection_id: uuid.UUID, vendor: str) -> TokenServiceCredentials:
         """The (cached) credential provider of one of auth's connections."""
@@ -100,10 +101,18 @@ class VendorGateway:
         cost_centre_segment: int | None = None,
         cost_unit_segment: int | None = None,
     ) -> VismaNetConnector:
-        """A Visma.net connector working in ``company_id`` (``ipp-company-id``)."""
+        """A Visma.net connector working in ``company_id`` (``ipp-company-id``).
+
+        Kept for the process's lifetime (its HTTP connections are pooled); callers do not
+        close it, :meth:`aclose` does.
+        """
         centre = cost_centre_segment or 1
         unit = cost_unit_segment or (2 if centre != 2 else 1)
-        return VismaNetConnector(
+        key = (connection_id, company_id, centre, unit)
+        cached = self._vismanet.get(key)
+        if cached is not None:
+            return cached
+        connector = self._vismanet[key] = VismaNetConnector(
             VismaNetSettings(
                 client_id=_TOKEN_SERVICE_CLIENT,
                 client_secret=_UNUSED_SECRET,
@@ -119,9 +128,14 @@ class VendorGateway:
             retry=self._retry(),
             transport=self._transport,
         )
+        return connector
 
     async def aclose(self) -> None:
-        """Forget every credential and close the token service clients."""
+        """Close the Visma.net connectors, forget every credential, close the token service
+        clients."""
+        connectors, self._vismanet = list(self._vismanet.values()), {}
+        for connector in connectors:
+            await connector.aclose()
         providers, self._credentials = list(self._credentials.values()), {}
         for provider in providers:
             await provider.aclose()
