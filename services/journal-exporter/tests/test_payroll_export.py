@@ -197,6 +197,13 @@ async def test_a_year_of_runs_with_corrections_lands_in_visma_exactly_once_per_p
     assert row["trigger"] == "test"
     assert json.loads(row["payload"])["journalTransactionLines"]
     assert hashlib.sha256(row["payload"].encode()).hexdigest() == row["payload_sha256"]
+    # The Nmbrs document a run came in: one per run, shared by its normal part and its
+    # corrections; the per-journal hash tells the parts apart.
+    march_rows = [r for r in rows if r["run_id"] == "2025-3"]
+    assert len(march_rows) == 3
+    assert len({r["source_document_sha256"] for r in march_rows}) == 1
+    assert len(march_rows[0]["source_document_sha256"]) == 64
+    assert len({r["source_sha256"] for r in march_rows}) == 3
 
 
 async def test_an_answer_lost_after_visma_accepted_is_found_by_reference_not_posted_twice(

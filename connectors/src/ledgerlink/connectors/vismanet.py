@@ -1121,7 +1121,14 @@ class VismaNetConnector(LedgerConnector):
         return found or period_start.strftime("%Y%m")
 
     async def find_batch(self, period_id: str, reference: str) -> dict[str, Any] | None:
-        """The batch of ``period_id`` whose lines carry ``reference`` (not void), if any."""
+        """The batch of ``period_id`` whose lines carry ``reference`` (not void), if any.
+
+        The published contract of ``GET /v2/journaltransaction`` (the ERP API's OpenAPI
+        document as generated into CaesarDev/visma-erp-client,
+        docs/Api/JournalTransactionV2Api.md): ``periodId`` "Financial Period to query data
+        for. Mandatory if 'LastModifiedDateTime' not provided. Format: YYYYPP"; ``pageSize``
+        counts journal transaction *lines*, so one batch may span pages (read to the end).
+        """
         number = 1
         while True:
             page = await self._journal_page(
@@ -1215,6 +1222,10 @@ class VismaNetConnector(LedgerConnector):
                 extra={"vendor": VENDOR, "batch": number, "period": period_id},
             )
             return PostedJournal(external_id=number, status=status, found_existing=True)
+        # POST /v2/journaltransaction (JournalTransactionV2Api: "Create a Journal
+        # Transaction", body JournalTransactionCreateDto with value-wrapped fields; the
+        # created batch is named by the Location header). Never retried here: a lost answer
+        # is resolved by find_batch on the next attempt.
         response = await self._http.post(
             "/v2/journaltransaction",
             content=prepared.body,

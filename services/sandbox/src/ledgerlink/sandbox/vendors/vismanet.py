@@ -1077,6 +1077,11 @@ class _Erp:
         end of one page and continue at the start of the next one (same batchNumber, header
         repeated; ``debitTotalInCurrency``/``creditTotalInCurrency`` are the whole batch's).
         A page with fewer lines than ``pageSize`` (or none) is the last one.
+
+        Filters as published (JournalTransactionV2Api, GET /v2/journaltransaction):
+        ``periodId`` (YYYYPP) and ``lastModifiedDateTime`` (+ condition). The published
+        contract makes one of the two mandatory; the sandbox still answers an unfiltered
+        list (UNCONFIRMED what Visma.net answers then; the payroll export always filters).
         """
         number, size = _paging(request)
         params = request.query_params
