@@ -11,11 +11,14 @@ import dataclasses
 import hashlib
 import io
 import json
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from payroll_kit import (
     SERVICE_TOKEN,
     PayrollWorld,
@@ -28,6 +31,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from ledgerlink.journal_exporter.config import PayrollExportSettings
+from ledgerlink.journal_exporter.handlers.payroll_web import register_payroll_pages
 from ledgerlink.journal_exporter.services.journals import JournalService
 from ledgerlink.journal_exporter.services.payroll import (
     ExportRefusedError,
@@ -371,3 +375,46 @@ async def test_a_journal_ready_event_of_a_mapped_business_is_checked_and_posted(
         ("1560", None, None, Decimal("-1000.00")),
         ("4000", "100", "CU01", Decimal("1000.00")),
     ]
+
+
+async def test_the_pages_show_field_errors_and_each_runs_status(exporter: Exporter) -> None:
+    app = FastAPI()
+    register_payroll_pages(app, exporter.mappings, exporter.exports)
+    form = {
+        "name": "Payroll NL",
+        "nmbrs_connection_id": str(exporter.world.nmbrs_connection),
+        "nmbrs_company_id": exporter.world.nmbrs_company,
+        "vismanet_connection_id": "not-an-id",
+        "vismanet_company_id": exporter.world.visma_company,
+        "cost_centre_description": "Kostenplaats",
+    }
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://exporter"
+    ) as browser:
+        blank = await browser.get("/payroll/mappings/new")
+        assert blank.status_code == 200
+        assert '<label for="cost_centre_description">' in blank.text
+        bad_id = await browser.post("/payroll/mappings/new", data=form)
+        assert bad_id.status_code == 422
+        assert '<a class="link" href="#vismanet_connection_id">' in bad_id.text
+        assert 'id="vismanet_connection_id-error"' in bad_id.text
+        form["vismanet_connection_id"] = str(exporter.world.visma_connection)
+        wrong = await browser.post(
+            "/payroll/mappings/new", data={**form, "cost_centre_description": "Afdeling"}
+        )
+        assert wrong.status_code == 422
+        assert 'id="cost_centre_description-error"' in wrong.text
+        assert "No dimension in Visma.net has the description" in wrong.text
+        saved = await browser.post("/payroll/mappings/new", data=form)
+        assert saved.status_code == 303
+        mapping_page = saved.headers["location"]
+        assert "Nothing has been sent yet" in (await browser.get(mapping_page)).text
+        mapping_id = uuid.UUID(mapping_page.rsplit("/", 1)[-1])
+        await exporter.exports.export(mapping_id, trigger="test", runs=["2025-1"])
+        await post_all(exporter.exports)
+        shown = (await browser.get(mapping_page)).text
+        assert '<strong class="tag tag--posted">Posted</strong>' in shown
+        assert "2025-01" in shown
+        listing = await browser.get("/payroll")
+        assert "Payroll NL" in listing.text
+        assert (await browser.get("/payroll/static/ledgerlink.css")).status_code == 200

@@ -55,6 +55,11 @@ class PayrollExportSettings(BaseModel):
         description="Longest time one vendor request is retried; keep it well below "
         "lease_seconds so a lease never runs out while its posting is still being sent.",
     )
+    pages_enabled: bool = Field(
+        default=False,
+        description="Serve the mapping pages under /payroll (they have no sign-in of their "
+        "own: put them behind auth's sessions, or use them in development).",
+    )
     workers: int = Field(default=1, ge=1, le=32, description="Postings sent at once.")
     api_tokens: dict[str, SecretStr] = Field(
         default_factory=dict,

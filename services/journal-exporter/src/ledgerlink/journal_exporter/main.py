@@ -9,6 +9,7 @@ from ledgerlink.journal_exporter.config import Config
 from ledgerlink.journal_exporter.handlers.http import register_http_routes
 from ledgerlink.journal_exporter.handlers.kafka import register_kafka_handlers
 from ledgerlink.journal_exporter.handlers.payroll_http import build_payroll_router
+from ledgerlink.journal_exporter.handlers.payroll_web import register_payroll_pages
 from ledgerlink.journal_exporter.services.payroll import (
     ExportService,
     MappingService,
@@ -64,12 +65,10 @@ def register_payroll(process: ProcessContext, app: FastAPI, config: Config) -> E
     process.workers.append(runner)
     # A journal.ready event planned a posting: post it without waiting for the next poll.
     process.commit_listeners.append(runner.wake)
+    mappings = MappingService(process.db, gateway)
     app.include_router(
-        build_payroll_router(
-            MappingService(process.db, gateway),
-            exports,
-            settings.api_tokens,
-            on_planned=runner.wake,
-        )
+        build_payroll_router(mappings, exports, settings.api_tokens, on_planned=runner.wake)
     )
+    if settings.pages_enabled:
+        register_payroll_pages(app, mappings, exports)
     return exports
