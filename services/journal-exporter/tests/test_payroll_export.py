@@ -44,6 +44,7 @@ from ledgerlink.journal_exporter.storage.models import PayrollMapping, PostingSt
 from ledgerlink.journal_exporter.storage.vendors import VendorGateway
 from ledgerlink.sandbox.faults import FaultPlan
 from ledgerlink.sandbox.payroll import payroll_company
+from ledgerlink.sandbox.vendors import nmbrs as sandbox_nmbrs
 from ledgerlink.shared.config import TokenServiceSettings
 from ledgerlink.shared.db import Database
 from ledgerlink.shared.events import JournalReadyV1
@@ -418,3 +419,21 @@ async def test_the_pages_show_field_errors_and_each_runs_status(exporter: Export
         listing = await browser.get("/payroll")
         assert "Payroll NL" in listing.text
         assert (await browser.get("/payroll/static/ledgerlink.css")).status_code == 200
+
+
+async def test_two_payrolls_with_the_same_run_references_each_get_their_batches(
+    exporter: Exporter,
+) -> None:
+    # Seed 1015 gives the same run references as the first company (seed 15).
+    other = exporter.world.add_nmbrs_company(payroll_company(1015, employees=5))
+    first = await exporter.mapping()
+    second = await exporter.mapping(nmbrs_company_id=str(sandbox_nmbrs.company_id(other)))
+    for mapping in (first, second):
+        await exporter.exports.export(mapping.mapping_id, trigger="test", runs=["2025-1"])
+    # The second company's batch is not taken for the first's (or the reverse).
+    await post_all(exporter.exports)
+    batches = exporter.world.batches()
+    assert len(batches) == 2
+    assert {next(iter(b["references"])) for b in batches} == {"RUN-2025-01-015"}
+    statuses = [p.found_existing for p in await exporter.exports.postings()]
+    assert statuses == [False, False]

@@ -656,6 +656,9 @@ class PreparedJournal:
     period_id: str
     reference_number: str
     body: bytes
+    #: The batch description sent; when given, a batch found by reference must carry it
+    #: too (two sources may post the same reference into one company).
+    description: str | None = None
 
 
 class VismaNetConnector(LedgerConnector):
@@ -1120,8 +1123,11 @@ class VismaNetConnector(LedgerConnector):
         # its own words.
         return found or period_start.strftime("%Y%m")
 
-    async def find_batch(self, period_id: str, reference: str) -> dict[str, Any] | None:
-        """The batch of ``period_id`` whose lines carry ``reference`` (not void), if any.
+    async def find_batch(
+        self, period_id: str, reference: str, description: str | None = None
+    ) -> dict[str, Any] | None:
+        """The batch of ``period_id`` whose lines carry ``reference`` (not void), if any;
+        with ``description``, only a batch with exactly that description.
 
         The published contract of ``GET /v2/journaltransaction`` (the ERP API's OpenAPI
         document as generated into CaesarDev/visma-erp-client,
@@ -1136,6 +1142,8 @@ class VismaNetConnector(LedgerConnector):
             )
             for entry in page:
                 if entry["status"] in _VOID_STATUSES:
+                    continue
+                if description is not None and str(entry.get("description") or "") != (description):
                     continue
                 if any(line.get("referenceNumber") == reference for line in _lines(entry)):
                     return entry
@@ -1193,7 +1201,12 @@ class VismaNetConnector(LedgerConnector):
         body = json.dumps(
             self._journal_dto(posting, period_id, ref), separators=(",", ":"), ensure_ascii=False
         ).encode()
-        return PreparedJournal(period_id=period_id, reference_number=ref, body=body)
+        return PreparedJournal(
+            period_id=period_id,
+            reference_number=ref,
+            body=body,
+            description=posting.description[:MAX_DESCRIPTION_LENGTH],
+        )
 
     async def post_journal(self, posting: JournalPosting) -> PostedJournal:
         """Create the journal as a batch, unless a batch with its reference exists already.
@@ -1214,7 +1227,7 @@ class VismaNetConnector(LedgerConnector):
         """
         await self._ensure_token()
         period_id, ref = prepared.period_id, prepared.reference_number
-        existing = await self.find_batch(period_id, ref)
+        existing = await self.find_batch(period_id, ref, prepared.description)
         if existing is not None:
             number, status = str(existing["batchNumber"]), str(existing["status"])
             logger.info(

@@ -197,13 +197,17 @@ def posting_lines(
 
 
 def posting_for(
-    journal: PayrollJournal, *, cost_centres: bool, cost_units: bool, company_name: str = ""
+    journal: PayrollJournal, *, cost_centres: bool, cost_units: bool, source: str = ""
 ) -> JournalPosting:
-    """The Visma.net posting of one run journal: dated and periodised where it belongs."""
+    """The Visma.net posting of one run journal: dated and periodised where it belongs.
+
+    The description names the source (``Nmbrs <company>``): with the reference it tells
+    this payroll's batch from another payroll's with the same run reference.
+    """
     what = "Payroll correction" if journal.kind == "correction" else "Payroll"
     label = f"{what} {journal.reference} {period_text(journal.period)}"
-    if company_name:
-        label = f"{label} ({company_name})"
+    if source:
+        label = f"{label} ({source})"
     return JournalPosting(
         date=journal.date,
         period=journal.period,

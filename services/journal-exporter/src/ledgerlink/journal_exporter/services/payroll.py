@@ -303,6 +303,23 @@ def _period_range(period_from: str | None, period_to: str | None) -> tuple[str, 
     return low, high
 
 
+def _source_label(mapping: PayrollMapping, journal: PayrollJournal) -> str:
+    """Whose payroll it is, in the batch description: a Visma.net company may receive
+    several payrolls whose runs carry the same reference."""
+    if ":" in journal.run_id:  # a journal.ready journal: <source>:<journal id>
+        return journal.run_id.split(":", 1)[0]
+    return f"Nmbrs {mapping.nmbrs_company_id}"
+
+
+def _sent_description(payload: str) -> str | None:
+    """The batch description inside a recorded body (the value-wrapped DTO)."""
+    try:
+        value = json.loads(payload).get("description", {}).get("value")
+    except (ValueError, AttributeError):
+        return None
+    return str(value) if value is not None else None
+
+
 def _run_period(run: PayrollRun) -> str:
     return f"{run.year:04d}-{run.period:02d}"
 
@@ -463,6 +480,7 @@ class ExportService:
             journal,
             cost_centres="cost_centre" in segment_of,
             cost_units="cost_unit" in segment_of,
+            source=_source_label(mapping, journal),
         )
         problems = check_lines(
             posting,
@@ -627,7 +645,9 @@ class ExportService:
                 if prepared is None:
                     return True
             else:
-                prepared = PreparedJournal(period_id, ref, payload.encode())
+                prepared = PreparedJournal(
+                    period_id, ref, payload.encode(), description=_sent_description(payload)
+                )
             await self._attempt(posting_id, mapping, prepared)
         finally:
             self._in_flight.discard(posting_id)
