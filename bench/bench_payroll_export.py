@@ -226,6 +226,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                     nmbrs_base_url=f"{base}/nmbrs",
                     vismanet_api_base_url=f"{base}/vismanet",
                     vismanet_requests_per_second=args.rate,
+                    vismanet_burst=args.rate_burst,
                     lease_seconds=600,
                 )
                 gateway = VendorGateway(
@@ -308,9 +309,9 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--employees", type=int, default=500)
-    parser.add_argument("--rate", type=float, default=20.0, help="Visma.net requests/s.")
+    parser.add_argument("--rate", type=float, default=5.0, help="Visma.net requests/s.")
     parser.add_argument("--rate-burst", type=int, default=5)
-    parser.add_argument("--workers", type=int, default=2, help="Posting runners.")
+    parser.add_argument("--workers", type=int, default=1, help="Posting runners.")
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--database-url", default=None, help="Default: a SQLite file.")
     parser.add_argument("--json", action="store_true", help="The report as JSON.")

@@ -66,6 +66,9 @@ class PayrollExportSettings(BaseModel):
         description="Bearer tokens of the payroll routes by caller name (none: open routes, "
         "for development only); the name is recorded as who triggered an export.",
     )
+    vismanet_burst: int = Field(
+        default=100, ge=1, description="Visma.net requests allowed at once (own budget)."
+    )
     vismanet_requests_per_second: float = Field(
         default=15_000 / 3600, gt=0, description="Visma.net's documented call budget."
     )

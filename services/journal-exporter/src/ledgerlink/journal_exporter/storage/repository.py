@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import and_, func, insert, or_
+from sqlalchemy import and_, func, insert, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -247,8 +247,23 @@ class PayrollPostingRepository:
         posting: PayrollPosting | None = (await self._session.execute(statement)).scalars().first()
         if posting is None:
             return None
-        posting.lease_until = lease_until
-        await self._session.flush()
+        # Compare-and-set: only one claimer's UPDATE finds the lease still free (SQLite has
+        # no row locks, and two runners may have read the same row).
+        taken = await self._session.execute(
+            update(PayrollPosting)
+            .where(
+                col(PayrollPosting.id) == posting.id,
+                or_(
+                    col(PayrollPosting.lease_until).is_(None),
+                    col(PayrollPosting.lease_until) <= now,
+                ),
+            )
+            .values(lease_until=lease_until)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(taken, "rowcount", 0) != 1:
+            return None
+        await self._session.refresh(posting)
         return posting
 
     async def next_due_at(self) -> datetime | None:

@@ -123,6 +123,7 @@ class VendorGateway:
                 cost_centre_segment=centre,
                 cost_unit_segment=unit,
                 requests_per_second=self._settings.vismanet_requests_per_second,
+                burst=self._settings.vismanet_burst,
             ),
             credentials=self.credentials(connection_id, "vismanet"),
             retry=self._retry(),
