@@ -6,6 +6,7 @@ Visma.net's expected content is computed from the Nmbrs sandbox's run entries in
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import dataclasses
 import hashlib
@@ -437,3 +438,18 @@ async def test_two_payrolls_with_the_same_run_references_each_get_their_batches(
     assert {next(iter(b["references"])) for b in batches} == {"RUN-2025-01-015"}
     statuses = [p.found_existing for p in await exporter.exports.postings()]
     assert statuses == [False, False]
+
+
+async def test_concurrent_runners_never_post_one_journal_twice(exporter: Exporter) -> None:
+    mapping = await exporter.mapping()
+    planned = await exporter.exports.export(
+        mapping.mapping_id, trigger="test", period_from="2025-01", period_to="2025-06"
+    )
+    for _ in range(10):  # rounds: a runner that lost a claim race stops, as on "nothing due"
+        await asyncio.gather(*(post_all(exporter.exports) for _ in range(4)))
+        if {p.status for p in await exporter.exports.postings()} == {PostingStatus.POSTED}:
+            break
+    assert len(exporter.world.batches()) == len(planned)
+    assert actual_batches(exporter.world.batches()) == expected_batches(
+        exporter.world.nmbrs.company, runs=[str(month) for month in range(1, 7)]
+    )
