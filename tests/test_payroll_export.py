@@ -1,4 +1,5 @@
-"""Payroll exports against the sandbox's Nmbrs and Visma.net over real HTTP, on a real store.
+"""Payroll exports (the journal-exporter's services) against the sandbox's Nmbrs and Visma.net
+over real HTTP, on a real store.
 
 Visma.net's expected content is computed from the Nmbrs sandbox's run entries in the test
 (:func:`payroll_kit.expected_batches`), not with the exporter's own code.
@@ -33,6 +34,7 @@ from sqlalchemy import select
 
 from ledgerlink.journal_exporter.config import PayrollExportSettings
 from ledgerlink.journal_exporter.handlers.payroll_web import register_payroll_pages
+from ledgerlink.journal_exporter.main import MIGRATIONS
 from ledgerlink.journal_exporter.services.journals import JournalService
 from ledgerlink.journal_exporter.services.payroll import (
     ExportRefusedError,
@@ -41,7 +43,12 @@ from ledgerlink.journal_exporter.services.payroll import (
     MappingRefusedError,
     MappingService,
 )
-from ledgerlink.journal_exporter.storage.models import PayrollMapping, PostingStatus, messaging
+from ledgerlink.journal_exporter.storage.models import (
+    PayrollMapping,
+    PostingStatus,
+    messaging,
+    metadata,
+)
 from ledgerlink.journal_exporter.storage.vendors import VendorGateway
 from ledgerlink.sandbox.faults import FaultPlan
 from ledgerlink.sandbox.payroll import payroll_company
@@ -50,8 +57,13 @@ from ledgerlink.shared.config import TokenServiceSettings
 from ledgerlink.shared.db import Database
 from ledgerlink.shared.events import JournalReadyV1
 from ledgerlink.shared.messaging.outbox import Outbox
+from ledgerlink.shared.pytest_plugin import define_store_fixtures
 
 T0 = datetime(2026, 1, 20, 9, 0, tzinfo=UTC)
+
+# The journal-exporter's store, migrated, on PostgreSQL and SQLite (its own tests' fixture;
+# these tests live here because they run the sandbox, another service).
+database_url, db = define_store_fixtures(MIGRATIONS, metadata, "payroll-export-test")
 
 
 class Clock:
