@@ -491,6 +491,23 @@ SERVICES: Final[dict[str, tuple[Callable[[], FastAPI], dict[tuple[str, str], set
         {
             ("get", "/v1/journals/{stored_id}"): {"200", "404", "422"},
             ("get", "/v1/journals"): {"200", "422"},
+            ("post", "/v1/payroll/mappings"): {"201", "401", "422"},
+            ("get", "/v1/payroll/mappings"): {"200", "401", "422"},
+            ("get", "/v1/payroll/mappings/{mapping_id}"): {"200", "401", "404", "422"},
+            ("put", "/v1/payroll/mappings/{mapping_id}"): {"200", "401", "404", "422"},
+            ("post", "/v1/payroll/mappings/{mapping_id}/exports"): {
+                "202",
+                "400",
+                "401",
+                "404",
+                "422",
+                "502",
+                "503",
+            },
+            ("get", "/v1/payroll/mappings/{mapping_id}/status"): {"200", "401", "404", "422"},
+            ("get", "/v1/payroll/postings"): {"200", "401", "422"},
+            ("get", "/v1/payroll/postings/{posting_id}"): {"200", "401", "404", "422"},
+            ("get", "/v1/payroll/evidence.csv"): {"200", "401", "422"},
         },
     ),
 }

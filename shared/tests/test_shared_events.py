@@ -37,6 +37,9 @@ from ledgerlink.shared.events import (
     JournalProblemV1,
     JournalReadyV1,
     JournalRejectedV1,
+    PayrollJournalFailedV1,
+    PayrollJournalPostedV1,
+    PayrollPostingProblemV1,
     Product,
     Provider,
     ReportsReadyV1,
@@ -206,6 +209,44 @@ SAMPLES: dict[type[EventData], EventData] = {
             JournalProblemV1(code="unknown_account", message="9999 unknown", line=2),
         ),
     ),
+    # journal-exporter: payroll journals posted into a ledger (issue 15)
+    PayrollJournalPostedV1: PayrollJournalPostedV1(
+        posting_id=CONNECTION_ID,
+        mapping_id=ENVIRONMENT_ID,
+        mapping_version=2,
+        source="nmbrs",
+        source_company="123456",
+        run_id="2025-3",
+        period="2025-01",
+        kind="correction",
+        reference="RUN-2025-03",
+        ledger="vismanet",
+        ledger_company="1234567",
+        batch_number="000042",
+    ),
+    PayrollJournalFailedV1: PayrollJournalFailedV1(
+        posting_id=CONNECTION_ID,
+        mapping_id=ENVIRONMENT_ID,
+        mapping_version=1,
+        source="nmbrs",
+        source_company="123456",
+        run_id="2025-3",
+        period="2025-03",
+        kind="normal",
+        reference="RUN-2025-03",
+        reason_code="invalid_journal",
+        message="Line 2: account 4010 is inactive in Visma.net.",
+        problems=(
+            PayrollPostingProblemV1(
+                code="account_inactive", message="Line 2: account 4010 is inactive.", line=2
+            ),
+            PayrollPostingProblemV1(
+                code="ledger_refused",
+                message="Visma.net refused the journal: Account '4010' is inactive.",
+                vendor_message="Account '4010' is inactive.",
+            ),
+        ),
+    ),
 }
 
 
@@ -238,7 +279,8 @@ def test_event_type_and_topic(model: type[EventData]) -> None:
 def test_event_types_are_unique() -> None:
     event_types = [model.EVENT_TYPE for model in EVENT_TYPES.values()]
 
-    assert len(event_types) == len(set(event_types)) == len(EVENT_TYPES) == 19
+    # 19 + the two payroll posting events (issue 15)
+    assert len(event_types) == len(set(event_types)) == len(EVENT_TYPES) == 21
 
 
 @pytest.mark.parametrize("model", list(EVENT_TYPES.values()), ids=lambda m: m.__name__)

@@ -25,6 +25,8 @@ from ledgerlink.shared.events import (
     JournalLineV1,
     JournalReadyV1,
     JournalRejectedV1,
+    PayrollJournalFailedV1,
+    PayrollJournalPostedV1,
     Provider,
 )
 from ledgerlink.shared.messaging.consumer import EventConsumer, Outcome
@@ -90,7 +92,12 @@ async def test_one_group_reads_journals_and_connections(db: Database) -> None:
         ("ledgerlink-journal-exporter", Topic.JOURNALS),
         ("ledgerlink-journal-exporter", Topic.CONNECTIONS),
     ]
-    assert process.documented == [JournalAcceptedV1, JournalRejectedV1]
+    assert process.documented == [
+        JournalAcceptedV1,
+        JournalRejectedV1,
+        PayrollJournalPostedV1,
+        PayrollJournalFailedV1,
+    ]
 
 
 async def test_journal_is_processed_once(db: Database) -> None:

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 
 from ledgerlink.cli.activation_demos import connection_page_lines, demo_lines, prepare_demos
 from ledgerlink.cli.imports import import_ledger
+from ledgerlink.cli.payroll import payroll_app
 from ledgerlink.cli.reports import report_app
 from ledgerlink.cli.stack import (
     SERVICES,
@@ -52,6 +53,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(publish_app, name="publish")
 app.add_typer(report_app, name="report")
 app.add_typer(sync_app, name="sync")
+app.add_typer(payroll_app, name="payroll")
 app.command("import")(import_ledger)
 
 

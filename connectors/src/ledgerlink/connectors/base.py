@@ -162,6 +162,9 @@ class PayrollJournal(BaseModel):
     kind: Literal["normal", "correction"] = "normal"
     reference: str
     lines: tuple[PayrollJournalLine, ...]
+    #: SHA-256 (hex) of the run's journal document exactly as the vendor sent it (the
+    #: normal part and its corrections come in one document), when the vendor sent one.
+    source_sha256: str | None = None
 
     def to_posting(self, description: str) -> JournalPosting:
         """The journal as a posting for a ledger connector (posted in ``period``)."""

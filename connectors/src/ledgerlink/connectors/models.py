@@ -147,6 +147,11 @@ class PostedJournal(_Frozen):
 
     external_id: str
     status: str = Field(description="The vendor's status word, e.g. UNFINISHED, Balanced, Ok.")
+    found_existing: bool = Field(
+        default=False,
+        description="True when no request was sent: the ledger already held this posting "
+        "(found by its reference after an earlier attempt's answer was lost).",
+    )
 
 
 class SyncCursor(_Frozen):

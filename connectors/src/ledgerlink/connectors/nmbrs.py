@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import logging
 import re
 import time
@@ -359,6 +360,7 @@ def parse_journal_xml(
     document declares as its encoding is ignored (it is a string already). Anything outside
     the shape raises :class:`UnexpectedJournal` naming ``endpoint``.
     """
+    digest = hashlib.sha256(document.encode()).hexdigest()
     text = _DECLARATION.sub("", document.lstrip("\ufeff"), count=1).strip()
     if not text:
         _journal_fail(endpoint, "the journal XML is empty")
@@ -393,6 +395,7 @@ def parse_journal_xml(
                     _line(line, endpoint, f"{where}/lines/line[{number}]")
                     for number, line in enumerate(elements)
                 ),
+                source_sha256=digest,
             )
         )
     return journals

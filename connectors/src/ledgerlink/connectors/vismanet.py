@@ -105,6 +105,7 @@ __all__ = [
     "INTERACTIVE_SCOPES",
     "SERVICE_SCOPES",
     "VENDOR",
+    "PreparedJournal",
     "VismaNetConnector",
     "VismaNetSettings",
     "classify_response",
@@ -648,6 +649,18 @@ def _wrap(value: Any) -> dict[str, Any]:
     return {"value": value}
 
 
+@dataclass(frozen=True)
+class PreparedJournal:
+    """A journal transaction ready to send: period id, reference number, exact body."""
+
+    period_id: str
+    reference_number: str
+    body: bytes
+    #: The batch description sent; when given, a batch found by reference must carry it
+    #: too (two sources may post the same reference into one company).
+    description: str | None = None
+
+
 class VismaNetConnector(LedgerConnector):
     """A :class:`LedgerConnector` for one Visma.net company."""
 
@@ -1110,8 +1123,18 @@ class VismaNetConnector(LedgerConnector):
         # its own words.
         return found or period_start.strftime("%Y%m")
 
-    async def find_batch(self, period_id: str, reference: str) -> dict[str, Any] | None:
-        """The batch of ``period_id`` whose lines carry ``reference`` (not void), if any."""
+    async def find_batch(
+        self, period_id: str, reference: str, description: str | None = None
+    ) -> dict[str, Any] | None:
+        """The batch of ``period_id`` whose lines carry ``reference`` (not void), if any;
+        with ``description``, only a batch with exactly that description.
+
+        The published contract of ``GET /v2/journaltransaction`` (the ERP API's OpenAPI
+        document as generated into CaesarDev/visma-erp-client,
+        docs/Api/JournalTransactionV2Api.md): ``periodId`` "Financial Period to query data
+        for. Mandatory if 'LastModifiedDateTime' not provided. Format: YYYYPP"; ``pageSize``
+        counts journal transaction *lines*, so one batch may span pages (read to the end).
+        """
         number = 1
         while True:
             page = await self._journal_page(
@@ -1119,6 +1142,8 @@ class VismaNetConnector(LedgerConnector):
             )
             for entry in page:
                 if entry["status"] in _VOID_STATUSES:
+                    continue
+                if description is not None and str(entry.get("description") or "") != (description):
                     continue
                 if any(line.get("referenceNumber") == reference for line in _lines(entry)):
                     return entry
@@ -1164,6 +1189,25 @@ class VismaNetConnector(LedgerConnector):
             f"/v2/journaltransaction/{batch_number}/action/release", idempotent=False
         )
 
+    async def prepare_journal(self, posting: JournalPosting) -> PreparedJournal:
+        """The exact request a posting becomes: its financial period id (YYYYPP, from the
+        period list), the line reference number and the JSON body's bytes.
+
+        Kept by callers that must prove what was sent (and send the same bytes again on a
+        retry): :meth:`post_prepared` posts exactly these bytes.
+        """
+        period_id = await self._period_id(posting.period)
+        ref = reference_number(posting.reference)
+        body = json.dumps(
+            self._journal_dto(posting, period_id, ref), separators=(",", ":"), ensure_ascii=False
+        ).encode()
+        return PreparedJournal(
+            period_id=period_id,
+            reference_number=ref,
+            body=body,
+            description=posting.description[:MAX_DESCRIPTION_LENGTH],
+        )
+
     async def post_journal(self, posting: JournalPosting) -> PostedJournal:
         """Create the journal as a batch, unless a batch with its reference exists already.
 
@@ -1172,36 +1216,50 @@ class VismaNetConnector(LedgerConnector):
         retried or replayed posting does not book twice.
         """
         await self._ensure_token()
-        period_id = await self._period_id(posting.period)
-        ref = reference_number(posting.reference)
-        existing = await self.find_batch(period_id, ref)
+        return await self.post_prepared(await self.prepare_journal(posting))
+
+    async def post_prepared(self, prepared: PreparedJournal) -> PostedJournal:
+        """Post a prepared journal, unless its period holds a batch with its reference.
+
+        The look-up (``GET /v2/journaltransaction?periodId=``, the published list filter)
+        is what makes a retry after a lost answer safe: Visma.net may have created the
+        batch although the answer never arrived.
+        """
+        await self._ensure_token()
+        period_id, ref = prepared.period_id, prepared.reference_number
+        existing = await self.find_batch(period_id, ref, prepared.description)
         if existing is not None:
             number, status = str(existing["batchNumber"]), str(existing["status"])
             logger.info(
                 "Visma.net batch with this reference exists; not posting again",
                 extra={"vendor": VENDOR, "batch": number, "period": period_id},
             )
-        else:
-            response = await self._http.post(
-                "/v2/journaltransaction",
-                json=self._journal_dto(posting, period_id, ref),
-                idempotent=False,
+            return PostedJournal(external_id=number, status=status, found_existing=True)
+        # POST /v2/journaltransaction (JournalTransactionV2Api: "Create a Journal
+        # Transaction", body JournalTransactionCreateDto with value-wrapped fields; the
+        # created batch is named by the Location header). Never retried here: a lost answer
+        # is resolved by find_batch on the next attempt.
+        response = await self._http.post(
+            "/v2/journaltransaction",
+            content=prepared.body,
+            headers={"Content-Type": "application/json"},
+            idempotent=False,
+        )
+        # The published answer to a POST is an untyped object: 201 Created with the new
+        # batch's Location (and ETag). A body naming the batch is read when there is one.
+        created = _body(response)
+        created = created if isinstance(created, dict) else {}
+        number = str(created.get("batchNumber") or "")
+        if not number:
+            location = response.headers.get("location", "")
+            number = location.rstrip("/").rsplit("/", 1)[-1]
+        if not number:
+            _fail(
+                "POST /v2/journaltransaction",
+                "neither a Location header nor a batchNumber names the new batch",
+                response.status_code,
             )
-            # The published answer to a POST is an untyped object: 201 Created with the new
-            # batch's Location (and ETag). A body naming the batch is read when there is one.
-            created = _body(response)
-            created = created if isinstance(created, dict) else {}
-            number = str(created.get("batchNumber") or "")
-            if not number:
-                location = response.headers.get("location", "")
-                number = location.rstrip("/").rsplit("/", 1)[-1]
-            if not number:
-                _fail(
-                    "POST /v2/journaltransaction",
-                    "neither a Location header nor a batchNumber names the new batch",
-                    response.status_code,
-                )
-            status = str(created.get("status") or "Balanced")
+        status = str(created.get("status") or "Balanced")
         if self.settings.release_after_post and status == "Balanced":
             await self.release(number)
             status = "Posted"

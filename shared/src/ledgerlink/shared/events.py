@@ -426,6 +426,64 @@ class JournalRejectedV1(EventData):
     problems: tuple[JournalProblemV1, ...]
 
 
+# -- Payroll journals posted into a ledger (journal-exporter, issue 15) ------------------------
+
+
+class PayrollPostingProblemV1(BaseModel):
+    """One reason a payroll posting was refused, in an accountant's words, with the
+    vendor's own code and message when the vendor gave them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str = Field(max_length=100)
+    message: str = Field(max_length=2000)
+    line: int | None = None
+    vendor_code: str | None = Field(default=None, max_length=100)
+    vendor_message: str | None = Field(default=None, max_length=2000)
+
+
+class PayrollJournalPostedV1(EventData):
+    """A payroll run's journal (its normal part, or one correction) is in the ledger."""
+
+    EVENT_TYPE: ClassVar[str] = "ledgerlink.payroll_journal.posted.v1"
+    TOPIC: ClassVar[Topic] = Topic.JOURNAL_EXPORTS
+
+    posting_id: uuid.UUID
+    mapping_id: uuid.UUID
+    mapping_version: int
+    source: NonEmpty
+    source_company: NonEmpty
+    run_id: NonEmpty
+    period: Period
+    kind: Literal["normal", "correction"]
+    reference: NonEmpty
+    ledger: NonEmpty
+    ledger_company: NonEmpty
+    batch_number: NonEmpty
+    #: True when the batch was found by its reference (an earlier answer was lost).
+    found_existing: bool = False
+
+
+class PayrollJournalFailedV1(EventData):
+    """A payroll posting was refused (final) or gave up after its retries."""
+
+    EVENT_TYPE: ClassVar[str] = "ledgerlink.payroll_journal.failed.v1"
+    TOPIC: ClassVar[Topic] = Topic.JOURNAL_EXPORTS
+
+    posting_id: uuid.UUID
+    mapping_id: uuid.UUID
+    mapping_version: int
+    source: NonEmpty
+    source_company: NonEmpty
+    run_id: NonEmpty
+    period: Period
+    kind: Literal["normal", "correction"]
+    reference: NonEmpty
+    reason_code: NonEmpty
+    message: str = Field(min_length=1, max_length=2000)
+    problems: tuple[PayrollPostingProblemV1, ...] = Field(max_length=100)
+
+
 #: Auth's lifecycle events after activation. Consumers of ``ledgerlink.connections`` that
 #: only want ``connection.activated`` ignore these (rather than dead-letter them).
 CONNECTION_LIFECYCLE_EVENT_TYPES: tuple[str, ...] = tuple(
@@ -463,5 +521,8 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         JournalReadyV1,
         JournalAcceptedV1,
         JournalRejectedV1,
+        # journal-exporter: payroll journals posted into a ledger
+        PayrollJournalPostedV1,
+        PayrollJournalFailedV1,
     )
 }

@@ -8,7 +8,16 @@ from ledgerlink.connectors import metrics as connector_metrics
 from ledgerlink.journal_exporter.config import Config
 from ledgerlink.journal_exporter.handlers.http import register_http_routes
 from ledgerlink.journal_exporter.handlers.kafka import register_kafka_handlers
+from ledgerlink.journal_exporter.handlers.payroll_http import build_payroll_router
+from ledgerlink.journal_exporter.handlers.payroll_web import register_payroll_pages
+from ledgerlink.journal_exporter.services.payroll import (
+    ExportService,
+    MappingService,
+    PayrollMetrics,
+)
+from ledgerlink.journal_exporter.services.payroll_runner import PostingRunner
 from ledgerlink.journal_exporter.storage.models import messaging, metadata
+from ledgerlink.journal_exporter.storage.vendors import VendorGateway
 from ledgerlink.shared.runtime import ProcessContext, create_service_app
 
 SERVICE_NAME = "journal-exporter"
@@ -23,7 +32,8 @@ def create_app(config: Config | None = None) -> FastAPI:
     def register(process: ProcessContext, app: FastAPI) -> None:
         # Vendor API traffic of every connector this process uses goes to its /metrics.
         connector_metrics.install(process.registry)
-        register_kafka_handlers(process, config)
+        exports = register_payroll(process, app, config)
+        register_kafka_handlers(process, config, exports)
         register_http_routes(process, app)
 
     return create_service_app(
@@ -35,3 +45,30 @@ def create_app(config: Config | None = None) -> FastAPI:
         register=register,
         description="Payroll journals: validated, stored as received, accepted or rejected.",
     )
+
+
+def register_payroll(process: ProcessContext, app: FastAPI, config: Config) -> ExportService:
+    """Payroll journals from Nmbrs into Visma.net: routes, the posting runner, metrics."""
+    settings = config.payroll
+    gateway = VendorGateway(settings, config.token_service)
+    metrics = PayrollMetrics(process.registry)
+    exports = ExportService(
+        db=process.db, gateway=gateway, outbox=process.outbox, settings=settings, metrics=metrics
+    )
+    runner = PostingRunner(
+        exports,
+        workers=settings.workers,
+        poll_seconds=settings.runner_poll_seconds,
+        schedule_seconds=settings.schedule_seconds,
+        on_stop=gateway.aclose,
+    )
+    process.workers.append(runner)
+    # A journal.ready event planned a posting: post it without waiting for the next poll.
+    process.commit_listeners.append(runner.wake)
+    mappings = MappingService(process.db, gateway)
+    app.include_router(
+        build_payroll_router(mappings, exports, settings.api_tokens, on_planned=runner.wake)
+    )
+    if settings.pages_enabled:
+        register_payroll_pages(app, mappings, exports)
+    return exports

@@ -12,6 +12,11 @@ A :class:`FaultPlan` applies to one vendor and one tenant, or to every tenant of
 4. answers the next ``storm_429`` requests with :class:`SandboxRateLimited`;
 5. answers with :class:`SandboxServerError` with probability ``error_rate``.
 
+After a request was handled, a vendor router may call :meth:`FaultBook.after` for requests
+that change something: with probability ``lose_answer_rate`` the connection is dropped
+*after* the change was made (the vendor accepted; the client never hears of it), the
+fault behind "timeout after the vendor accepted".
+
 The vendor router renders the raised fault in its own error format. Random draws come from a
 per-plan ``random.Random(seed)``, so a run is reproducible.
 """
@@ -64,6 +69,12 @@ class FaultPlan(BaseModel):
     storm_429: int = Field(default=0, ge=0, description="Answer the next N requests 429.")
     retry_after_seconds: float = Field(default=1.0, ge=0, description="Retry-After of a 429.")
     reset_rate: float = Field(default=0.0, ge=0, le=1, description="Share of dropped connections.")
+    lose_answer_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of accepted changes whose answer is lost (connection dropped).",
+    )
     expire_tokens_after: int | None = Field(
         default=None, ge=1, description="Expire all tokens at the Nth request from now."
     )
@@ -143,6 +154,15 @@ class FaultBook:
             raise SandboxRateLimited(plan.retry_after_seconds, "rate limit exceeded (storm)")
         if plan.error_rate and active.rng.random() < plan.error_rate:
             raise SandboxServerError(plan.error_status, "injected server error")
+
+    def after(self, request: Request, vendor: str, tenant: str | None) -> None:
+        """Drop the connection of a request that was handled (see ``lose_answer_rate``)."""
+        active = self._active(vendor, tenant)
+        if active is None or not active.plan.lose_answer_rate:
+            return
+        if active.rng.random() < active.plan.lose_answer_rate:
+            logger.info("sandbox fault: losing an accepted answer", extra={"vendor": vendor})
+            reset_connection(request)
 
     def reset(self) -> None:
         """Remove every plan (hooks stay registered)."""

@@ -37,7 +37,7 @@ class ImportJobPublic(BaseModel):
     counts: dict[str, int] | None
     periods: list[str] | None
     reconciliation_status: str | None
-    differences: list[dict[str, str]] | None
+    differences: list[dict[str, str | None]] | None
     notices: list[dict[str, str]] | None
     replace_reason: str | None
     #: API syncs: first, incremental or full_refresh (None: a file import).

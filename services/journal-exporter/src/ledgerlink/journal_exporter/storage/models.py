@@ -8,7 +8,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, Uuid, text
+from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, Text, Uuid, text
 from sqlalchemy import Enum as SqlEnum
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
@@ -113,3 +113,106 @@ class Connection(ConnectionReadModel, JournalExporterModel, table=True):
     """An activated connection: a company whose journals this service may export."""
 
     __tablename__ = "connections"
+
+
+class PayrollMapping(JournalExporterModel, table=True):
+    """One version of a mapping: an Nmbrs company paired with a Visma.net company.
+
+    A change makes a new version (the highest is current); postings record the version
+    they were made with. Connections are auth's: credentials come from its token service.
+    """
+
+    __tablename__ = "payroll_mappings"
+
+    mapping_id: uuid.UUID = Field(primary_key=True)
+    version: int = Field(primary_key=True)
+    name: str = Field(max_length=300)
+    nmbrs_connection_id: uuid.UUID
+    nmbrs_company_id: str = Field(max_length=100, index=True)
+    vismanet_connection_id: uuid.UUID
+    vismanet_company_id: str = Field(max_length=100)
+    #: The Visma.net dimension descriptions (None: not sent) and the segments they name.
+    cost_centre_description: str | None = Field(default=None, max_length=300)
+    cost_centre_segment: int | None = None
+    cost_unit_description: str | None = Field(default=None, max_length=300)
+    cost_unit_segment: int | None = None
+    auto_export: bool = False
+    #: Journals of this business arriving as ``journal.ready`` (another payroll system)
+    #: are posted through this mapping too.
+    journal_business_id: str | None = Field(default=None, max_length=32, index=True)
+    created_by: str = Field(max_length=300)
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class PostingStatus(StrEnum):
+    """Where a posting stands. ``posted`` is seed 003's dark logo."""
+
+    PENDING = "pending"
+    RETRYING = "retrying"
+    POSTED = "posted"
+    REFUSED = "refused"
+    FAILED = "failed"
+
+
+class PayrollPosting(JournalExporterModel, table=True):
+    """One journal of one run in one period, and the evidence of its posting.
+
+    ``posting_key`` is the identity (mapping, run, period, kind). The row is written (the
+    intent, with the exact body to send) before Visma.net is called, and the outcome after.
+    """
+
+    __tablename__ = "payroll_postings"
+    __table_args__ = (
+        Index("ix_payroll_postings_mapping_period", "mapping_id", "period"),
+        Index("ix_payroll_postings_due", "status", "next_attempt_at"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    posting_key: str = Field(max_length=64, unique=True)
+    mapping_id: uuid.UUID
+    mapping_version: int
+    nmbrs_company_id: str = Field(max_length=100)
+    run_id: str = Field(max_length=100)
+    run_period: str = Field(max_length=7, description="The run's own period, YYYY-MM.")
+    period: str = Field(max_length=7, description="Where it is posted, YYYY-MM.")
+    kind: str = Field(max_length=16)
+    reference: str = Field(max_length=300)
+    reference_number: str | None = Field(default=None, max_length=30)
+    financial_period: str | None = Field(default=None, max_length=6)
+    status: PostingStatus = Field(
+        sa_type=SqlEnum(
+            PostingStatus,
+            native_enum=False,
+            length=16,
+            values_callable=lambda kinds: [kind.value for kind in kinds],
+        )
+    )
+    line_count: int
+    total_debit: Decimal = Field(sa_column=Column(Money(), nullable=False))
+    source_hash: str = Field(max_length=64)
+    #: The journal as read from Nmbrs (JSON of the connector's PayrollJournal).
+    source: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    #: The exact bytes sent to Visma.net (UTF-8 JSON) and their SHA-256.
+    payload: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    payload_hash: str | None = Field(default=None, max_length=64)
+    batch_number: str | None = Field(default=None, max_length=100)
+    found_existing: bool = False
+    problems: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    last_error: str | None = Field(default=None, max_length=2000)
+    trigger: str = Field(max_length=300)
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    lease_until: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    first_attempt_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    finished_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )

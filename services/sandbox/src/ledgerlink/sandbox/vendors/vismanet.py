@@ -941,6 +941,9 @@ class _Erp:
                 # UNCONFIRMED: the wording of a missing-scope refusal.
                 raise _message(403, f"The token lacks the scope {prefix}{operation}.")
             response = await handler(request, _Context(token, tenant, company))
+            if request.method != "GET":
+                # A change was made: a planned fault may now lose its answer.
+                self.world.faults.after(request, VENDOR, tenant.tenant_id)
         except _VismaError as refused:
             return _json(refused.body, refused.status, {**headers, **refused.headers})
         response.headers.update(headers)
@@ -1114,6 +1117,11 @@ class _Erp:
         end of one page and continue at the start of the next one (same batchNumber, header
         repeated; ``debitTotalInCurrency``/``creditTotalInCurrency`` are the whole batch's).
         A page with fewer lines than ``pageSize`` (or none) is the last one.
+
+        Filters as published (JournalTransactionV2Api, GET /v2/journaltransaction):
+        ``periodId`` (YYYYPP) and ``lastModifiedDateTime`` (+ condition). The published
+        contract makes one of the two mandatory; the sandbox still answers an unfiltered
+        list (UNCONFIRMED what Visma.net answers then; the payroll export always filters).
         """
         number, size = _paging(request)
         params = request.query_params
