@@ -517,6 +517,8 @@ def test_service_config_accepts_rendered_env(
         "visma-connect-client-secret": "placeholder-visma-connect-client-secret",
         # Issue 14: the importer's own token at auth's token service.
         "service-token": "placeholder-service-token-0123456789abcdef",
+        # Issue 15: the payroll routes' bearer tokens.
+        "payroll-api-tokens": '{"ops": "placeholder-payroll-api-token-0123456789"}',
     }
     for key, value in env.items():
         if isinstance(value, SecretRef):
@@ -610,6 +612,9 @@ def test_dev_secrets_exist(service: str) -> None:
     # Issue 14: the importer fetches vendor credentials with its own service token.
     if service == "importer":
         expected |= {"service-token"}
+    # Issue 15: the journal-exporter too, and the bearer tokens of its payroll routes.
+    if service == "journal-exporter":
+        expected |= {"service-token", "payroll-api-tokens"}
     assert {r.key for r in refs} == expected, refs
     for ref in refs:
         secret = _find(docs, "Secret", ref.name)
@@ -619,7 +624,7 @@ def test_dev_secrets_exist(service: str) -> None:
         if ref.key == "session-secret":
             assert "dev" in value, "dev secrets must say so"
             assert len(value) >= 32, "auth refuses a session secret under 32 characters"
-        if ref.key in ("vault-keys", "service-tokens"):
+        if ref.key in ("vault-keys", "service-tokens", "service-token", "payroll-api-tokens"):
             assert "dev-only" in value, "dev secrets must say so"
         if ref.key != "database-url":
             continue

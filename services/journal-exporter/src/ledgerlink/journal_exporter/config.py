@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from ledgerlink.shared.config import (
@@ -102,3 +102,15 @@ class Config(ServiceConfig):
         default_factory=lambda: PayrollExportSettings(),
         description="Posting payroll journals from Nmbrs into Visma.net.",
     )
+
+    @model_validator(mode="after")
+    def _refuse_open_payroll_routes_in_production(self) -> Config:
+        # Without bearer tokens the payroll routes (mappings, exports, evidence) are open:
+        # development only.
+        if self.environment == "production" and not self.payroll.api_tokens:
+            raise ValueError(
+                "production needs payroll.api_tokens (the payroll routes would be open)"
+            )
+        if self.environment == "production" and self.payroll.pages_enabled:
+            raise ValueError("payroll.pages_enabled has no sign-in: not in production")
+        return self
