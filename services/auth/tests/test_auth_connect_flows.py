@@ -26,6 +26,7 @@ from ledgerlink.auth.services.company_import import CompanyImport, ImportedCompa
 from ledgerlink.auth.services.expiry import ActivationExpiry
 from ledgerlink.auth.services.lifecycle import LifecycleService, OAuthAuthorization
 from ledgerlink.auth.services.organisations import OrganisationService
+from ledgerlink.auth.services.revocation import RevocationService
 from ledgerlink.auth.services.token_service import CredentialService
 from ledgerlink.auth.services.twentyfour_keys import TwentyFourKeys
 from ledgerlink.auth.storage.connect_flows import ConnectFlowRepository
@@ -234,21 +235,16 @@ async def test_import_needs_a_transaction_type_and_each_client_gets_its_credenti
     assert "right" not in secrets["password"].ciphertext
 
 
-async def test_administrations_of_one_visma_login_share_its_grant_in_the_token_service(
-    db: Database,
-) -> None:
-    """One login, two administrations: the grant is stored once; the token service answers
-    both with its access token and each connection's own company."""
-
-    clock = Clock()
-    vault = Vault({1: SecretStr("k" * 40)}, 1)
-    outbox = Outbox(messaging, source="test")
+async def _administrations_of_one_login(
+    db: Database, clock: Clock, vault: Vault, outbox: Outbox, companies: tuple[str, ...]
+) -> list[Connection]:
+    """One Visma login, an administration per company: the grant is stored on the first."""
     user, organisation = await _admin_of_an_organisation(db, clock)
     made: list[Connection] = []
     async with db.transaction() as session:
         importer = CompanyImport(session, clock)
         lifecycle = LifecycleService(session, outbox, vault=vault, clock=clock)
-        for company in ("1000001", "1000002"):
+        for company in companies:
             connection = await importer.add(
                 user,
                 organisation,
@@ -276,6 +272,20 @@ async def test_administrations_of_one_visma_login_share_its_grant_in_the_token_s
                 shares_credential_of=made[0].id if made else None,
             )
             made.append(connection)
+    return made
+
+
+async def test_administrations_of_one_visma_login_share_its_grant_in_the_token_service(
+    db: Database,
+) -> None:
+    """One login, two administrations: the grant is stored once; the token service answers
+    both with its access token and each connection's own company."""
+
+    clock = Clock()
+    vault = Vault({1: SecretStr("k" * 40)}, 1)
+    outbox = Outbox(messaging, source="test")
+    made = await _administrations_of_one_login(db, clock, vault, outbox, ("1000001", "1000002"))
+    async with db.transaction() as session:
         sharer_secrets = await CredentialRepository(session).secrets(made[1].id)
     assert sharer_secrets == {}  # the rotating refresh token exists once
     async with httpx.AsyncClient() as http:
@@ -297,6 +307,73 @@ async def test_administrations_of_one_visma_login_share_its_grant_in_the_token_s
     assert holder.attributes["company_id"] == "1000001"
     assert sharer.attributes["company_id"] == "1000002"
     assert "credential_of" not in sharer.attributes
+
+
+async def test_revoking_the_administration_that_holds_a_shared_login_keeps_the_others(
+    db: Database,
+) -> None:
+    """Revoking the first administration hands the grant to the next (re-sealed for it,
+    not revoked at Visma); only the last one's revocation reaches Visma's endpoint."""
+
+    clock = Clock()
+    vault = Vault({1: SecretStr("k" * 40)}, 1)
+    outbox = Outbox(messaging, source="test")
+    made = await _administrations_of_one_login(
+        db, clock, vault, outbox, ("1000001", "1000002", "1000003")
+    )
+    revoked_at_visma: list[str] = []
+
+    def visma(request: httpx.Request) -> httpx.Response:
+        revoked_at_visma.append(request.content.decode())
+        return httpx.Response(200)
+
+    providers = {
+        "visma_net": OAuthProviderSettings(
+            client_id="c", token_url="http://visma.test/token", revocation_url="http://visma.test/r"
+        )
+    }
+    async with httpx.AsyncClient(transport=httpx.MockTransport(visma)) as http:
+        revocation = RevocationService(
+            db, vault, VendorOAuthClient(http), providers, outbox, clock=clock
+        )
+        service = CredentialService(
+            db,
+            vault,
+            VendorOAuthClient(http),
+            providers,
+            outbox,
+            refresh_leeway=timedelta(seconds=120),
+            cache_for=timedelta(seconds=0),
+            clock=clock,
+        )
+        _connection, outcome = await revocation.revoke(made[0].id)
+        assert outcome == "not_supported"
+        assert revoked_at_visma == []
+        async with db.transaction() as session:
+            credentials = CredentialRepository(session)
+            assert await credentials.secrets(made[0].id) == {}
+            rows = {c.id: await credentials.get(c.id) for c in made[1:]}
+            holders = [
+                i for i, row in rows.items() if row and "credential_of" not in row.attributes
+            ]
+            assert len(holders) == 1  # one heir holds the grant now...
+            [heir] = holders
+            assert set(await credentials.secrets(heir)) == {"access_token", "refresh_token"}
+            [other] = [i for i in rows if i != heir]
+            other_row = rows[other]
+            assert other_row is not None
+            assert other_row.attributes["credential_of"] == str(heir)  # ...the other names it
+        for connection in made[1:]:
+            answer = await service.credentials(connection.id)
+            assert answer.secrets["access_token"].get_secret_value() == "the-one-access-token"
+        assert (await service.credentials(made[2].id)).attributes["company_id"] == "1000003"
+
+        await revocation.revoke(heir)
+        assert revoked_at_visma == []
+        _connection, outcome = await revocation.revoke(other)
+    assert outcome == "revoked"
+    assert len(revoked_at_visma) == 1
+    assert "the-one-refresh-token" in revoked_at_visma[0]
 
 
 async def test_the_expiry_pass_forgets_old_connection_flows_and_their_sealed_tokens(

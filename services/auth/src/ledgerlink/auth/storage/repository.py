@@ -148,6 +148,20 @@ class CredentialRepository:
             statement = statement.with_for_update()
         return (await self._session.execute(statement)).scalars().first()
 
+    async def sharers(self, holder_id: uuid.UUID, attribute: str) -> list[ConnectionCredential]:
+        """The credentials that use ``holder_id``'s grant (``attributes[attribute]`` names
+        it), oldest connection first; locked where the database has row locks."""
+        statement = (
+            select(ConnectionCredential)
+            .join(Connection, col(Connection.id) == col(ConnectionCredential.connection_id))
+            .where(ConnectionCredential.attributes[attribute].as_string() == str(holder_id))
+            .order_by(col(Connection.created_at), col(Connection.id))
+            .execution_options(populate_existing=True)
+        )
+        if self._session.bind.dialect.name != "sqlite":
+            statement = statement.with_for_update()
+        return list((await self._session.execute(statement)).scalars().all())
+
     async def save(self, credential: ConnectionCredential) -> ConnectionCredential:
         """Insert or update the credential row."""
         merged = await self._session.merge(credential)
