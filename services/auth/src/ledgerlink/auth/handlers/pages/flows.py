@@ -16,11 +16,25 @@ from ledgerlink.auth.domain.activation_pages import WaitState, wait_state
 from ledgerlink.auth.domain.environments import Contact
 from ledgerlink.auth.handlers.pages.activation import done_page, ended_page, find_activation
 from ledgerlink.auth.handlers.pages.common import PagesContext, _
+from ledgerlink.auth.handlers.web import _html_responses
 from ledgerlink.auth.services.activation_pages import ActivationPages, EnvironmentStanding
 from ledgerlink.auth.storage.models import Connection, User
 
 #: A step only asks whether its activation can be continued, not how long it waited.
 _NEVER: Final = timedelta(days=36500)
+
+
+#: The OpenAPI answers of a store-started flow's form steps (Netvisor, Procountor).
+FORM_RESPONSES: Final = _html_responses(
+    {
+        303: "On to the next step.",
+        400: "The form is missing this browser's CSRF token.",
+        403: "The person may not connect this company (the page names whom to ask).",
+        404: "No such activation.",
+        410: "The activation has ended or is already finished.",
+        422: "A field is wrong: the page shows the error next to it.",
+    }
+)
 
 
 @dataclass(frozen=True)

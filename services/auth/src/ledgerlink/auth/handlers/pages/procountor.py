@@ -46,6 +46,7 @@ from ledgerlink.auth.handlers.pages.common import (
     steps,
 )
 from ledgerlink.auth.handlers.pages.flows import (
+    FORM_RESPONSES,
     ActivationState,
     TermsToShow,
     environment_refusal,
@@ -110,16 +111,7 @@ def build_router(context: PagesContext) -> APIRouter:
             410: "The activation has ended or is already finished.",
         }
     )
-    form_responses = _html_responses(
-        {
-            303: "On to the next step.",
-            400: "The form is missing this browser's CSRF token.",
-            403: "The person may not connect this company (the page names whom to ask).",
-            404: "No such activation.",
-            410: "The activation has ended or is already finished.",
-            422: "A field is wrong: the page shows the error next to it.",
-        }
-    )
+    form_responses = FORM_RESPONSES
 
     async def person_and_state(
         request: Request, ref: str, *, recent: bool = False, back: str | None = None
