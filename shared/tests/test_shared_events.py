@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from ledgerlink.shared.events import (
     ALL_IMPORT_SCOPES,
@@ -491,3 +491,87 @@ def test_journal_accepted_requires_corrects_period_key() -> None:
 
     with pytest.raises(ValidationError, match="corrects_period"):
         JournalAcceptedV1.model_validate(raw)
+
+
+# -- fields added to a published v1 model (rolling upgrades) ------------------------------
+
+
+def _published_v1_without(model: type[BaseModel], *added: str) -> type[BaseModel]:
+    """The model as it was published, before ``added`` existed: strict about extras."""
+    fields = {
+        name: (info.annotation, info)
+        for name, info in model.model_fields.items()
+        if name not in added
+    }
+    return create_model(  # type: ignore[no-any-return,call-overload]
+        f"Old{model.__name__}",
+        __config__=ConfigDict(frozen=True, extra="forbid"),
+        **fields,
+    )
+
+
+def test_unset_additive_fields_are_left_out_so_an_older_consumer_accepts_the_event() -> None:
+    activated = ConnectionActivatedV1(
+        connection_id=uuid.uuid4(),
+        environment_id=uuid.uuid4(),
+        provider=Provider.NETVISOR,
+        business_id="1572860-0",
+        company_name="Oy Esimerkki Ab",
+    )
+    wire = json.loads(activated.model_dump_json())
+    assert "transaction_type" not in wire
+    old = _published_v1_without(ConnectionActivatedV1, "transaction_type")
+    assert old.model_validate(wire).model_dump()["company_name"] == "Oy Esimerkki Ab"
+    # The new consumer reads it back unchanged.
+    assert ConnectionActivatedV1.model_validate(wire) == activated
+
+    requested = ImportRequestedV1(
+        connection_id=uuid.uuid4(), business_id="1572860-0", provider=Provider.NETVISOR
+    )
+    wire = json.loads(requested.model_dump_json())
+    assert not {"mode", "replace", "replace_reason"} & wire.keys()
+    old = _published_v1_without(ImportRequestedV1, "mode", "replace", "replace_reason")
+    old.model_validate(wire)
+
+
+def test_set_additive_fields_are_sent() -> None:
+    activated = ConnectionActivatedV1(
+        connection_id=uuid.uuid4(),
+        environment_id=uuid.uuid4(),
+        provider=Provider.TWENTYFOUR_SEVEN_OFFICE,
+        business_id="1572860-0",
+        company_name="Oy Esimerkki Ab",
+        transaction_type="3",
+    )
+    assert json.loads(activated.model_dump_json())["transaction_type"] == "3"
+    requested = ImportRequestedV1(
+        connection_id=uuid.uuid4(),
+        business_id="1572860-0",
+        provider=Provider.NETVISOR,
+        mode="full_refresh",
+    )
+    assert json.loads(requested.model_dump_json())["mode"] == "full_refresh"
+    difference = AccountDifferenceV1(
+        account="1910",
+        opening="0",
+        movements="1",
+        computed_closing="1",
+        source_closing="2",
+        difference="-1",
+    )
+    assert "period" not in json.loads(difference.model_dump_json())
+    with_period = difference.model_copy(update={"period": "2024-03"})
+    assert json.loads(with_period.model_dump_json())["period"] == "2024-03"
+
+
+def test_fields_that_were_always_there_are_sent_even_when_none() -> None:
+    rejected = ConnectionRejectedV1(
+        connection_id=uuid.uuid4(),
+        environment_id=None,
+        provider=Provider.NETVISOR,
+        business_id="1572860-0",
+        company_name="Oy Esimerkki Ab",
+        reason_code="invalid_business_id",
+        message="The business ID's check digit is wrong.",
+    )
+    assert json.loads(rejected.model_dump_json())["environment_id"] is None

@@ -11,9 +11,16 @@ import re
 import uuid
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+)
 
 from ledgerlink.shared.topics import Topic
 
@@ -66,10 +73,33 @@ Email = Annotated[
 ]
 
 
-class EventData(BaseModel):
-    """Base of every event payload."""
+class Contract(BaseModel):
+    """Base of every published model: frozen, strict about unknown fields, and careful
+    with fields added to a published version.
+
+    A field added to a v1 model after it was published is optional and named in
+    ``ADDITIVE_FIELDS``; while it holds its default it is left out of the serialized payload,
+    so a consumer still running the older model (``extra="forbid"``) accepts events from
+    an upgraded producer during a rolling upgrade instead of dead-lettering them.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ADDITIVE_FIELDS: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_additive_fields(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if self.ADDITIVE_FIELDS and isinstance(data, dict):
+            fields = type(self).model_fields
+            for name in self.ADDITIVE_FIELDS:
+                if getattr(self, name) == fields[name].default:
+                    data.pop(name, None)
+        return data
+
+
+class EventData(Contract):
+    """Base of every event payload."""
 
     EVENT_TYPE: ClassVar[str]
     TOPIC: ClassVar[Topic]
@@ -104,6 +134,7 @@ class ConnectionActivatedV1(EventData):
 
     EVENT_TYPE: ClassVar[str] = "ledgerlink.connection.activated.v1"
     TOPIC: ClassVar[Topic] = Topic.CONNECTIONS
+    ADDITIVE_FIELDS: ClassVar[frozenset[str]] = frozenset({"transaction_type"})
 
     connection_id: uuid.UUID
     environment_id: uuid.UUID
@@ -222,6 +253,7 @@ class ImportRequestedV1(EventData):
 
     EVENT_TYPE: ClassVar[str] = "ledgerlink.import.requested.v1"
     TOPIC: ClassVar[Topic] = Topic.IMPORT_REQUESTS
+    ADDITIVE_FIELDS: ClassVar[frozenset[str]] = frozenset({"replace", "replace_reason", "mode"})
 
     connection_id: uuid.UUID
     business_id: BusinessIdText
@@ -268,13 +300,13 @@ class ImportCountsV1(BaseModel):
     lines: int
 
 
-class AccountDifferenceV1(BaseModel):
+class AccountDifferenceV1(Contract):
     """An account whose opening balance + movements is not the source's closing balance.
 
     Amounts are decimal strings, debit positive.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    ADDITIVE_FIELDS: ClassVar[frozenset[str]] = frozenset({"period"})
 
     account: str
     opening: str
