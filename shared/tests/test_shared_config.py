@@ -195,3 +195,13 @@ def test_kafka_topic_adds_prefix() -> None:
 def test_kafka_settings_bounds(field: str, value: object) -> None:
     with pytest.raises(ValidationError, match=field):
         KafkaSettings.model_validate({field: value})
+
+
+def test_production_refuses_producers_that_are_not_idempotent() -> None:
+    kafka = KafkaSettings(idempotent_producer=False)
+    database = DatabaseSettings(url=SecretStr(POSTGRES_URL))
+    with pytest.raises(ValidationError, match="idempotent Kafka producers"):
+        ServiceConfig(environment="production", database=database, kafka=kafka)
+    # Tests against a broker without InitProducerId may turn them off.
+    assert ServiceConfig(environment="test", database=database, kafka=kafka).kafka == kafka
+    assert ServiceConfig().kafka.idempotent_producer is True

@@ -106,6 +106,9 @@ class StackConfig:
     env: Mapping[str, str] = field(default_factory=dict)
     #: Directory for each service's log file; None lets the logs through to our terminal.
     log_dir: Path | None = None
+    #: False only on a test broker that cannot give producer ids (Tansu): the services'
+    #: producers then run without idempotence (production refuses that).
+    idempotent_producers: bool = True
 
 
 @dataclass
@@ -147,6 +150,9 @@ class Stack:
                 spec.env("KAFKA__BOOTSTRAP_SERVERS"): self.config.bootstrap_servers,
                 spec.env("KAFKA__TOPIC_PREFIX"): self.config.topic_prefix,
                 spec.env("KAFKA__CLIENT_ID"): f"ledgerlink-{spec.name}",
+                spec.env("KAFKA__IDEMPOTENT_PRODUCER"): str(
+                    self.config.idempotent_producers
+                ).lower(),
                 spec.env("DATABASE__URL"): self.config.database_urls[spec.name],
                 spec.env("HTTP__HOST"): "127.0.0.1",
                 spec.env("HTTP__PORT"): str(self.config.ports[spec.name]),

@@ -32,6 +32,14 @@ class KafkaSettings(BaseModel):
     )
     sasl_username: str | None = Field(default=None, description="SASL user name.")
     sasl_password: SecretStr | None = Field(default=None, description="SASL password.")
+    idempotent_producer: bool = Field(
+        default=True,
+        description=(
+            "Idempotent producers (acks=all, no duplicates on retry). Leave on: turning it off "
+            "exists only for test brokers without InitProducerId (Tansu, used where a test "
+            "needs a real consumer-group coordinator); production refuses it off."
+        ),
+    )
     handler_attempts: int = Field(
         default=3,
         ge=1,
@@ -113,4 +121,9 @@ class ServiceConfig(BaseSettings):
             "sqlite"
         ):
             raise ValueError("production needs PostgreSQL, not the embedded SQLite store")
+        if self.environment == "production" and not self.kafka.idempotent_producer:
+            raise ValueError(
+                "production needs idempotent Kafka producers (kafka.idempotent_producer=true): "
+                "without them a retried send can publish an event twice"
+            )
         return self

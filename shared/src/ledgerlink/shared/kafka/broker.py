@@ -47,7 +47,8 @@ def build_broker(
     registry: CollectorRegistry | None = None,
     app_name: str = "ledgerlink",
 ) -> KafkaBroker:
-    """A KafkaBroker whose producer is idempotent with ``acks=all``.
+    """A KafkaBroker whose producer is idempotent with ``acks=all`` (unless
+    ``settings.idempotent_producer`` is off, for test brokers that cannot).
 
     Built at run time from settings (never at import), so tests can point it anywhere.
     """
@@ -58,7 +59,7 @@ def build_broker(
         settings.bootstrap_servers,
         client_id=settings.client_id,
         acks="all",
-        enable_idempotence=True,
+        enable_idempotence=settings.idempotent_producer,
         allow_auto_create_topics=False,
         security=_security(settings),
         middlewares=middlewares,
@@ -170,7 +171,7 @@ class DeadLetterProducer:
             bootstrap_servers=self._settings.bootstrap_servers,
             client_id=f"{self._settings.client_id}-dead-letters",
             acks="all",
-            enable_idempotence=True,
+            enable_idempotence=self._settings.idempotent_producer,
             **parse_security(_security(self._settings)),
         )
         await producer.start()
@@ -191,17 +192,27 @@ class DeadLetterProducer:
         )
 
 
-async def create_topics(settings: KafkaSettings, topics: dict[str, int]) -> None:
+async def create_topics(
+    settings: KafkaSettings, topics: dict[str, int], *, replication_factor: int | None = None
+) -> None:
     """Create ``topics`` (name -> partitions) on a real cluster; existing ones are kept.
 
-    The embedded mock cluster refuses CreateTopics; use ``EmbeddedKafka.create_topic``.
+    ``replication_factor`` defaults to three copies, or one per broker on a smaller
+    cluster (aiokafka's admin client needs an explicit count; it cannot ask for the
+    broker's default). The embedded mock cluster refuses CreateTopics; use
+    ``EmbeddedKafka.create_topic``.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, **parse_security(_security(settings))
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        if replication_factor is None:
+            cluster = await admin.describe_cluster()
+            replication_factor = max(1, min(3, len(cluster.get("brokers") or ())))
         wanted = [
-            NewTopic(name=name, num_partitions=partitions, replication_factor=-1)
+            NewTopic(name=name, num_partitions=partitions, replication_factor=replication_factor)
             for name, partitions in topics.items()
             if name not in existing
         ]
