@@ -35,6 +35,7 @@ from ledgerlink.shared.kafka.broker import (
     DeadLetterProducer,
     build_broker,
     outbox_publisher,
+    outbox_sender,
     subscribe,
 )
 from ledgerlink.shared.messaging.consumer import EventConsumer
@@ -99,6 +100,7 @@ class ProcessContext:
             settings=self.config.kafka,
             metrics=self.metrics,
             on_commit=self._committed,
+            tracer_provider=self.tracer_provider,
         )
         self.consumers.append(consumer)
         return consumer
@@ -127,9 +129,12 @@ def build_process_context(
     registry = CollectorRegistry()
     metrics = MessagingMetrics(registry)
     db = Database.from_settings(config.database)
-    SQLAlchemyInstrumentor().instrument(
-        engine=db.engine.sync_engine, tracer_provider=tracer_provider
-    )
+    if config.database.trace_statements:
+        # Opt-in: a span per SQL statement costs more CPU than the statement itself on
+        # the event path; events and batches have their own spans.
+        SQLAlchemyInstrumentor().instrument(
+            engine=db.engine.sync_engine, tracer_provider=tracer_provider
+        )
     broker = build_broker(
         config.kafka, tracer_provider=tracer_provider, registry=registry, app_name=service_name
     )
@@ -142,6 +147,7 @@ def build_process_context(
         config.outbox,
         metrics,
         lock_name=f"ledgerlink-outbox:{service_name}",
+        send=outbox_sender(broker),
     )
     return ProcessContext(
         service_name=service_name,

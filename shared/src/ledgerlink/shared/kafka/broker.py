@@ -67,13 +67,34 @@ def build_broker(
     )
 
 
-def subscribe(broker: KafkaBroker, consumer: EventConsumer, topic: str, **spec: Any) -> None:
+def subscribe(
+    broker: KafkaBroker,
+    consumer: EventConsumer,
+    topic: str,
+    *,
+    batch_size: int | None = None,
+    batch_timeout_ms: int | None = None,
+    **spec: Any,
+) -> None:
     """Attach ``consumer`` to ``topic`` in consumer group ``consumer.name``.
 
-    Offsets are committed by FastStream only after :meth:`EventConsumer.process` returns
-    (``AckPolicy.NACK_ON_ERROR``): by then the handler's transaction has committed or the
-    dead letter was acknowledged. If it raises, the record is redelivered.
+    With ``batch_size`` > 1 (default: the consumer's ``KafkaSettings.consume_batch_size``)
+    the subscriber takes up to that many records at once and hands them to
+    :meth:`EventConsumer.process_batch` (one transaction for the batch); with 1, each
+    record goes to :meth:`EventConsumer.process` in its own transaction.
+
+    Offsets are committed by FastStream only after the call returns
+    (``AckPolicy.NACK_ON_ERROR``): by then the transaction has committed or the dead
+    letters were acknowledged. If it raises, every partition of the batch is rewound to
+    its first record of the batch and the records are redelivered.
     """
+    size = consumer.settings.consume_batch_size if batch_size is None else batch_size
+    timeout_ms = (
+        consumer.settings.consume_batch_timeout_ms if batch_timeout_ms is None else batch_timeout_ms
+    )
+    if size > 1:
+        _subscribe_batches(broker, consumer, topic, size, timeout_ms, **spec)
+        return
 
     async def on_record(message: KafkaMessage) -> None:
         raw = message.raw_message
@@ -122,6 +143,64 @@ def subscribe(broker: KafkaBroker, consumer: EventConsumer, topic: str, **spec: 
     )(on_record)
 
 
+def _subscribe_batches(
+    broker: KafkaBroker,
+    consumer: EventConsumer,
+    topic: str,
+    max_records: int,
+    timeout_ms: int,
+    **spec: Any,
+) -> None:
+    async def on_batch(message: KafkaMessage) -> None:
+        records = message.raw_message
+        assert isinstance(records, tuple)
+        await consumer.process_batch(
+            [
+                RawRecord(
+                    topic=raw.topic,
+                    partition=raw.partition,
+                    offset=raw.offset,
+                    key=raw.key,
+                    value=raw.value,
+                    headers=list(raw.headers or ()),
+                )
+                for raw in records
+            ]
+        )
+
+    async def keep_raw_bytes(message: Any) -> Any:
+        return message.body
+
+    async def parse_without_per_record_work(records: Any, original: Any) -> Any:
+        # FastStream's batch parser decodes every header of every record as UTF-8 (a
+        # binary header would fail the whole batch) and copies each value: the consumer
+        # reads the raw records itself. Let FastStream build its acknowledgeable message
+        # (bound to the subscriber's consumer) from the first record without headers,
+        # then hand it the whole batch: ``nack`` rewinds every partition of the batch.
+        first = dataclasses.replace(records[0], headers=[])
+        message = await original((first,))
+        message.raw_message = tuple(records)
+        message.body = [record.value or b"" for record in records]
+        return message
+
+    on_batch.__name__ = f"{consumer.name}__{topic}"
+    broker.subscriber(
+        topic,
+        group_id=consumer.name,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        batch=True,
+        max_records=max_records,
+        batch_timeout_ms=timeout_ms,
+        decoder=keep_raw_bytes,
+        parser=parse_without_per_record_work,
+        title=f"{topic}:{consumer.name}",
+        description="CloudEvents (Kafka binary content mode) of type: "
+        + ", ".join(consumer.event_types),
+        **spec,
+    )(on_batch)
+
+
 def _utf8_or_empty(value: bytes | None) -> bytes:
     if value is None:
         return b""
@@ -132,8 +211,28 @@ def _utf8_or_empty(value: bytes | None) -> bytes:
     return value
 
 
+def outbox_sender(broker: KafkaBroker) -> Any:
+    """A :data:`~ledgerlink.shared.messaging.outbox.SendRecord` for the outbox relay.
+
+    Hands the record to the broker's idempotent producer without waiting and returns the
+    delivery future, so a relay pass sends all its rows and then waits once.
+    """
+
+    async def send(record: OutboxRecord) -> Any:
+        return await broker.publish(
+            record.payload,
+            topic=record.topic,
+            key=record.key.encode() if record.key is not None else None,
+            headers={name: value.decode() for name, value in record.headers},
+            correlation_id=record.event_id,
+            no_confirm=True,
+        )
+
+    return send
+
+
 def outbox_publisher(broker: KafkaBroker) -> Any:
-    """A publish function for the outbox relay."""
+    """A publish function for the outbox relay (one record, waits for its acknowledgement)."""
 
     async def publish(record: OutboxRecord) -> None:
         await broker.publish(
