@@ -536,3 +536,93 @@ async def test_dead_letter_publisher_over_the_wire(kafka: EmbeddedKafka) -> None
     assert headers[DLQ_ERROR_CLASS] == b"EnvelopeError"
     assert headers[DLQ_ORIGINAL_PARTITION] == b"4"
     assert headers[DLQ_ORIGINAL_OFFSET] == b"99"
+
+
+# --- batches over the wire --------------------------------------------------------------------
+
+
+async def test_batch_redelivered_after_a_crash_before_the_offset_commit_is_applied_once(
+    kafka: EmbeddedKafka, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch's transaction committed, then the process died before the offset commit.
+
+    The first member's offset commit is made to fail (the crash), so nothing is committed
+    to Kafka; a second member of the group gets the same records again and its inbox
+    drops every one of them: no handler runs twice.
+    """
+    topic, group = _unique("activations"), _unique("auth")
+    kafka.create_topic(topic, 1)
+    kafka.create_topic(dead_letter_topic(topic), 1)
+    settings = KafkaSettings(
+        bootstrap_servers=kafka.bootstrap_servers, retry_backoff_seconds=0, consume_batch_size=50
+    )
+    sent = [_event_record() for _ in range(3)]
+    await _produce(kafka, topic, [record for _, record in sent])
+    handled: asyncio.Queue[str] = asyncio.Queue()
+    registry = CollectorRegistry()
+    metrics = MessagingMetrics(registry)
+    batches: list[int] = []
+
+    async def handle(session: AsyncSession, event: ReceivedEvent[ActivationRequestedV1]) -> None:
+        handled.put_nowait(event.envelope.id)
+
+    def member(delivered: asyncio.Event, expected: int) -> KafkaBroker:
+        broker = build_broker(settings, app_name="wire-test")
+        consumer = EventConsumer(
+            name=group,
+            db=store.db,
+            inbox=Inbox(store.tables, group),
+            dead_letters=DeadLetterPublisher(_refuse_dead_letters, metrics, consumer=group),
+            settings=settings,
+            metrics=metrics,
+        )
+        consumer.route(ActivationRequestedV1, handle)
+        original = consumer.process_batch
+
+        async def process_batch(records: Any) -> Any:
+            outcomes = await original(records)
+            batches.append(len(records))
+            if sum(batches) >= expected:
+                delivered.set()
+            return outcomes
+
+        consumer.process_batch = process_batch  # type: ignore[method-assign]
+        subscribe(broker, consumer, topic)
+        return broker
+
+    async def crash_before_committing(self: AIOKafkaConsumer, *args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("process killed before the offset commit")
+
+    monkeypatch.setattr(AIOKafkaConsumer, "commit", crash_before_committing)
+    first_done = asyncio.Event()
+    first = member(first_done, len(sent))
+    await first.start()
+    try:
+        first_ids = [await asyncio.wait_for(handled.get(), WAIT) for _ in sent]
+        await asyncio.wait_for(first_done.wait(), WAIT)
+    finally:
+        await first.stop()
+    assert first_ids == [envelope.id for envelope, _ in sent]
+    assert await _committed(kafka, group, topic) == -1  # the crash: no offset committed
+    monkeypatch.undo()
+
+    second_done = asyncio.Event()
+    second = member(second_done, 2 * len(sent))
+    await second.start()
+    try:
+        await asyncio.wait_for(second_done.wait(), WAIT)
+    finally:
+        await second.stop()
+    assert sum(batches) == 2 * len(sent)  # every record was delivered twice
+    assert handled.empty()  # ... and handled once
+    duplicates = registry.get_sample_value(
+        "ledgerlink_events_consumed_total",
+        {"topic": topic, "event_type": ActivationRequestedV1.EVENT_TYPE, "outcome": "duplicate"},
+    )
+    assert duplicates == len(sent)
+    assert await _committed(kafka, group, topic) == len(sent)
+    assert await _inbox_ids(store) == {envelope.id for envelope, _ in sent}
+
+
+async def _refuse_dead_letters(letter: Any) -> None:
+    raise AssertionError(f"nothing here should be dead-lettered: {letter}")
