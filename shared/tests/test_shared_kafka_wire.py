@@ -32,8 +32,10 @@ from ledgerlink.shared.envelope import CloudEvent
 from ledgerlink.shared.events import ActivationRequestedV1
 from ledgerlink.shared.kafka.broker import (
     DeadLetterProducer,
+    RecordProducer,
     build_broker,
     outbox_publisher,
+    outbox_sender,
     subscribe,
 )
 from ledgerlink.shared.kafka.embedded import EmbeddedKafka, EmbeddedKafkaError
@@ -50,7 +52,7 @@ from ledgerlink.shared.messaging.dead_letters import (
     RawRecord,
 )
 from ledgerlink.shared.messaging.inbox import Inbox
-from ledgerlink.shared.messaging.outbox import Outbox, OutboxRelay
+from ledgerlink.shared.messaging.outbox import Outbox, OutboxRecord, OutboxRelay
 from ledgerlink.shared.messaging.tables import MessagingTables, define_messaging_tables
 from ledgerlink.shared.metrics import MessagingMetrics
 from ledgerlink.shared.testing import KafkaBackend
@@ -502,6 +504,56 @@ async def test_outbox_publisher_keeps_headers_key_and_trace(
         s.context is not None and s.context.trace_id == trace_id and s.name != "handle request"
         for s in exporter.get_finished_spans()
     ), "the publish span continues the producing request's trace"
+
+
+async def test_outbox_sender_sends_a_pass_in_order_with_headers_key_and_trace(
+    kafka: EmbeddedKafka, store: Store
+) -> None:
+    prefix = f"{_unique('env')}."
+    topic = f"{prefix}{ActivationRequestedV1.TOPIC}"
+    kafka.create_topic(topic, 1)
+    tracer_provider = TracerProvider()
+    settings = KafkaSettings(bootstrap_servers=kafka.bootstrap_servers, topic_prefix=prefix)
+    producer = RecordProducer(settings, purpose="outbox")
+
+    async def publish_one(record: OutboxRecord) -> None:
+        raise AssertionError("with a sender, the relay never publishes one record at a time")
+
+    relay = OutboxRelay(
+        store.db,
+        store.tables,
+        publish_one,
+        OutboxSettings(),
+        MessagingMetrics(CollectorRegistry()),
+        lock_name="wire-outbox-send",
+        send=outbox_sender(producer),
+    )
+    outbox = Outbox(store.tables, source="ledgerlink/auth", topic_prefix=prefix)
+    with tracer_provider.get_tracer("test").start_as_current_span("handle request") as span:
+        async with store.db.transaction() as session:
+            envelopes = [
+                await outbox.add(session, _activation(), key="0112038-9", subject=f"s-{i}")
+                for i in range(5)
+            ]
+    trace_id = span.get_span_context().trace_id
+
+    await producer.start()
+    try:
+        assert await relay.publish_pending() == 5
+    finally:
+        await producer.stop()
+
+    records = await _read(kafka, topic, 5)
+    assert [CloudEvent.from_headers(record.headers) for record in records] == envelopes
+    for record, envelope in zip(records, envelopes, strict=True):
+        headers = _headers(record)
+        assert record.key == b"0112038-9"
+        assert record.value == _activation().model_dump_json().encode()
+        assert headers["content-type"] == b"application/json"
+        assert headers["correlation_id"] == envelope.id.encode()
+        assert f"-{trace_id:032x}-".encode() in headers["traceparent"]
+    assert await _end_offset(kafka, topic) == 5  # each once
+    assert await relay.publish_pending() == 0
 
 
 async def test_dead_letter_publisher_over_the_wire(kafka: EmbeddedKafka) -> None:

@@ -33,6 +33,7 @@ from ledgerlink.shared.db import Database
 from ledgerlink.shared.events import EventData
 from ledgerlink.shared.kafka.broker import (
     DeadLetterProducer,
+    RecordProducer,
     build_broker,
     outbox_publisher,
     outbox_sender,
@@ -72,6 +73,8 @@ class ProcessContext:
     tables: MessagingTables
     outbox: Outbox
     relay: OutboxRelay
+    #: Sends the relay's records (a pass is sent, then flushed once); runs with the relay.
+    outbox_producer: RecordProducer
     metrics: MessagingMetrics
     registry: CollectorRegistry
     tracer_provider: TracerProvider
@@ -140,6 +143,7 @@ def build_process_context(
     )
     http_client = httpx.AsyncClient(timeout=httpx.Timeout(30.0))
     HTTPXClientInstrumentor.instrument_client(http_client, tracer_provider=tracer_provider)
+    outbox_producer = RecordProducer(config.kafka, purpose="outbox")
     relay = OutboxRelay(
         db,
         metadata_tables,
@@ -147,7 +151,7 @@ def build_process_context(
         config.outbox,
         metrics,
         lock_name=f"ledgerlink-outbox:{service_name}",
-        send=outbox_sender(broker),
+        send=outbox_sender(outbox_producer),
     )
     return ProcessContext(
         service_name=service_name,
@@ -162,6 +166,7 @@ def build_process_context(
             topic_prefix=config.kafka.topic_prefix,
         ),
         relay=relay,
+        outbox_producer=outbox_producer,
         metrics=metrics,
         registry=registry,
         tracer_provider=tracer_provider,
@@ -194,6 +199,7 @@ def create_service_app(
             await process.dead_letter_producer.stop()
             raise
         if config.outbox.relay_enabled:
+            await process.outbox_producer.start()
             process.relay.start()
         for worker in process.workers:
             worker.start()
@@ -207,6 +213,7 @@ def create_service_app(
             for worker in process.workers:
                 await worker.stop()
             await process.relay.stop()
+            await process.outbox_producer.stop()
             await process.broker.stop()
             await process.dead_letter_producer.stop()
             await process.http_client.aclose()

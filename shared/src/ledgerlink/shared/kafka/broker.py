@@ -211,21 +211,25 @@ def _utf8_or_empty(value: bytes | None) -> bytes:
     return value
 
 
-def outbox_sender(broker: KafkaBroker) -> Any:
+def outbox_sender(producer: RecordProducer) -> Any:
     """A :data:`~ledgerlink.shared.messaging.outbox.SendRecord` for the outbox relay.
 
-    Hands the record to the broker's idempotent producer without waiting and returns the
-    delivery future, so a relay pass sends all its rows and then waits once.
+    Hands the record to ``producer`` (idempotent, ``acks=all``) without waiting and returns
+    its delivery future, so a relay pass sends all its rows and then waits once. Straight
+    to aiokafka, not through the broker's publish middlewares: the record carries its
+    CloudEvents headers, and the trace context stored with the row goes out as its
+    ``traceparent``, so the consumer's span continues the producing handler's trace.
     """
 
     async def send(record: OutboxRecord) -> Any:
-        return await broker.publish(
-            record.payload,
-            topic=record.topic,
+        headers = list(record.headers)
+        headers += [(name, value.encode()) for name, value in record.trace_carrier.items()]
+        headers.append(("correlation_id", record.event_id.encode()))
+        return await producer.send(
+            record.topic,
+            value=record.payload,
             key=record.key.encode() if record.key is not None else None,
-            headers={name: value.decode() for name, value in record.headers},
-            correlation_id=record.event_id,
-            no_confirm=True,
+            headers=headers,
         )
 
     return send
@@ -246,20 +250,27 @@ def outbox_publisher(broker: KafkaBroker) -> Any:
     return publish
 
 
-class DeadLetterProducer:
-    """Publishes dead letters with the original record's key, value and header bytes.
+class RecordProducer:
+    """An aiokafka producer with the broker's guarantees (idempotent, ``acks=all``) and
+    security settings, sending records byte for byte."""
 
-    FastStream's ``publish`` takes header values as ``str`` and encodes them as UTF-8, so a
-    binary header (often the very reason a record failed) could not pass through it
-    unchanged, and repeated header names would collapse in its dict. This producer sends
-    through aiokafka directly, with the broker's delivery guarantees (idempotent,
-    ``acks=all``) and security settings. :meth:`publish` is a
-    :data:`~ledgerlink.shared.messaging.dead_letters.PublishDeadLetter`.
-    """
-
-    def __init__(self, settings: KafkaSettings) -> None:
+    def __init__(self, settings: KafkaSettings, *, purpose: str = "records") -> None:
         self._settings = settings
+        self._purpose = purpose
         self._producer: AIOKafkaProducer | None = None
+
+    async def send(
+        self,
+        topic: str,
+        *,
+        value: bytes,
+        key: bytes | None,
+        headers: list[tuple[str, bytes]],
+    ) -> Any:
+        """Hand one record to the producer; returns the future of its acknowledgement."""
+        if self._producer is None:
+            raise RuntimeError(f"the {self._purpose} producer is not started")
+        return await self._producer.send(topic, value=value, key=key, headers=headers)
 
     async def start(self) -> None:
         """Connect to the brokers (aiokafka needs a running event loop, so not in init)."""
@@ -267,7 +278,7 @@ class DeadLetterProducer:
             return
         producer = AIOKafkaProducer(
             bootstrap_servers=self._settings.bootstrap_servers,
-            client_id=f"{self._settings.client_id}-dead-letters",
+            client_id=f"{self._settings.client_id}-{self._purpose}",
             acks="all",
             enable_idempotence=True,
             **parse_security(_security(self._settings)),
@@ -276,10 +287,24 @@ class DeadLetterProducer:
         self._producer = producer
 
     async def stop(self) -> None:
-        """Flush pending dead letters and disconnect."""
+        """Flush pending records and disconnect."""
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
+
+
+class DeadLetterProducer(RecordProducer):
+    """Publishes dead letters with the original record's key, value and header bytes.
+
+    FastStream's ``publish`` takes header values as ``str`` and encodes them as UTF-8, so a
+    binary header (often the very reason a record failed) could not pass through it
+    unchanged, and repeated header names would collapse in its dict. This producer sends
+    through aiokafka directly. :meth:`publish` is a
+    :data:`~ledgerlink.shared.messaging.dead_letters.PublishDeadLetter`.
+    """
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        super().__init__(settings, purpose="dead-letters")
 
     async def publish(self, letter: DeadLetter) -> None:
         """Send ``letter`` and wait until the brokers acknowledged it."""
