@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
-from sqlalchemy import Column, Integer, MetaData, String, Table, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -405,3 +405,54 @@ async def test_one_span_per_event_continuing_its_producer_trace_and_one_per_batc
     assert all(span.links[0].context.span_id == batch.context.span_id for span in events)
     # no span per SQL statement: statement spans are opt-in (DatabaseSettings)
     assert not [span for span in spans if span.name.split()[0] in {"INSERT", "SELECT"}]
+
+
+@pytest.fixture
+async def postgres_db(
+    request: pytest.FixtureRequest, module_database: LazyPostgresDatabase
+) -> AsyncIterator[Database]:
+    database = await module_database.open(request.getfixturevalue("postgres_backend"))
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+@pytest.mark.wire
+async def test_partitions_of_a_batch_run_in_their_own_transactions_on_postgres(
+    postgres_db: Database,
+) -> None:
+    """PostgreSQL: each partition's share of a batch commits on its own, several at once;
+    a partition whose database fails is redelivered and what did commit is not reapplied.
+    (SQLite, one writer at a time, runs a whole batch in one transaction: the tests above.)
+    """
+    harness = _harness(postgres_db)
+    transactions: dict[str, int] = {}
+    original = harness.handle
+    down = {"yes": True}
+
+    async def recording(session: AsyncSession, event: ReceivedEvent[Any]) -> None:
+        await original(session, event)
+        transactions[event.envelope.id] = int(await session.scalar(text("SELECT txid_current()")))
+        if event.data.business_id == "DOWN" and down["yes"]:
+            raise OperationalError("INSERT", {}, Exception("server closed the connection"))
+
+    harness.consumer.route(ActivationRequestedV1, recording)
+    first = [_record("A", 0, partition=0), _record("B", 1, partition=0)]
+    second = [_record("C", 0, partition=1), _record("DOWN", 1, partition=1)]
+    records = [first[0], second[0], first[1], second[1]]
+
+    with pytest.raises(OperationalError):
+        await harness.consumer.process_batch(records)
+    # partition 0 committed in one transaction; partition 1 rolled back in another
+    assert transactions[_id(first[0])] == transactions[_id(first[1])]
+    assert transactions[_id(first[0])] != transactions[_id(second[0])]
+    assert [company for company, _ in await harness.handled()] == ["A", "B"]
+
+    down["yes"] = False
+    outcomes = await harness.consumer.process_batch(records)  # Kafka redelivers the batch
+
+    assert outcomes == [Outcome.DUPLICATE, Outcome.PROCESSED, Outcome.DUPLICATE, Outcome.PROCESSED]
+    handled = await harness.handled()
+    assert sorted(company for company, _ in handled) == ["A", "B", "C", "DOWN"]
+    assert [c for c, _ in handled if c in {"C", "DOWN"}] == ["C", "DOWN"]  # partition order

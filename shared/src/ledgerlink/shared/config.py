@@ -48,6 +48,14 @@ class KafkaSettings(BaseModel):
         description="Records consumed per batch: one database transaction per batch with a "
         "savepoint per event, offsets committed after it. 1 = one transaction per record.",
     )
+    consume_partitions_in_parallel: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="PostgreSQL: partitions of a batch handled at once, each in its own "
+        "transaction (a company's events share a partition, so their order holds). "
+        "1 = one transaction for the whole batch. SQLite always uses one.",
+    )
     consume_batch_timeout_ms: int = Field(
         default=100,
         ge=1,

@@ -1,7 +1,9 @@
 """Consuming events: parse, dedupe, handle in one transaction, or dead-letter.
 
 Subscribers hand over batches (:meth:`EventConsumer.process_batch`, the default) or single
-records (:meth:`EventConsumer.process`). A batch runs in one database transaction:
+records (:meth:`EventConsumer.process`). A batch runs in one database transaction (on
+PostgreSQL, one per partition of the batch, up to ``consume_partitions_in_parallel`` at
+once: a company's events share a partition, since the key is its business ID):
 
 1. Every record is parsed; what cannot be parsed is dead-lettered once the batch
    committed (the same reasons as below). An event id seen twice in the batch is handled
@@ -12,9 +14,11 @@ records (:meth:`EventConsumer.process`). A batch runs in one database transactio
    out of the batch and go through the per-record path below after the batch committed:
    retried with back-off, or dead-lettered.
 3. Inbox records and outbox rows of the handled events are written in bulk (one
-   multi-row insert each), then the transaction commits. An infrastructure error anywhere
-   rolls the whole batch back and is raised: no offset is committed, Kafka redelivers
-   every record of the batch, and the inbox drops what had been applied.
+   multi-row insert each), then the transaction commits. An infrastructure error rolls
+   its transaction back and is raised once the others finished: no offset is committed,
+   Kafka redelivers every record of the batch, and the inbox drops what had committed.
+4. Offsets are committed by the subscriber after this returns; dead letters and the
+   deferred events are done by then.
 
 Flow for each record on the per-record path:
 
@@ -262,21 +266,46 @@ class EventConsumer:
                 continue
             seen.add(item.event.envelope.id)
             fresh.append(item)
-        try:
-            handled = await self._handle_batch(fresh, batch_span)
-        except Exception as exc:
-            if _is_infrastructure_error(exc):
-                raise
+        parallel = self._settings.consume_partitions_in_parallel
+        groups = [fresh]
+        if self._db.dialect == "postgresql" and parallel > 1:
+            # Each partition's share of the batch in its own transaction, several at once:
+            # a company's events share a partition (key = business ID), so its order holds,
+            # and different partitions are what different replicas would run in parallel.
+            by_partition: dict[tuple[str, int], list[_BatchItem]] = {}
+            for item in fresh:
+                by_partition.setdefault((item.record.topic, item.record.partition), []).append(item)
+            groups = list(by_partition.values())
+        limit = asyncio.Semaphore(max(parallel, 1))
+
+        async def handle(group: list[_BatchItem]) -> list[_BatchItem]:
+            async with limit:
+                return await self._handle_batch(group, batch_span)
+
+        results = await asyncio.gather(*(handle(group) for group in groups), return_exceptions=True)
+        committed = False
+        redeliver: BaseException | None = None
+        for group, result in zip(groups, results, strict=True):
+            if not isinstance(result, BaseException):
+                committed = committed or bool(result)
+                continue
+            if not isinstance(result, Exception) or _is_infrastructure_error(result):
+                redeliver = redeliver or result
+                continue
             # A failure of the batch's own writes (an inbox id recorded meanwhile by
-            # another member of the group after a rebalance): nothing of the batch was
-            # kept, so each record takes the per-record path, as without batches.
+            # another member of the group after a rebalance): nothing of this group was
+            # kept, so each of its records takes the per-record path, as without batches.
             logger.warning(
                 "batch failed as a whole; processing its records one by one",
-                extra={"consumer": self.name, "records": len(records), "error": repr(exc)},
+                extra={"consumer": self.name, "records": len(group), "error": repr(result)},
             )
-            return [await self.process(record) for record in records]
-        if handled:
+            for item in group:
+                item.one_by_one = True
+        if committed:
             self._on_commit()
+        if redeliver is not None:
+            # Groups that committed are dropped by the inbox when Kafka redelivers them.
+            raise redeliver
         return [await self._finish(item) for item in items]
 
     def _batch_item(self, record: RawRecord) -> _BatchItem:
@@ -393,6 +422,8 @@ class EventConsumer:
             partition=record.partition,
             offset=record.offset,
         ):
+            if item.one_by_one:
+                return await self._process(record)
             if item.rejection is not None:
                 return await self._dead_letter(record, *item.rejection)
             event = item.event
@@ -535,6 +566,8 @@ class _BatchItem:
     deferred: bool = False
     failure: Exception | None = None
     seconds: float = 0.0
+    #: Its batch transaction failed as a whole: processed on the per-record path.
+    one_by_one: bool = False
 
 
 class UnknownEventTypeError(ValueError):
