@@ -293,6 +293,27 @@ async def test_transient_failure_is_retried_after_the_batch_keeping_company_orde
     assert harness.dead_letters == []
 
 
+async def test_company_order_holds_across_a_long_batch(db: Database) -> None:
+    """Long enough for SQLite to split it into several transactions (one writer at a time):
+    a company's event held back by a failure is not overtaken by its later events."""
+    harness = _harness(db, attempts=3)
+    harness.failing["P"] = 1
+    companies = [f"C{index}" for index in range(120)]
+    companies[10] = companies[110] = "P"
+    records = [_record(company, offset) for offset, company in enumerate(companies)]
+
+    outcomes = await harness.consumer.process_batch(records)
+
+    assert outcomes == [Outcome.PROCESSED] * 120
+    handled = await harness.handled()
+    assert [event_id for company, event_id in handled if company == "P"] == [
+        _id(records[10]),
+        _id(records[110]),
+    ]
+    assert len(handled) == 120
+    assert await harness.inbox_ids() == {_id(r) for r in records}
+
+
 async def test_permanent_error_is_dead_lettered_without_retries(db: Database) -> None:
     harness = _harness(db, attempts=3, permanent=(PoisonError,))
     harness.failing["P"] = 100

@@ -267,7 +267,6 @@ class EventConsumer:
             seen.add(item.event.envelope.id)
             fresh.append(item)
         parallel = self._settings.consume_partitions_in_parallel
-        groups = [fresh]
         if self._db.dialect == "postgresql" and parallel > 1:
             # Each partition's share of the batch in its own transaction, several at once:
             # a company's events share a partition (key = business ID), so its order holds,
@@ -276,13 +275,42 @@ class EventConsumer:
             for item in fresh:
                 by_partition.setdefault((item.record.topic, item.record.partition), []).append(item)
             groups = list(by_partition.values())
-        limit = asyncio.Semaphore(max(parallel, 1))
+        elif self._db.dialect == "sqlite":
+            # SQLite has one writer at a time: transactions of a few dozen events keep the
+            # relay's and HTTP routes' writes well inside their busy timeout. One after the
+            # other, sharing which companies are held back by a failed event.
+            parallel = 1
+            groups = [
+                fresh[start : start + _SQLITE_EVENTS_PER_TRANSACTION]
+                for start in range(0, len(fresh), _SQLITE_EVENTS_PER_TRANSACTION)
+            ] or [[]]
+        else:
+            groups = [fresh]
+        blocked: set[tuple[str, int, str | None]] = set()
+        results: list[list[_BatchItem] | BaseException]
+        if parallel > 1 and len(groups) > 1:
+            limit = asyncio.Semaphore(parallel)
 
-        async def handle(group: list[_BatchItem]) -> list[_BatchItem]:
-            async with limit:
-                return await self._handle_batch(group, batch_span)
+            async def handle(group: list[_BatchItem]) -> list[_BatchItem]:
+                async with limit:
+                    return await self._handle_batch(group, batch_span, set())
 
-        results = await asyncio.gather(*(handle(group) for group in groups), return_exceptions=True)
+            results = list(
+                await asyncio.gather(*(handle(group) for group in groups), return_exceptions=True)
+            )
+        else:
+            # One transaction after the other: a failed one holds back every later one,
+            # which may carry the same companies' events.
+            results = []
+            failure: Exception | None = None
+            for group in groups:
+                if failure is None:
+                    try:
+                        results.append(await self._handle_batch(group, batch_span, blocked))
+                        continue
+                    except Exception as exc:
+                        failure = exc
+                results.append(failure)
         committed = False
         redeliver: BaseException | None = None
         for group, result in zip(groups, results, strict=True):
@@ -321,8 +349,17 @@ class EventConsumer:
             item.event, item.handler = parsed
         return item
 
-    async def _handle_batch(self, items: list[_BatchItem], batch_span: Span) -> list[_BatchItem]:
-        """Run ``items`` in one transaction, a savepoint each; returns those handled."""
+    async def _handle_batch(
+        self,
+        items: list[_BatchItem],
+        batch_span: Span,
+        blocked: set[tuple[str, int, str | None]],
+    ) -> list[_BatchItem]:
+        """Run ``items`` in one transaction, a savepoint each; returns those handled.
+
+        ``blocked`` holds the (topic, partition, key) of events that failed: later events
+        with the same key are deferred behind them (shared by consecutive transactions).
+        """
         if not items:
             return []
         handled: list[_BatchItem] = []
@@ -338,7 +375,6 @@ class EventConsumer:
             buffer = OutboxBuffer()
             buffer.attach(session)
             try:
-                blocked: set[tuple[str, int, str | None]] = set()
                 for item in items:
                     event, handler = item.event, item.handler
                     assert event is not None
@@ -547,6 +583,9 @@ class EventConsumer:
         self._metrics.events_consumed.labels(record.topic, event_type, Outcome.DEAD_LETTERED).inc()
         return Outcome.DEAD_LETTERED
 
+
+#: Events per transaction on SQLite (one writer at a time: short transactions).
+_SQLITE_EVENTS_PER_TRANSACTION = 50
 
 #: Headers that carry trace context (W3C trace context and baggage).
 _TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
