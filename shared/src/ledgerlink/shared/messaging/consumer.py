@@ -3,7 +3,8 @@
 Subscribers hand over batches (:meth:`EventConsumer.process_batch`, the default) or single
 records (:meth:`EventConsumer.process`). A batch runs in one database transaction (on
 PostgreSQL, one per partition of the batch, up to ``consume_partitions_in_parallel`` at
-once: a company's events share a partition, since the key is its business ID):
+once: a company's events share a partition, since the key is its business ID; on SQLite,
+transactions of at most 50 events one after the other):
 
 1. Every record is parsed; what cannot be parsed is dead-lettered once the batch
    committed (the same reasons as below). An event id seen twice in the batch is handled
