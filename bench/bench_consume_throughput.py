@@ -891,6 +891,8 @@ async def run_service_benchmark(
         report.ceiling = _path_run("ceiling_aiokafka_asyncpg", events, secs, cpu)
         _progress(f"  ceiling: {report.ceiling.events_per_s:,.0f} events/s")
     finally:
+        (workdir / "rows.pickle").unlink(missing_ok=True)
+        _progress(f"  auth's log: {workdir / 'auth.log'}")
         await postgres.drop_database(url)
         postgres.close()
         if embedded is None:
