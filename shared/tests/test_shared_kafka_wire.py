@@ -32,8 +32,10 @@ from ledgerlink.shared.envelope import CloudEvent
 from ledgerlink.shared.events import ActivationRequestedV1
 from ledgerlink.shared.kafka.broker import (
     DeadLetterProducer,
+    RecordProducer,
     build_broker,
     outbox_publisher,
+    outbox_sender,
     subscribe,
 )
 from ledgerlink.shared.kafka.embedded import EmbeddedKafka, EmbeddedKafkaError
@@ -50,7 +52,7 @@ from ledgerlink.shared.messaging.dead_letters import (
     RawRecord,
 )
 from ledgerlink.shared.messaging.inbox import Inbox
-from ledgerlink.shared.messaging.outbox import Outbox, OutboxRelay
+from ledgerlink.shared.messaging.outbox import Outbox, OutboxRecord, OutboxRelay
 from ledgerlink.shared.messaging.tables import MessagingTables, define_messaging_tables
 from ledgerlink.shared.metrics import MessagingMetrics
 from ledgerlink.shared.testing import KafkaBackend
@@ -504,6 +506,56 @@ async def test_outbox_publisher_keeps_headers_key_and_trace(
     ), "the publish span continues the producing request's trace"
 
 
+async def test_outbox_sender_sends_a_pass_in_order_with_headers_key_and_trace(
+    kafka: EmbeddedKafka, store: Store
+) -> None:
+    prefix = f"{_unique('env')}."
+    topic = f"{prefix}{ActivationRequestedV1.TOPIC}"
+    kafka.create_topic(topic, 1)
+    tracer_provider = TracerProvider()
+    settings = KafkaSettings(bootstrap_servers=kafka.bootstrap_servers, topic_prefix=prefix)
+    producer = RecordProducer(settings, purpose="outbox")
+
+    async def publish_one(record: OutboxRecord) -> None:
+        raise AssertionError("with a sender, the relay never publishes one record at a time")
+
+    relay = OutboxRelay(
+        store.db,
+        store.tables,
+        publish_one,
+        OutboxSettings(),
+        MessagingMetrics(CollectorRegistry()),
+        lock_name="wire-outbox-send",
+        send=outbox_sender(producer),
+    )
+    outbox = Outbox(store.tables, source="ledgerlink/auth", topic_prefix=prefix)
+    with tracer_provider.get_tracer("test").start_as_current_span("handle request") as span:
+        async with store.db.transaction() as session:
+            envelopes = [
+                await outbox.add(session, _activation(), key="0112038-9", subject=f"s-{i}")
+                for i in range(5)
+            ]
+    trace_id = span.get_span_context().trace_id
+
+    await producer.start()
+    try:
+        assert await relay.publish_pending() == 5
+    finally:
+        await producer.stop()
+
+    records = await _read(kafka, topic, 5)
+    assert [CloudEvent.from_headers(record.headers) for record in records] == envelopes
+    for record, envelope in zip(records, envelopes, strict=True):
+        headers = _headers(record)
+        assert record.key == b"0112038-9"
+        assert record.value == _activation().model_dump_json().encode()
+        assert headers["content-type"] == b"application/json"
+        assert headers["correlation_id"] == envelope.id.encode()
+        assert f"-{trace_id:032x}-".encode() in headers["traceparent"]
+    assert await _end_offset(kafka, topic) == 5  # each once
+    assert await relay.publish_pending() == 0
+
+
 async def test_dead_letter_publisher_over_the_wire(kafka: EmbeddedKafka) -> None:
     topic = _unique("dlq-direct")
     kafka.create_topic(dead_letter_topic(topic), 1)
@@ -536,3 +588,93 @@ async def test_dead_letter_publisher_over_the_wire(kafka: EmbeddedKafka) -> None
     assert headers[DLQ_ERROR_CLASS] == b"EnvelopeError"
     assert headers[DLQ_ORIGINAL_PARTITION] == b"4"
     assert headers[DLQ_ORIGINAL_OFFSET] == b"99"
+
+
+# --- batches over the wire --------------------------------------------------------------------
+
+
+async def test_batch_redelivered_after_a_crash_before_the_offset_commit_is_applied_once(
+    kafka: EmbeddedKafka, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch's transaction committed, then the process died before the offset commit.
+
+    The first member's offset commit is made to fail (the crash), so nothing is committed
+    to Kafka; a second member of the group gets the same records again and its inbox
+    drops every one of them: no handler runs twice.
+    """
+    topic, group = _unique("activations"), _unique("auth")
+    kafka.create_topic(topic, 1)
+    kafka.create_topic(dead_letter_topic(topic), 1)
+    settings = KafkaSettings(
+        bootstrap_servers=kafka.bootstrap_servers, retry_backoff_seconds=0, consume_batch_size=50
+    )
+    sent = [_event_record() for _ in range(3)]
+    await _produce(kafka, topic, [record for _, record in sent])
+    handled: asyncio.Queue[str] = asyncio.Queue()
+    registry = CollectorRegistry()
+    metrics = MessagingMetrics(registry)
+    batches: list[int] = []
+
+    async def handle(session: AsyncSession, event: ReceivedEvent[ActivationRequestedV1]) -> None:
+        handled.put_nowait(event.envelope.id)
+
+    def member(delivered: asyncio.Event, expected: int) -> KafkaBroker:
+        broker = build_broker(settings, app_name="wire-test")
+        consumer = EventConsumer(
+            name=group,
+            db=store.db,
+            inbox=Inbox(store.tables, group),
+            dead_letters=DeadLetterPublisher(_refuse_dead_letters, metrics, consumer=group),
+            settings=settings,
+            metrics=metrics,
+        )
+        consumer.route(ActivationRequestedV1, handle)
+        original = consumer.process_batch
+
+        async def process_batch(records: Any) -> Any:
+            outcomes = await original(records)
+            batches.append(len(records))
+            if sum(batches) >= expected:
+                delivered.set()
+            return outcomes
+
+        consumer.process_batch = process_batch  # type: ignore[method-assign]
+        subscribe(broker, consumer, topic)
+        return broker
+
+    async def crash_before_committing(self: AIOKafkaConsumer, *args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("process killed before the offset commit")
+
+    monkeypatch.setattr(AIOKafkaConsumer, "commit", crash_before_committing)
+    first_done = asyncio.Event()
+    first = member(first_done, len(sent))
+    await first.start()
+    try:
+        first_ids = [await asyncio.wait_for(handled.get(), WAIT) for _ in sent]
+        await asyncio.wait_for(first_done.wait(), WAIT)
+    finally:
+        await first.stop()
+    assert first_ids == [envelope.id for envelope, _ in sent]
+    assert await _committed(kafka, group, topic) == -1  # the crash: no offset committed
+    monkeypatch.undo()
+
+    second_done = asyncio.Event()
+    second = member(second_done, 2 * len(sent))
+    await second.start()
+    try:
+        await asyncio.wait_for(second_done.wait(), WAIT)
+    finally:
+        await second.stop()
+    assert sum(batches) == 2 * len(sent)  # every record was delivered twice
+    assert handled.empty()  # ... and handled once
+    duplicates = registry.get_sample_value(
+        "ledgerlink_events_consumed_total",
+        {"topic": topic, "event_type": ActivationRequestedV1.EVENT_TYPE, "outcome": "duplicate"},
+    )
+    assert duplicates == len(sent)
+    assert await _committed(kafka, group, topic) == len(sent)
+    assert await _inbox_ids(store) == {envelope.id for envelope, _ in sent}
+
+
+async def _refuse_dead_letters(letter: Any) -> None:
+    raise AssertionError(f"nothing here should be dead-lettered: {letter}")

@@ -680,3 +680,106 @@ async def test_messaging_tables_shape(store: Store) -> None:
     assert outbox.c.event_id.unique is True
     assert {index.name for index in outbox.indexes} == {"ix_outbox_unpublished"}
     await store.db.ping()
+
+
+# --- OutboxRelay with a SendRecord: send the pass, then wait once ------------------------------
+
+
+@dataclass
+class FakeProducer:
+    """Sends return deliveries that the test settles: a producer with its brokers' acks."""
+
+    fail_deliveries: set[int] = field(default_factory=set)
+    sent: list[OutboxRecord] = field(default_factory=list)
+    deliveries: list[asyncio.Future[None]] = field(default_factory=list)
+    #: How many sends had been made when the relay first waited on a delivery.
+    sent_before_first_wait: int | None = None
+
+    async def send(self, record: OutboxRecord) -> Any:
+        self.sent.append(record)
+        delivery: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        number = len(self.sent)
+        if number in self.fail_deliveries:
+            delivery.set_exception(RuntimeError(f"broker refused record {number}"))
+        else:
+            delivery.set_result(None)
+        self.deliveries.append(delivery)
+        return self._awaited(delivery)
+
+    async def _awaited(self, delivery: asyncio.Future[None]) -> None:
+        if self.sent_before_first_wait is None:
+            self.sent_before_first_wait = len(self.sent)
+        await delivery
+
+    async def publish(self, record: OutboxRecord) -> None:
+        raise AssertionError("the relay sends; it does not publish one record at a time")
+
+
+def _sending_relay(store: Store, producer: FakeProducer, metrics: MessagingMetrics) -> OutboxRelay:
+    return OutboxRelay(
+        store.db,
+        store.tables,
+        producer.publish,
+        OutboxSettings(batch_size=200, poll_interval_seconds=60.0, retention_hours=72),
+        metrics,
+        lock_name=f"test-relay-{uuid.uuid4()}",
+        send=producer.send,
+    )
+
+
+async def test_relay_sends_the_whole_pass_before_waiting_for_deliveries(
+    store: Store, metrics: MessagingMetrics
+) -> None:
+    envelopes = await _add(store, 4)
+    producer = FakeProducer()
+
+    assert await _sending_relay(store, producer, metrics).publish_pending() == 4
+
+    assert producer.sent_before_first_wait == 4  # send, send, send, send, then one flush
+    assert [r.event_id for r in producer.sent] == [e.id for e in envelopes]
+    assert all(row["published_at"] is not None for row in await _outbox_rows(store))
+
+
+async def test_relay_marks_every_acknowledged_row_and_retries_only_the_refused_one(
+    store: Store, metrics: MessagingMetrics
+) -> None:
+    envelopes = await _add(store, 4)
+    producer = FakeProducer(fail_deliveries={2})
+    relay = _sending_relay(store, producer, metrics)
+
+    with pytest.raises(RuntimeError, match="broker refused record 2"):
+        await relay.publish_pending()
+    rows = await _outbox_rows(store)
+    # rows 3 and 4 went out after the refused one: marked, so never sent twice
+    assert [row["published_at"] is not None for row in rows] == [True, False, True, True]
+    assert rows[1]["attempts"] == 1
+    assert "broker refused record 2" in rows[1]["last_error"]
+
+    assert await relay.publish_pending() == 1
+    assert [r.event_id for r in producer.sent] == [e.id for e in envelopes] + [envelopes[1].id]
+
+
+async def test_relay_rows_acknowledged_but_not_marked_are_not_sent_again(
+    store: Store, metrics: MessagingMetrics
+) -> None:
+    """A failure after the send but before the marking committed publishes nothing twice."""
+    envelopes = await _add(store, 3)
+    producer = FakeProducer()
+    db = _CommitFailsOnce(store.db)
+    relay = OutboxRelay(
+        db,
+        store.tables,
+        producer.publish,
+        OutboxSettings(batch_size=200, poll_interval_seconds=60.0, retention_hours=72),
+        metrics,
+        lock_name="test-outbox-unmarked-send",
+        send=producer.send,
+    )
+
+    with pytest.raises(OperationalError, match="database is locked"):
+        await relay.publish_pending()
+    assert all(row["published_at"] is None for row in await _outbox_rows(store))
+
+    assert await relay.publish_pending() == 3
+    assert [r.event_id for r in producer.sent] == [e.id for e in envelopes]  # once each
+    assert all(row["published_at"] is not None for row in await _outbox_rows(store))

@@ -293,3 +293,43 @@ async def test_concurrent_tasks_keep_their_own_fields(
 
     assert lines["first"]["event_id"] == "first"
     assert lines["second"]["event_id"] == "second"
+
+
+# --- spans per SQL statement: opt-in ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("trace_statements", [False, True])
+async def test_sql_statement_spans_only_when_asked_for(
+    trace_statements: bool, tmp_path: Any
+) -> None:
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from sqlalchemy import MetaData, text
+
+    from ledgerlink.shared.config import DatabaseSettings, ServiceConfig
+    from ledgerlink.shared.messaging.tables import define_messaging_tables
+    from ledgerlink.shared.runtime import build_process_context
+
+    config = ServiceConfig(
+        database=DatabaseSettings(
+            url=f"sqlite+aiosqlite:///{tmp_path / 'spans.db'}",  # type: ignore[arg-type]
+            trace_statements=trace_statements,
+        )
+    )
+    process = build_process_context("spans-test", config, define_messaging_tables(MetaData()))
+    exporter = InMemorySpanExporter()
+    process.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    try:
+        tracer = process.tracer_provider.get_tracer("test")
+        with tracer.start_as_current_span("handle event"):
+            async with process.db.transaction() as session:
+                await session.execute(text("SELECT 1"))
+    finally:
+        await process.db.dispose()
+        if trace_statements:
+            SQLAlchemyInstrumentor().uninstrument()
+    names = [span.name for span in exporter.get_finished_spans()]
+    statement_spans = [name for name in names if name != "handle event"]
+    assert names.count("handle event") == 1
+    assert bool(statement_spans) is trace_statements, names

@@ -49,6 +49,26 @@ class KafkaSettings(BaseModel):
     retry_backoff_seconds: float = Field(
         default=0.2, ge=0, description="First back-off between attempts; doubles each time."
     )
+    consume_batch_size: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Records consumed per batch: one database transaction per batch with a "
+        "savepoint per event, offsets committed after it. 1 = one transaction per record.",
+    )
+    consume_partitions_in_parallel: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="PostgreSQL: partitions of a batch handled at once, each in its own "
+        "transaction (a company's events share a partition, so their order holds). "
+        "1 = one transaction for the whole batch. SQLite always uses one.",
+    )
+    consume_batch_timeout_ms: int = Field(
+        default=100,
+        ge=1,
+        description="Longest wait for records when none are ready (a batch never waits to fill).",
+    )
 
     def topic(self, name: str) -> str:
         """The full topic name for ``name`` with this environment's prefix."""
@@ -64,6 +84,11 @@ class DatabaseSettings(BaseModel):
     )
     pool_size: int = Field(default=5, ge=1, description="Connection pool size (PostgreSQL).")
     echo: bool = Field(default=False, description="Log every SQL statement (debugging only).")
+    trace_statements: bool = Field(
+        default=False,
+        description="An OpenTelemetry span per SQL statement (costly: off by default; events "
+        "and batches have their own spans).",
+    )
 
 
 class HttpSettings(BaseModel):

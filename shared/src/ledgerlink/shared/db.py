@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -57,9 +58,38 @@ def create_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> AsyncE
             cursor.close()
 
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url, echo=echo, pool_size=pool_size, pool_pre_ping=True, max_overflow=pool_size
     )
+    event.listen(engine.sync_engine, "before_cursor_execute", _one_savepoint_name, retval=True)
+    return engine
+
+
+#: SQLAlchemy names every savepoint of a connection anew (``sa_savepoint_1``, ``_2``, ...).
+_SAVEPOINT_STATEMENT = re.compile(
+    r"^(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT) sa_savepoint_\d+$"
+)
+
+
+def _one_savepoint_name(
+    _connection: Any,
+    _cursor: Any,
+    statement: str,
+    parameters: Any,
+    _context: Any,
+    _executemany: bool,
+) -> tuple[str, Any]:
+    """Give every savepoint the same name on PostgreSQL.
+
+    asyncpg prepares each distinct statement text (a round trip) and keeps 100 in its
+    cache: with a savepoint per event, fresh names cost two prepares per event and push
+    the handlers' own statements out of the cache. One name is equivalent because
+    savepoints nest strictly (SQLAlchemy's nested transactions are LIFO), and PostgreSQL
+    releases or rolls back to the most recent savepoint of a repeated name.
+    """
+    if "sa_savepoint_" in statement:
+        statement = _SAVEPOINT_STATEMENT.sub(r"\1 ledgerlink_savepoint", statement)
+    return statement, parameters
 
 
 class Database:

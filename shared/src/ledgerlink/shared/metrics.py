@@ -17,7 +17,7 @@ class MessagingMetrics:
         )
         self.handler_seconds = Histogram(
             "ledgerlink_event_handler_seconds",
-            "Time to handle one event, database transaction included.",
+            "Time to handle one event: its savepoint in a batch, its transaction otherwise.",
             ["event_type"],
             registry=registry,
         )

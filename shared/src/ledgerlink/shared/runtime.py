@@ -33,8 +33,10 @@ from ledgerlink.shared.db import Database
 from ledgerlink.shared.events import EventData
 from ledgerlink.shared.kafka.broker import (
     DeadLetterProducer,
+    RecordProducer,
     build_broker,
     outbox_publisher,
+    outbox_sender,
     subscribe,
 )
 from ledgerlink.shared.messaging.consumer import EventConsumer
@@ -71,6 +73,8 @@ class ProcessContext:
     tables: MessagingTables
     outbox: Outbox
     relay: OutboxRelay
+    #: Sends the relay's records (a pass is sent, then flushed once); runs with the relay.
+    outbox_producer: RecordProducer
     metrics: MessagingMetrics
     registry: CollectorRegistry
     tracer_provider: TracerProvider
@@ -99,6 +103,7 @@ class ProcessContext:
             settings=self.config.kafka,
             metrics=self.metrics,
             on_commit=self._committed,
+            tracer_provider=self.tracer_provider,
         )
         self.consumers.append(consumer)
         return consumer
@@ -127,14 +132,18 @@ def build_process_context(
     registry = CollectorRegistry()
     metrics = MessagingMetrics(registry)
     db = Database.from_settings(config.database)
-    SQLAlchemyInstrumentor().instrument(
-        engine=db.engine.sync_engine, tracer_provider=tracer_provider
-    )
+    if config.database.trace_statements:
+        # Opt-in: a span per SQL statement costs more CPU than the statement itself on
+        # the event path; events and batches have their own spans.
+        SQLAlchemyInstrumentor().instrument(
+            engine=db.engine.sync_engine, tracer_provider=tracer_provider
+        )
     broker = build_broker(
         config.kafka, tracer_provider=tracer_provider, registry=registry, app_name=service_name
     )
     http_client = httpx.AsyncClient(timeout=httpx.Timeout(30.0))
     HTTPXClientInstrumentor.instrument_client(http_client, tracer_provider=tracer_provider)
+    outbox_producer = RecordProducer(config.kafka, purpose="outbox")
     relay = OutboxRelay(
         db,
         metadata_tables,
@@ -142,6 +151,7 @@ def build_process_context(
         config.outbox,
         metrics,
         lock_name=f"ledgerlink-outbox:{service_name}",
+        send=outbox_sender(outbox_producer),
     )
     return ProcessContext(
         service_name=service_name,
@@ -156,6 +166,7 @@ def build_process_context(
             topic_prefix=config.kafka.topic_prefix,
         ),
         relay=relay,
+        outbox_producer=outbox_producer,
         metrics=metrics,
         registry=registry,
         tracer_provider=tracer_provider,
@@ -188,6 +199,7 @@ def create_service_app(
             await process.dead_letter_producer.stop()
             raise
         if config.outbox.relay_enabled:
+            await process.outbox_producer.start()
             process.relay.start()
         for worker in process.workers:
             worker.start()
@@ -201,6 +213,7 @@ def create_service_app(
             for worker in process.workers:
                 await worker.stop()
             await process.relay.stop()
+            await process.outbox_producer.stop()
             await process.broker.stop()
             await process.dead_letter_producer.stop()
             await process.http_client.aclose()

@@ -68,13 +68,34 @@ def build_broker(
     )
 
 
-def subscribe(broker: KafkaBroker, consumer: EventConsumer, topic: str, **spec: Any) -> None:
+def subscribe(
+    broker: KafkaBroker,
+    consumer: EventConsumer,
+    topic: str,
+    *,
+    batch_size: int | None = None,
+    batch_timeout_ms: int | None = None,
+    **spec: Any,
+) -> None:
     """Attach ``consumer`` to ``topic`` in consumer group ``consumer.name``.
 
-    Offsets are committed by FastStream only after :meth:`EventConsumer.process` returns
-    (``AckPolicy.NACK_ON_ERROR``): by then the handler's transaction has committed or the
-    dead letter was acknowledged. If it raises, the record is redelivered.
+    With ``batch_size`` > 1 (default: the consumer's ``KafkaSettings.consume_batch_size``)
+    the subscriber takes up to that many records at once and hands them to
+    :meth:`EventConsumer.process_batch` (one transaction for the batch); with 1, each
+    record goes to :meth:`EventConsumer.process` in its own transaction.
+
+    Offsets are committed by FastStream only after the call returns
+    (``AckPolicy.NACK_ON_ERROR``): by then the transaction has committed or the dead
+    letters were acknowledged. If it raises, every partition of the batch is rewound to
+    its first record of the batch and the records are redelivered.
     """
+    size = consumer.settings.consume_batch_size if batch_size is None else batch_size
+    timeout_ms = (
+        consumer.settings.consume_batch_timeout_ms if batch_timeout_ms is None else batch_timeout_ms
+    )
+    if size > 1:
+        _subscribe_batches(broker, consumer, topic, size, timeout_ms, **spec)
+        return
 
     async def on_record(message: KafkaMessage) -> None:
         raw = message.raw_message
@@ -123,6 +144,64 @@ def subscribe(broker: KafkaBroker, consumer: EventConsumer, topic: str, **spec: 
     )(on_record)
 
 
+def _subscribe_batches(
+    broker: KafkaBroker,
+    consumer: EventConsumer,
+    topic: str,
+    max_records: int,
+    timeout_ms: int,
+    **spec: Any,
+) -> None:
+    async def on_batch(message: KafkaMessage) -> None:
+        records = message.raw_message
+        assert isinstance(records, tuple)
+        await consumer.process_batch(
+            [
+                RawRecord(
+                    topic=raw.topic,
+                    partition=raw.partition,
+                    offset=raw.offset,
+                    key=raw.key,
+                    value=raw.value,
+                    headers=list(raw.headers or ()),
+                )
+                for raw in records
+            ]
+        )
+
+    async def keep_raw_bytes(message: Any) -> Any:
+        return message.body
+
+    async def parse_without_per_record_work(records: Any, original: Any) -> Any:
+        # FastStream's batch parser decodes every header of every record as UTF-8 (a
+        # binary header would fail the whole batch) and copies each value: the consumer
+        # reads the raw records itself. Let FastStream build its acknowledgeable message
+        # (bound to the subscriber's consumer) from the first record without headers,
+        # then hand it the whole batch: ``nack`` rewinds every partition of the batch.
+        first = dataclasses.replace(records[0], headers=[])
+        message = await original((first,))
+        message.raw_message = tuple(records)
+        message.body = [record.value or b"" for record in records]
+        return message
+
+    on_batch.__name__ = f"{consumer.name}__{topic}"
+    broker.subscriber(
+        topic,
+        group_id=consumer.name,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        batch=True,
+        max_records=max_records,
+        batch_timeout_ms=timeout_ms,
+        decoder=keep_raw_bytes,
+        parser=parse_without_per_record_work,
+        title=f"{topic}:{consumer.name}",
+        description="CloudEvents (Kafka binary content mode) of type: "
+        + ", ".join(consumer.event_types),
+        **spec,
+    )(on_batch)
+
+
 def _utf8_or_empty(value: bytes | None) -> bytes:
     if value is None:
         return b""
@@ -133,8 +212,32 @@ def _utf8_or_empty(value: bytes | None) -> bytes:
     return value
 
 
+def outbox_sender(producer: RecordProducer) -> Any:
+    """A :data:`~ledgerlink.shared.messaging.outbox.SendRecord` for the outbox relay.
+
+    Hands the record to ``producer`` (idempotent, ``acks=all``) without waiting and returns
+    its delivery future, so a relay pass sends all its rows and then waits once. Straight
+    to aiokafka, not through the broker's publish middlewares: the record carries its
+    CloudEvents headers, and the trace context stored with the row goes out as its
+    ``traceparent``, so the consumer's span continues the producing handler's trace.
+    """
+
+    async def send(record: OutboxRecord) -> Any:
+        headers = list(record.headers)
+        headers += [(name, value.encode()) for name, value in record.trace_carrier.items()]
+        headers.append(("correlation_id", record.event_id.encode()))
+        return await producer.send(
+            record.topic,
+            value=record.payload,
+            key=record.key.encode() if record.key is not None else None,
+            headers=headers,
+        )
+
+    return send
+
+
 def outbox_publisher(broker: KafkaBroker) -> Any:
-    """A publish function for the outbox relay."""
+    """A publish function for the outbox relay (one record, waits for its acknowledgement)."""
 
     async def publish(record: OutboxRecord) -> None:
         await broker.publish(
@@ -148,20 +251,27 @@ def outbox_publisher(broker: KafkaBroker) -> Any:
     return publish
 
 
-class DeadLetterProducer:
-    """Publishes dead letters with the original record's key, value and header bytes.
+class RecordProducer:
+    """An aiokafka producer with the broker's guarantees (idempotent, ``acks=all``) and
+    security settings, sending records byte for byte."""
 
-    FastStream's ``publish`` takes header values as ``str`` and encodes them as UTF-8, so a
-    binary header (often the very reason a record failed) could not pass through it
-    unchanged, and repeated header names would collapse in its dict. This producer sends
-    through aiokafka directly, with the broker's delivery guarantees (idempotent,
-    ``acks=all``) and security settings. :meth:`publish` is a
-    :data:`~ledgerlink.shared.messaging.dead_letters.PublishDeadLetter`.
-    """
-
-    def __init__(self, settings: KafkaSettings) -> None:
+    def __init__(self, settings: KafkaSettings, *, purpose: str = "records") -> None:
         self._settings = settings
+        self._purpose = purpose
         self._producer: AIOKafkaProducer | None = None
+
+    async def send(
+        self,
+        topic: str,
+        *,
+        value: bytes,
+        key: bytes | None,
+        headers: list[tuple[str, bytes]],
+    ) -> Any:
+        """Hand one record to the producer; returns the future of its acknowledgement."""
+        if self._producer is None:
+            raise RuntimeError(f"the {self._purpose} producer is not started")
+        return await self._producer.send(topic, value=value, key=key, headers=headers)
 
     async def start(self) -> None:
         """Connect to the brokers (aiokafka needs a running event loop, so not in init)."""
@@ -169,7 +279,7 @@ class DeadLetterProducer:
             return
         producer = AIOKafkaProducer(
             bootstrap_servers=self._settings.bootstrap_servers,
-            client_id=f"{self._settings.client_id}-dead-letters",
+            client_id=f"{self._settings.client_id}-{self._purpose}",
             acks="all",
             enable_idempotence=self._settings.idempotent_producer,
             **parse_security(_security(self._settings)),
@@ -178,10 +288,24 @@ class DeadLetterProducer:
         self._producer = producer
 
     async def stop(self) -> None:
-        """Flush pending dead letters and disconnect."""
+        """Flush pending records and disconnect."""
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
+
+
+class DeadLetterProducer(RecordProducer):
+    """Publishes dead letters with the original record's key, value and header bytes.
+
+    FastStream's ``publish`` takes header values as ``str`` and encodes them as UTF-8, so a
+    binary header (often the very reason a record failed) could not pass through it
+    unchanged, and repeated header names would collapse in its dict. This producer sends
+    through aiokafka directly. :meth:`publish` is a
+    :data:`~ledgerlink.shared.messaging.dead_letters.PublishDeadLetter`.
+    """
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        super().__init__(settings, purpose="dead-letters")
 
     async def publish(self, letter: DeadLetter) -> None:
         """Send ``letter`` and wait until the brokers acknowledged it."""

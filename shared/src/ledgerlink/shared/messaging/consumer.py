@@ -1,6 +1,27 @@
 """Consuming events: parse, dedupe, handle in one transaction, or dead-letter.
 
-Flow for each record:
+Subscribers hand over batches (:meth:`EventConsumer.process_batch`, the default) or single
+records (:meth:`EventConsumer.process`). A batch runs in one database transaction (on
+PostgreSQL, one per partition of the batch, up to ``consume_partitions_in_parallel`` at
+once: a company's events share a partition, since the key is its business ID; on SQLite,
+transactions of at most 50 events one after the other):
+
+1. Every record is parsed; what cannot be parsed is dead-lettered once the batch
+   committed (the same reasons as below). An event id seen twice in the batch is handled
+   once; ids already in the inbox are duplicates (one query for the batch).
+2. Each event runs in its own savepoint and in its own span. A handler error rolls back
+   that savepoint alone (with the outbox rows it added); the event, and every later event
+   of the batch with the same key (the company: per-company order is kept), are taken
+   out of the batch and go through the per-record path below after the batch committed:
+   retried with back-off, or dead-lettered.
+3. Inbox records and outbox rows of the handled events are written in bulk (one
+   multi-row insert each), then the transaction commits. An infrastructure error rolls
+   its transaction back and is raised once the others finished: no offset is committed,
+   Kafka redelivers every record of the batch, and the inbox drops what had committed.
+4. Offsets are committed by the subscriber after this returns; dead letters and the
+   deferred events are done by then.
+
+Flow for each record on the per-record path:
 
 1. Read the CloudEvents headers and validate the JSON data against the versioned model
    registered for its ``ce_type``. Anything that fails here can never succeed, so it goes
@@ -21,12 +42,16 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Link, Span, SpanKind, TracerProvider
 from pydantic import ValidationError
+from sqlalchemy import false
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,7 +60,8 @@ from ledgerlink.shared.db import Database
 from ledgerlink.shared.envelope import CloudEvent, EnvelopeError
 from ledgerlink.shared.events import EventData
 from ledgerlink.shared.messaging.dead_letters import DeadLetterPublisher, RawRecord
-from ledgerlink.shared.messaging.inbox import Inbox
+from ledgerlink.shared.messaging.inbox import Inbox, InboxEntry
+from ledgerlink.shared.messaging.outbox import OutboxBuffer
 from ledgerlink.shared.metrics import MessagingMetrics
 from ledgerlink.shared.telemetry import bound_log_fields
 
@@ -100,8 +126,10 @@ class EventConsumer:
         settings: KafkaSettings,
         metrics: MessagingMetrics,
         on_commit: Callable[[], None] = lambda: None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.name = name
+        self._tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
         self._db = db
         self._inbox = inbox
         self._dead_letters = dead_letters
@@ -128,6 +156,11 @@ class EventConsumer:
         self._permanent[model.EVENT_TYPE] = permanent_errors
 
     @property
+    def settings(self) -> KafkaSettings:
+        """The Kafka settings this consumer runs with (attempts, back-off, batch size)."""
+        return self._settings
+
+    @property
     def event_types(self) -> list[str]:
         """The event types this consumer handles."""
         return sorted(self._routes)
@@ -150,7 +183,7 @@ class EventConsumer:
         ):
             return await self._process(record)
 
-    async def _process(self, record: RawRecord) -> Outcome:
+    async def _process(self, record: RawRecord, first_attempt: int = 1) -> Outcome:
         try:
             parsed = self._parse(record)
         except (EnvelopeError, ValidationError, UnknownEventTypeError, MalformedDataError) as exc:
@@ -160,8 +193,11 @@ class EventConsumer:
             return Outcome.IGNORED
         event, handler = parsed
 
-        delay = self._settings.retry_backoff_seconds
-        for attempt in range(1, self._settings.handler_attempts + 1):
+        delay = self._settings.retry_backoff_seconds * 2 ** max(first_attempt - 2, 0)
+        if first_attempt > 1:
+            await asyncio.sleep(delay)  # back-off after the attempt made in a batch
+            delay *= 2
+        for attempt in range(first_attempt, self._settings.handler_attempts + 1):
             started = time.perf_counter()
             try:
                 outcome = await self._handle_once(event, handler)
@@ -198,6 +234,287 @@ class EventConsumer:
                 self._on_commit()
             return outcome
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def process_batch(self, records: Sequence[RawRecord]) -> list[Outcome]:
+        """Process records taken together from Kafka; returns their outcomes in order.
+
+        Returns only once it is safe to commit the offsets of every record: the batch's
+        transaction committed, and the records taken out of it were processed or
+        dead-lettered. Raises (nothing committed) on infrastructure errors.
+        """
+        if not records:
+            return []
+        with self._tracer.start_as_current_span(
+            f"{self.name} process batch",
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.consumer.group.name": self.name,
+                "messaging.batch.message_count": len(records),
+            },
+        ) as batch_span:
+            return await self._process_batch(records, batch_span)
+
+    async def _process_batch(self, records: Sequence[RawRecord], batch_span: Span) -> list[Outcome]:
+        items = [self._batch_item(record) for record in records]
+        seen: set[str] = set()
+        fresh: list[_BatchItem] = []
+        for item in items:
+            if item.event is None:
+                continue
+            if item.event.envelope.id in seen:
+                item.outcome = Outcome.DUPLICATE  # the same event twice in one batch
+                continue
+            seen.add(item.event.envelope.id)
+            fresh.append(item)
+        parallel = self._settings.consume_partitions_in_parallel
+        if self._db.dialect == "postgresql" and parallel > 1:
+            # Each partition's share of the batch in its own transaction, several at once:
+            # a company's events share a partition (key = business ID), so its order holds,
+            # and different partitions are what different replicas would run in parallel.
+            by_partition: dict[tuple[str, int], list[_BatchItem]] = {}
+            for item in fresh:
+                by_partition.setdefault((item.record.topic, item.record.partition), []).append(item)
+            groups = list(by_partition.values())
+        elif self._db.dialect == "sqlite":
+            # SQLite has one writer at a time: transactions of a few dozen events keep the
+            # relay's and HTTP routes' writes well inside their busy timeout. One after the
+            # other, sharing which companies are held back by a failed event.
+            parallel = 1
+            groups = [
+                fresh[start : start + _SQLITE_EVENTS_PER_TRANSACTION]
+                for start in range(0, len(fresh), _SQLITE_EVENTS_PER_TRANSACTION)
+            ] or [[]]
+        else:
+            groups = [fresh]
+        blocked: set[tuple[str, int, str | None]] = set()
+        results: list[list[_BatchItem] | BaseException]
+        if parallel > 1 and len(groups) > 1:
+            limit = asyncio.Semaphore(parallel)
+
+            async def handle(group: list[_BatchItem]) -> list[_BatchItem]:
+                async with limit:
+                    return await self._handle_batch(group, batch_span, set())
+
+            results = list(
+                await asyncio.gather(*(handle(group) for group in groups), return_exceptions=True)
+            )
+        else:
+            # One transaction after the other: a failed one holds back every later one,
+            # which may carry the same companies' events.
+            results = []
+            failure: Exception | None = None
+            for group in groups:
+                if failure is None:
+                    try:
+                        results.append(await self._handle_batch(group, batch_span, blocked))
+                        continue
+                    except Exception as exc:
+                        failure = exc
+                results.append(failure)
+        committed = False
+        redeliver: BaseException | None = None
+        for group, result in zip(groups, results, strict=True):
+            if not isinstance(result, BaseException):
+                committed = committed or bool(result)
+                continue
+            if not isinstance(result, Exception) or _is_infrastructure_error(result):
+                redeliver = redeliver or result
+                continue
+            # A failure of the batch's own writes (an inbox id recorded meanwhile by
+            # another member of the group after a rebalance): nothing of this group was
+            # kept, so each of its records takes the per-record path, as without batches.
+            logger.warning(
+                "batch failed as a whole; processing its records one by one",
+                extra={"consumer": self.name, "records": len(group), "error": repr(result)},
+            )
+            for item in group:
+                item.one_by_one = True
+        if committed:
+            self._on_commit()
+        if redeliver is not None:
+            # Groups that committed are dropped by the inbox when Kafka redelivers them.
+            raise redeliver
+        return [await self._finish(item) for item in items]
+
+    def _batch_item(self, record: RawRecord) -> _BatchItem:
+        item = _BatchItem(record)
+        try:
+            parsed = self._parse(record)
+        except (EnvelopeError, ValidationError, UnknownEventTypeError, MalformedDataError) as exc:
+            item.rejection = (type(exc).__name__, _describe(exc))
+            return item
+        if parsed is None:
+            item.outcome = Outcome.IGNORED
+        else:
+            item.event, item.handler = parsed
+        return item
+
+    async def _handle_batch(
+        self,
+        items: list[_BatchItem],
+        batch_span: Span,
+        blocked: set[tuple[str, int, str | None]],
+    ) -> list[_BatchItem]:
+        """Run ``items`` in one transaction, a savepoint each; returns those handled.
+
+        ``blocked`` holds the (topic, partition, key) of events that failed: later events
+        with the same key are deferred behind them (shared by consecutive transactions).
+        """
+        if not items:
+            return []
+        handled: list[_BatchItem] = []
+        async with self._db.transaction() as session:
+            if self._db.dialect == "sqlite":
+                # pysqlite opens its transaction lazily, before the first data change; a
+                # SAVEPOINT before it would start one of its own, which the RELEASE of
+                # that savepoint commits. A write that changes nothing opens it now.
+                await session.execute(self._inbox.table.delete().where(false()))
+            already = await self._inbox.already_recorded(
+                session, [item.event.envelope.id for item in items if item.event is not None]
+            )
+            buffer = OutboxBuffer()
+            buffer.attach(session)
+            try:
+                for item in items:
+                    event, handler = item.event, item.handler
+                    assert event is not None
+                    assert handler is not None
+                    if event.envelope.id in already:
+                        item.outcome = Outcome.DUPLICATE
+                        logger.info(
+                            "duplicate event skipped",
+                            extra={
+                                "event_id": event.envelope.id,
+                                "event_type": event.envelope.type,
+                            },
+                        )
+                        continue
+                    order = (event.topic, event.partition, event.key)
+                    if order in blocked:
+                        item.deferred = True  # behind a failed event of the same key
+                        continue
+                    mark = buffer.mark()
+                    started = time.perf_counter()
+                    try:
+                        with (
+                            bound_log_fields(
+                                event_id=event.envelope.id,
+                                topic=event.topic,
+                                partition=event.partition,
+                                offset=event.offset,
+                            ),
+                            self._event_span(item.record, event, batch_span),
+                        ):
+                            async with session.begin_nested():
+                                await handler(session, event)
+                    except Exception as exc:
+                        buffer.discard_from(mark)
+                        if _is_infrastructure_error(exc):
+                            raise
+                        logger.warning(
+                            "handler failed",
+                            extra={
+                                "event_id": event.envelope.id,
+                                "event_type": event.envelope.type,
+                                "topic": event.topic,
+                                "partition": event.partition,
+                                "offset": event.offset,
+                                "attempt": 1,
+                                "error": repr(exc),
+                            },
+                        )
+                        item.failure = exc
+                        item.deferred = True
+                        blocked.add(order)
+                        continue
+                    item.seconds = time.perf_counter() - started
+                    item.outcome = Outcome.PROCESSED
+                    handled.append(item)
+                await self._inbox.record_many(
+                    session,
+                    [
+                        InboxEntry(
+                            event_id=event.envelope.id,
+                            event_type=event.envelope.type,
+                            topic=event.topic,
+                            partition=event.partition,
+                            offset=event.offset,
+                        )
+                        for event in (item.event for item in handled)
+                        if event is not None
+                    ],
+                )
+                await buffer.flush(session)
+            finally:
+                OutboxBuffer.detach(session)
+        return handled
+
+    async def _finish(self, item: _BatchItem) -> Outcome:
+        """After the batch committed: count, dead-letter, or process a deferred event."""
+        record = item.record
+        with bound_log_fields(
+            event_id=_event_id_of(record),
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        ):
+            if item.one_by_one:
+                return await self._process(record)
+            if item.rejection is not None:
+                return await self._dead_letter(record, *item.rejection)
+            event = item.event
+            if event is None or item.outcome is Outcome.IGNORED:
+                self._metrics.events_consumed.labels(record.topic, "?", Outcome.IGNORED).inc()
+                return Outcome.IGNORED
+            event_type = event.envelope.type
+            if item.deferred:
+                failure = item.failure
+                if failure is None:
+                    return await self._process(record)
+                if isinstance(failure, self._permanent.get(event_type, ())):
+                    return await self._dead_letter(
+                        record, type(failure).__name__, str(failure), event_type=event_type
+                    )
+                if self._settings.handler_attempts == 1:
+                    return await self._dead_letter(
+                        record,
+                        type(failure).__name__,
+                        f"handler failed after 1 attempt(s): {failure}",
+                        event_type=event_type,
+                    )
+                return await self._process(record, first_attempt=2)
+            assert item.outcome is not None
+            if item.outcome is Outcome.PROCESSED:
+                self._metrics.handler_seconds.labels(event_type).observe(item.seconds)
+            self._metrics.events_consumed.labels(record.topic, event_type, item.outcome).inc()
+            return item.outcome
+
+    @contextmanager
+    def _event_span(
+        self, record: RawRecord, event: ReceivedEvent[Any], batch_span: Span
+    ) -> Iterator[Span]:
+        """One span per event, continuing the trace its producer put in the headers."""
+        carrier = {
+            name: value.decode(errors="replace")
+            for name, value in record.headers
+            if name in _TRACE_HEADERS
+        }
+        with self._tracer.start_as_current_span(
+            f"{event.envelope.type} process",
+            context=propagate.extract(carrier),
+            kind=SpanKind.CONSUMER,
+            links=[Link(batch_span.get_span_context())],
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.consumer.group.name": self.name,
+                "messaging.destination.name": event.topic,
+                "messaging.kafka.destination.partition": event.partition,
+                "messaging.kafka.message.offset": event.offset,
+                "messaging.message.id": event.envelope.id,
+            },
+        ) as span:
+            yield span
 
     async def _handle_once(self, event: ReceivedEvent[Any], handler: Handler) -> Outcome:
         async with self._db.transaction() as session:
@@ -266,6 +583,31 @@ class EventConsumer:
         await self._dead_letters.send(record, error_class, message)
         self._metrics.events_consumed.labels(record.topic, event_type, Outcome.DEAD_LETTERED).inc()
         return Outcome.DEAD_LETTERED
+
+
+#: Events per transaction on SQLite (one writer at a time: short transactions).
+_SQLITE_EVENTS_PER_TRANSACTION = 50
+
+#: Headers that carry trace context (W3C trace context and baggage).
+_TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
+
+
+@dataclass
+class _BatchItem:
+    """One record of a batch and what became of it."""
+
+    record: RawRecord
+    event: ReceivedEvent[Any] | None = None
+    handler: Handler | None = None
+    #: (error class, reason) when the record cannot be parsed: dead-lettered.
+    rejection: tuple[str, str] | None = None
+    outcome: Outcome | None = None
+    #: Taken out of the batch (failed, or behind a failed event of its key).
+    deferred: bool = False
+    failure: Exception | None = None
+    seconds: float = 0.0
+    #: Its batch transaction failed as a whole: processed on the per-record path.
+    one_by_one: bool = False
 
 
 class UnknownEventTypeError(ValueError):

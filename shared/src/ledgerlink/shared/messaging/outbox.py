@@ -1,9 +1,23 @@
 """The transactional outbox: events are written with the state change, then relayed.
 
 A handler calls :meth:`Outbox.add` inside its transaction; nothing reaches Kafka unless
-that transaction commits. :class:`OutboxRelay` publishes committed rows in id order and
-marks them published. A crash between publishing and marking republishes the row with
-the same CloudEvents id, and consumers drop it through their inbox.
+that transaction commits. Inside a batch consumer's transaction the rows are buffered
+(:class:`OutboxBuffer`) and written in one multi-row insert when the batch commits; an
+event whose savepoint rolls back takes its rows out of the buffer.
+
+:class:`OutboxRelay` publishes committed rows in id order and marks them published. With
+a :data:`SendRecord` it sends a whole pass before waiting once for the brokers'
+acknowledgements, then marks every acknowledged row in one update. What is guaranteed:
+
+- a row acknowledged by the brokers whose marking fails to commit is marked by the next
+  pass of the same relay without being sent again;
+- a crash (process killed) between sending and marking republishes the row on the next
+  run with the same CloudEvents id: at-least-once, and consumers drop it through their
+  inbox; the producer is idempotent, so its own retries add no duplicates;
+- rows are sent in id order on one idempotent producer, so per-key order holds. A row
+  whose send fails is retried on the next pass; rows after it that the brokers did
+  acknowledge stay marked (they are not sent twice), so after such a failure that one
+  row can arrive after later rows of its key.
 """
 
 from __future__ import annotations
@@ -19,7 +33,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledgerlink.shared.config import OutboxSettings
@@ -46,6 +60,62 @@ class OutboxRecord:
 
 
 PublishRecord = Callable[[OutboxRecord], Awaitable[None]]
+#: Hands a record to the producer and returns its delivery: awaiting the delivery waits
+#: for the brokers' acknowledgement (and raises if the send failed).
+SendRecord = Callable[[OutboxRecord], Awaitable[Awaitable[Any]]]
+
+#: ``session.info`` key under which a batch consumer keeps its :class:`OutboxBuffer`.
+_BUFFER_KEY = "ledgerlink.outbox_buffer"
+
+
+class OutboxBuffer:
+    """Outbox rows of one batch transaction, inserted together when the batch commits.
+
+    Attached to a session (:meth:`attach`), it makes :meth:`Outbox.add` append instead of
+    inserting. :meth:`mark` and :meth:`discard_from` let a batch drop the rows of an event
+    whose savepoint rolled back; :meth:`flush` writes the rest in add order (so ids, and
+    the relay's order, follow the events' order).
+    """
+
+    def __init__(self) -> None:
+        self._rows: list[tuple[Table, dict[str, Any]]] = []
+
+    def attach(self, session: AsyncSession) -> None:
+        """Buffer every :meth:`Outbox.add` made in ``session`` from now on."""
+        session.info[_BUFFER_KEY] = self
+
+    @staticmethod
+    def detach(session: AsyncSession) -> None:
+        """Make :meth:`Outbox.add` in ``session`` insert at once again."""
+        session.info.pop(_BUFFER_KEY, None)
+
+    def append(self, table: Table, values: dict[str, Any]) -> None:
+        """Keep one row for ``table``."""
+        self._rows.append((table, values))
+
+    def mark(self) -> int:
+        """A position to :meth:`discard_from` later."""
+        return len(self._rows)
+
+    def discard_from(self, mark: int) -> None:
+        """Forget the rows added since ``mark`` (their event rolled back)."""
+        del self._rows[mark:]
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    async def flush(self, session: AsyncSession) -> None:
+        """Insert the buffered rows (one multi-row insert per table run) and forget them."""
+        start = 0
+        rows = self._rows
+        while start < len(rows):
+            table = rows[start][0]
+            end = start
+            while end < len(rows) and rows[end][0] is table:
+                end += 1
+            await session.execute(table.insert(), [values for _, values in rows[start:end]])
+            start = end
+        self._rows = []
 
 
 class Outbox:
@@ -65,20 +135,23 @@ class Outbox:
         # Keep the producing span's context so the consumer's trace continues from it
         # even though the relay publishes later, from another task.
         propagate.inject(carrier)
-        await session.execute(
-            self._table.insert().values(
-                event_id=envelope.id,
-                event_type=envelope.type,
-                topic=f"{self._topic_prefix}{data.TOPIC}",
-                key=key,
-                headers={
-                    "ce": {name: value.decode() for name, value in envelope.to_headers()},
-                    "trace": carrier,
-                },
-                payload=data.model_dump_json().encode(),
-                created_at=datetime.now(UTC),
-            )
-        )
+        values: dict[str, Any] = {
+            "event_id": envelope.id,
+            "event_type": envelope.type,
+            "topic": f"{self._topic_prefix}{data.TOPIC}",
+            "key": key,
+            "headers": {
+                "ce": {name: value.decode() for name, value in envelope.to_headers()},
+                "trace": carrier,
+            },
+            "payload": data.model_dump_json().encode(),
+            "created_at": datetime.now(UTC),
+        }
+        buffer = session.info.get(_BUFFER_KEY)
+        if isinstance(buffer, OutboxBuffer):
+            buffer.append(self._table, values)
+        else:
+            await session.execute(self._table.insert().values(**values))
         return envelope
 
 
@@ -94,10 +167,13 @@ class OutboxRelay:
         metrics: MessagingMetrics,
         *,
         lock_name: str,
+        send: SendRecord | None = None,
     ) -> None:
         self._db = db
         self._table = tables.outbox
         self._publish = publish
+        #: When given, a pass sends all its rows and then waits once for the deliveries.
+        self._send = send
         self._settings = settings
         self._metrics = metrics
         # PostgreSQL advisory lock: with several replicas only one relays at a time, so
@@ -189,28 +265,23 @@ class OutboxRelay:
                 .mappings()
                 .all()
             )
+            records = [_record_from_row(row) for row in rows]
             published_ids: list[int] = []
-            for row in rows:
-                record = _record_from_row(row)
-                if record.id in self._sent_unmarked:
-                    published_ids.append(record.id)
-                    continue
-                try:
-                    await self._publish_in_trace(record)
-                except Exception as exc:
-                    failure = exc
-                    await session.execute(
-                        update(self._table)
-                        .where(self._table.c.id == record.id)
-                        .values(
-                            attempts=self._table.c.attempts + 1,
-                            last_error=f"{type(exc).__name__}: {exc}"[:1000],
-                        )
+            failed: tuple[OutboxRecord, Exception] | None
+            if self._send is not None:
+                failed = await self._send_all(records, published_ids)
+            else:
+                failed = await self._publish_each(records, published_ids)
+            if failed is not None:
+                record, failure = failed
+                await session.execute(
+                    update(self._table)
+                    .where(self._table.c.id == record.id)
+                    .values(
+                        attempts=self._table.c.attempts + 1,
+                        last_error=f"{type(failure).__name__}: {failure}"[:1000],
                     )
-                    break
-                published_ids.append(record.id)
-                self._sent_unmarked.add(record.id)
-                self._metrics.outbox_published.labels(record.topic).inc()
+                )
             if published_ids:
                 await session.execute(
                     update(self._table)
@@ -227,6 +298,61 @@ class OutboxRelay:
         if failure is not None:
             raise failure
         return len(published_ids)
+
+    async def _publish_each(
+        self, records: list[OutboxRecord], published_ids: list[int]
+    ) -> tuple[OutboxRecord, Exception] | None:
+        """Publish one row at a time, stopping at the first failure."""
+        for record in records:
+            if record.id in self._sent_unmarked:
+                published_ids.append(record.id)
+                continue
+            try:
+                await self._publish_in_trace(record)
+            except Exception as exc:
+                return record, exc
+            published_ids.append(record.id)
+            self._sent_unmarked.add(record.id)
+            self._metrics.outbox_published.labels(record.topic).inc()
+        return None
+
+    async def _send_all(
+        self, records: list[OutboxRecord], published_ids: list[int]
+    ) -> tuple[OutboxRecord, Exception] | None:
+        """Send every row, then wait once for all deliveries (the flush).
+
+        Returns the first row that failed (to be sent again next pass); every row the
+        brokers acknowledged goes into ``published_ids``, including rows after a failed
+        one, because sending those again would publish them twice.
+        """
+        assert self._send is not None
+        sent: list[tuple[OutboxRecord, Awaitable[Any]]] = []
+        first_failure: tuple[OutboxRecord, Exception] | None = None
+        for record in records:
+            if record.id in self._sent_unmarked:
+                published_ids.append(record.id)
+                continue
+            token = otel_context.attach(propagate.extract(record.trace_carrier))
+            try:
+                sent.append((record, await self._send(record)))
+            except Exception as exc:
+                # Not handed to the producer: it and every later row wait for the next pass.
+                first_failure = (record, exc)
+                break
+            finally:
+                otel_context.detach(token)
+        results = await asyncio.gather(*(delivery for _, delivery in sent), return_exceptions=True)
+        for (record, _), result in zip(sent, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result  # cancelled: the pass is abandoned, nothing is marked
+                if first_failure is None or first_failure[0].id > record.id:
+                    first_failure = (record, result)
+                continue
+            published_ids.append(record.id)
+            self._sent_unmarked.add(record.id)
+            self._metrics.outbox_published.labels(record.topic).inc()
+        return first_failure
 
     async def _publish_in_trace(self, record: OutboxRecord) -> None:
         token = otel_context.attach(propagate.extract(record.trace_carrier))
