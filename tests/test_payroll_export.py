@@ -102,7 +102,31 @@ class Exporter:
         return await self.mappings.save(self.draft(**changes), created_by="test")
 
 
-def exporter_for(world: PayrollWorld, db: Database, clock: Clock) -> Exporter:
+class CountingTransport(httpx.AsyncBaseTransport):
+    """The real transport, noting the year of every Nmbrs run listing (SOAP ``Run_GetList``;
+    reading a run's journal lists its year too)."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self.run_lists: list[int] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = request.content
+        if b"Run_GetList" in body:
+            year = body.split(b"<Year>", 1)[1].split(b"<", 1)[0] if b"<Year>" in body else b"0"
+            self.run_lists.append(int(year))
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def exporter_for(
+    world: PayrollWorld,
+    db: Database,
+    clock: Clock,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Exporter:
     settings = PayrollExportSettings(
         nmbrs_base_url=f"{world.sandbox.base_url}/nmbrs",
         vismanet_api_base_url=f"{world.sandbox.base_url}/vismanet",
@@ -112,7 +136,9 @@ def exporter_for(world: PayrollWorld, db: Database, clock: Clock) -> Exporter:
         vismanet_requests_per_second=10_000,
     )
     gateway = VendorGateway(
-        settings, TokenServiceSettings(url=world.token_service_url, token=SecretStr(SERVICE_TOKEN))
+        settings,
+        TokenServiceSettings(url=world.token_service_url, token=SecretStr(SERVICE_TOKEN)),
+        transport=transport,
     )
     outbox = Outbox(messaging, source="ledgerlink/journal-exporter")
     return Exporter(
@@ -347,6 +373,101 @@ async def test_the_schedule_exports_runs_nmbrs_finalised_since_the_last_look(
         ("2025-2", "posted", 1),
         ("2025-3", "posted", 3),
     ]
+
+
+async def test_the_schedule_covers_every_year_from_the_start_and_lists_settled_years_no_more(
+    db: Database,
+) -> None:
+    transport = CountingTransport()
+    async with payroll_world(employees=5) as world:
+        exporter = exporter_for(world, db, Clock(), transport)
+        try:
+            await exporter.mapping(auto_export=True, start_period="2024-01")
+            company = world.nmbrs.company
+            all_runs = company.payroll_runs
+            company.payroll_runs = [r for r in all_runs if int(r.run_id) <= 11]
+            december = len([r for r in all_runs if int(r.run_id) == 12])
+            # Early January 2026: 2024 is settled at once, 2025 waits for late runs.
+            exporter.clock.now = datetime(2026, 1, 10, tzinfo=UTC)
+            first = await exporter.exports.export_new_runs()
+            assert first == len(company.payroll_runs)
+            assert set(transport.run_lists) == {2024, 2025, 2026}
+            company.payroll_runs = all_runs  # December finalised late
+            exporter.clock.now = datetime(2026, 1, 20, tzinfo=UTC)
+            transport.run_lists.clear()
+            assert await exporter.exports.export_new_runs() == december
+            assert set(transport.run_lists) == {2025, 2026}  # 2024 is not listed again
+            # After the grace period 2025 is looked at once more, then settled.
+            exporter.clock.now = datetime(2026, 3, 1, tzinfo=UTC)
+            transport.run_lists.clear()
+            assert await exporter.exports.export_new_runs() == 0
+            assert set(transport.run_lists) == {2025, 2026}
+            transport.run_lists.clear()
+            assert await exporter.exports.export_new_runs() == 0
+            assert set(transport.run_lists) == {2026}
+            await post_all(exporter.exports)
+            assert actual_batches(world.batches()) == expected_batches(company)
+        finally:
+            await exporter.gateway.aclose()
+            await transport.aclose()
+
+
+class LosingTransport(httpx.AsyncBaseTransport):
+    """The real transport; the answer to the first release is lost after Visma.net acted."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self.releases = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        if request.url.path.endswith("/action/release"):
+            self.releases += 1
+            if self.releases == 1:
+                await response.aread()
+                raise httpx.ReadTimeout("answer lost", request=request)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def test_a_mapping_that_releases_releases_each_batch_exactly_once(db: Database) -> None:
+    transport = LosingTransport()
+    async with payroll_world(employees=5) as world:
+        exporter = exporter_for(world, db, Clock(), transport)
+        try:
+            mapping = await exporter.mapping(release=True)
+            planned = await exporter.exports.export(
+                mapping.mapping_id, trigger="test", runs=["2025-1", "2025-2"]
+            )
+            await post_all(exporter.exports)
+            # The lost answer: retried later, after reading the batch's status first.
+            [waiting] = await exporter.exports.postings(status=PostingStatus.RELEASING)
+            assert waiting.batch_number is not None
+            exporter.clock.advance(3600)
+            await post_all(exporter.exports)
+            postings = await exporter.exports.postings(mapping_id=mapping.mapping_id)
+            assert {p.status for p in postings} == {PostingStatus.RELEASED}
+            assert all(p.released_at is not None for p in postings)
+            assert transport.releases == len(planned)  # the released batch: not again
+            batches = world.batches()
+            assert len(batches) == len(planned)
+            extras = world.visma.state["vismanet_batches"]
+            assert {extras[int(b["number"])].status for b in batches} == {"Posted"}
+            runs = await exporter.exports.statuses(mapping.mapping_id, "run")
+            assert {r.status for r in runs} == {"released"}
+            # A mapping without release leaves its batches Balanced for the accountant.
+            other = world.add_nmbrs_company(payroll_company(7, employees=3))
+            plain = await exporter.mapping(nmbrs_company_id=str(sandbox_nmbrs.company_id(other)))
+            await exporter.exports.export(plain.mapping_id, trigger="test", runs=["2025-1"])
+            await post_all(exporter.exports)
+            [posted] = await exporter.exports.postings(mapping_id=plain.mapping_id)
+            assert posted.status == PostingStatus.POSTED
+            assert extras[int(posted.batch_number or 0)].status == "Balanced"
+        finally:
+            await exporter.gateway.aclose()
+            await transport.aclose()
 
 
 async def test_a_journal_ready_event_of_a_mapped_business_is_checked_and_posted(

@@ -17,6 +17,7 @@ from ledgerlink.journal_exporter.services.payroll import (
 )
 from ledgerlink.journal_exporter.services.payroll_runner import PostingRunner
 from ledgerlink.journal_exporter.storage.models import messaging, metadata
+from ledgerlink.journal_exporter.storage.rate_windows import StoreRateWindows
 from ledgerlink.journal_exporter.storage.vendors import VendorGateway
 from ledgerlink.shared.runtime import ProcessContext, create_service_app
 
@@ -50,7 +51,11 @@ def create_app(config: Config | None = None) -> FastAPI:
 def register_payroll(process: ProcessContext, app: FastAPI, config: Config) -> ExportService:
     """Payroll journals from Nmbrs into Visma.net: routes, the posting runner, metrics."""
     settings = config.payroll
-    gateway = VendorGateway(settings, config.token_service)
+    # Every runner of every replica shares Visma.net's window through the store.
+    windows = StoreRateWindows(
+        process.db, rate=settings.vismanet_requests_per_second, limit=settings.vismanet_burst
+    )
+    gateway = VendorGateway(settings, config.token_service, budget=windows)
     metrics = PayrollMetrics(process.registry)
     exports = ExportService(
         db=process.db, gateway=gateway, outbox=process.outbox, settings=settings, metrics=metrics
