@@ -14,9 +14,10 @@ import hashlib
 import io
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Literal
 
 import httpx
 import pytest
@@ -32,7 +33,7 @@ from payroll_kit import (
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from ledgerlink.journal_exporter.config import PayrollExportSettings
+from ledgerlink.journal_exporter.config import PayrollExportSettings, PayrollSigninSettings
 from ledgerlink.journal_exporter.handlers.payroll_web import register_payroll_pages
 from ledgerlink.journal_exporter.main import MIGRATIONS
 from ledgerlink.journal_exporter.services.journals import JournalService
@@ -43,6 +44,7 @@ from ledgerlink.journal_exporter.services.payroll import (
     MappingRefusedError,
     MappingService,
 )
+from ledgerlink.journal_exporter.storage.auth_sessions import SignedIn
 from ledgerlink.journal_exporter.storage.models import (
     PayrollMapping,
     PostingStatus,
@@ -512,10 +514,36 @@ async def test_a_journal_ready_event_of_a_mapped_business_is_checked_and_posted(
     ]
 
 
+@dataclasses.dataclass
+class FakeSessions:
+    """auth's session look-up, in memory (the real one: tests/browser/test_payroll_pages)."""
+
+    roles: dict[uuid.UUID, Literal["admin", "member"]]
+
+    async def resolve(
+        self, cookie: str, connection_ids: Collection[uuid.UUID] = ()
+    ) -> SignedIn | None:
+        if cookie != "anna-session":
+            return None
+        return SignedIn(
+            person_id=uuid.UUID(int=1),
+            email="anna@example.test",
+            name="Anna",
+            csrf_token="csrf-anna",
+            roles={c: self.roles.get(c) for c in connection_ids},
+        )
+
+
 async def test_the_pages_show_field_errors_and_each_runs_status(exporter: Exporter) -> None:
     app = FastAPI()
-    register_payroll_pages(app, exporter.mappings, exporter.exports)
+    sessions = FakeSessions(
+        {exporter.world.nmbrs_connection: "admin", exporter.world.visma_connection: "admin"}
+    )
+    register_payroll_pages(
+        app, exporter.mappings, exporter.exports, sessions, PayrollSigninSettings()
+    )
     form = {
+        "csrf_token": "csrf-anna",
         "name": "Payroll NL",
         "nmbrs_connection_id": str(exporter.world.nmbrs_connection),
         "nmbrs_company_id": exporter.world.nmbrs_company,
@@ -526,9 +554,15 @@ async def test_the_pages_show_field_errors_and_each_runs_status(exporter: Export
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://exporter"
     ) as browser:
+        signed_out = await browser.get("/payroll/mappings/new")
+        assert signed_out.status_code == 303
+        assert signed_out.headers["location"] == "/signin?next=%2Fpayroll%2Fmappings%2Fnew"
+        browser.cookies.set("ledgerlink_session", "anna-session")
         blank = await browser.get("/payroll/mappings/new")
         assert blank.status_code == 200
         assert '<label for="cost_centre_description">' in blank.text
+        forged = await browser.post("/payroll/mappings/new", data={**form, "csrf_token": "x"})
+        assert forged.status_code == 403
         bad_id = await browser.post("/payroll/mappings/new", data=form)
         assert bad_id.status_code == 422
         assert '<a class="link" href="#vismanet_connection_id">' in bad_id.text
@@ -540,6 +574,8 @@ async def test_the_pages_show_field_errors_and_each_runs_status(exporter: Export
         assert wrong.status_code == 422
         assert 'id="cost_centre_description-error"' in wrong.text
         assert "No dimension in Visma.net has the description" in wrong.text
+        bad_start = await browser.post("/payroll/mappings/new", data={**form, "start_period": "25"})
+        assert 'id="start_period-error"' in bad_start.text
         saved = await browser.post("/payroll/mappings/new", data=form)
         assert saved.status_code == 303
         mapping_page = saved.headers["location"]
@@ -553,6 +589,16 @@ async def test_the_pages_show_field_errors_and_each_runs_status(exporter: Export
         listing = await browser.get("/payroll")
         assert "Payroll NL" in listing.text
         assert (await browser.get("/payroll/static/ledgerlink.css")).status_code == 200
+        # A member (not an admin) sees the mapping but cannot map connections.
+        sessions.roles[exporter.world.nmbrs_connection] = "member"
+        assert (await browser.get(mapping_page)).status_code == 200
+        member = await browser.post("/payroll/mappings/new", data={**form, "name": "Again"})
+        assert member.status_code == 422
+        assert "Only an admin of the environment" in member.text
+        # Someone else's mapping: refused, and not listed.
+        del sessions.roles[exporter.world.nmbrs_connection]
+        assert (await browser.get(mapping_page)).status_code == 403
+        assert "Payroll NL" not in (await browser.get("/payroll")).text
 
 
 async def test_two_payrolls_with_the_same_run_references_each_get_their_batches(
