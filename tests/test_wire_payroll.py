@@ -6,11 +6,12 @@ journal-exporter process, with credentials from the auth process's token service
   (per period and reference: accounts, segments, amounts). Exporting again posts nothing.
 * 20 trials, each a new Nmbrs company: faults on the posting calls in turn (answer lost
   after Visma.net accepted, 5xx, a 429 storm, connection resets) and a SIGKILL of the
-  exporter at a seeded random moment: 0 missing and 0 duplicate batches. Two exporter
-  processes run as replicas on one store: each trial's export goes to one of them, which
-  is SIGKILLed at the trial's moment and restarted in the background while the other one
-  (started during the previous trial) finishes the trial. A restart takes ~15 s here (a
-  Kafka group join), so this halves the test's time without a trial losing its kill.
+  exporter at a seeded random moment: 0 missing and 0 duplicate batches. Three exporter
+  processes run as replicas on one store, in turn: each trial's export goes to one of
+  them, which is SIGKILLed at the trial's moment and restarted in the background; the next
+  one (restarted two trials ago) finishes the trial. A restart takes ~15 s here (mostly
+  Kafka group joins), so overlapping it with two trials keeps every trial's kill without
+  waiting for each restart.
 * A test company is refused with the seed's meaning; nothing is posted.
 """
 
@@ -59,11 +60,12 @@ API = {"Authorization": f"Bearer {API_TOKEN}"}
 ACTIVATION = "ledgerlink.activation.requested.v1"
 POSTED = "ledgerlink.payroll_journal.posted.v1"
 TRIALS = 20
+REPLICAS = 3
 
 
 @dataclass
 class Replica:
-    """One journal-exporter process of the two the trials alternate between."""
+    """One journal-exporter process of the three the trials take in turn."""
 
     port: int
     process: subprocess.Popen[bytes] | None = None
@@ -349,13 +351,14 @@ async def payroll(stack: Stack, kafka_backend: KafkaBackend) -> AsyncIterator[Pa
             nmbrs_connection,
             visma_connection,
             exporter_env,
-            replicas=[Replica(free_port()), Replica(free_port())],
+            replicas=[Replica(free_port()) for _ in range(REPLICAS)],
         )
         try:
-            # One after the other: the second joins while the first is already serving.
+            # One after the other: the others join while the first is already serving.
             made.start_replica(0)
             await made.wait_ready(0)
-            made.start_replica(1)
+            for index in range(1, REPLICAS):
+                made.start_replica(index)
             yield made
         finally:
             await asyncio.to_thread(made.stop_all)
@@ -470,8 +473,8 @@ async def test_a_year_for_300_employees_lands_exactly_once_and_survives_faults_a
         rng = random.Random(15)
         trial_postings = 0
         for trial in range(TRIALS):
-            # This trial's exporter: started during the trial before last (or at the start).
-            payroll.active = trial % 2
+            # This trial's exporter (restarted two trials ago, or started at the beginning).
+            payroll.active = trial % REPLICAS
             await payroll.wait_ready(payroll.active)
             tenant = payroll.add_company(1000 + trial, employees=15)
             trial_mapping = await payroll.map(http, tenant)
@@ -491,9 +494,9 @@ async def test_a_year_for_300_employees_lands_exactly_once_and_survives_faults_a
             await asyncio.sleep(rng.uniform(0, 0.6))
             killed = payroll.active
             payroll.kill(killed)
-            payroll.start_replica(killed)  # back for the trial after next
-            # The other replica takes over what the killed one held once its lease runs out.
-            payroll.active = 1 - killed
+            payroll.start_replica(killed)  # back in two trials
+            # The next replica takes over what the killed one held once its lease runs out.
+            payroll.active = (killed + 1) % REPLICAS
             await payroll.wait_ready(payroll.active)
             await payroll.all_posted(http, trial_mapping, count)
             payroll.world.faults.clear()
