@@ -382,7 +382,7 @@ async def _all(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--employees", type=int, default=500)
-    parser.add_argument("--companies", type=int, default=4, help="Nmbrs companies (a year each).")
+    parser.add_argument("--companies", type=int, default=6, help="Nmbrs companies (a year each).")
     parser.add_argument("--rate", type=float, default=5.0, help="Visma.net calls/s.")
     parser.add_argument(
         "--window", type=float, default=10.0, help="Visma.net's fixed window in seconds."
