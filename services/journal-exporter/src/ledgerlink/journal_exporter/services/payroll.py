@@ -1163,6 +1163,7 @@ EVIDENCE_COLUMNS = (
     "first_attempt_at",
     "finished_at",
     "problems",
+    "released_at",
 )
 
 
@@ -1204,6 +1205,7 @@ def evidence_csv(rows: Iterable[PayrollPosting]) -> str:
                 _time(row.first_attempt_at),
                 _time(row.finished_at),
                 json.dumps(row.problems, ensure_ascii=False) if row.problems else "",
+                _time(row.released_at),
             ]
         )
     return out.getvalue()
