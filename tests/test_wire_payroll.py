@@ -295,40 +295,7 @@ async def payroll(stack: Stack, kafka_backend: KafkaBackend) -> AsyncIterator[Pa
         stack.migrate("auth")
         stack.start("auth", auth_env)
         stack.migrate("journal-exporter")
-        await stack.wait_ready("auth")
         auth = stack.services["auth"].url
-        nmbrs_connection = await activate(kafka_backend, stack, "nmbrs", "81500015")
-        visma_connection = await activate(kafka_backend, stack, "visma_net", "81500016")
-        async with httpx.AsyncClient(timeout=30) as http:
-            for connection, body in (
-                (
-                    nmbrs_connection,
-                    {
-                        "kind": "nmbrs_token",
-                        "vendor_account": NMBRS_DOMAIN,
-                        "username": NMBRS_USER,
-                        "domain": NMBRS_DOMAIN,
-                        "token": NMBRS_TOKEN,
-                    },
-                ),
-                (
-                    visma_connection,
-                    {
-                        "kind": "client_credentials",
-                        "vendor_account": visma.tenant_id,
-                        "client_id": VISMA_CLIENT,
-                        "client_secret": VISMA_SECRET,
-                        "tenant_id": visma.tenant_id,
-                        "scope": " ".join(sorted(sandbox_visma.SERVICE_SCOPES)),
-                    },
-                ),
-            ):
-                stored = await http.post(
-                    f"{auth}/internal/v1/connections/{connection}/authorization",
-                    json=body,
-                    headers={"Authorization": f"Bearer {SERVICE_TOKEN}"},
-                )
-                assert stored.status_code == 200, stored.text
         exporter_env = {
             "LEDGERLINK_JOURNAL_EXPORTER_TOKEN_SERVICE__URL": auth,
             "LEDGERLINK_JOURNAL_EXPORTER_TOKEN_SERVICE__TOKEN": SERVICE_TOKEN,
@@ -350,14 +317,49 @@ async def payroll(stack: Stack, kafka_backend: KafkaBackend) -> AsyncIterator[Pa
             stack,
             sandbox,
             visma,
-            nmbrs_connection,
-            visma_connection,
+            "",
+            "",
             exporter_env,
             replicas=[Replica(free_port()) for _ in range(REPLICAS)],
         )
         try:
-            # One after the other: the others join while the first is already serving.
+            # The first replica starts beside auth (it needs auth only once it posts); the
+            # others join once it serves.
             made.start_replica(0)
+            await stack.wait_ready("auth")
+            nmbrs_connection = await activate(kafka_backend, stack, "nmbrs", "81500015")
+            visma_connection = await activate(kafka_backend, stack, "visma_net", "81500016")
+            async with httpx.AsyncClient(timeout=30) as http:
+                for connection, body in (
+                    (
+                        nmbrs_connection,
+                        {
+                            "kind": "nmbrs_token",
+                            "vendor_account": NMBRS_DOMAIN,
+                            "username": NMBRS_USER,
+                            "domain": NMBRS_DOMAIN,
+                            "token": NMBRS_TOKEN,
+                        },
+                    ),
+                    (
+                        visma_connection,
+                        {
+                            "kind": "client_credentials",
+                            "vendor_account": visma.tenant_id,
+                            "client_id": VISMA_CLIENT,
+                            "client_secret": VISMA_SECRET,
+                            "tenant_id": visma.tenant_id,
+                            "scope": " ".join(sorted(sandbox_visma.SERVICE_SCOPES)),
+                        },
+                    ),
+                ):
+                    stored = await http.post(
+                        f"{auth}/internal/v1/connections/{connection}/authorization",
+                        json=body,
+                        headers={"Authorization": f"Bearer {SERVICE_TOKEN}"},
+                    )
+                    assert stored.status_code == 200, stored.text
+            made.nmbrs_connection, made.visma_connection = nmbrs_connection, visma_connection
             await made.wait_ready(0)
             for index in range(1, REPLICAS):
                 made.start_replica(index)
