@@ -3,6 +3,8 @@ production accepts them once sign-in is configured."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pytest
 from pydantic import SecretStr, ValidationError
 
@@ -23,7 +25,9 @@ def test_production_without_payroll_tokens_is_refused() -> None:
 
 
 @pytest.mark.parametrize("environment", ["production", "development"])
-def test_pages_without_sign_in_are_refused(environment: str) -> None:
+def test_pages_without_sign_in_are_refused(
+    environment: Literal["production", "development"],
+) -> None:
     payroll = PayrollExportSettings(api_tokens=TOKENS, pages_enabled=True)
     with pytest.raises(ValidationError, match=r"signin\.auth_url"):
         Config(environment=environment, database=PRODUCTION_DB, payroll=payroll)
