@@ -47,18 +47,22 @@ async def test_replicas_share_the_window_and_wait_for_the_end_the_headers_prove(
     assert await second.acquire(KEY) == 0  # the new window's second call
 
 
-async def test_a_turned_window_seen_in_the_headers_frees_the_count(db: Database) -> None:
+async def test_answers_out_of_order_do_not_free_calls_before_the_proven_end(
+    db: Database,
+) -> None:
     clock = Clock()
     budget = replica(db, clock)
-    for _ in range(3):
+    for _ in range(2):
         assert await budget.acquire(KEY) == 0
+    # Two runners' answers of one window, the later count first (Remaining 1, then 2).
     budget.observe_window(KEY, limit=3, remaining=1, reset=30)
-    # Remaining rose: the vendor's window turned before the end we knew (a bound only).
-    budget.observe_window(KEY, limit=3, remaining=2, reset=60)
-    # The answered call counts in the new window: two more go, the next waits for its end.
+    budget.observe_window(KEY, limit=3, remaining=2, reset=30)
+    assert await budget.acquire(KEY) == 0  # the third and last call of the window
+    assert abs(await budget.acquire(KEY) - (30 + END_MARGIN_S)) < 1e-6
+    # In the next window (one call of ours taken) the vendor counts two: one call is left.
+    budget.observe_window(KEY, limit=3, remaining=1, reset=30)
     assert await budget.acquire(KEY) == 0
-    assert await budget.acquire(KEY) == 0
-    assert abs(await budget.acquire(KEY) - (60 + END_MARGIN_S)) < 1e-6
+    assert abs(await budget.acquire(KEY) - (30 + END_MARGIN_S)) < 1e-6
 
 
 async def test_a_429s_retry_after_holds_back_every_replica(db: Database) -> None:

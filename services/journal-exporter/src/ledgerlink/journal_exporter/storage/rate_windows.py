@@ -14,8 +14,8 @@ careful reading: an answer then proves the window ends by its arrival + Reset).
 A token bucket paces evenly and overruns a fixed window when several runners share it (a
 refill that arrives before the window turns is a 429). This budget counts calls in the
 window instead: a call goes out while the window has calls left, and waits for the window's
-end when it has none. The row per (vendor, company) holds the count, the vendor's latest
-``Remaining`` (a rise means the window turned), the earliest "ends by" any answer proved
+end when it has none. The row per (vendor, company) holds the count, the vendor's lowest
+``Remaining`` in the window, the earliest "ends by" any answer proved
 and a pause a 429's ``Retry-After`` asked for; every runner of every replica takes its slot
 in a short transaction on that row (``FOR UPDATE`` on PostgreSQL).
 """
@@ -180,7 +180,8 @@ class StoreRateWindows(RateBudget):
 
 def _turn(row: VendorRateWindow) -> None:
     """A new window: nothing used, its end unknown until an answer says (windows are
-    not assumed to follow each other without a gap)."""
+    not assumed to follow each other without a gap). Calls the vendor already counted in
+    it come back through the next answers' Remaining."""
     row.used = 0
     row.remaining = None
     row.ends_at = None
@@ -190,11 +191,12 @@ def _apply(row: VendorRateWindow, seen: _Observed) -> None:
     """One answer's headers: the limit, the calls it proves spent, and the end it proves."""
     if seen.limit is not None and seen.limit > 0:
         row.limit = seen.limit
-    turned = row.remaining is not None and seen.remaining > row.remaining
-    if turned or (row.ends_at is not None and seen.at >= row.ends_at):
-        # The vendor's window turned before ours did (our end was only an upper bound).
-        _turn(row)
-    row.remaining = seen.remaining
+    if row.ends_at is not None and seen.at >= row.ends_at:
+        _turn(row)  # the window this row counted has surely ended
+    # A Remaining higher than the last one is *not* taken for a new window: with several
+    # runners, answers of one window arrive out of order (a 429 followed when it was). The
+    # window turns when its proven end has passed; until then the lowest count stands.
+    row.remaining = seen.remaining if row.remaining is None else min(row.remaining, seen.remaining)
     row.used = max(row.used, row.limit - seen.remaining)
     if seen.reset is not None:
         # Reset counts whole seconds, rounded up: the window ends by arrival + Reset.
