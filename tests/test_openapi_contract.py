@@ -156,6 +156,8 @@ SERVICES: Final[dict[str, tuple[Callable[[], FastAPI], dict[tuple[str, str], set
             },
             # Publishing terms (operators' service token).
             ("post", "/internal/v1/terms"): {"201", "400", "401", "403", "409", "422"},
+            # Another service's pages: who a session cookie belongs to (issue 15).
+            ("post", "/internal/v1/sessions/resolve"): {"200", "401", "422"},
             # Organisation members.
             ("get", "/v1/organisations/{organisation_id}/members"): {"200", "401", "404", "422"},
             ("post", "/v1/organisations/{organisation_id}/members"): {

@@ -14,9 +14,10 @@ import hashlib
 import io
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Literal
 
 import httpx
 import pytest
@@ -32,7 +33,7 @@ from payroll_kit import (
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from ledgerlink.journal_exporter.config import PayrollExportSettings
+from ledgerlink.journal_exporter.config import PayrollExportSettings, PayrollSigninSettings
 from ledgerlink.journal_exporter.handlers.payroll_web import register_payroll_pages
 from ledgerlink.journal_exporter.main import MIGRATIONS
 from ledgerlink.journal_exporter.services.journals import JournalService
@@ -43,6 +44,7 @@ from ledgerlink.journal_exporter.services.payroll import (
     MappingRefusedError,
     MappingService,
 )
+from ledgerlink.journal_exporter.storage.auth_sessions import SignedIn
 from ledgerlink.journal_exporter.storage.models import (
     PayrollMapping,
     PostingStatus,
@@ -102,7 +104,31 @@ class Exporter:
         return await self.mappings.save(self.draft(**changes), created_by="test")
 
 
-def exporter_for(world: PayrollWorld, db: Database, clock: Clock) -> Exporter:
+class CountingTransport(httpx.AsyncBaseTransport):
+    """The real transport, noting the year of every Nmbrs run listing (SOAP ``Run_GetList``;
+    reading a run's journal lists its year too)."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self.run_lists: list[int] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = request.content
+        if b"Run_GetList" in body:
+            year = body.split(b"<Year>", 1)[1].split(b"<", 1)[0] if b"<Year>" in body else b"0"
+            self.run_lists.append(int(year))
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def exporter_for(
+    world: PayrollWorld,
+    db: Database,
+    clock: Clock,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Exporter:
     settings = PayrollExportSettings(
         nmbrs_base_url=f"{world.sandbox.base_url}/nmbrs",
         vismanet_api_base_url=f"{world.sandbox.base_url}/vismanet",
@@ -112,7 +138,9 @@ def exporter_for(world: PayrollWorld, db: Database, clock: Clock) -> Exporter:
         vismanet_requests_per_second=10_000,
     )
     gateway = VendorGateway(
-        settings, TokenServiceSettings(url=world.token_service_url, token=SecretStr(SERVICE_TOKEN))
+        settings,
+        TokenServiceSettings(url=world.token_service_url, token=SecretStr(SERVICE_TOKEN)),
+        transport=transport,
     )
     outbox = Outbox(messaging, source="ledgerlink/journal-exporter")
     return Exporter(
@@ -349,6 +377,101 @@ async def test_the_schedule_exports_runs_nmbrs_finalised_since_the_last_look(
     ]
 
 
+async def test_the_schedule_covers_every_year_from_the_start_and_lists_settled_years_no_more(
+    db: Database,
+) -> None:
+    transport = CountingTransport()
+    async with payroll_world(employees=5) as world:
+        exporter = exporter_for(world, db, Clock(), transport)
+        try:
+            await exporter.mapping(auto_export=True, start_period="2024-01")
+            company = world.nmbrs.company
+            all_runs = company.payroll_runs
+            company.payroll_runs = [r for r in all_runs if int(r.run_id) <= 11]
+            december = len([r for r in all_runs if int(r.run_id) == 12])
+            # Early January 2026: 2024 is settled at once, 2025 waits for late runs.
+            exporter.clock.now = datetime(2026, 1, 10, tzinfo=UTC)
+            first = await exporter.exports.export_new_runs()
+            assert first == len(company.payroll_runs)
+            assert set(transport.run_lists) == {2024, 2025, 2026}
+            company.payroll_runs = all_runs  # December finalised late
+            exporter.clock.now = datetime(2026, 1, 20, tzinfo=UTC)
+            transport.run_lists.clear()
+            assert await exporter.exports.export_new_runs() == december
+            assert set(transport.run_lists) == {2025, 2026}  # 2024 is not listed again
+            # After the grace period 2025 is looked at once more, then settled.
+            exporter.clock.now = datetime(2026, 3, 1, tzinfo=UTC)
+            transport.run_lists.clear()
+            assert await exporter.exports.export_new_runs() == 0
+            assert set(transport.run_lists) == {2025, 2026}
+            transport.run_lists.clear()
+            assert await exporter.exports.export_new_runs() == 0
+            assert set(transport.run_lists) == {2026}
+            await post_all(exporter.exports)
+            assert actual_batches(world.batches()) == expected_batches(company)
+        finally:
+            await exporter.gateway.aclose()
+            await transport.aclose()
+
+
+class LosingTransport(httpx.AsyncBaseTransport):
+    """The real transport; the answer to the first release is lost after Visma.net acted."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self.releases = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        if request.url.path.endswith("/action/release"):
+            self.releases += 1
+            if self.releases == 1:
+                await response.aread()
+                raise httpx.ReadTimeout("answer lost", request=request)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def test_a_mapping_that_releases_releases_each_batch_exactly_once(db: Database) -> None:
+    transport = LosingTransport()
+    async with payroll_world(employees=5) as world:
+        exporter = exporter_for(world, db, Clock(), transport)
+        try:
+            mapping = await exporter.mapping(release=True)
+            planned = await exporter.exports.export(
+                mapping.mapping_id, trigger="test", runs=["2025-1", "2025-2"]
+            )
+            await post_all(exporter.exports)
+            # The lost answer: retried later, after reading the batch's status first.
+            [waiting] = await exporter.exports.postings(status=PostingStatus.RELEASING)
+            assert waiting.batch_number is not None
+            exporter.clock.advance(3600)
+            await post_all(exporter.exports)
+            postings = await exporter.exports.postings(mapping_id=mapping.mapping_id)
+            assert {p.status for p in postings} == {PostingStatus.RELEASED}
+            assert all(p.released_at is not None for p in postings)
+            assert transport.releases == len(planned)  # the released batch: not again
+            batches = world.batches()
+            assert len(batches) == len(planned)
+            extras = world.visma.state["vismanet_batches"]
+            assert {extras[int(b["number"])].status for b in batches} == {"Posted"}
+            runs = await exporter.exports.statuses(mapping.mapping_id, "run")
+            assert {r.status for r in runs} == {"released"}
+            # A mapping without release leaves its batches Balanced for the accountant.
+            other = world.add_nmbrs_company(payroll_company(7, employees=3))
+            plain = await exporter.mapping(nmbrs_company_id=str(sandbox_nmbrs.company_id(other)))
+            await exporter.exports.export(plain.mapping_id, trigger="test", runs=["2025-1"])
+            await post_all(exporter.exports)
+            [posted] = await exporter.exports.postings(mapping_id=plain.mapping_id)
+            assert posted.status == PostingStatus.POSTED
+            assert extras[int(posted.batch_number or 0)].status == "Balanced"
+        finally:
+            await exporter.gateway.aclose()
+            await transport.aclose()
+
+
 async def test_a_journal_ready_event_of_a_mapped_business_is_checked_and_posted(
     exporter: Exporter, db: Database
 ) -> None:
@@ -391,10 +514,36 @@ async def test_a_journal_ready_event_of_a_mapped_business_is_checked_and_posted(
     ]
 
 
+@dataclasses.dataclass
+class FakeSessions:
+    """auth's session look-up, in memory (the real one: tests/browser/test_payroll_pages)."""
+
+    roles: dict[uuid.UUID, Literal["admin", "member"]]
+
+    async def resolve(
+        self, cookie: str, connection_ids: Collection[uuid.UUID] = ()
+    ) -> SignedIn | None:
+        if cookie != "anna-session":
+            return None
+        return SignedIn(
+            person_id=uuid.UUID(int=1),
+            email="anna@example.test",
+            name="Anna",
+            csrf_token="csrf-anna",
+            roles={c: self.roles.get(c) for c in connection_ids},
+        )
+
+
 async def test_the_pages_show_field_errors_and_each_runs_status(exporter: Exporter) -> None:
     app = FastAPI()
-    register_payroll_pages(app, exporter.mappings, exporter.exports)
+    sessions = FakeSessions(
+        {exporter.world.nmbrs_connection: "admin", exporter.world.visma_connection: "admin"}
+    )
+    register_payroll_pages(
+        app, exporter.mappings, exporter.exports, sessions, PayrollSigninSettings()
+    )
     form = {
+        "csrf_token": "csrf-anna",
         "name": "Payroll NL",
         "nmbrs_connection_id": str(exporter.world.nmbrs_connection),
         "nmbrs_company_id": exporter.world.nmbrs_company,
@@ -405,9 +554,15 @@ async def test_the_pages_show_field_errors_and_each_runs_status(exporter: Export
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://exporter"
     ) as browser:
+        signed_out = await browser.get("/payroll/mappings/new")
+        assert signed_out.status_code == 303
+        assert signed_out.headers["location"] == "/signin?next=%2Fpayroll%2Fmappings%2Fnew"
+        browser.cookies.set("ledgerlink_session", "anna-session")
         blank = await browser.get("/payroll/mappings/new")
         assert blank.status_code == 200
         assert '<label for="cost_centre_description">' in blank.text
+        forged = await browser.post("/payroll/mappings/new", data={**form, "csrf_token": "x"})
+        assert forged.status_code == 403
         bad_id = await browser.post("/payroll/mappings/new", data=form)
         assert bad_id.status_code == 422
         assert '<a class="link" href="#vismanet_connection_id">' in bad_id.text
@@ -419,6 +574,8 @@ async def test_the_pages_show_field_errors_and_each_runs_status(exporter: Export
         assert wrong.status_code == 422
         assert 'id="cost_centre_description-error"' in wrong.text
         assert "No dimension in Visma.net has the description" in wrong.text
+        bad_start = await browser.post("/payroll/mappings/new", data={**form, "start_period": "25"})
+        assert 'id="start_period-error"' in bad_start.text
         saved = await browser.post("/payroll/mappings/new", data=form)
         assert saved.status_code == 303
         mapping_page = saved.headers["location"]
@@ -432,6 +589,16 @@ async def test_the_pages_show_field_errors_and_each_runs_status(exporter: Export
         listing = await browser.get("/payroll")
         assert "Payroll NL" in listing.text
         assert (await browser.get("/payroll/static/ledgerlink.css")).status_code == 200
+        # A member (not an admin) sees the mapping but cannot map connections.
+        sessions.roles[exporter.world.nmbrs_connection] = "member"
+        assert (await browser.get(mapping_page)).status_code == 200
+        member = await browser.post("/payroll/mappings/new", data={**form, "name": "Again"})
+        assert member.status_code == 422
+        assert "Only an admin of the environment" in member.text
+        # Someone else's mapping: refused, and not listed.
+        del sessions.roles[exporter.world.nmbrs_connection]
+        assert (await browser.get(mapping_page)).status_code == 403
+        assert "Payroll NL" not in (await browser.get("/payroll")).text
 
 
 async def test_two_payrolls_with_the_same_run_references_each_get_their_batches(

@@ -6,7 +6,12 @@ journal-exporter process, with credentials from the auth process's token service
   (per period and reference: accounts, segments, amounts). Exporting again posts nothing.
 * 20 trials, each a new Nmbrs company: faults on the posting calls in turn (answer lost
   after Visma.net accepted, 5xx, a 429 storm, connection resets) and a SIGKILL of the
-  exporter at a seeded random moment: 0 missing and 0 duplicate batches.
+  exporter at a seeded random moment: 0 missing and 0 duplicate batches. Four exporter
+  processes run as replicas on one store, in turn: each trial's export goes to one of
+  them, which is SIGKILLed at the trial's moment and restarted in the background; the next
+  one (restarted three trials ago) finishes the trial. A restart takes ~15 s here (mostly
+  Kafka group joins), so overlapping it with the next trials keeps every trial's kill
+  without waiting for each restart (10-13 min before, one process restarted in place).
 * A test company is refused with the seed's meaning; nothing is posted.
 """
 
@@ -18,8 +23,8 @@ import random
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -33,9 +38,9 @@ from payroll_kit import (
     actual_batches,
     expected_batches,
 )
-from wire_helpers import EventReader, PlainKafkaClient, eventually
+from wire_helpers import EventReader, PlainKafkaClient, eventually, free_port
 
-from ledgerlink.cli.stack import Stack
+from ledgerlink.cli.stack import SERVICES_BY_NAME, Stack
 from ledgerlink.sandbox.config import RateLimitSettings, SandboxConfig
 from ledgerlink.sandbox.faults import FaultPlan
 from ledgerlink.sandbox.payroll import payroll_company
@@ -46,8 +51,8 @@ from ledgerlink.sandbox.world import Tenant, World
 from ledgerlink.shared.testing import KafkaBackend
 from ledgerlink.shared.topics import Topic
 
-# 20 trials, each with a SIGKILL and a restart of the exporter process.
-pytestmark = [pytest.mark.wire, pytest.mark.timeout(1800)]
+# 20 trials, each with a SIGKILL and a restart of an exporter process.
+pytestmark = [pytest.mark.wire, pytest.mark.timeout(900)]
 
 SERVICE_TOKEN = "wire-exporter-token-0123456789abcdef0123"
 API_TOKEN = "wire-payroll-operator-token-0123456789"
@@ -55,6 +60,20 @@ API = {"Authorization": f"Bearer {API_TOKEN}"}
 ACTIVATION = "ledgerlink.activation.requested.v1"
 POSTED = "ledgerlink.payroll_journal.posted.v1"
 TRIALS = 20
+REPLICAS = 4
+
+
+@dataclass
+class Replica:
+    """One journal-exporter process of the ``REPLICAS`` the trials take in turn."""
+
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+    log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
 
 @dataclass
@@ -65,6 +84,8 @@ class Payroll:
     nmbrs_connection: str
     visma_connection: str
     exporter_env: dict[str, str]
+    replicas: list[Replica] = field(default_factory=list)
+    active: int = 0
     starts: int = 0
 
     @property
@@ -73,7 +94,7 @@ class Payroll:
 
     @property
     def url(self) -> str:
-        return self.stack.services["journal-exporter"].url
+        return self.replicas[self.active].url
 
     def batches(self, company: Tenant) -> list[dict[str, Any]]:
         """The batches the exporter made for one Nmbrs company (its description names it:
@@ -112,17 +133,71 @@ class Payroll:
             **flags,
         )
 
-    async def start_exporter(self) -> None:
+    def start_replica(self, index: int) -> None:
+        """Start replica ``index`` (not waiting for it)."""
         # Each start joins its own consumer group: a SIGKILLed member would hold the group
         # in a rebalance until its session times out (nothing here consumes payroll events).
         self.starts += 1
-        env = {
-            **self.exporter_env,
-            "LEDGERLINK_JOURNAL_EXPORTER_CONSUMER_GROUP": f"exporter-{self.starts}",
-        }
-        self.stack.start("journal-exporter", env)
+        replica = self.replicas[index]
+        env = self.stack.service_env(
+            SERVICES_BY_NAME["journal-exporter"],
+            {
+                **self.exporter_env,
+                "LEDGERLINK_JOURNAL_EXPORTER_CONSUMER_GROUP": f"exporter-{self.starts}",
+                "LEDGERLINK_JOURNAL_EXPORTER_HTTP__PORT": str(replica.port),
+            },
+        )
+        path = self.stack.log_path("journal-exporter")
+        assert path is not None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        replica.log = path.with_name(f"journal-exporter-{index}.log").open("ab")
+        replica.process = subprocess.Popen(
+            [sys.executable, "-m", "ledgerlink.journal_exporter", "serve"],
+            env=env,
+            stdout=replica.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    async def wait_ready(self, index: int) -> None:
+        replica = self.replicas[index]
+        process = replica.process
+        assert process is not None
+
+        async def probe() -> bool | None:
+            assert process.poll() is None, f"replica {index} exited with {process.returncode}"
+            try:
+                async with httpx.AsyncClient(timeout=5) as http:
+                    answer = await http.get(f"{replica.url}/readyz")
+            except httpx.TransportError:
+                return None
+            return True if answer.status_code == 200 else None
+
         # Generous: a start joins Kafka, and this machine may be busy with other runs.
-        await self.stack.wait_ready("journal-exporter", timeout=180)
+        await eventually(probe, timeout=180, what=f"exporter replica {index} ready")
+
+    def kill(self, index: int) -> None:
+        """SIGKILL: no shutdown, no flush: a crash."""
+        replica = self.replicas[index]
+        assert replica.process is not None
+        replica.process.kill()
+        replica.process.wait(timeout=30)
+        if replica.log is not None:
+            replica.log.close()
+        replica.process, replica.log = None, None
+
+    def stop_all(self) -> None:
+        running = [r.process for r in self.replicas if r.process and r.process.poll() is None]
+        for process in running:  # all at once: each takes seconds to leave Kafka
+            process.terminate()
+        for process in running:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        for replica in self.replicas:
+            if replica.log is not None:
+                replica.log.close()
 
     async def map(self, http: httpx.AsyncClient, tenant: Tenant) -> str:
         response = await http.post(
@@ -220,40 +295,7 @@ async def payroll(stack: Stack, kafka_backend: KafkaBackend) -> AsyncIterator[Pa
         stack.migrate("auth")
         stack.start("auth", auth_env)
         stack.migrate("journal-exporter")
-        await stack.wait_ready("auth")
         auth = stack.services["auth"].url
-        nmbrs_connection = await activate(kafka_backend, stack, "nmbrs", "81500015")
-        visma_connection = await activate(kafka_backend, stack, "visma_net", "81500016")
-        async with httpx.AsyncClient(timeout=30) as http:
-            for connection, body in (
-                (
-                    nmbrs_connection,
-                    {
-                        "kind": "nmbrs_token",
-                        "vendor_account": NMBRS_DOMAIN,
-                        "username": NMBRS_USER,
-                        "domain": NMBRS_DOMAIN,
-                        "token": NMBRS_TOKEN,
-                    },
-                ),
-                (
-                    visma_connection,
-                    {
-                        "kind": "client_credentials",
-                        "vendor_account": visma.tenant_id,
-                        "client_id": VISMA_CLIENT,
-                        "client_secret": VISMA_SECRET,
-                        "tenant_id": visma.tenant_id,
-                        "scope": " ".join(sorted(sandbox_visma.SERVICE_SCOPES)),
-                    },
-                ),
-            ):
-                stored = await http.post(
-                    f"{auth}/internal/v1/connections/{connection}/authorization",
-                    json=body,
-                    headers={"Authorization": f"Bearer {SERVICE_TOKEN}"},
-                )
-                assert stored.status_code == 200, stored.text
         exporter_env = {
             "LEDGERLINK_JOURNAL_EXPORTER_TOKEN_SERVICE__URL": auth,
             "LEDGERLINK_JOURNAL_EXPORTER_TOKEN_SERVICE__TOKEN": SERVICE_TOKEN,
@@ -271,9 +313,59 @@ async def payroll(stack: Stack, kafka_backend: KafkaBackend) -> AsyncIterator[Pa
             "LEDGERLINK_JOURNAL_EXPORTER_LOG_LEVEL": "WARNING",
             "OTEL_TRACES_EXPORTER": "none",
         }
-        made = Payroll(stack, sandbox, visma, nmbrs_connection, visma_connection, exporter_env)
-        await made.start_exporter()
-        yield made
+        made = Payroll(
+            stack,
+            sandbox,
+            visma,
+            "",
+            "",
+            exporter_env,
+            replicas=[Replica(free_port()) for _ in range(REPLICAS)],
+        )
+        try:
+            # The first replica starts beside auth (it needs auth only once it posts); the
+            # others join once it serves.
+            made.start_replica(0)
+            await stack.wait_ready("auth")
+            nmbrs_connection = await activate(kafka_backend, stack, "nmbrs", "81500015")
+            visma_connection = await activate(kafka_backend, stack, "visma_net", "81500016")
+            async with httpx.AsyncClient(timeout=30) as http:
+                for connection, body in (
+                    (
+                        nmbrs_connection,
+                        {
+                            "kind": "nmbrs_token",
+                            "vendor_account": NMBRS_DOMAIN,
+                            "username": NMBRS_USER,
+                            "domain": NMBRS_DOMAIN,
+                            "token": NMBRS_TOKEN,
+                        },
+                    ),
+                    (
+                        visma_connection,
+                        {
+                            "kind": "client_credentials",
+                            "vendor_account": visma.tenant_id,
+                            "client_id": VISMA_CLIENT,
+                            "client_secret": VISMA_SECRET,
+                            "tenant_id": visma.tenant_id,
+                            "scope": " ".join(sorted(sandbox_visma.SERVICE_SCOPES)),
+                        },
+                    ),
+                ):
+                    stored = await http.post(
+                        f"{auth}/internal/v1/connections/{connection}/authorization",
+                        json=body,
+                        headers={"Authorization": f"Bearer {SERVICE_TOKEN}"},
+                    )
+                    assert stored.status_code == 200, stored.text
+            made.nmbrs_connection, made.visma_connection = nmbrs_connection, visma_connection
+            await made.wait_ready(0)
+            for index in range(1, REPLICAS):
+                made.start_replica(index)
+            yield made
+        finally:
+            await asyncio.to_thread(made.stop_all)
 
 
 async def test_a_year_for_300_employees_lands_exactly_once_and_survives_faults_and_kills(
@@ -385,6 +477,9 @@ async def test_a_year_for_300_employees_lands_exactly_once_and_survives_faults_a
         rng = random.Random(15)
         trial_postings = 0
         for trial in range(TRIALS):
+            # This trial's exporter (restarted in an earlier trial, or at the beginning).
+            payroll.active = trial % REPLICAS
+            await payroll.wait_ready(payroll.active)
             tenant = payroll.add_company(1000 + trial, employees=15)
             trial_mapping = await payroll.map(http, tenant)
             exported = await http.post(
@@ -401,8 +496,12 @@ async def test_a_year_for_300_employees_lands_exactly_once_and_survives_faults_a
             trial_postings += count
             # The kill point: a seeded moment while the runner posts.
             await asyncio.sleep(rng.uniform(0, 0.6))
-            payroll.stack.kill("journal-exporter")
-            await payroll.start_exporter()
+            killed = payroll.active
+            payroll.kill(killed)
+            payroll.start_replica(killed)  # back in REPLICAS - 1 trials
+            # The next replica takes over what the killed one held once its lease runs out.
+            payroll.active = (killed + 1) % REPLICAS
+            await payroll.wait_ready(payroll.active)
             await payroll.all_posted(http, trial_mapping, count)
             payroll.world.faults.clear()
             expected = expected_batches(tenant.company, runs=[str(month) for month in range(1, 5)])

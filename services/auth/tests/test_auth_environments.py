@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
+from ledgerlink.auth.config import DEVELOPMENT_SERVICE_TOKEN
 from ledgerlink.auth.domain.terms import TermsKind
 from ledgerlink.auth.handlers.dependencies import CSRF_HEADER
 from ledgerlink.auth.services.access import Conflict
 from ledgerlink.auth.services.activation import ActivationService
 from ledgerlink.auth.services.terms import TermsService
-from ledgerlink.auth.storage.models import Environment, EnvironmentMember, messaging
+from ledgerlink.auth.storage.models import Connection, Environment, EnvironmentMember, messaging
 from ledgerlink.auth.testing import NOW, Person, Town
 from ledgerlink.shared.db import Database, as_utc
 from ledgerlink.shared.events import ActivationRequestedV1
@@ -368,3 +369,50 @@ def test_a_subdomain_taken_at_the_same_moment_is_a_409_not_a_500() -> None:
     other = IntegrityError("INSERT ...", {}, Exception("duplicate key on environment_members"))
     with pytest.raises(IntegrityError), _subdomain_race():
         raise other
+
+
+async def test_another_services_pages_learn_the_person_and_their_role_per_connection(
+    town: Town, db: Database
+) -> None:
+    anna, environment_id, [erik] = await _environment_with(town, "erik@virtanen-demo.fi")
+    maja = await town.sign_in("maja@fabrikam-demo.se")
+    # A file activation of Anna's business ID: its connection joins her environment.
+    assert await file_activation(db, "anna@virtanen-demo.fi") == uuid.UUID(environment_id)
+    async with db.transaction() as session:
+        [joined] = (
+            await session.execute(
+                select(Connection.id).where(Connection.environment_id == uuid.UUID(environment_id))
+            )
+        ).all()
+    unknown = uuid.uuid4()
+    service = town.client()
+    service.headers["Authorization"] = f"Bearer {DEVELOPMENT_SERVICE_TOKEN.get_secret_value()}"
+    cookie_name = town.app.state.web_context.config.sessions.cookie_name
+
+    async def ask(person: Person | None, token: bool = True) -> Any:
+        cookie = person.client.cookies[cookie_name] if person else "not-a-session"
+        client = service if token else town.client()
+        return await client.post(
+            "/internal/v1/sessions/resolve",
+            json={"cookie": cookie, "connection_ids": [str(joined[0]), str(unknown)]},
+        )
+
+    assert (await ask(anna, token=False)).status_code == 401
+    assert (await ask(None)).json() == {
+        "signed_in": False,
+        "person": None,
+        "csrf_token": None,
+        "connections": [],
+    }
+    roles = {}
+    for person in (anna, erik, maja):
+        answer = (await ask(person)).json()
+        assert answer["signed_in"] is True
+        assert answer["person"]["email"] == person.email
+        assert answer["csrf_token"] == person.csrf
+        roles[person.email] = {row["connection_id"]: row["role"] for row in answer["connections"]}
+    assert roles == {
+        "anna@virtanen-demo.fi": {str(joined[0]): "admin", str(unknown): None},
+        "erik@virtanen-demo.fi": {str(joined[0]): "member", str(unknown): None},
+        "maja@fabrikam-demo.se": {str(joined[0]): None, str(unknown): None},
+    }

@@ -101,6 +101,13 @@ def create_mapping(
     auto_export: Annotated[
         bool, typer.Option(help="Export runs when Nmbrs finalises them.")
     ] = False,
+    release: Annotated[
+        bool, typer.Option(help="Release each batch in Visma.net once posted.")
+    ] = False,
+    start_period: Annotated[
+        str | None,
+        typer.Option(help="First period (YYYY-MM) automatic export posts."),
+    ] = None,
     mapping: Annotated[
         str | None, typer.Option("--change", help="Make a new version of this mapping.")
     ] = None,
@@ -118,6 +125,8 @@ def create_mapping(
         "cost_centre_description": cost_centres,
         "cost_unit_description": cost_units,
         "auto_export": auto_export,
+        "release": release,
+        "start_period": start_period,
     }
     if mapping is None:
         answer = _call("POST", exporter_url, "/v1/payroll/mappings", token, body=body)

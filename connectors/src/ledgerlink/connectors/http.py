@@ -243,6 +243,16 @@ class RateBudget:
         if until > self._paused_until.get(key, 0.0):
             self._paused_until[key] = until
 
+    #: True for a budget that follows the vendor's rate window itself from
+    #: :meth:`observe_window` (a connector then leaves its own window pauses to it).
+    follows_windows: bool = False
+
+    def observe_window(
+        self, key: tuple[str, str], *, limit: int | None, remaining: int, reset: float | None
+    ) -> None:
+        """An answer's rate-limit headers (``X-RateLimit-Limit/-Remaining/-Reset``), read
+        now. A token bucket has no use for them; a window-following budget does."""
+
 
 _SHARED_BUDGETS: dict[tuple[str, float, int], RateBudget] = {}
 

@@ -780,6 +780,16 @@ class VismaNetConnector(LedgerConnector):
             return
         window = self.rate_window
         now = self._budget.now()
+        reset = parse_retry_after(response.headers.get("x-ratelimit-reset"))
+        if response.status_code != 429:
+            self._budget.observe_window(
+                self._budget_key,
+                limit=_header_int(response, "x-ratelimit-limit"),
+                remaining=remaining,
+                reset=reset,
+            )
+        if self._budget.follows_windows:
+            return  # the budget follows the window (a 429's Retry-After pauses it too)
         if response.status_code == 429:
             # Retried after its Retry-After by the HTTP client; the estimate was too early.
             if window.remaining == 0:
@@ -789,7 +799,7 @@ class VismaNetConnector(LedgerConnector):
             now,
             _header_int(response, "x-ratelimit-limit"),
             remaining,
-            parse_retry_after(response.headers.get("x-ratelimit-reset")),
+            reset,
         )
         if remaining > 0:
             return
@@ -1183,11 +1193,24 @@ class VismaNetConnector(LedgerConnector):
         }
 
     async def release(self, batch_number: str) -> None:
-        """Release (post) a Balanced batch."""
+        """Release (post) a Balanced batch.
+
+        ``POST /v2/journaltransaction/{journalTransactionNumber}/action/release``, "Release
+        journal transaction operation": "The action result dto contains information about
+        the result of running the action; Response Message has StatusCode BadRequest or
+        InternalServerError if POST operation failed" (the ERP API's OpenAPI document as
+        generated into CaesarDev/visma-erp-client, docs/Api/JournalTransactionV2Api.md).
+        Not repeated here: a lost answer is resolved by :meth:`batch_status` first.
+        """
         await self._ensure_token()
         await self._http.post(
             f"/v2/journaltransaction/{batch_number}/action/release", idempotent=False
         )
+
+    async def batch_status(self, batch_number: str) -> str:
+        """The status of one batch (``GET /v2/journaltransaction/{number}``, the published
+        ``status`` enum: Hold, Balanced, Unposted, Posted, Voided ...)."""
+        return str((await self._read_batch(batch_number))["status"])
 
     async def prepare_journal(self, posting: JournalPosting) -> PreparedJournal:
         """The exact request a posting becomes: its financial period id (YYYYPP, from the

@@ -14,6 +14,23 @@ from ledgerlink.shared.config import (
 )
 
 
+class PayrollSigninSettings(BaseModel):
+    """How the payroll pages know who is signed in: auth's session cookie, checked by auth."""
+
+    auth_url: str | None = Field(
+        default=None,
+        description="auth's internal URL, asked who a session cookie belongs to and which "
+        "environments own the connections (with the token service's token).",
+    )
+    signin_url: str = Field(
+        default="/signin",
+        description="auth's sign-in page as the browser reaches it (same site: a path).",
+    )
+    cookie_name: str = Field(
+        default="ledgerlink_session", description="auth's session cookie (same site)."
+    )
+
+
 class PayrollExportSettings(BaseModel):
     """Payroll journals from Visma Nmbrs posted into Visma.net (issue 15)."""
 
@@ -57,8 +74,19 @@ class PayrollExportSettings(BaseModel):
     )
     pages_enabled: bool = Field(
         default=False,
-        description="Serve the mapping pages under /payroll (they have no sign-in of their "
-        "own: put them behind auth's sessions, or use them in development).",
+        description="Serve the mapping pages under /payroll. They sign people in through "
+        "auth: set signin.auth_url (and the token service's token, which asks auth who "
+        "a session belongs to).",
+    )
+    signin: PayrollSigninSettings = Field(
+        default_factory=lambda: PayrollSigninSettings(),
+        description="Sign-in of the payroll pages (auth's sessions).",
+    )
+    schedule_settle_days: int = Field(
+        default=45,
+        ge=0,
+        description="After a year ends, how long the schedule still lists that year's runs in "
+        "Nmbrs (a late run); after it, a year with every run planned is not listed again.",
     )
     workers: int = Field(default=1, ge=1, le=32, description="Postings sent at once.")
     api_tokens: dict[str, SecretStr] = Field(
@@ -67,10 +95,17 @@ class PayrollExportSettings(BaseModel):
         "for development only); the name is recorded as who triggered an export.",
     )
     vismanet_burst: int = Field(
-        default=100, ge=1, description="Visma.net requests allowed at once (own budget)."
+        default=15_000,
+        ge=1,
+        description="Visma.net calls per rate window until its X-RateLimit-Limit says "
+        "(UNCONFIRMED: Visma publishes no number; 15,000/hour is the historical one). With "
+        "vismanet_requests_per_second it gives the window's length.",
     )
     vismanet_requests_per_second: float = Field(
-        default=15_000 / 3600, gt=0, description="Visma.net's documented call budget."
+        default=15_000 / 3600,
+        gt=0,
+        description="Visma.net calls per second over a window (window length = "
+        "vismanet_burst / this).",
     )
 
 
@@ -111,6 +146,12 @@ class Config(ServiceConfig):
             raise ValueError(
                 "production needs payroll.api_tokens (the payroll routes would be open)"
             )
-        if self.environment == "production" and self.payroll.pages_enabled:
-            raise ValueError("payroll.pages_enabled has no sign-in: not in production")
+        if self.payroll.pages_enabled and (
+            self.payroll.signin.auth_url is None or self.token_service.token is None
+        ):
+            # The pages never run without sign-in, in development neither.
+            raise ValueError(
+                "payroll.pages_enabled needs payroll.signin.auth_url and token_service.token "
+                "(the pages ask auth who is signed in)"
+            )
         return self

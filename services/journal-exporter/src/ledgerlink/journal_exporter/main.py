@@ -16,7 +16,9 @@ from ledgerlink.journal_exporter.services.payroll import (
     PayrollMetrics,
 )
 from ledgerlink.journal_exporter.services.payroll_runner import PostingRunner
+from ledgerlink.journal_exporter.storage.auth_sessions import AuthSessions
 from ledgerlink.journal_exporter.storage.models import messaging, metadata
+from ledgerlink.journal_exporter.storage.rate_windows import StoreRateWindows
 from ledgerlink.journal_exporter.storage.vendors import VendorGateway
 from ledgerlink.shared.runtime import ProcessContext, create_service_app
 
@@ -50,17 +52,33 @@ def create_app(config: Config | None = None) -> FastAPI:
 def register_payroll(process: ProcessContext, app: FastAPI, config: Config) -> ExportService:
     """Payroll journals from Nmbrs into Visma.net: routes, the posting runner, metrics."""
     settings = config.payroll
-    gateway = VendorGateway(settings, config.token_service)
+    # Every runner of every replica shares Visma.net's window through the store.
+    windows = StoreRateWindows(
+        process.db, rate=settings.vismanet_requests_per_second, limit=settings.vismanet_burst
+    )
+    gateway = VendorGateway(settings, config.token_service, budget=windows)
     metrics = PayrollMetrics(process.registry)
     exports = ExportService(
         db=process.db, gateway=gateway, outbox=process.outbox, settings=settings, metrics=metrics
     )
+    sessions: AuthSessions | None = None
+    if settings.pages_enabled:
+        # Checked by Config: the pages run only with auth's sign-in configured.
+        assert settings.signin.auth_url is not None
+        assert config.token_service.token is not None
+        sessions = AuthSessions(settings.signin.auth_url, config.token_service.token)
+
+    async def close() -> None:
+        await gateway.aclose()
+        if sessions is not None:
+            await sessions.aclose()
+
     runner = PostingRunner(
         exports,
         workers=settings.workers,
         poll_seconds=settings.runner_poll_seconds,
         schedule_seconds=settings.schedule_seconds,
-        on_stop=gateway.aclose,
+        on_stop=close,
     )
     process.workers.append(runner)
     # A journal.ready event planned a posting: post it without waiting for the next poll.
@@ -69,6 +87,6 @@ def register_payroll(process: ProcessContext, app: FastAPI, config: Config) -> E
     app.include_router(
         build_payroll_router(mappings, exports, settings.api_tokens, on_planned=runner.wake)
     )
-    if settings.pages_enabled:
-        register_payroll_pages(app, mappings, exports)
+    if sessions is not None:
+        register_payroll_pages(app, mappings, exports, sessions, settings.signin)
     return exports

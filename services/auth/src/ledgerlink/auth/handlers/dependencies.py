@@ -74,6 +74,14 @@ class People:
             )
         return active
 
+    async def session_of_cookie(self, cookie_value: str) -> tuple[ActiveSession, str] | None:
+        """The usable session behind a session cookie's value and its CSRF token (another
+        service's pages ask, with a service token); None when it is not usable."""
+        async with self._context.db.transaction() as session:
+            sessions = self._context.sessions(session)
+            active = await sessions.resolve(cookie_value)
+            return None if active is None else (active, sessions.csrf_token(active))
+
     async def writer(self, request: Request) -> ActiveSession:
         """``person`` for a state-changing request: JSON body and the CSRF header."""
         active = await self.person(request)

@@ -111,6 +111,43 @@ class PublishedTerms(BaseModel):
         )
 
 
+class SessionQuestion(BaseModel):
+    """Another service's pages ask who a browser's session cookie belongs to, and what
+    the person is in the environments owning some connections."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cookie: SecretStr = Field(description="The value of the browser's session cookie.")
+    connection_ids: list[uuid.UUID] = Field(default_factory=list, max_length=1000)
+
+
+class ConnectionRole(BaseModel):
+    """The person's role in the environment owning a connection (None: not a member, or
+    no such connection)."""
+
+    connection_id: uuid.UUID
+    environment_id: uuid.UUID | None
+    role: Literal["admin", "member"] | None
+
+
+class SessionPerson(BaseModel):
+    """Who is signed in."""
+
+    id: uuid.UUID
+    email: str
+    name: str | None
+
+
+class SessionAnswer(BaseModel):
+    """The session's person, their role per asked connection, and the session's CSRF
+    token (for the asking service's forms); ``signed_in`` false: no usable session."""
+
+    signed_in: bool
+    person: SessionPerson | None = None
+    csrf_token: str | None = None
+    connections: list[ConnectionRole] = Field(default_factory=list)
+
+
 class RevocationAnswer(BaseModel):
     """The revoked connection and what the vendor said."""
 
@@ -226,6 +263,37 @@ def build_internal_router(components: AuthComponents, people: People | None = No
             rendered[connection_id] = known
         return Response(
             known[1], media_type="application/json", headers={"Cache-Control": "no-store"}
+        )
+
+    @internal.post(
+        "/sessions/resolve",
+        response_model=SessionAnswer,
+        responses=error_responses({**_GUARDED}),
+    )
+    async def resolve_session(body: SessionQuestion) -> Any:
+        # The payroll pages of the journal exporter sign people in through auth's sessions.
+        if people is None:
+            return SessionAnswer(signed_in=False)
+        found = await people.session_of_cookie(body.cookie.get_secret_value())
+        if found is None:
+            return SessionAnswer(signed_in=False)
+        active, csrf = found
+        async with components.db.transaction() as session:
+            memberships = await EnvironmentService(
+                session, components.clock
+            ).memberships_for_connections(active.user, body.connection_ids)
+        return SessionAnswer(
+            signed_in=True,
+            person=SessionPerson(id=active.user.id, email=active.user.email, name=active.user.name),
+            csrf_token=csrf,
+            connections=[
+                ConnectionRole(
+                    connection_id=connection_id,
+                    environment_id=membership.environment.id if membership else None,
+                    role=membership.role.value if membership else None,
+                )
+                for connection_id, membership in memberships.items()
+            ],
         )
 
     @internal.post(

@@ -522,6 +522,24 @@ class EnvironmentService:
             raise NotFound(f"no connection {connection_id}") from None
         return connection
 
+    async def memberships_for_connections(
+        self, person: User, connection_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, Membership | None]:
+        """The person's membership of the environment owning each connection (None: no
+        such connection, or the person is not a member there): what another service's
+        pages authorize by."""
+        found: dict[uuid.UUID, Membership | None] = {}
+        for connection_id in connection_ids:
+            connection = await self._connections.get(connection_id)
+            membership = None
+            if connection is not None and connection.environment_id is not None:
+                environment = await self._environments.get(connection.environment_id)
+                member = await self._members.get(connection.environment_id, person.id)
+                if environment is not None and member is not None:
+                    membership = Membership(environment, member.role)
+            found[connection_id] = membership
+        return found
+
     async def connections_for_business_id(self, person: User, business_id: str) -> list[Connection]:
         """Connections for this business ID (raw or normal form) in the person's environments."""
         return await self._queries.connections_visible_to(person.id, business_id)

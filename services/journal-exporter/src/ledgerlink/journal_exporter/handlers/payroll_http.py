@@ -88,6 +88,16 @@ class MappingIn(BaseModel):
         description="Also post journal.ready journals of this business (another payroll "
         "system) through this mapping.",
     )
+    release: bool = Field(
+        default=False,
+        description="Release each batch in Visma.net once posted (off: batches stay "
+        "Balanced for an accountant to review and release).",
+    )
+    start_period: PeriodText | None = Field(
+        default=None,
+        description="First period (YYYY-MM) whose runs automatic export posts (default: "
+        "January of the year before the mapping is made).",
+    )
 
     def draft(self) -> MappingDraft:
         return MappingDraft(**self.model_dump())
@@ -109,6 +119,8 @@ class MappingPublic(BaseModel):
     cost_unit_segment: int | None
     auto_export: bool
     journal_business_id: str | None
+    release: bool
+    start_period: str | None
     created_by: str
     created_at: UtcDatetime
 
@@ -162,6 +174,8 @@ class PostingPublic(BaseModel):
     created_at: UtcDatetime
     first_attempt_at: UtcDatetime | None
     finished_at: UtcDatetime | None
+    release: bool
+    released_at: UtcDatetime | None
 
     @classmethod
     def of(cls, posting: PayrollPosting) -> PostingPublic:
@@ -176,7 +190,8 @@ class PostingEvidence(PostingPublic):
 
 
 class StatusPublic(BaseModel):
-    """Status of a run or a period: ``posted`` when every posting of it is."""
+    """Status of a run or a period: ``released`` when every posting of it is released,
+    ``posted`` when every one is posted (or released)."""
 
     key: str
     status: str

@@ -58,11 +58,13 @@ from ledgerlink.journal_exporter.domain.payroll import (
 from ledgerlink.journal_exporter.storage.models import (
     PayrollMapping,
     PayrollPosting,
+    PayrollRunMark,
     PostingStatus,
 )
 from ledgerlink.journal_exporter.storage.repository import (
     PayrollMappingRepository,
     PayrollPostingRepository,
+    PayrollRunMarkRepository,
 )
 from ledgerlink.journal_exporter.storage.vendors import VendorGateway
 from ledgerlink.shared.db import Database, as_utc
@@ -153,6 +155,11 @@ class MappingDraft:
     cost_unit_description: str | None = None
     auto_export: bool = False
     journal_business_id: str | None = None
+    #: Release each batch in Visma.net once posted.
+    release: bool = False
+    #: The first period (YYYY-MM) the schedule posts (None: January of the year before the
+    #: mapping was made).
+    start_period: str | None = None
 
 
 class MappingService:
@@ -238,6 +245,8 @@ class MappingService:
                     cost_unit_segment=segments.get("cost_unit"),
                     auto_export=draft.auto_export,
                     journal_business_id=draft.journal_business_id,
+                    release=draft.release,
+                    start_period=draft.start_period,
                     created_by=created_by,
                     created_at=self._clock(),
                 )
@@ -265,6 +274,12 @@ class MappingService:
             return await PayrollMappingRepository(session).all_current()
 
 
+class _BatchVoided(Exception):  # noqa: N818 - internal signal
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
+
+
 @dataclass(frozen=True)
 class RunStatus:
     """Where a run (or a period) stands: the worst of its postings' statuses."""
@@ -282,12 +297,20 @@ class _MasterData:
     segment_values: dict[int, dict[str, bool]]
 
 
-_STATUS_ORDER = ("refused", "failed", "retrying", "pending", "posted")
+_STATUS_ORDER = ("refused", "failed", "retrying", "pending", "releasing", "posted", "released")
+
+#: Batch statuses after a release (UNCONFIRMED which one Visma.net reports: its published
+#: enum has Unposted, Posted, Completed, Released, PartiallyReleased; a released batch is
+#: Unposted until posted, or Posted when the company posts on release).
+RELEASED_BATCH_STATUSES = frozenset(
+    {"Unposted", "Posted", "Completed", "Released", "PartiallyReleased"}
+)
+VOID_BATCH_STATUSES = frozenset({"Voided", "Void"})
 
 
 def overall_status(statuses: Iterable[str]) -> str:
-    """``posted`` only when every posting is; otherwise the first of refused, failed,
-    retrying, pending found."""
+    """``released`` only when every posting is, ``posted`` when every posting is posted
+    or released; otherwise the first of refused, failed, retrying, pending, releasing."""
     present = set(statuses)
     return next((status for status in _STATUS_ORDER if status in present), "posted")
 
@@ -370,6 +393,8 @@ class ExportService:
         period_to: str | None = None,
         years: Sequence[int] | None = None,
         only_new_runs: bool = False,
+        not_before: str | None = None,
+        on_listed: Callable[[int, list[PayrollRun]], None] | None = None,
     ) -> list[PayrollPosting]:
         """Plan the postings of the chosen runs (or of the runs in a period range).
 
@@ -408,7 +433,12 @@ class ExportService:
             async with nmbrs:
                 selected: list[PayrollRun] = []
                 for year in sorted(chosen_years):
-                    for run in await nmbrs.list_runs(mapping.nmbrs_company_id, year):
+                    listed = await nmbrs.list_runs(mapping.nmbrs_company_id, year)
+                    if on_listed is not None:
+                        on_listed(year, list(listed))
+                    for run in listed:
+                        if not_before is not None and _run_period(run) < not_before:
+                            continue
                         if runs and run.run_id not in runs:
                             continue
                         if wanted_range and not (
@@ -557,9 +587,12 @@ class ExportService:
             "status",
             "trigger",
             "created_at",
+            "release",
         ):
             setattr(stored, name, getattr(row, name))
         stored.attempts = 0
+        stored.release_attempts = 0
+        stored.released_at = None
         stored.next_attempt_at = row.next_attempt_at
         stored.lease_until = None
         stored.last_error = None
@@ -602,6 +635,7 @@ class ExportService:
             next_attempt_at=now,
             created_at=now,
             finished_at=now if problems else None,
+            release=mapping.release,
         )
 
     def _visma(self, mapping: PayrollMapping) -> VismaNetConnector:
@@ -622,9 +656,14 @@ class ExportService:
             claimed = await PayrollPostingRepository(session).claim_due(now, lease, self._in_flight)
             if claimed is None:
                 return False
+            releasing = claimed.status == PostingStatus.RELEASING
             # The intent of this attempt, committed before Visma.net is called.
-            claimed.attempts += 1
+            if releasing:
+                claimed.release_attempts += 1
+            else:
+                claimed.attempts += 1
             claimed.first_attempt_at = claimed.first_attempt_at or now
+            batch_number, release_attempts = claimed.batch_number, claimed.release_attempts
             mapping = await PayrollMappingRepository(session).version(
                 claimed.mapping_id, claimed.mapping_version
             )
@@ -638,6 +677,10 @@ class ExportService:
             )
         self._in_flight.add(posting_id)
         try:
+            if releasing:
+                assert batch_number is not None
+                await self._release(posting_id, mapping, batch_number, release_attempts)
+                return True
             if payload is None or period_id is None or ref is None:
                 # Planned from an event, without Visma.net: checked and prepared now, and
                 # the body recorded before anything is sent.
@@ -739,7 +782,7 @@ class ExportService:
         else:
             outcome = "found_existing" if posted.found_existing else "posted"
             await self._record_posted(
-                posting_id, mapping, posted.external_id, posted.found_existing
+                posting_id, mapping, posted.external_id, posted.found_existing, posted.status
             )
         elapsed = time.perf_counter() - started
         self._metrics.vendor_seconds.labels(outcome).observe(elapsed)
@@ -752,17 +795,28 @@ class ExportService:
         mapping: PayrollMapping,
         batch_number: str,
         found_existing: bool,
+        batch_status: str = "Balanced",
     ) -> None:
         async with self._db.transaction() as session:
             posting = await PayrollPostingRepository(session).get(posting_id)
             assert posting is not None
+            now = self._clock()
             posting.status = PostingStatus.POSTED
             posting.batch_number = batch_number
             posting.found_existing = found_existing
             posting.lease_until = None
             posting.next_attempt_at = None
             posting.last_error = None
-            posting.finished_at = self._clock()
+            posting.finished_at = now
+            if posting.release:
+                if batch_status in RELEASED_BATCH_STATUSES:
+                    # Found released already (a person released it, or an earlier run).
+                    posting.status = PostingStatus.RELEASED
+                    posting.released_at = now
+                else:
+                    # Released next, by the runner, as a step of its own.
+                    posting.status = PostingStatus.RELEASING
+                    posting.next_attempt_at = now
             await self._outbox.add(
                 session,
                 PayrollJournalPostedV1(
@@ -788,8 +842,90 @@ class ExportService:
             extra={"posting": str(posting_id), "batch": batch_number, "found": found_existing},
         )
 
+    async def _release(
+        self,
+        posting_id: uuid.UUID,
+        mapping: PayrollMapping,
+        batch_number: str,
+        release_attempts: int,
+    ) -> None:
+        """Release a posted batch exactly once: after an earlier attempt (its answer may
+        have been lost), the batch's status is read first and a released batch is only
+        recorded."""
+        started = time.perf_counter()
+        outcome: Literal["released", "retrying", "refused", "failed"] = "released"
+        try:
+            visma = self._visma(mapping)
+            found = False
+            if release_attempts > 1:
+                status = await visma.batch_status(batch_number)
+                if status in VOID_BATCH_STATUSES:
+                    raise _BatchVoided(status)
+                found = status in RELEASED_BATCH_STATUSES
+            if not found:
+                await visma.release(batch_number)
+        except _BatchVoided as voided:
+            outcome = "refused"
+            await self._record_release_refusal(
+                posting_id,
+                PostingProblem(
+                    "batch_voided",
+                    f"Batch {batch_number} was voided in Visma.net before it was released "
+                    f"(status {voided.status}); export the run again to post it anew.",
+                ),
+            )
+        except (VendorUnavailable, RateLimited, AuthenticationFailed, UnexpectedResponse) as exc:
+            outcome = await self._record_retry(posting_id, exc, releasing=True)
+        except ConnectorError as exc:
+            outcome = "refused"
+            problem = ledger_refusal(exc.vendor_code, exc.vendor_message, str(exc))
+            await self._record_release_refusal(
+                posting_id,
+                PostingProblem(
+                    "release_refused",
+                    f"Posted as batch {batch_number}, but Visma.net refused to release it: "
+                    f"{problem.message}",
+                    vendor_code=problem.vendor_code,
+                    vendor_message=problem.vendor_message,
+                ),
+            )
+        except Exception as exc:  # unexpected: tried again (the status read makes it safe)
+            logger.exception("payroll release attempt failed", extra={"posting": str(posting_id)})
+            outcome = await self._record_retry(posting_id, exc, releasing=True)
+        else:
+            async with self._db.transaction() as session:
+                posting = await PayrollPostingRepository(session).get(posting_id)
+                assert posting is not None
+                now = self._clock()
+                posting.status = PostingStatus.RELEASED
+                posting.released_at = now
+                posting.finished_at = now
+                posting.lease_until = None
+                posting.next_attempt_at = None
+                posting.last_error = None
+            logger.info(
+                "payroll batch released",
+                extra={"posting": str(posting_id), "batch": batch_number, "found": found},
+            )
+        elapsed = time.perf_counter() - started
+        self._metrics.vendor_seconds.labels(outcome).observe(elapsed)
+        self._metrics.vendor_time_total += elapsed
+        self._metrics.postings.labels(outcome).inc()
+
+    async def _record_release_refusal(self, posting_id: uuid.UUID, problem: PostingProblem) -> None:
+        async with self._db.transaction() as session:
+            posting = await PayrollPostingRepository(session).get(posting_id)
+            assert posting is not None
+            posting.status = PostingStatus.REFUSED
+            posting.problems = [problem.as_dict()]
+            posting.last_error = problem.message[:2000]
+            posting.lease_until = None
+            posting.next_attempt_at = None
+            posting.finished_at = self._clock()
+            await self._publish_failed(session, posting, "release_refused")
+
     async def _record_retry(
-        self, posting_id: uuid.UUID, exc: Exception
+        self, posting_id: uuid.UUID, exc: Exception, *, releasing: bool = False
     ) -> Literal["retrying", "failed"]:
         now = self._clock()
         async with self._db.transaction() as session:
@@ -797,14 +933,17 @@ class ExportService:
             assert posting is not None
             posting.last_error = f"{type(exc).__name__}: {exc}"[:2000]
             posting.lease_until = None
-            if posting.attempts >= self._settings.max_attempts:
+            attempts = posting.release_attempts if releasing else posting.attempts
+            if attempts >= self._settings.max_attempts:
                 posting.status = PostingStatus.FAILED
                 posting.next_attempt_at = None
                 posting.finished_at = now
                 posting.problems = [
                     PostingProblem(
                         "gave_up",
-                        f"Visma.net could not be reached after {posting.attempts} attempts: "
+                        f"Visma.net could not be reached after {attempts} attempts"
+                        + (" to release the posted batch" if releasing else "")
+                        + f": "
                         f"{posting.last_error}",
                     ).as_dict()
                 ]
@@ -812,12 +951,12 @@ class ExportService:
                 return "failed"
             wait = min(
                 self._settings.retry_max_seconds,
-                self._settings.retry_initial_seconds * 2 ** (posting.attempts - 1),
+                self._settings.retry_initial_seconds * 2 ** (max(attempts, 1) - 1),
             )
             retry_after = getattr(exc, "retry_after", None)
             if isinstance(retry_after, int | float) and retry_after > wait:
                 wait = float(retry_after)
-            posting.status = PostingStatus.RETRYING
+            posting.status = PostingStatus.RELEASING if releasing else PostingStatus.RETRYING
             posting.next_attempt_at = now + timedelta(seconds=wait)
         logger.warning(
             "payroll posting will be retried",
@@ -876,21 +1015,43 @@ class ExportService:
     # -- the schedule -----------------------------------------------------------------------
 
     async def export_new_runs(self) -> int:
-        """Plan the runs finalised in Nmbrs since the last look, for every mapping with
-        automatic export on (this year's and last year's runs, by the injected clock)."""
+        """Plan the runs finalised in Nmbrs and not yet planned, for every mapping with
+        automatic export on: every year from the mapping's start period to this year (by
+        the injected clock).
+
+        A year is listed in Nmbrs (one call) only until it is *settled*: past, looked at
+        after ``schedule_settle_days`` into the next year, with every run planned; journals
+        are read only for runs without postings. The marks per mapping and year keep this
+        across polls and replicas.
+        """
         async with self._db.transaction() as session:
             mappings = [
                 m for m in await PayrollMappingRepository(session).all_current() if m.auto_export
             ]
-        year = self._clock().year
+        now = self._clock()
         planned = 0
         for mapping in mappings:
+            # Default: January of the year before the mapping was made (December's run is
+            # often finalised in January).
+            start = mapping.start_period or f"{as_utc(mapping.created_at).year - 1:04d}-01"
+            async with self._db.transaction() as session:
+                marks = await PayrollRunMarkRepository(session).of_mapping(mapping.mapping_id)
+            years = [
+                year
+                for year in range(int(start[:4]), now.year + 1)
+                if not (year in marks and marks[year].settled)
+            ]
+            if not years:
+                continue
+            listed: dict[int, list[PayrollRun]] = {}
             try:
                 postings = await self.export(
                     mapping.mapping_id,
                     trigger="schedule:nmbrs-poll",
-                    years=[year - 1, year],
+                    years=years,
                     only_new_runs=True,
+                    not_before=start,
+                    on_listed=listed.__setitem__,
                 )
             except ExportRefusedError as refused:
                 logger.warning(
@@ -899,7 +1060,33 @@ class ExportService:
                 )
                 continue
             planned += len(postings)
+            await self._mark(mapping, listed, marks, now)
         return planned
+
+    async def _mark(
+        self,
+        mapping: PayrollMapping,
+        listed: dict[int, list[PayrollRun]],
+        marks: dict[int, PayrollRunMark],
+        now: datetime,
+    ) -> None:
+        """Record how far each listed year was looked at (every listed run is planned)."""
+        settle = timedelta(days=self._settings.schedule_settle_days)
+        async with self._db.transaction() as session:
+            repository = PayrollRunMarkRepository(session)
+            for year, runs in listed.items():
+                keys = sorted(f"{_run_period(run)}:{run.run_id}" for run in runs)
+                mark = marks.get(year) or PayrollRunMark(
+                    mapping_id=mapping.mapping_id,
+                    year=year,
+                    nmbrs_company_id=mapping.nmbrs_company_id,
+                    checked_at=now,
+                )
+                mark.high_water = keys[-1][:100] if keys else mark.high_water
+                mark.runs_seen = len(keys)
+                mark.checked_at = now
+                mark.settled = now >= datetime(year + 1, 1, 1, tzinfo=UTC) + settle
+                await repository.save(mark)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -976,6 +1163,7 @@ EVIDENCE_COLUMNS = (
     "first_attempt_at",
     "finished_at",
     "problems",
+    "released_at",
 )
 
 
@@ -1017,6 +1205,7 @@ def evidence_csv(rows: Iterable[PayrollPosting]) -> str:
                 _time(row.first_attempt_at),
                 _time(row.finished_at),
                 json.dumps(row.problems, ensure_ascii=False) if row.problems else "",
+                _time(row.released_at),
             ]
         )
     return out.getvalue()

@@ -140,6 +140,12 @@ class PayrollMapping(JournalExporterModel, table=True):
     #: Journals of this business arriving as ``journal.ready`` (another payroll system)
     #: are posted through this mapping too.
     journal_business_id: str | None = Field(default=None, max_length=32, index=True)
+    #: Release each batch in Visma.net after posting it (off: batches stay Balanced for an
+    #: accountant to review and release, which is all seed 003 promises: "sent").
+    release: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
+    #: The first period (YYYY-MM) whose runs the schedule posts (None: January of the year
+    #: before the mapping was made).
+    start_period: str | None = Field(default=None, max_length=7)
     created_by: str = Field(max_length=300)
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
@@ -149,7 +155,11 @@ class PostingStatus(StrEnum):
 
     PENDING = "pending"
     RETRYING = "retrying"
+    #: Posted as a batch; its release (the mapping asks for one) is still to come.
+    RELEASING = "releasing"
     POSTED = "posted"
+    #: Posted and released in Visma.net.
+    RELEASED = "released"
     REFUSED = "refused"
     FAILED = "failed"
 
@@ -216,3 +226,47 @@ class PayrollPosting(JournalExporterModel, table=True):
     finished_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
+    #: Release wanted (the mapping version's choice), attempts made, and when it was done.
+    release: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
+    release_attempts: int = Field(default=0, sa_column_kwargs={"server_default": text("0")})
+    released_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+
+
+class PayrollRunMark(JournalExporterModel, table=True):
+    """How far the schedule has looked at one Nmbrs company's runs of one year.
+
+    ``high_water`` is the highest run (YYYY-MM-run) planned; a ``settled`` year is past
+    and was looked at after its grace period: the schedule does not list it again.
+    """
+
+    __tablename__ = "payroll_run_marks"
+
+    mapping_id: uuid.UUID = Field(primary_key=True)
+    year: int = Field(primary_key=True)
+    nmbrs_company_id: str = Field(max_length=100)
+    high_water: str | None = Field(default=None, max_length=100)
+    runs_seen: int = 0
+    settled: bool = False
+    checked_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class VendorRateWindow(JournalExporterModel, table=True):
+    """A vendor's fixed rate window as every replica sees it (one row per client and
+    company): calls counted in it, when it ends, and a pause a 429 asked for."""
+
+    __tablename__ = "vendor_rate_windows"
+
+    key: str = Field(primary_key=True, max_length=300)
+    #: Calls allowed per window (X-RateLimit-Limit; the configured guess before the first).
+    limit: int
+    used: int = 0
+    #: The vendor's latest X-RateLimit-Remaining (it only falls within one window).
+    remaining: int | None = None
+    #: Wall-clock seconds (UTC epoch) when the window surely ends (None: not known yet).
+    ends_at: float | None = None
+    #: The window's length as configured (limit / calls per second) or learned.
+    length_seconds: float
+    paused_until: float | None = None
+    updated_at: float

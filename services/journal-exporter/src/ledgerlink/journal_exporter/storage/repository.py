@@ -21,6 +21,7 @@ from ledgerlink.journal_exporter.storage.models import (
     JournalStatus,
     PayrollMapping,
     PayrollPosting,
+    PayrollRunMark,
     PostingStatus,
 )
 from ledgerlink.shared.messaging.read_models import ConnectionReadModelRepository
@@ -228,7 +229,9 @@ class PayrollPostingRepository:
         statement = (
             select(PayrollPosting)
             .where(
-                col(PayrollPosting.status).in_([PostingStatus.PENDING, PostingStatus.RETRYING]),
+                col(PayrollPosting.status).in_(
+                    [PostingStatus.PENDING, PostingStatus.RETRYING, PostingStatus.RELEASING]
+                ),
                 or_(
                     col(PayrollPosting.next_attempt_at).is_(None),
                     col(PayrollPosting.next_attempt_at) <= now,
@@ -270,7 +273,9 @@ class PayrollPostingRepository:
         """When the next waiting posting becomes due (None: nothing waits)."""
         result = await self._session.execute(
             select(func.min(PayrollPosting.next_attempt_at)).where(
-                col(PayrollPosting.status).in_([PostingStatus.PENDING, PostingStatus.RETRYING])
+                col(PayrollPosting.status).in_(
+                    [PostingStatus.PENDING, PostingStatus.RETRYING, PostingStatus.RELEASING]
+                )
             )
         )
         value: datetime | None = result.scalar_one_or_none()
@@ -311,3 +316,21 @@ class PayrollPostingRepository:
             statement.order_by(col(PayrollPosting.period), col(PayrollPosting.run_id))
         )
         return list(result.scalars().all())
+
+
+class PayrollRunMarkRepository:
+    """How far the schedule has looked at each mapping's runs, per year."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def of_mapping(self, mapping_id: uuid.UUID) -> dict[int, PayrollRunMark]:
+        """The marks of one mapping by year."""
+        result = await self._session.execute(
+            select(PayrollRunMark).where(PayrollRunMark.mapping_id == mapping_id)
+        )
+        return {mark.year: mark for mark in result.scalars().all()}
+
+    async def save(self, mark: PayrollRunMark) -> None:
+        """Insert or update one mark."""
+        await self._session.merge(mark)

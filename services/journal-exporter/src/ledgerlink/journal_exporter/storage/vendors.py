@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from ledgerlink.connectors.credentials import TokenServiceCredentials
 from ledgerlink.connectors.errors import AccessNotEnabled
-from ledgerlink.connectors.http import RetryPolicy
+from ledgerlink.connectors.http import RateBudget, RetryPolicy
 from ledgerlink.connectors.nmbrs import NmbrsConnector, NmbrsSettings
 from ledgerlink.connectors.vismanet import VismaNetConnector, VismaNetSettings
 from ledgerlink.journal_exporter.config import PayrollExportSettings
@@ -37,7 +37,11 @@ class VendorGateway:
         token_service: TokenServiceSettings,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        budget: RateBudget | None = None,
     ) -> None:
+        #: Visma.net's rate budget (the store's shared window in the service; None: the
+        #: connector's own process-wide budget).
+        self._budget = budget
         self._settings = settings
         self._token_service = token_service
         self._transport = transport
@@ -126,6 +130,7 @@ class VendorGateway:
                 burst=self._settings.vismanet_burst,
             ),
             credentials=self.credentials(connection_id, "vismanet"),
+            budget=self._budget,
             retry=self._retry(),
             transport=self._transport,
         )

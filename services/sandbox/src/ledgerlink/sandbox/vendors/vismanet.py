@@ -1282,6 +1282,15 @@ class _Erp:
         return Response(status_code=204, headers={"ETag": _etag(updated)})
 
     async def release_journal(self, request: Request, ctx: _Context) -> Response:
+        # POST /v2/journaltransaction/{journalTransactionNumber}/action/release, "Release
+        # journal transaction operation": "The action result dto contains information about
+        # the result of running the action; Response Message has StatusCode BadRequest or
+        # InternalServerError if POST operation failed" (the ERP API's OpenAPI document as
+        # generated into CaesarDev/visma-erp-client, docs/Api/JournalTransactionV2Api.md).
+        # UNCONFIRMED: the action result's field names (actionId, actionResult, errorInfo)
+        # and the status a released batch shows (Posted here; Unposted when a company does
+        # not post on release). Releasing a batch that is not Balanced is a 400, as a
+        # second release of the same batch is.
         voucher = self._voucher(ctx, request.path_params["batch_number"])
         status = _status(ctx.tenant, voucher)
         extra = _extras(ctx.tenant).get(voucher.id)
