@@ -673,6 +673,37 @@ def _objects_at(
     return (), fields
 
 
+# The plain form of a #TRANS row (see _Parser._fast_transaction): account, object list,
+# amount, then optionally a date and a quoted text; no backslash anywhere.
+_FAST_TRANS_RE: Final = re.compile(
+    r'#TRANS[ \t]+([^ \t"{}\\]+)[ \t]*\{([^{}\\]*)\}[ \t]*([+-]?(?:\d+(?:\.\d*)?|\.\d+))'
+    r'(?:[ \t]+(\d{8})(?:[ \t]+"([^"\\]*)")?)?'
+)
+
+
+def _fast_object_list(inner: str) -> tuple[ObjectRef, ...] | None:
+    """The object list between ``{`` and ``}`` as the tokenizer reads it; None if unsure.
+
+    Split at the quotes, the odd parts are quoted values and the even parts bare ones
+    separated by spaces and tabs, exactly the tokens ``_TOKEN_RE`` finds when there is
+    no backslash. An odd number of quotes, or a list ``_object_list`` would refuse,
+    gives None (the general path then says what is wrong).
+    """
+    parts = inner.split('"')
+    if len(parts) % 2 == 0:
+        return None
+    tokens: list[str] = []
+    for index, part in enumerate(parts):
+        if index % 2:
+            tokens.append(part)
+        else:
+            tokens.extend(token for token in part.replace("\t", " ").split(" ") if token)
+    try:
+        return _object_list(tuple(tokens), "#TRANS")
+    except _LineError:
+        return None
+
+
 def _voucher_name(series: str, number: str) -> str:
     name = f"{series} {number}".strip()
     return f"voucher {name}" if name else "voucher without series and number"
@@ -731,7 +762,7 @@ class _OpenVoucher:
 
 
 class _Parser:
-    def __init__(self, stream: BinaryIO, filename: str) -> None:
+    def __init__(self, stream: BinaryIO, filename: str, *, fast: bool = True) -> None:
         self._stream = stream
         self._filename = filename
         self._out: list[SieRecord] = []
@@ -761,6 +792,9 @@ class _Parser:
             "#KSUMMA": self._checksum,
         }
         self._label = ""  # of the line being handled, for the handlers' messages
+        self._fast = fast
+        #: Object lists of the fast path, by their text between the braces.
+        self._fast_objects: dict[str, tuple[ObjectRef, ...]] = {}
         self._labels_seen = False
 
     # -- reading lines
@@ -846,6 +880,12 @@ class _Parser:
         stripped = text.strip()
         if not stripped:
             return
+        if (
+            self._fast
+            and stripped.startswith("#TRANS")
+            and self._fast_transaction(stripped, line_number)
+        ):
+            return
         if stripped == "{":
             self._block_start(line_number)
             return
@@ -882,6 +922,51 @@ class _Parser:
             self._lenient(handler, fields, line_number)
             return
         handler(fields, line_number)
+
+    def _fast_transaction(self, stripped: str, line_number: int) -> bool:
+        """A plain ``#TRANS`` row read without the general tokenizer; False to use it.
+
+        Most rows of a ledger look alike: ``#TRANS account {objects} amount [date
+        ["text"]]``, without backslashes. Such a row, inside an open block and with no
+        ``#RTRANS`` awaiting its copy, is read here by one pattern match, and gives the
+        very :class:`Transaction` the general path gives (``test_importer_sie`` parses
+        files both ways and compares the records). Anything else, including every row
+        that is wrong, returns False and goes the general way, which words the error.
+        """
+        voucher = self._voucher
+        if voucher is None or self._state != _IN_BLOCK or voucher.awaiting_copy_of is not None:
+            return False
+        match = _FAST_TRANS_RE.fullmatch(stripped)
+        if match is None:
+            return False
+        account, inner, amount, raw_date, text = match.groups()
+        objects = self._fast_objects.get(inner)
+        if objects is None:
+            parsed = _fast_object_list(inner)
+            if parsed is None:
+                return False
+            if len(self._fast_objects) >= 4096:
+                self._fast_objects.clear()
+            objects = self._fast_objects[inner] = parsed
+        day: _Date | None = None
+        if raw_date is not None:
+            day = _parse_date(raw_date)
+            if day is None:
+                return False
+        self._label = "#TRANS"
+        self._labels_seen = True
+        voucher.transactions.append(
+            Transaction(
+                line_number=line_number,
+                kind=TransactionKind.NORMAL,
+                account=account,
+                objects=objects,
+                amount=Decimal(amount),
+                date=day,
+                text=text or "",
+            )
+        )
+        return True
 
     def _lenient(
         self, handler: Callable[[list[_Field], int], None], fields: list[_Field], line_number: int
@@ -1294,14 +1379,16 @@ def _same_row(a: Transaction, b: Transaction) -> bool:
     )
 
 
-def parse_sie(stream: BinaryIO, *, filename: str) -> Iterator[SieRecord]:
+def parse_sie(stream: BinaryIO, *, filename: str, fast: bool = True) -> Iterator[SieRecord]:
     """Yield the records of the SIE 4 file read from the binary ``stream``.
 
     Reads line by line and yields each record as soon as it is complete (a
     :class:`Voucher` at its closing ``}``). ``filename`` is only used in messages.
     Raises :class:`SieParseError` (while iterating) for a file it cannot read.
+    ``fast=False`` reads every row the general way (the reference the fast path is
+    tested against, and the benchmark's "before" side); the records are the same.
     """
-    return _Parser(stream, filename).records()
+    return _Parser(stream, filename, fast=fast).records()
 
 
 def read_sie(path: str | os.PathLike[str]) -> SieDocument:

@@ -79,6 +79,8 @@ class LedgerRowBuilder:
     def __init__(self, fiscal_year_id: uuid.UUID) -> None:
         self.fiscal_year_id = fiscal_year_id
         self._voucher_no = 0
+        #: The ``objects`` column of a line, by its (repeating) object list.
+        self._objects_text: dict[tuple[tuple[str, str], ...], str] = {(): ""}
 
     def add(self, voucher: LedgerVoucher, rows: LedgerRows) -> None:
         """Append ``voucher`` and its lines to ``rows``."""
@@ -97,11 +99,18 @@ class LedgerRowBuilder:
                 voucher.source_id[:200],
             )
         )
-        lines = rows.lines
+        append = rows.lines.append
+        known = self._objects_text
         for line_no, line in enumerate(voucher.lines, start=1):
-            objects = ";".join(f"{d}={o}" for d, o in line.objects)
-            lines.append((year, number, line_no, line.account, line.amount, line.text[:1000],
-                          objects[:1000]))  # fmt: skip
+            objects = known.get(line.objects)
+            if objects is None:
+                if len(known) >= 4096:
+                    known.clear()
+                    known[()] = ""
+                objects = known[line.objects] = ";".join(f"{d}={o}" for d, o in line.objects)[:1000]
+            text = line.text
+            append((year, number, line_no, line.account, line.amount,
+                    text[:1000] if len(text) > 1000 else text, objects))  # fmt: skip
 
 
 def _table(model: type[Any]) -> Table:
