@@ -77,7 +77,7 @@ class LedgerRowBuilder:
     """
 
     def __init__(self, fiscal_year_id: uuid.UUID) -> None:
-        self.fiscal_year_id = fiscal_year_id
+        self.fiscal_year_id = _copy_uuid(fiscal_year_id)
         self._voucher_no = 0
         #: The ``objects`` column of a line, by its (repeating) object list.
         self._objects_text: dict[tuple[tuple[str, str], ...], str] = {(): ""}
@@ -111,6 +111,21 @@ class LedgerRowBuilder:
             text = line.text
             append((year, number, line_no, line.account, line.amount,
                     text[:1000] if len(text) > 1000 else text, objects))  # fmt: skip
+
+
+def _copy_uuid(value: uuid.UUID) -> uuid.UUID:
+    """``value`` as asyncpg's own UUID (a :class:`uuid.UUID`, equal and hashing alike).
+
+    Every row of a year carries the same ``fiscal_year_id``; asyncpg's binary COPY copies
+    the bytes of its own UUID type, but calls ``.bytes`` (a Python property) on every
+    other UUID of every row: 10-15% of the COPY's CPU, on the event loop's thread.
+    """
+    try:
+        from asyncpg.pgproto.pgproto import UUID as PgUUID  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - asyncpg is a dependency of the service
+        return value
+    fast: uuid.UUID = PgUUID(value.bytes)
+    return fast
 
 
 def _table(model: type[Any]) -> Table:
