@@ -634,7 +634,13 @@ async def load_stage(
     dlt_side: DltSide | None = None
     if not opts.skip_dlt:
         dlt_side = DltSide(target, opts.workdir)
-        inputs[DLT] = [dict(zip(LINE_COLUMNS, row, strict=True)) for row in rows]
+        # The store's rows carry asyncpg's own UUID type (a uuid.UUID subclass), which
+        # dlt's type mapping does not know: dlt gets plain uuid.UUIDs.
+        year_ids = {row[0] for row in rows}
+        plain = {year_id: uuid.UUID(bytes=year_id.bytes) for year_id in year_ids}
+        inputs[DLT] = [
+            dict(zip(LINE_COLUMNS, (plain[row[0]], *row[1:]), strict=True)) for row in rows
+        ]
         t0 = time.perf_counter()
         inputs[DLT_CSV] = inputs[DLT_PARQUET] = arrow_table(rows)
         report.arrow_build_seconds[fmt] = round(time.perf_counter() - t0, 3)

@@ -149,6 +149,55 @@ def test_sie_fast_path_refuses_what_the_general_path_refuses_with_its_words() ->
     assert "not a valid date" in fast[1][1]
 
 
+@pytest.fixture(scope="module")
+def long_sie(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A generated SIE file of over a megabyte: many of the fast path's 256 KiB blocks."""
+    data = write_sie(_se(30_000), tmp_path_factory.mktemp("sie") / "l.se").read_bytes()
+    assert len(data) > 1024 * 1024
+    return data
+
+
+def _late(data: bytes, old: bytes, new: bytes) -> bytes:
+    """``data`` with the last ``old`` (three quarters in or later) replaced by ``new``."""
+    at = data.rindex(old)
+    assert at > len(data) * 3 // 4
+    return data[:at] + new + data[at + len(old) :]
+
+
+#: Edits of a long file that the block decoding must read (or refuse) as lines are.
+SIE_BLOCK_EDITS: dict[str, Callable[[bytes], bytes]] = {
+    "as generated": lambda data: data,
+    "no line feed at the end": lambda data: data.rstrip(b"\r\n"),
+    "DOS end-of-file mark": lambda data: data + b"\x1a",
+    "bare line feeds": lambda data: data.replace(b"\r\n", b"\n"),
+    "utf-8 declared, a cp437 byte late": lambda data: _late(
+        data.replace(b"#FORMAT PC8", b"#FORMAT UTF-8", 1).replace(b"\x94", "ö".encode()),
+        b"Kostnad",
+        b"Kostn\x94d",
+    ),
+    "a line over the limit late": lambda data: _late(
+        data, b'"Kostnad', b'"' + b"x" * (1024 * 1024) + b"Kostnad"
+    ),
+    "a line at the limit late": lambda data: _late(
+        data, b"\r\n}", b"\r\n" + b" " * (1024 * 1024 - 1) + b"\n}"
+    ),
+    "a line one byte over the limit late": lambda data: _late(
+        data, b"\r\n}", b"\r\n" + b" " * (1024 * 1024) + b"\n}"
+    ),
+    "a last line over the limit": lambda data: data + b"#PROSA " + b"x" * (1024 * 1024),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SIE_BLOCK_EDITS))
+def test_sie_block_decoding_reads_lines_as_the_line_by_line_path(
+    long_sie: bytes, case: str
+) -> None:
+    fast, general = _sie_both_ways(SIE_BLOCK_EDITS[case](long_sie))
+    assert fast == general
+    refused = case.startswith(("utf-8", "a line over", "a line one byte", "a last line"))
+    assert fast[0] == ("refused" if refused else "records"), fast[1] if refused else case
+
+
 @pytest.mark.skipif(not SIE_SAMPLES, reason=f"the public SIE samples are not at {DATA}")
 @pytest.mark.parametrize("path", SIE_SAMPLES, ids=lambda p: p.name)
 def test_sie_samples_read_the_same_both_ways(path: Path) -> None:
