@@ -625,21 +625,20 @@ class _SaftReader:
         )
 
     def _voucher(self, transaction: saft.SaftTransaction) -> LedgerVoucher:
+        lines: list[LedgerLine] = []
+        for line in transaction.lines:
+            analyses = line.analyses
+            objects = (
+                tuple([(a.analysis_type, a.analysis_id) for a in analyses]) if analyses else ()
+            )
+            lines.append(LedgerLine(line.account_id, line.amount, line.description, objects))
         return LedgerVoucher(
             series=transaction.journal_id,
             number=transaction.transaction_id,
             date=transaction.transaction_date,
             text=transaction.description,
             source_id=f"{transaction.journal_id}/{transaction.transaction_id}",
-            lines=tuple(
-                LedgerLine(
-                    account=line.account_id,
-                    amount=line.amount,
-                    text=line.description,
-                    objects=tuple((a.analysis_type, a.analysis_id) for a in line.analyses),
-                )
-                for line in transaction.lines
-            ),
+            lines=tuple(lines),
             location=(
                 f"{self._filename} /AuditFile/GeneralLedgerEntries/Journal[JournalID="
                 f"{transaction.journal_id}]/Transaction[TransactionID="
