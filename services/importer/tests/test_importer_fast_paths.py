@@ -142,6 +142,34 @@ def test_sie_fast_path_reads_each_kind_of_row_as_the_general_path(case: str) -> 
     assert fast == general
 
 
+SIE_VERS = {
+    "plain": '#VER A 1 20240105 "Voucher"',
+    "no text": "#VER A 1 20240105",
+    "quoted series and number": '#VER "A" "12" 20240105 "t"',
+    "empty series": '#VER "" 12 20240105 "t"',
+    "tabs": '#VER\tA\t1\t20240105\t"t"',
+    "bare text": "#VER A 1 20240105 Hyra",
+    "registration date and sign": '#VER A 1 20240105 "t" 20240110 "KL"',
+    "escaped quote": '#VER A 1 20240105 "a \\"b\\""',
+    "series left out": '#VER 12 20240105 "t"',
+    "impossible date": '#VER A 1 20241340 "t"',
+    "lower-case label": '#ver A 1 20240105 "t"',
+    "object list as series": '#VER {} 1 20240105 "t"',
+}
+
+
+@pytest.mark.parametrize("case", sorted(SIE_VERS))
+def test_sie_fast_path_reads_each_kind_of_voucher_row_as_the_general_path(case: str) -> None:
+    text = _SIE_HEAD.replace('#VER A 1 20240105 "Voucher"', SIE_VERS[case])
+    text += "   #TRANS 1920 {} 1\r\n   #TRANS 3010 {} -1\r\n}\r\n"
+    # and a voucher opened inside another one's block
+    nested = _SIE_HEAD + "   #TRANS 1920 {} 1\r\n" + SIE_VERS[case] + "\r\n}\r\n"
+    for data in (text, nested):
+        fast, general = _sie_both_ways(data.encode("cp437"))
+        assert fast == general
+    assert _sie_both_ways(nested.encode("cp437"))[0][0] == "refused"
+
+
 def test_sie_fast_path_refuses_what_the_general_path_refuses_with_its_words() -> None:
     fast, general = _sie_both_ways((_SIE_HEAD + "#TRANS 1920 {} 1 20241399\r\n}\r\n").encode())
     assert fast == general

@@ -696,6 +696,14 @@ _FAST_TRANS_RE: Final = re.compile(
 )
 
 
+# The plain form of a #VER row: series and number (bare or quoted), a date and optionally
+# a quoted text; no backslash anywhere.
+_FAST_VER_RE: Final = re.compile(
+    r'#VER[ \t]+(?:"([^"\\]*)"|([^ \t"{}\\]+))[ \t]+(?:"([^"\\]*)"|([^ \t"{}\\]+))'
+    r'[ \t]+(\d{8})(?:[ \t]+"([^"\\]*)")?'
+)
+
+
 def _fast_object_list(inner: str) -> tuple[ObjectRef, ...] | None:
     """The object list between ``{`` and ``}`` as the tokenizer reads it; None if unsure.
 
@@ -950,12 +958,11 @@ class _Parser:
         stripped = text.strip()
         if not stripped:
             return
-        if (
-            self._fast
-            and stripped.startswith("#TRANS")
-            and self._fast_transaction(stripped, line_number)
-        ):
-            return
+        if self._fast:
+            if stripped.startswith("#TRANS") and self._fast_transaction(stripped, line_number):
+                return
+            if stripped.startswith("#VER") and self._fast_voucher_start(stripped, line_number):
+                return
         if stripped == "{":
             self._block_start(line_number)
             return
@@ -1036,6 +1043,37 @@ class _Parser:
                 text=text or "",
             )
         )
+        return True
+
+    def _fast_voucher_start(self, stripped: str, line_number: int) -> bool:
+        """A plain ``#VER series number date ["text"]`` read by one pattern match.
+
+        Only outside a voucher and after the identification labels (so the general
+        path would neither refuse the label here nor close the header), and only with a
+        valid date (so the "series left out" check cannot apply): the same open voucher
+        as :meth:`_voucher_start` builds. Anything else returns False.
+        """
+        if self._voucher is not None or self._header_open:
+            return False
+        match = _FAST_VER_RE.fullmatch(stripped)
+        if match is None:
+            return False
+        quoted_series, series, quoted_number, number, raw_date, text = match.groups()
+        day = _parse_date(raw_date)
+        if day is None:
+            return False
+        self._label = "#VER"
+        self._labels_seen = True
+        self._voucher = _OpenVoucher(
+            line_number=line_number,
+            series=quoted_series if quoted_series is not None else series,
+            number=quoted_number if quoted_number is not None else number,
+            date=day,
+            text=text or "",
+            registration_date=None,
+            signature="",
+        )
+        self._state = _EXPECT_BLOCK
         return True
 
     def _lenient(
