@@ -304,10 +304,12 @@ def detect_format(first_bytes: bytes) -> LedgerFormat:
     )
 
 
-def read_ledger(stream: BinaryIO, *, filename: str) -> Iterator[LedgerItem]:
+def read_ledger(stream: BinaryIO, *, filename: str, fast: bool = True) -> Iterator[LedgerItem]:
     """Read a SIE 4 or SAF-T file as :class:`LedgerItem` records (format detected).
 
     Raises :class:`LedgerImportError` (while iterating) for a file that cannot be read.
+    ``fast=False`` makes the parsers read every row the general way (the reference the
+    fast paths are tested against); the items are the same either way.
     """
     head = stream.peek(64) if hasattr(stream, "peek") else b""
     if not head:
@@ -318,8 +320,8 @@ def read_ledger(stream: BinaryIO, *, filename: str) -> Iterator[LedgerItem]:
         raise UnknownFormatError(f"{filename} is empty")
     kind = detect_format(head)
     if kind is LedgerFormat.SIE:
-        return _SieReader(stream, filename).items()
-    return _SaftReader(stream, filename).items()
+        return _SieReader(stream, filename, fast=fast).items()
+    return _SaftReader(stream, filename, fast=fast).items()
 
 
 _SIE_KIND: Final = {
@@ -339,9 +341,12 @@ _SIE_DIMENSIONS: Final = {
 class _SieReader:
     """SIE records -> ledger items. Master data is held until the first voucher."""
 
-    def __init__(self, stream: BinaryIO, filename: str) -> None:
+    def __init__(self, stream: BinaryIO, filename: str, *, fast: bool = True) -> None:
         self._stream = stream
         self._filename = filename
+        self._fast = fast
+        #: A row's object list as ledger lines hold it, by the parser's (repeating) list.
+        self._line_objects: dict[tuple[sie.ObjectRef, ...], tuple[tuple[str, str], ...]] = {}
         self._company: sie.CompanyInfo | None = None
         self._years: dict[int, sie.FiscalYear] = {}
         self._accounts: dict[str, sie.Account] = {}
@@ -362,8 +367,13 @@ class _SieReader:
 
     def items(self) -> Iterator[LedgerItem]:
         try:
-            for record in sie.parse_sie(self._stream, filename=self._filename):
-                yield from self._take(record)
+            voucher_type = sie.Voucher
+            for record in sie.parse_sie(self._stream, filename=self._filename, fast=self._fast):
+                if type(record) is voucher_type and self._master_sent:
+                    # Nearly every record: straight to its voucher, past the match below.
+                    yield self._voucher(record)
+                else:
+                    yield from self._take(record)
         except sie.SieParseError as error:
             raise self._fail(error) from error
         if not self._master_sent:
@@ -500,15 +510,19 @@ class _SieReader:
         )
 
     def _voucher(self, voucher: sie.Voucher) -> LedgerVoucher:
-        lines = tuple(
-            LedgerLine(
-                account=row.account,
-                amount=row.amount,
-                text=row.text,
-                objects=tuple((str(ref.dimension), ref.object_id) for ref in row.objects),
-            )
-            for row in voucher.active_transactions
-        )
+        known = self._line_objects
+        lines: list[LedgerLine] = []
+        removed = sie.TransactionKind.REMOVED
+        for row in voucher.transactions:
+            if row.kind is removed:
+                continue
+            refs = row.objects
+            objects = known.get(refs)
+            if objects is None:
+                if len(known) >= 4096:
+                    known.clear()
+                objects = known[refs] = tuple((str(ref.dimension), ref.object_id) for ref in refs)
+            lines.append(LedgerLine(row.account, row.amount, row.text, objects))
         source_id = f"{voucher.series}{voucher.number}" if voucher.series else voucher.number
         return LedgerVoucher(
             series=voucher.series,
@@ -516,7 +530,7 @@ class _SieReader:
             date=voucher.date,
             text=voucher.text,
             source_id=source_id,
-            lines=lines,
+            lines=tuple(lines),
             location=f"{self._filename} line {voucher.line_number}",
             removed_rows=len(voucher.transactions) - len(lines),
         )
@@ -535,15 +549,20 @@ _SAFT_DIMENSION_KINDS: Final = {
 class _SaftReader:
     """SAF-T records -> ledger items (SAF-T already puts master data first)."""
 
-    def __init__(self, stream: BinaryIO, filename: str) -> None:
+    def __init__(self, stream: BinaryIO, filename: str, *, fast: bool = True) -> None:
         self._stream = stream
         self._filename = filename
+        self._fast = fast
         self._dimensions: set[str] = set()
 
     def items(self) -> Iterator[LedgerItem]:
         try:
-            for record in saft.parse_saft(self._stream, filename=self._filename):
-                yield from self._take(record)
+            transaction_type = saft.SaftTransaction
+            for record in saft.parse_saft(self._stream, filename=self._filename, fast=self._fast):
+                if type(record) is transaction_type:
+                    yield self._voucher(record)
+                else:
+                    yield from self._take(record)
         except saft.SaftParseError as error:
             where = error.filename
             if error.line is not None:
@@ -606,21 +625,20 @@ class _SaftReader:
         )
 
     def _voucher(self, transaction: saft.SaftTransaction) -> LedgerVoucher:
+        lines: list[LedgerLine] = []
+        for line in transaction.lines:
+            analyses = line.analyses
+            objects = (
+                tuple([(a.analysis_type, a.analysis_id) for a in analyses]) if analyses else ()
+            )
+            lines.append(LedgerLine(line.account_id, line.amount, line.description, objects))
         return LedgerVoucher(
             series=transaction.journal_id,
             number=transaction.transaction_id,
             date=transaction.transaction_date,
             text=transaction.description,
             source_id=f"{transaction.journal_id}/{transaction.transaction_id}",
-            lines=tuple(
-                LedgerLine(
-                    account=line.account_id,
-                    amount=line.amount,
-                    text=line.description,
-                    objects=tuple((a.analysis_type, a.analysis_id) for a in line.analyses),
-                )
-                for line in transaction.lines
-            ),
+            lines=tuple(lines),
             location=(
                 f"{self._filename} /AuditFile/GeneralLedgerEntries/Journal[JournalID="
                 f"{transaction.journal_id}]/Transaction[TransactionID="
@@ -796,15 +814,16 @@ class LedgerCheck:
                 location=voucher.location,
             )
         total = _ZERO
-        for index, line in enumerate(voucher.lines, start=1):
-            if line.account not in self.accounts:
-                raise UndeclaredAccountError(
-                    f"{voucher.name}, row {index}: account {line.account} is not in the "
-                    "file's chart of accounts",
-                    location=voucher.location,
-                )
-            self._check_amounts((line.amount,), f"{voucher.name}, row {index}", voucher.location)
-            total += line.amount
+        accounts = self.accounts
+        for line in voucher.lines:
+            amount = line.amount
+            if (
+                line.account not in accounts
+                or amount.quantize(_CENT) != amount
+                or abs(amount) >= _AMOUNT_LIMIT
+            ):
+                self._refuse_row(voucher)
+            total += amount
         if total != _ZERO:
             debit = sum((line.amount for line in voucher.lines if line.amount > 0), _ZERO)
             credit = -sum((line.amount for line in voucher.lines if line.amount < 0), _ZERO)
@@ -834,21 +853,42 @@ class LedgerCheck:
         self._voucher_keys.add(key)
         self._book(voucher)
 
+    def _refuse_row(self, voucher: LedgerVoucher) -> None:
+        """Raise the error of the voucher's first bad row (the messages are built here only)."""
+        for index, line in enumerate(voucher.lines, start=1):
+            if line.account not in self.accounts:
+                raise UndeclaredAccountError(
+                    f"{voucher.name}, row {index}: account {line.account} is not in the "
+                    "file's chart of accounts",
+                    location=voucher.location,
+                )
+            self._check_amounts((line.amount,), f"{voucher.name}, row {index}", voucher.location)
+        raise AssertionError("_refuse_row() on a voucher without a bad row")  # pragma: no cover
+
     def _book(self, voucher: LedgerVoucher) -> None:
         period = period_of(voucher.date)
         movements = self.movements
+        objects = self.objects
         for line in voucher.lines:
-            keys = [(period, line.account, "", "")]
+            amount = line.amount
+            account = line.account
+            if amount >= 0:
+                side, size = 0, amount
+            else:
+                side, size = 1, -amount
+            key: tuple[date, str, str, str] = (period, account, "", "")
+            totals = movements.get(key)
+            if totals is None:
+                totals = movements[key] = [_ZERO, _ZERO]
+            totals[side] += size
             for dimension_id, object_id in line.objects:
-                if (dimension_id, object_id) not in self.objects:
+                if (dimension_id, object_id) not in objects:
                     self._undeclared_object(voucher, dimension_id, object_id)
-                keys.append((period, line.account, dimension_id, object_id))
-            side = 0 if line.amount >= 0 else 1
-            for key in keys:
+                key = (period, account, dimension_id, object_id)
                 totals = movements.get(key)
                 if totals is None:
                     totals = movements[key] = [_ZERO, _ZERO]
-                totals[side] += abs(line.amount)
+                totals[side] += size
         self.voucher_count += 1
         self.line_count += len(voucher.lines)
 

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from pathlib import Path
-from typing import BinaryIO, NoReturn
+from typing import BinaryIO, NoReturn, cast
 
 __all__ = [
     "SAFT_NAMESPACE",
@@ -310,15 +310,16 @@ class SaftDocument:
 # --- entry points ----------------------------------------------------------------------
 
 
-def parse_saft(stream: BinaryIO, *, filename: str) -> Iterator[SaftRecord]:
+def parse_saft(stream: BinaryIO, *, filename: str, fast: bool = True) -> Iterator[SaftRecord]:
     """Yield the records of the SAF-T file read from ``stream``, in document order.
 
     ``filename`` is only used in error messages. The first record is the
     :class:`SaftHeader`. Parsing is lazy: errors are raised while iterating, as
     :class:`SaftParseError`; records yielded before an error must be discarded by a caller
-    that wants all or nothing.
+    that wants all or nothing. ``fast=False`` reads every transaction the general way
+    (the reference the fast path is tested against); the records are the same.
     """
-    return _Parser(stream, filename).records()
+    return _Parser(stream, filename, fast=fast).records()
 
 
 def read_saft(path: str | os.PathLike[str]) -> SaftDocument:
@@ -426,8 +427,11 @@ class _PrologGuard:
 
 
 class _Parser:
-    def __init__(self, stream: BinaryIO, filename: str) -> None:
+    def __init__(self, stream: BinaryIO, filename: str, *, fast: bool = True) -> None:
         self.filename = filename
+        self.fast = fast
+        #: Local names by tag (``{namespace}Line`` -> ``Line``), for the fast path.
+        self.local_names: dict[str, str] = {}
         self.guard = _PrologGuard(stream, filename)
         # The open elements down to the innermost record (or other element) being read,
         # root first: local names, elements, and positions among same-named siblings.
@@ -452,26 +456,44 @@ class _Parser:
     # -- the event loop --
 
     def records(self) -> Iterator[SaftRecord]:
+        # What ET.iterparse does, without its generator around every event: the events
+        # inside a record (most of them) only count the open elements, in a local.
+        # The guard refuses DTDs before expat sees them (module doc); expat never
+        # fetches external entities for ElementTree.
+        parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("start", "end"))
+        read = self.guard.read
+        in_record = False
+        inner = 0
+        finished = False
         try:
-            # The guard refuses DTDs before expat sees them (module doc); expat never
-            # fetches external entities for ElementTree.
-            events = ET.iterparse(self.guard, events=("start", "end"))  # noqa: S314
-            for event, elem in events:
-                if self.in_record:
-                    if event == "start":
-                        self.inner += 1
-                    elif self.inner:
-                        self.inner -= 1
-                    else:  # the record is complete
-                        yield self._build_record(elem)
-                        self.in_record = False
+            while True:
+                events = cast("Iterator[tuple[str, ET.Element]]", parser.read_events())
+                for event, elem in events:
+                    if in_record:
+                        if event == "start":
+                            inner += 1
+                        elif inner:
+                            inner -= 1
+                        else:  # the record is complete
+                            yield self._build_record(elem)
+                            in_record = self.in_record = False
+                            self._close(elem)
+                    elif event == "start":
+                        self._open(elem)
+                        in_record = self.in_record
+                    else:
+                        yield from self._end_outside(elem)
                         self._close(elem)
-                elif event == "start":
-                    self._open(elem)
+                if finished:
+                    break
+                data = read(16 * 1024)  # iterparse's read size: the guard sees the same
+                if data:
+                    parser.feed(data)
                 else:
-                    yield from self._end_outside(elem)
-                    self._close(elem)
+                    parser.close()
+                    finished = True
         except ET.ParseError as error:
+            self.inner = inner
             line, column = error.position
             message = re.sub(r": line \d+, column \d+$", "", str(error))
             hint = ""
@@ -592,9 +614,13 @@ class _Parser:
 
     def _build_record(self, elem: ET.Element) -> SaftRecord:
         key = tuple(self.names)
-        fields = _Fields(elem, self.filename, self._path)
         if key == _TRANSACTION:
-            return self._transaction(fields)
+            if self.fast:
+                transaction = self._fast_transaction(elem)
+                if transaction is not None:
+                    return transaction
+            return self._transaction(_Fields(elem, self.filename, self._path))
+        fields = _Fields(elem, self.filename, self._path)
         if key == _ACCOUNT:
             return _account(fields)
         if key == _CUSTOMER:
@@ -696,6 +722,157 @@ class _Parser:
         self.counted_entries += 1
         return transaction
 
+    # -- the fast path of transactions --
+
+    def _children(
+        self, elem: ET.Element, repeated: str = ""
+    ) -> tuple[dict[str, ET.Element], list[ET.Element]]:
+        """The first child of each local name (what ``_Fields`` looks at), and every
+        ``repeated`` child (``Line``, ``Analysis``) in order."""
+        names = self.local_names
+        first: dict[str, ET.Element] = {}
+        repeats: list[ET.Element] = []
+        for child in elem:
+            tag = child.tag
+            name = names.get(tag)
+            if name is None:
+                name = names[tag] = _local(tag)
+            if name == repeated:
+                repeats.append(child)
+            if name not in first:
+                first[name] = child
+        return first, repeats
+
+    def _fast_transaction(self, elem: ET.Element) -> SaftTransaction | None:
+        """A transaction read without ``_Fields``; None when anything is missing or wrong.
+
+        Accepts only what the general path (:meth:`_transaction`) accepts, and builds the
+        same record (``test_importer_saft`` reads files both ways and compares). Anything
+        it does not accept goes the general way, which words the error at its path.
+        """
+        journal_id = self.journal_id
+        if journal_id is None:
+            return None
+        found, line_elems = self._children(elem, "Line")
+        transaction_id = _fast_text(found.get("TransactionID"))
+        period = _fast_integer(found.get("Period"), 0, None)
+        period_year = _fast_integer(found.get("PeriodYear"), 1970, 2100)
+        transaction_date = _fast_date(_fast_text(found.get("TransactionDate")))
+        if not transaction_id or period is None or period_year is None or transaction_date is None:
+            return None
+        system_entry_date = _fast_text(found.get("SystemEntryDate"))
+        gl_posting_date = _fast_text(found.get("GLPostingDate"))
+        entry = None if system_entry_date is None else _fast_date(system_entry_date)
+        posting = None if gl_posting_date is None else _fast_date(gl_posting_date)
+        if (system_entry_date is not None and entry is None) or (
+            gl_posting_date is not None and posting is None
+        ):
+            return None
+        if not line_elems:
+            return None
+        lines: list[SaftLine] = []
+        debit = credit = _ZERO
+        for line_elem in line_elems:
+            line = self._fast_line(line_elem)
+            if line is None:
+                return None
+            saft_line, side = line
+            if side.sign > 0:
+                debit += side.value
+            else:
+                credit += side.value
+            lines.append(saft_line)
+        self.counted_debit += debit
+        self.counted_credit += credit
+        self.counted_entries += 1
+        return SaftTransaction(
+            journal_id=journal_id,
+            transaction_id=transaction_id,
+            period=period,
+            period_year=period_year,
+            transaction_date=transaction_date,
+            description=_fast_text(found.get("Description")) or "",
+            system_entry_date=entry,
+            gl_posting_date=posting,
+            lines=tuple(lines),
+        )
+
+    def _fast_line(self, elem: ET.Element) -> tuple[SaftLine, _Side] | None:
+        found, analysis_elems = self._children(elem, "Analysis")
+        record_id = _fast_text(found.get("RecordID"))
+        account_id = _fast_text(found.get("AccountID"))
+        if not record_id or not account_id:
+            return None
+        amount = self._fast_amount(found, "DebitAmount", "CreditAmount")
+        if amount is None:
+            return None
+        side, currency_code, currency_amount = amount
+        analyses: list[SaftAnalysis] = []
+        for analysis_elem in analysis_elems:
+            analysis = self._fast_analysis(analysis_elem, side.sign)
+            if analysis is None:
+                return None
+            analyses.append(analysis)
+        return (
+            SaftLine(
+                record_id=record_id,
+                account_id=account_id,
+                amount=side.signed,
+                description=_fast_text(found.get("Description")) or "",
+                analyses=tuple(analyses),
+                currency_code=currency_code,
+                currency_amount=currency_amount,
+                customer_id=_fast_text(found.get("CustomerID")),
+                supplier_id=_fast_text(found.get("SupplierID")),
+            ),
+            side,
+        )
+
+    def _fast_amount(
+        self, found: dict[str, ET.Element], debit: str, credit: str
+    ) -> tuple[_Side, str | None, Decimal | None] | None:
+        """``_Fields.amount`` for valid input; None where it would fail."""
+        debit_elem = found.get(debit)
+        credit_elem = found.get(credit)
+        if (debit_elem is None) == (credit_elem is None):
+            return None
+        sign = 1 if debit_elem is not None else -1
+        chosen = debit_elem if debit_elem is not None else credit_elem
+        assert chosen is not None
+        structure, _ = self._children(chosen)
+        value = _fast_monetary(structure.get("Amount"))
+        if value is None:
+            return None
+        currency_code = _fast_text(structure.get("CurrencyCode"))
+        if currency_code is not None and not _is_currency_code(currency_code):
+            return None
+        currency_amount: Decimal | None = None
+        if "CurrencyAmount" in structure:
+            currency_value = _fast_monetary(structure["CurrencyAmount"])
+            if currency_value is None:
+                return None
+            currency_amount = currency_value * sign
+        return _Side(sign, value), currency_code, currency_amount
+
+    def _fast_analysis(self, elem: ET.Element, line_sign: int) -> SaftAnalysis | None:
+        found, _ = self._children(elem)
+        amount: Decimal | None = None
+        if "AnalysisAmount" in found:
+            value = _fast_monetary(self._children(found["AnalysisAmount"])[0].get("Amount"))
+            if value is None:
+                return None
+            amount = value if line_sign > 0 else -value
+        elif "DebitAnalysisAmount" in found or "CreditAnalysisAmount" in found:
+            side = self._fast_amount(found, "DebitAnalysisAmount", "CreditAnalysisAmount")
+            if side is None:
+                return None
+            amount = side[0].signed
+        analysis_type = _fast_text(found.get("AnalysisType"))
+        analysis_id = _fast_text(found.get("AnalysisID"))
+        if not analysis_type or not analysis_id:
+            return None
+        return SaftAnalysis(analysis_type=analysis_type, analysis_id=analysis_id, amount=amount)
+
     def _line(self, fields: _Fields) -> SaftLine:
         amount, currency_code, currency_amount = fields.amount("DebitAmount", "CreditAmount")
         if amount.sign > 0:
@@ -760,6 +937,48 @@ def _analysis(fields: _Fields, *, line_sign: int) -> SaftAnalysis:
         analysis_id=fields.required_text("AnalysisID"),
         amount=amount,
     )
+
+
+def _fast_text(elem: ET.Element | None) -> str | None:
+    """``_Fields.text``: the stripped text of a child, None when absent or blank."""
+    if elem is None:
+        return None
+    return (elem.text or "").strip() or None
+
+
+def _fast_monetary(elem: ET.Element | None) -> Decimal | None:
+    """``_Fields.monetary`` of a present, valid child; None where it would fail."""
+    raw = _fast_text(elem)
+    if raw is None or _DECIMAL.fullmatch(raw) is None:
+        return None
+    value = Decimal(raw)
+    if abs(value) >= _MONETARY_LIMIT or value != value.quantize(_CENT, rounding=ROUND_DOWN):
+        return None
+    return value
+
+
+def _fast_integer(elem: ET.Element | None, minimum: int, maximum: int | None) -> int | None:
+    """``_Fields.integer`` of a present, valid child; None where it would fail."""
+    raw = _fast_text(elem)
+    if raw is None or _INTEGER.fullmatch(raw) is None:
+        return None
+    value = int(raw)
+    if value < minimum or (maximum is not None and value > maximum):
+        return None
+    return value
+
+
+def _fast_date(raw: str | None) -> date | None:
+    """``_Fields.parse_date`` of valid text; None where it would fail."""
+    if raw is None:
+        return None
+    match = _DATE.fullmatch(raw)
+    if match is None:
+        return None
+    try:
+        return date(int(match[1]), int(match[2]), int(match[3]))
+    except ValueError:
+        return None
 
 
 def _is_currency_code(code: str) -> bool:

@@ -450,6 +450,21 @@ class SieDocument:
 
 _SAMPLE_BYTES: Final = 64 * 1024
 _MAX_LINE_BYTES: Final = 1024 * 1024
+_BLOCK_BYTES: Final = 256 * 1024
+# Codecs in which byte 0x0A is a line feed wherever it stands, and a line feed is 0x0A
+# (single-byte ASCII supersets and UTF-8): blocks of lines may be decoded at once.
+_BLOCK_CODECS: Final = frozenset(
+    {"cp437", "utf-8", "iso8859-1", "iso8859-15", "ascii", "cp1252", "cp850", "cp865"}
+)
+
+
+def _codec_name(codec: str) -> str:
+    try:
+        return codecs.lookup(codec).name
+    except LookupError:  # pragma: no cover - the codec was used already
+        return codec
+
+
 _UTF8_BOM: Final = codecs.BOM_UTF8
 _UTF16_BOMS: Final = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 # å ä ö Å Ä Ö é ü
@@ -673,6 +688,45 @@ def _objects_at(
     return (), fields
 
 
+# The plain form of a #TRANS row (see _Parser._fast_transaction): account, object list,
+# amount, then optionally a date and a quoted text; no backslash anywhere.
+_FAST_TRANS_RE: Final = re.compile(
+    r'#TRANS[ \t]+([^ \t"{}\\]+)[ \t]*\{([^{}\\]*)\}[ \t]*([+-]?(?:\d+(?:\.\d*)?|\.\d+))'
+    r'(?:[ \t]+(\d{8})(?:[ \t]+"([^"\\]*)")?)?'
+)
+
+
+# The plain form of a #VER row: series and number (bare or quoted), a date and optionally
+# a quoted text; no backslash anywhere.
+_FAST_VER_RE: Final = re.compile(
+    r'#VER[ \t]+(?:"([^"\\]*)"|([^ \t"{}\\]+))[ \t]+(?:"([^"\\]*)"|([^ \t"{}\\]+))'
+    r'[ \t]+(\d{8})(?:[ \t]+"([^"\\]*)")?'
+)
+
+
+def _fast_object_list(inner: str) -> tuple[ObjectRef, ...] | None:
+    """The object list between ``{`` and ``}`` as the tokenizer reads it; None if unsure.
+
+    Split at the quotes, the odd parts are quoted values and the even parts bare ones
+    separated by spaces and tabs, exactly the tokens ``_TOKEN_RE`` finds when there is
+    no backslash. An odd number of quotes, or a list ``_object_list`` would refuse,
+    gives None (the general path then says what is wrong).
+    """
+    parts = inner.split('"')
+    if len(parts) % 2 == 0:
+        return None
+    tokens: list[str] = []
+    for index, part in enumerate(parts):
+        if index % 2:
+            tokens.append(part)
+        else:
+            tokens.extend(token for token in part.replace("\t", " ").split(" ") if token)
+    try:
+        return _object_list(tuple(tokens), "#TRANS")
+    except _LineError:
+        return None
+
+
 def _voucher_name(series: str, number: str) -> str:
     name = f"{series} {number}".strip()
     return f"voucher {name}" if name else "voucher without series and number"
@@ -731,7 +785,7 @@ class _OpenVoucher:
 
 
 class _Parser:
-    def __init__(self, stream: BinaryIO, filename: str) -> None:
+    def __init__(self, stream: BinaryIO, filename: str, *, fast: bool = True) -> None:
         self._stream = stream
         self._filename = filename
         self._out: list[SieRecord] = []
@@ -761,6 +815,9 @@ class _Parser:
             "#KSUMMA": self._checksum,
         }
         self._label = ""  # of the line being handled, for the handlers' messages
+        self._fast = fast
+        #: Object lists of the fast path, by their text between the braces.
+        self._fast_objects: dict[str, tuple[ObjectRef, ...]] = {}
         self._labels_seen = False
 
     # -- reading lines
@@ -815,15 +872,70 @@ class _Parser:
                 if detection.note is not None:
                     self._warn(line_number, detection.note, "encoding_detected")
                 head = bytearray()
+            yield line_number, self._decode(raw, codec, line_number)
+            if self._fast and not ahead and _codec_name(codec) in _BLOCK_CODECS:
+                yield from self._block_lines(codec, line_number)
+                return
+
+    def _decode(self, raw: bytes, codec: str, line_number: int) -> str:
+        try:
+            text = raw.decode(codec)
+        except UnicodeDecodeError as error:
+            raise self._error(
+                line_number,
+                f"byte 0x{raw[error.start]:02X} at byte {error.start + 1} is not valid "
+                f"{codec}, the encoding chosen for this file",
+            ) from None
+        return text.rstrip("\r\n\x1a")
+
+    def _block_lines(self, codec: str, line_number: int) -> Iterator[tuple[int, str]]:
+        """The rest of the file, decoded a block of lines at a time (the fast path).
+
+        Once the codec is chosen, lines are read in blocks of about 256 KiB and each
+        block is decoded at once: one call instead of one per line. Only for codecs in
+        which byte 0x0A is always a line feed and nothing else (``_BLOCK_CODECS``), so
+        splitting the text at line feeds splits it where the bytes split. The lines,
+        their numbers and every refusal are those of the line-by-line path: a block that
+        does not decode, or that could hold a line longer than the limit, is read again
+        line by line to find and name the line.
+        """
+        read = self._stream.read
+        pending = b""
+        while True:
+            chunk = read(_BLOCK_BYTES)
+            if not chunk:
+                if pending:
+                    if len(pending) > _MAX_LINE_BYTES:
+                        raise self._error(
+                            line_number + 1, f"line longer than {_MAX_LINE_BYTES} bytes"
+                        )
+                    yield line_number + 1, self._decode(pending, codec, line_number + 1)
+                return
+            data = pending + chunk if pending else chunk
+            end = data.rfind(b"\n") + 1
+            if not end:
+                pending = data
+                if len(pending) > _MAX_LINE_BYTES:
+                    raise self._error(line_number + 1, f"line longer than {_MAX_LINE_BYTES} bytes")
+                continue
+            block, pending = data[:end], data[end:]
             try:
-                text = raw.decode(codec)
-            except UnicodeDecodeError as error:
-                raise self._error(
-                    line_number,
-                    f"byte 0x{raw[error.start]:02X} at byte {error.start + 1} is not valid "
-                    f"{codec}, the encoding chosen for this file",
-                ) from None
-            yield line_number, text.rstrip("\r\n\x1a")
+                if len(block) > _MAX_LINE_BYTES:
+                    raise ValueError("maybe a line over the limit")
+                lines = block.decode(codec).split("\n")
+            except ValueError:  # UnicodeDecodeError too: find and name the line
+                for raw in block.split(b"\n")[:-1]:
+                    line_number += 1
+                    if len(raw) + 1 > _MAX_LINE_BYTES:
+                        raise self._error(
+                            line_number, f"line longer than {_MAX_LINE_BYTES} bytes"
+                        ) from None
+                    yield line_number, self._decode(raw, codec, line_number)
+                continue
+            lines.pop()  # the empty text after the block's last line feed
+            for text in lines:
+                line_number += 1
+                yield line_number, text.rstrip("\r\n\x1a")
 
     # -- the main loop
 
@@ -846,6 +958,11 @@ class _Parser:
         stripped = text.strip()
         if not stripped:
             return
+        if self._fast:
+            if stripped.startswith("#TRANS") and self._fast_transaction(stripped, line_number):
+                return
+            if stripped.startswith("#VER") and self._fast_voucher_start(stripped, line_number):
+                return
         if stripped == "{":
             self._block_start(line_number)
             return
@@ -882,6 +999,82 @@ class _Parser:
             self._lenient(handler, fields, line_number)
             return
         handler(fields, line_number)
+
+    def _fast_transaction(self, stripped: str, line_number: int) -> bool:
+        """A plain ``#TRANS`` row read without the general tokenizer; False to use it.
+
+        Most rows of a ledger look alike: ``#TRANS account {objects} amount [date
+        ["text"]]``, without backslashes. Such a row, inside an open block and with no
+        ``#RTRANS`` awaiting its copy, is read here by one pattern match, and gives the
+        very :class:`Transaction` the general path gives (``test_importer_sie`` parses
+        files both ways and compares the records). Anything else, including every row
+        that is wrong, returns False and goes the general way, which words the error.
+        """
+        voucher = self._voucher
+        if voucher is None or self._state != _IN_BLOCK or voucher.awaiting_copy_of is not None:
+            return False
+        match = _FAST_TRANS_RE.fullmatch(stripped)
+        if match is None:
+            return False
+        account, inner, amount, raw_date, text = match.groups()
+        objects = self._fast_objects.get(inner)
+        if objects is None:
+            parsed = _fast_object_list(inner)
+            if parsed is None:
+                return False
+            if len(self._fast_objects) >= 4096:
+                self._fast_objects.clear()
+            objects = self._fast_objects[inner] = parsed
+        day: _Date | None = None
+        if raw_date is not None:
+            day = _parse_date(raw_date)
+            if day is None:
+                return False
+        self._label = "#TRANS"
+        self._labels_seen = True
+        voucher.transactions.append(
+            Transaction(
+                line_number=line_number,
+                kind=TransactionKind.NORMAL,
+                account=account,
+                objects=objects,
+                amount=Decimal(amount),
+                date=day,
+                text=text or "",
+            )
+        )
+        return True
+
+    def _fast_voucher_start(self, stripped: str, line_number: int) -> bool:
+        """A plain ``#VER series number date ["text"]`` read by one pattern match.
+
+        Only outside a voucher and after the identification labels (so the general
+        path would neither refuse the label here nor close the header), and only with a
+        valid date (so the "series left out" check cannot apply): the same open voucher
+        as :meth:`_voucher_start` builds. Anything else returns False.
+        """
+        if self._voucher is not None or self._header_open:
+            return False
+        match = _FAST_VER_RE.fullmatch(stripped)
+        if match is None:
+            return False
+        quoted_series, series, quoted_number, number, raw_date, text = match.groups()
+        day = _parse_date(raw_date)
+        if day is None:
+            return False
+        self._label = "#VER"
+        self._labels_seen = True
+        self._voucher = _OpenVoucher(
+            line_number=line_number,
+            series=quoted_series if quoted_series is not None else series,
+            number=quoted_number if quoted_number is not None else number,
+            date=day,
+            text=text or "",
+            registration_date=None,
+            signature="",
+        )
+        self._state = _EXPECT_BLOCK
+        return True
 
     def _lenient(
         self, handler: Callable[[list[_Field], int], None], fields: list[_Field], line_number: int
@@ -1294,14 +1487,16 @@ def _same_row(a: Transaction, b: Transaction) -> bool:
     )
 
 
-def parse_sie(stream: BinaryIO, *, filename: str) -> Iterator[SieRecord]:
+def parse_sie(stream: BinaryIO, *, filename: str, fast: bool = True) -> Iterator[SieRecord]:
     """Yield the records of the SIE 4 file read from the binary ``stream``.
 
     Reads line by line and yields each record as soon as it is complete (a
     :class:`Voucher` at its closing ``}``). ``filename`` is only used in messages.
     Raises :class:`SieParseError` (while iterating) for a file it cannot read.
+    ``fast=False`` reads every row the general way (the reference the fast path is
+    tested against, and the benchmark's "before" side); the records are the same.
     """
-    return _Parser(stream, filename).records()
+    return _Parser(stream, filename, fast=fast).records()
 
 
 def read_sie(path: str | os.PathLike[str]) -> SieDocument:
