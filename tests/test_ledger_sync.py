@@ -24,10 +24,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlmodel import col
 
 from ledgerlink.connectors.http import RetryPolicy
+from ledgerlink.connectors.twentyfour import open_session
 from ledgerlink.importer.config import (
     NetvisorPartnerSettings,
     ProcountorClientSettings,
@@ -836,20 +838,31 @@ async def test_twentyfour_import_reads_every_type_and_keeps_the_activation_type(
     state.add_integration_user(TF_USER, TF_PASSWORD, ["5001"])
     state.add_rest_client(TF_CLIENT, TF_SECRET, ["5001"])
 
-    def credential(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            200,
-            json={
-                "connection_id": request.url.path.split("/")[-2],
-                "provider": "24sevenoffice",
-                "kind": "twentyfour_login",
-                "expires_at": None,
-                "secrets": {"password": TF_PASSWORD},
-                "attributes": {"username": TF_USER, "identity_id": "5001"},
-            },
-        )
-
     async with running_sandbox(world=world, vendors=("twentyfour",)) as sandbox:
+
+        async def credential(request: httpx.Request) -> httpx.Response:
+            # As auth's token service: it logs in to 24SevenOffice and hands out the session.
+            async with httpx.AsyncClient() as http:
+                session = await open_session(
+                    http,
+                    soap_base_url=sandbox.url("/24so/soap"),
+                    application_id=SecretStr(TF_APP),
+                    username=TF_USER,
+                    password=SecretStr(TF_PASSWORD),
+                    identity_id=None,
+                )
+            return httpx.Response(
+                200,
+                json={
+                    "connection_id": request.url.path.split("/")[-2],
+                    "provider": "24sevenoffice",
+                    "kind": "twentyfour_session",
+                    "expires_at": None,
+                    "secrets": {"session_id": session.get_secret_value()},
+                    "attributes": {"username": TF_USER},
+                },
+            )
+
         env = Env(db, sandbox, world, tenant, clock, TokenService(tenant))
         ledgers = Capturing(
             VendorSettings(

@@ -763,6 +763,11 @@ class TwentyFourConnector(LedgerConnector):
             raise AccessNotEnabled(
                 VENDOR, "the REST API needs rest_client_id and rest_client_secret"
             )
+        if settings.organization is None and self._client is None and self.credentials:
+            # A session from auth's token service is on the connection's one client (auth
+            # logged in with its identity): that client is the REST organization.
+            await self._ensure_session()
+            self._client = self._session_client
         response = await self._http.post(
             settings.token_url,
             idempotent=True,

@@ -1,0 +1,609 @@
+"""Over the wire, for each of the four ledgers (Netvisor, Procountor, Visma.net,
+24SevenOffice): a sandbox company activated through auth is imported by the importer, kept
+current by incremental syncs, and survives the sandbox's faults.
+
+One set of processes for the whole module (lean on CI time): auth and the importer as
+processes on PostgreSQL, the Kafka protocol, and the vendor sandbox over real HTTP in the
+test's loop, so the test reads the sandbox's own books (its ground truth) and changes them
+as another program at the company would. Auth holds each connection's credential: the
+importer asks auth's token service, which renews OAuth tokens (Procountor, Visma.net) and
+logs in to 24SevenOffice itself.
+
+What each vendor offers for change queries (and so what "only the changed vouchers were
+read" means):
+
+* Netvisor: ``voucherlist.nv`` with ``changedsince`` and voucher status filters;
+* Procountor: ``GET /ledgerreceipts`` with ``versionStartDate``;
+* Visma.net: ``GET /v2/journaltransaction`` with ``lastModifiedDateTime`` (published
+  contract: JournalTransactionV2Api);
+* 24SevenOffice: ``GET /transactionlines`` has date filters only (no change filter, and a
+  deleted transaction is simply gone), so an incremental sync of a 24SevenOffice ledger is
+  run as a full refresh: everything is read into staging and swapped in, which is what it
+  takes to see a deletion at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import json
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from auth_store import stored_connections
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from wire_helpers import EventReader, PlainKafkaClient, Seen, eventually, free_port
+
+from ledgerlink.cli.stack import SERVICES, Stack, StackConfig, create_all_topics
+from ledgerlink.sandbox.config import RateLimitSettings, SandboxConfig
+from ledgerlink.sandbox.data import CompanyData, LineData, generate_company
+from ledgerlink.sandbox.faults import FaultPlan
+from ledgerlink.sandbox.testing import RunningSandbox, running_sandbox
+from ledgerlink.sandbox.vendors import twentyfour as tf
+from ledgerlink.sandbox.vendors import vismanet as vn
+from ledgerlink.sandbox.vendors.procountor import _salary_receipts
+from ledgerlink.sandbox.world import Tenant, World
+from ledgerlink.shared.testing import KafkaBackend, PostgresBackend
+from ledgerlink.shared.topics import Topic
+
+pytestmark = [pytest.mark.wire, pytest.mark.timeout(900)]
+
+#: Voucher lines per company: a few hundred vouchers each.
+LINES = 1200
+SERVICE_TOKEN = "wire-importer-token-0123456789abcdef0123"
+HEADERS = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+ACTIVATION = "ledgerlink.activation.requested.v1"
+REQUESTED = "ledgerlink.import.requested.v1"
+
+NETVISOR = {"customer_key": "nv-customer-key", "partner_id": "LL_WIRE", "partner_key": "nv-pk"}
+PROCOUNTOR = {
+    "client_id": "ledgerlink-procountor-wire",
+    "client_secret": "procountor-wire-secret",
+    "redirect_uri": "http://127.0.0.1:8000/oauth/procountor/callback",
+    "username": "controller",
+    "password": "procountor-password",
+}
+VISMA_CLIENT, VISMA_SECRET = "isv_ledgerlink_wire", "visma-wire-secret"
+TF_APP, TF_USER, TF_PASSWORD = "wire-24so-app", "integration@wire.example", "tf-wire-password"
+TF_REST_CLIENT, TF_REST_SECRET = "wire-rest-client", "wire-rest-secret"
+
+#: provider (as Ledgerlink names it), the sandbox's vendor module, country, and the
+#: dimension kinds the vendor's API carries on a voucher line.
+VENDORS: dict[str, tuple[str, str, frozenset[str]]] = {
+    "netvisor": ("netvisor", "FI", frozenset({"cost_centre", "cost_unit", "project"})),
+    "procountor": ("procountor", "FI", frozenset({"cost_centre", "cost_unit"})),
+    "visma_net": ("vismanet", "NL", frozenset({"cost_centre", "cost_unit"})),
+    "24sevenoffice": ("twentyfour", "NO", frozenset({"cost_centre", "project"})),
+}
+
+Key = tuple[str, str, str, str]
+
+
+@dataclass
+class Wire:
+    stack: Stack
+    sandbox: RunningSandbox
+    reader: EventReader
+    kafka: PlainKafkaClient
+    http: httpx.AsyncClient
+    tenants: dict[str, Tenant]
+    connections: dict[str, str]
+
+    @property
+    def importer(self) -> str:
+        return self.stack.services["importer"].url
+
+    @property
+    def auth(self) -> str:
+        return self.stack.services["auth"].url
+
+
+def make_world() -> World:
+    fast = RateLimitSettings(rate_per_second=10_000, burst=10_000)
+    world = World(
+        SandboxConfig(
+            seed=14,
+            rate_limits=dict.fromkeys(("netvisor", "procountor", "vismanet", "twentyfour"), fast),
+        )
+    )  # fmt: skip
+    world.add_tenant(
+        "netvisor", tenant_id="nv-wire", company=generate_company(141, lines=LINES),
+        credentials=NETVISOR,
+    )  # fmt: skip
+    world.add_tenant(
+        "procountor", company=generate_company(142, lines=LINES), credentials=PROCOUNTOR
+    )
+    world.add_tenant("vismanet", company=generate_company(143, country="NL", lines=LINES))
+    vn.register_client(world, VISMA_CLIENT, VISMA_SECRET)
+    world.add_tenant(
+        "twentyfour", tenant_id="7001", company=generate_company(144, country="NO", lines=LINES)
+    )
+    state = tf.state_of(world)
+    state.register_application(TF_APP)
+    state.add_integration_user(TF_USER, TF_PASSWORD, ["7001"])
+    state.add_rest_client(TF_REST_CLIENT, TF_REST_SECRET, ["7001"])
+    return world
+
+
+def auth_env(sandbox: RunningSandbox) -> dict[str, str]:
+    return {
+        "LEDGERLINK_AUTH_VAULT__KEYS": json.dumps({"1": "wire-vault-key-0123456789abcdef-0123"}),
+        "LEDGERLINK_AUTH_VAULT__ACTIVE_KEY": "1",
+        "LEDGERLINK_AUTH_SERVICE_TOKENS": json.dumps({"importer": SERVICE_TOKEN}),
+        "LEDGERLINK_AUTH_NETVISOR__PARTNER_ID": NETVISOR["partner_id"],
+        "LEDGERLINK_AUTH_NETVISOR__PARTNER_KEY": NETVISOR["partner_key"],
+        "LEDGERLINK_AUTH_TWENTYFOUR__APPLICATION_ID": TF_APP,
+        "LEDGERLINK_AUTH_TWENTYFOUR__SOAP_BASE_URL": sandbox.url("/24so/soap"),
+        "LEDGERLINK_AUTH_OAUTH_PROVIDERS": json.dumps(
+            {
+                "procountor": {
+                    "client_id": PROCOUNTOR["client_id"],
+                    "client_secret": PROCOUNTOR["client_secret"],
+                    "token_url": sandbox.url("/procountor/api/oauth/token"),
+                },
+                "visma_net": {
+                    "client_id": VISMA_CLIENT,
+                    "client_secret": VISMA_SECRET,
+                    "token_url": sandbox.url(vn.TOKEN_PATH),
+                },
+            }
+        ),
+        "LEDGERLINK_AUTH_LOG_LEVEL": "WARNING",
+    }
+
+
+def importer_env(sandbox: RunningSandbox, auth: str) -> dict[str, str]:
+    vendors = "LEDGERLINK_IMPORTER_VENDORS__"
+    return {
+        "LEDGERLINK_IMPORTER_TOKEN_SERVICE__URL": auth,
+        "LEDGERLINK_IMPORTER_TOKEN_SERVICE__TOKEN": SERVICE_TOKEN,
+        f"{vendors}NETVISOR__BASE_URL": sandbox.url("/netvisor"),
+        f"{vendors}NETVISOR__PARTNER_ID": NETVISOR["partner_id"],
+        f"{vendors}NETVISOR__PARTNER_KEY": NETVISOR["partner_key"],
+        f"{vendors}PROCOUNTOR__BASE_URL": sandbox.url("/procountor"),
+        f"{vendors}PROCOUNTOR__CLIENT_ID": PROCOUNTOR["client_id"],
+        f"{vendors}PROCOUNTOR__CLIENT_SECRET": PROCOUNTOR["client_secret"],
+        f"{vendors}PROCOUNTOR__REDIRECT_URI": PROCOUNTOR["redirect_uri"],
+        f"{vendors}VISMA_NET__API_BASE_URL": sandbox.url(vn.API_PREFIX),
+        f"{vendors}VISMA_NET__CONNECT_BASE_URL": sandbox.url("/visma-connect"),
+        f"{vendors}VISMA_NET__CLIENT_ID": VISMA_CLIENT,
+        f"{vendors}VISMA_NET__CLIENT_SECRET": VISMA_SECRET,
+        f"{vendors}TWENTYFOUR__SOAP_BASE_URL": sandbox.url("/24so/soap"),
+        f"{vendors}TWENTYFOUR__REST_BASE_URL": sandbox.url(tf.REST_PREFIX),
+        f"{vendors}TWENTYFOUR__TOKEN_URL": sandbox.url(tf.TOKEN_PATH),
+        f"{vendors}TWENTYFOUR__APPLICATION_ID": TF_APP,
+        f"{vendors}TWENTYFOUR__REST_CLIENT_ID": TF_REST_CLIENT,
+        f"{vendors}TWENTYFOUR__REST_CLIENT_SECRET": TF_REST_SECRET,
+        "LEDGERLINK_IMPORTER_LOG_LEVEL": "WARNING",
+    }
+
+
+@pytest.fixture(scope="module")
+async def wire(
+    kafka_backend: KafkaBackend,
+    postgres_backend: PostgresBackend,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Wire]:
+    """auth and the importer as processes, the sandbox in the test's loop, one Kafka prefix
+    and one database per service: shared by every test of the module."""
+    tmp: Path = tmp_path_factory.mktemp("wire-ledger-sync")
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    await create_all_topics(kafka_backend, prefix)
+    urls = {
+        spec.name: await postgres_backend.create_database() for spec in SERVICES if spec.stateful
+    }
+    stack = Stack(
+        StackConfig(
+            bootstrap_servers=kafka_backend.bootstrap_servers,
+            database_urls=urls,
+            ports={spec.name: free_port() for spec in SERVICES},
+            topic_prefix=prefix,
+            env={
+                "OTEL_TRACES_EXPORTER": "none",
+                "LEDGERLINK_IMPORTER_FILES_DIR": str(tmp / "importer-files"),
+                "LEDGERLINK_IMPORTER_IMPORT_POLL_SECONDS": "0.2",
+            },
+            log_dir=tmp / "logs",
+        )
+    )
+    reader = EventReader(kafka_backend.bootstrap_servers, prefix)
+    await reader.start()
+    try:
+        async with (
+            running_sandbox(world=make_world()) as sandbox,
+            PlainKafkaClient(kafka_backend.bootstrap_servers, prefix) as kafka,
+            httpx.AsyncClient(timeout=60) as http,
+        ):
+            for name in ("auth", "importer"):
+                stack.migrate(name)
+            stack.start("auth", auth_env(sandbox))
+            await stack.wait_ready("auth")
+            stack.start("importer", importer_env(sandbox, stack.services["auth"].url))
+            await stack.wait_ready("importer")
+            world = sandbox.world
+            tenants = {
+                provider: world.vendor_tenants(module)[0]
+                for provider, (module, _, _) in VENDORS.items()
+            }
+            yield Wire(stack, sandbox, reader, kafka, http, tenants, {})
+    finally:
+        await reader.stop()
+        await asyncio.to_thread(stack.stop_all)
+        for url in urls.values():
+            await postgres_backend.drop_database(url)
+
+
+# ----------------------------------------------------------------- authorising at vendors
+
+
+def _pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+async def procountor_tokens(wire: Wire) -> dict[str, Any]:
+    """The authorization code grant at the sandbox's Procountor, as a person and our
+    callback would run it."""
+    sandbox, http = wire.sandbox, wire.http
+    login = await http.post(
+        sandbox.url("/procountor/login"),
+        data={
+            "response_type": "code",
+            "client_id": PROCOUNTOR["client_id"],
+            "redirect_uri": PROCOUNTOR["redirect_uri"],
+            "state": "s",
+            "username": PROCOUNTOR["username"],
+            "password": PROCOUNTOR["password"],
+        },
+    )
+    assert login.status_code in (302, 303), login.text
+    code = parse_qs(urlsplit(login.headers["location"]).query)["code"][0]
+    tokens = await http.post(
+        sandbox.url("/procountor/api/oauth/token"),
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": PROCOUNTOR["redirect_uri"],
+            "client_id": PROCOUNTOR["client_id"],
+            "client_secret": PROCOUNTOR["client_secret"],
+        },
+    )
+    assert tokens.status_code == 200, tokens.text
+    body: dict[str, Any] = tokens.json()
+    return body
+
+
+async def authorization(wire: Wire, provider: str) -> dict[str, Any]:
+    """What the activation flow hands auth for this vendor's connection."""
+    tenant = wire.tenants[provider]
+    if provider == "netvisor":
+        return {
+            "kind": "netvisor",
+            "vendor_account": tenant.tenant_id,
+            "customer_id": tenant.tenant_id,
+            "customer_key": NETVISOR["customer_key"],
+            "organisation_id": tenant.company.business_id,
+        }
+    if provider == "procountor":
+        tokens = await procountor_tokens(wire)
+        return {
+            "kind": "oauth",
+            "vendor_account": tenant.tenant_id,
+            "access_token": tokens["access_token"],
+            "refresh_token": tokens.get("refresh_token"),
+            "expires_in": tokens.get("expires_in"),
+            "scope": tokens.get("scope"),
+        }
+    if provider == "visma_net":
+        return {
+            "kind": "client_credentials",
+            "vendor_account": tenant.tenant_id,
+            "client_id": VISMA_CLIENT,
+            "client_secret": VISMA_SECRET,
+            "tenant_id": tenant.tenant_id,
+            "scope": "vismanet_erp_service_api:read",
+        }
+    identity = tf.state_of(wire.sandbox.world).users[TF_USER].identity_of(tenant.tenant_id)
+    return {
+        "kind": "twentyfour",
+        "vendor_account": TF_USER,
+        "username": TF_USER,
+        "password": TF_PASSWORD,
+        "identity_id": identity,
+    }
+
+
+def imports_of(wire: Wire, connection: str, ce_type: str) -> Callable[[Seen], bool]:
+    topic = wire.reader.topic(Topic.IMPORTS)
+    return lambda seen: (
+        seen.topic == topic
+        and seen.type == f"ledgerlink.{ce_type}.v1"
+        and seen.data.get("connection_id") == connection
+    )
+
+
+async def completed(wire: Wire, connection: str, count: int) -> dict[str, Any]:
+    """The ``count``-th ``import.completed`` of the connection (no sync of it failed)."""
+    try:
+        found = await wire.reader.wait_for(
+            imports_of(wire, connection, "import.completed"), count=count, timeout=240
+        )
+    finally:
+        failed = wire.reader.matching(imports_of(wire, connection, "import.failed"))
+        assert not failed, [f.data for f in failed]
+    data: dict[str, Any] = found[count - 1].data
+    return data
+
+
+async def activated(wire: Wire, provider: str) -> str:
+    """The connection of the vendor's company, activated through auth and imported once."""
+    if provider in wire.connections:
+        return wire.connections[provider]
+    tenant = wire.tenants[provider]
+    business_id, country = tenant.company.business_id, VENDORS[provider][1]
+    await wire.kafka.send(
+        Topic.ACTIVATIONS,
+        {
+            "provider": provider,
+            "business_id": business_id,
+            "country": country,
+            "company_name": tenant.company.name,
+            "requested_by": {"email": "controller@example.fi", "name": "Kaisa Controller"},
+            "product": "planning",
+        },
+        key=business_id,
+        ce_type=ACTIVATION,
+    )
+
+    async def connection_id() -> str | None:
+        rows = [row for row in await stored_connections(wire.stack, business_id) if row]
+        return str(rows[0]["id"]) if rows else None
+
+    connection = await eventually(connection_id, timeout=60, what=f"the {provider} connection")
+    started = await wire.http.post(
+        f"{wire.auth}/internal/v1/connections/{connection}/authorization/start", headers=HEADERS
+    )
+    assert started.status_code == 200, started.text
+    authorized = await wire.http.post(
+        f"{wire.auth}/internal/v1/connections/{connection}/authorization",
+        json=await authorization(wire, provider),
+        headers=HEADERS,
+    )
+    assert authorized.status_code == 200, authorized.text
+    wire.connections[provider] = connection
+    return connection
+
+
+async def request_sync(wire: Wire, provider: str, mode: str) -> None:
+    connection = wire.connections[provider]
+    business_id = wire.tenants[provider].company.business_id
+    await wire.kafka.send(
+        Topic.IMPORT_REQUESTS,
+        {
+            "connection_id": connection,
+            "business_id": business_id,
+            "provider": provider,
+            "mode": mode,
+        },
+        key=business_id,
+        ce_type=REQUESTED,
+    )
+
+
+# ------------------------------------------------------------------------- ground truth
+
+
+def books(provider: str, tenant: Tenant) -> CompanyData:
+    """The books the vendor's API shows (Procountor adds its payroll's salary receipts)."""
+    company = tenant.company
+    if provider != "procountor":
+        return company
+    return CompanyData(
+        business_id=company.business_id,
+        name=company.name,
+        country=company.country,
+        currency=company.currency,
+        accounts=company.accounts,
+        dimensions=company.dimensions,
+        fiscal_years=company.fiscal_years,
+        vouchers=[*company.vouchers, *_salary_receipts(tenant)],
+        payroll_runs=[],
+    )
+
+
+def truth(company: CompanyData, kinds: frozenset[str]) -> dict[Key, tuple[Decimal, Decimal]]:
+    """(period YYYY-MM, account, dimension kind, object) -> (debit, credit) of valid vouchers."""
+    totals: dict[Key, list[Decimal]] = {}
+    for voucher in company.vouchers:
+        if voucher.status != "valid":
+            continue
+        period = voucher.date.strftime("%Y-%m")
+        for line in voucher.lines:
+            keys = [(period, line.account, "", "")]
+            keys += [
+                (period, line.account, kind, code)
+                for kind, code in line.dimensions.items()
+                if kind in kinds
+            ]
+            for key in keys:
+                pair = totals.setdefault(key, [Decimal(0), Decimal(0)])
+                pair[0 if line.amount >= 0 else 1] += abs(line.amount)
+    return {k: (d, c) for k, (d, c) in totals.items() if d or c}
+
+
+async def dimension_ids(wire: Wire, business_id: str) -> dict[str, str]:
+    """kind -> the importer's dimension id, for the live company (read from its store)."""
+    engine = create_async_engine(wire.stack.config.database_urls["importer"])
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                text(
+                    "SELECT d.kind, d.dimension_id FROM dimensions d "
+                    "JOIN companies c ON c.id = d.company_id WHERE c.business_id = :b"
+                ),
+                {"b": business_id},
+            )
+            return {str(kind): str(dimension_id) for kind, dimension_id in rows.all()}
+    finally:
+        await engine.dispose()
+
+
+async def trial_balances(
+    wire: Wire, provider: str, company: CompanyData
+) -> dict[Key, tuple[Decimal, Decimal]]:
+    """The importer's per-period trial balances over HTTP, in total and per object."""
+    business_id = company.business_id
+    kinds = VENDORS[provider][2]
+    ids = await dimension_ids(wire, business_id)
+    assert kinds <= set(ids), (provider, ids)
+    objects = {
+        kind: sorted({o.code for d in company.dimensions if d.kind == kind for o in d.objects})
+        for kind in kinds
+    }
+    periods = [p.start.strftime("%Y-%m") for year in company.fiscal_years for p in year.periods]
+    targets: list[tuple[str, str, dict[str, str]]] = [("", "", {})]
+    targets += [
+        (kind, code, {"dimension": ids[kind], "object": code})
+        for kind in sorted(kinds)
+        for code in objects[kind]
+    ]
+    limit = asyncio.Semaphore(8)
+    found: dict[Key, tuple[Decimal, Decimal]] = {}
+
+    async def one(period: str, kind: str, code: str, params: dict[str, str]) -> None:
+        async with limit:
+            response = await wire.http.get(
+                f"{wire.importer}/v1/companies/{business_id}/trial-balance",
+                params={"from": period, "to": period, **params},
+            )
+        assert response.status_code == 200, response.text
+        for row in response.json()["accounts"]:
+            debit, credit = Decimal(row["debit"]), Decimal(row["credit"])
+            if debit or credit:
+                found[(period, row["account"], kind, code)] = (debit, credit)
+
+    await asyncio.gather(*(one(period, *target) for period in periods for target in targets))
+    return found
+
+
+async def job_of(wire: Wire, import_id: str) -> dict[str, Any]:
+    response = await wire.http.get(f"{wire.importer}/v1/imports/{import_id}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def change_books(company: CompanyData, seed: int) -> int:
+    """Edit, invalidate and delete vouchers and add one, as people at the company would
+    between two syncs; returns how many vouchers changed."""
+    valid = [v for v in company.vouchers if v.status == "valid" and v.series != "API"]
+    edited, invalidated, deleted, moved = (
+        valid[seed],
+        valid[seed + 5],
+        valid[seed + 9],
+        valid[seed + 13],
+    )
+    # An edit of the amounts (the lines swap sides) and one of the date (another period).
+    company.edit_voucher(
+        edited.id,
+        lines=[
+            LineData(line.line_no, line.account, -line.amount, line.description,
+                     line.vat_percent, line.vat_code, line.dimensions)
+            for line in edited.lines
+        ],
+    )  # fmt: skip
+    company.edit_voucher(moved.id, date=moved.date.replace(day=1) + dt.timedelta(days=40))
+    company.invalidate_voucher(invalidated.id)
+    company.delete_voucher(deleted.id)
+    first = valid[0].lines
+    company.add_voucher(
+        date=dt.date(2025, 6, 12),
+        description=f"Posted between two syncs {seed}",
+        lines=[
+            LineData(1, first[0].account, Decimal("321.09"), dimensions=first[1].dimensions),
+            LineData(2, first[1].account, Decimal("-321.09"), dimensions=first[1].dimensions),
+        ],
+    )
+    return 5
+
+
+# ------------------------------------------------------------------------------- tests
+
+
+@pytest.mark.parametrize("provider", list(VENDORS))
+async def test_company_activated_through_auth_equals_the_sandbox_and_stays_current(
+    wire: Wire, provider: str
+) -> None:
+    tenant = wire.tenants[provider]
+    kinds = VENDORS[provider][2]
+    connection = await activated(wire, provider)
+    first = await completed(wire, connection, 1)
+    assert first["outcome"] == "imported"
+    company = books(provider, tenant)
+    assert await trial_balances(wire, provider, company) == truth(company, kinds)
+
+    changed = change_books(tenant.company, seed=3)
+    await request_sync(wire, provider, "incremental")
+    second = await completed(wire, connection, 2)
+    job = await job_of(wire, second["import_id"])
+    company = books(provider, tenant)
+    assert await trial_balances(wire, provider, company) == truth(company, kinds)
+    if provider == "24sevenoffice":
+        # No change filter at 24SevenOffice: the incremental sync reads everything.
+        assert job["sync_mode"] == "full_refresh"
+        assert job["counts"]["sync_vouchers_read"] == len(company.vouchers) - sum(
+            1 for v in company.vouchers if v.status == "deleted"
+        )
+    else:
+        assert job["sync_mode"] == "incremental"
+        # Only the changed vouchers were read; the invalidated and the deleted one left.
+        assert job["counts"]["sync_vouchers_read"] == changed
+        assert job["counts"]["sync_vouchers_removed"] == 2
+
+
+@pytest.mark.parametrize("provider", list(VENDORS))
+async def test_token_expiry_429_storm_5xx_and_resets_slow_the_sync_never_change_the_ledger(
+    wire: Wire, provider: str
+) -> None:
+    tenant = wire.tenants[provider]
+    kinds = VENDORS[provider][2]
+    connection = await activated(wire, provider)
+    done = len(wire.reader.matching(imports_of(wire, connection, "import.completed")))
+    if done == 0:
+        await completed(wire, connection, 1)
+        done = 1
+    change_books(tenant.company, seed=20)
+    module = VENDORS[provider][0]
+    world = wire.sandbox.world
+    world.faults.set(
+        FaultPlan(
+            vendor=module,
+            tenant=tenant.tenant_id,
+            storm_429=6,
+            retry_after_seconds=0.01,
+            error_rate=0.15,
+            reset_rate=0.05,
+            expire_tokens_after=4,
+            seed=14,
+        )
+    )
+    try:
+        await request_sync(wire, provider, "full_refresh")
+        result = await completed(wire, connection, done + 1)
+    finally:
+        world.faults.clear(module)
+    assert result["outcome"] == "replaced"
+    company = books(provider, tenant)
+    assert await trial_balances(wire, provider, company) == truth(company, kinds)
