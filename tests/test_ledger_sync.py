@@ -464,6 +464,42 @@ async def test_killed_mid_import_resumes_from_its_checkpoint_and_stores_no_line_
     assert job.counts["sync_lines_written"] == truth_lines(env.company)
 
 
+async def test_resumed_sync_keeps_the_notices_collected_before_the_kill(env: Env) -> None:
+    # The first voucher (the first page) books to an account the chart does not list.
+    first = env.company.vouchers[0]
+    env.company.edit_voucher(
+        first.id,
+        lines=[LineData(1, "9999", Decimal("10.00")), LineData(2, "1910", Decimal("-10.00"))],
+    )
+    await env.activate()
+    service = env.service(lease=dt.timedelta(seconds=30))
+    claimed = await service.claim_next()
+    assert claimed is not None
+    pages = 0
+
+    async def die_on_third(import_id: uuid.UUID, lines: int) -> None:
+        nonlocal pages
+        pages += 1
+        if pages == 3:
+            raise asyncio.CancelledError  # killed after the notice's page was committed
+
+    service.on_page = die_on_third
+    with pytest.raises(asyncio.CancelledError):
+        await service.run(claimed)
+    env.clock.advance(seconds=31)
+    resumed = env.service()
+    again = await resumed.claim_next()
+    assert again == ClaimedSync(claimed.id, 2)
+    await resumed.run(again)
+    job = await env.job(claimed.id)
+
+    assert job.status is ImportStatus.COMPLETED, job.error_message
+    assert job.notices is not None
+    assert [n["code"] for n in job.notices] == ["undeclared_account"]
+    assert "9999" in job.notices[0]["message"]
+    assert await env.stored_balances() == ground_truth(env.company)
+
+
 async def test_429_storm_slows_the_sync_and_never_fails_it(env: Env) -> None:
     env.world.faults.set(FaultPlan(vendor="netvisor", storm_429=30, retry_after_seconds=2))
     await env.activate()

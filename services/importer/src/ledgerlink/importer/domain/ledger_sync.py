@@ -58,6 +58,7 @@ __all__ = [
     "PageChanges",
     "StoredLine",
     "SyncMode",
+    "effective_mode",
     "fiscal_years_of",
     "ledger_accounts",
     "ledger_dimensions",
@@ -81,6 +82,23 @@ class SyncMode(StrEnum):
     def is_full(self) -> bool:
         """Whether the sync reads everything (into staging)."""
         return self is not SyncMode.INCREMENTAL
+
+
+#: Ledgers whose API lists what changed since a point, so an incremental sync reads only
+#: the changed vouchers: Netvisor (``voucherlist.nv`` ``changedsince`` and the voucher
+#: status filter), Procountor (``GET /ledgerreceipts`` ``versionStartDate``), Visma.net
+#: (``GET /v2/journaltransaction`` ``lastModifiedDateTime``, published JournalTransactionV2Api).
+#: 24SevenOffice's ``GET /transactionlines`` filters by date only and a deleted transaction
+#: is simply no longer listed: its incremental sync is a full refresh (everything read into
+#: staging, swapped in when complete), the only read that sees a deletion.
+CHANGE_QUERY_PROVIDERS: Final = frozenset({"netvisor", "procountor", "visma_net"})
+
+
+def effective_mode(mode: SyncMode, provider: str) -> SyncMode:
+    """The mode a requested sync runs in: incremental only where the vendor lists changes."""
+    if mode is SyncMode.INCREMENTAL and provider not in CHANGE_QUERY_PROVIDERS:
+        return SyncMode.FULL_REFRESH
+    return mode
 
 
 def staging_business_id(import_id_hex: str) -> str:

@@ -56,6 +56,7 @@ from ledgerlink.importer.domain.ledger_sync import (
     FiscalYearSpan,
     SyncMode,
     calendar_year,
+    effective_mode,
     fiscal_years_of,
     ledger_accounts,
     ledger_dimensions,
@@ -288,7 +289,9 @@ class LedgerSyncService:
             if mode is SyncMode.INCREMENTAL and (live is None or not state.cursor):
                 # Nothing to be incremental on: read everything.
                 mode = SyncMode.FIRST if live is None else SyncMode.FULL_REFRESH
-                job.sync_mode = mode.value
+            # A vendor that cannot list changes (24SevenOffice) is read in full.
+            mode = effective_mode(mode, provider.value)
+            job.sync_mode = mode.value
             state.last_import_id = job.id
             state.last_status = ImportStatus.RUNNING.value
             state.last_mode = mode.value
@@ -502,6 +505,7 @@ class LedgerSyncService:
                     cursor=cursor,
                     progress_lines=progress.lines,
                     counts=progress.counts(),
+                    notices=progress.notices,
                     lease_expires_at=self._clock() + self._settings.lease,
                 )
             if self.on_page is not None:
@@ -558,6 +562,7 @@ class LedgerSyncService:
                     cursor=cursor,
                     progress_lines=progress.lines,
                     counts=progress.counts(),
+                    notices=progress.notices,
                     lease_expires_at=self._clock() + self._settings.lease,
                 )
             if self.on_page is not None:
@@ -790,13 +795,15 @@ def _failure_of(error: ConnectorError) -> SyncFailedError:
 
 
 def _restore(job: ImportJob) -> _Progress:
-    """The progress a resumed sync had committed (its counts are checkpointed per page)."""
+    """The progress a resumed sync had committed: its counts and the notices of the pages
+    read before it stopped (both are checkpointed with each page)."""
     counts = job.counts or {}
     return _Progress(
         vouchers=int(counts.get("vouchers_read", 0)),
         lines=int(counts.get("lines_written", 0)),
         removed=int(counts.get("vouchers_removed", 0)),
         pages=int(counts.get("pages", 0)),
+        notices=[dict(notice) for notice in job.notices or ()],
     )
 
 

@@ -179,8 +179,10 @@ class SyncStateRepository:
         progress_lines: int,
         counts: Mapping[str, int],
         lease_expires_at: datetime,
+        notices: Sequence[Mapping[str, str | None]] = (),
     ) -> None:
-        """A full read's cursor after a page, its progress, and its lease extended."""
+        """A sync's cursor after a page, its progress and the notices collected so far
+        (a resumed sync goes on with them), and its lease extended."""
         await self._session.execute(
             update(ImportJob)
             .where(col(ImportJob.id) == import_id)
@@ -188,6 +190,7 @@ class SyncStateRepository:
                 sync_cursor=cursor,
                 progress_lines=progress_lines,
                 counts=dict(counts),
+                notices=[dict(notice) for notice in notices] or None,
                 lease_expires_at=lease_expires_at,
             )
         )
