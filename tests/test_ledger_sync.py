@@ -36,7 +36,7 @@ from ledgerlink.importer.config import (
     TwentyFourClientSettings,
     VendorSettings,
 )
-from ledgerlink.importer.domain.ledger_sync import SyncMode
+from ledgerlink.importer.domain.ledger_sync import CARRIED_RESULT_ACCOUNT, SyncMode
 from ledgerlink.importer.handlers.sync_http import build_sync_router
 from ledgerlink.importer.main import MIGRATIONS
 from ledgerlink.importer.services.imports import ImportService
@@ -498,6 +498,33 @@ async def test_resumed_sync_keeps_the_notices_collected_before_the_kill(env: Env
     assert [n["code"] for n in job.notices] == ["undeclared_account"]
     assert "9999" in job.notices[0]["message"]
     assert await env.stored_balances() == ground_truth(env.company)
+
+
+async def test_previous_years_result_is_carried_into_equity_so_later_balance_sheets_balance(
+    env: Env,
+) -> None:
+    await env.activate()
+    job = await env.run_next()
+    assert job.status is ImportStatus.COMPLETED, job.error_message
+
+    async with env.db.transaction() as session:
+        reports = ReportService(session)
+        result_2024 = await reports.profit_and_loss(env.business_id, "2024-01", "2024-12")
+        sheet_2025 = await reports.balance_sheet(env.business_id, "2025-12")
+        sheet_2024 = await reports.balance_sheet(env.business_id, "2024-12")
+    (profit,) = set(result_2024.statement.totals["result"])
+    assert profit != 0
+    for sheet in (sheet_2024, sheet_2025):
+        assert set(sheet.statement.totals["difference"]) == {Decimal(0)}
+    # 2025 opens with 2024's result in equity, on the carried-result line.
+    carried = [
+        line
+        for section in sheet_2025.statement.sections
+        if section.key == "equity"
+        for line in section.lines
+        if line.account == CARRIED_RESULT_ACCOUNT
+    ]
+    assert [line.amounts[0] for line in carried] == [profit]
 
 
 async def test_429_storm_slows_the_sync_and_never_fails_it(env: Env) -> None:

@@ -53,6 +53,7 @@ _ZERO: Final = Decimal(0)
 _CENT: Final = Decimal("0.01")
 
 __all__ = [
+    "CARRIED_RESULT_ACCOUNT",
     "DimensionResolver",
     "FiscalYearSpan",
     "PageChanges",
@@ -99,6 +100,15 @@ def effective_mode(mode: SyncMode, provider: str) -> SyncMode:
     if mode is SyncMode.INCREMENTAL and provider not in CHANGE_QUERY_PROVIDERS:
         return SyncMode.FULL_REFRESH
     return mode
+
+
+#: The equity account that holds the results of earlier years in a synced ledger's opening
+#: balances. A vendor's API gives movements, not the opening balances of a file (whose
+#: equity already holds the previous years' results): a later year's balance sheet balances
+#: only with the earlier results carried into equity. Its number is in class 20 (equity in
+#: the report's charts) and cannot clash with a vendor's numeric account.
+CARRIED_RESULT_ACCOUNT: Final = "20-RESULT"
+CARRIED_RESULT_NAME: Final = "Result of previous years (carried forward by Ledgerlink)"
 
 
 def staging_business_id(import_id_hex: str) -> str:
