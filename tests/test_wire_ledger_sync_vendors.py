@@ -631,3 +631,65 @@ async def test_token_expiry_429_storm_5xx_and_resets_slow_the_sync_never_change_
         assert tf.state_of(world).login_count > logins
     company = books(provider, tenant)
     assert await trial_balances(wire, provider, company) == truth(company, kinds)
+
+
+def swap_sides(company: CompanyData, voucher_id: int, stamp: dt.datetime) -> None:
+    """Edit a voucher (its lines change sides) and give the change exactly ``stamp``, as a
+    vendor whose clock has coarse ticks stamps several changes alike."""
+    voucher = company.voucher(voucher_id)
+    company.edit_voucher(
+        voucher_id,
+        lines=[
+            LineData(line.line_no, line.account, -line.amount, line.description,
+                     line.vat_percent, line.vat_code, line.dimensions)
+            for line in voucher.lines
+        ],
+    )  # fmt: skip
+    voucher.modified_at = stamp
+
+
+@pytest.mark.parametrize("provider", ["netvisor", "procountor", "visma_net"])
+async def test_equal_stamps_across_a_page_and_a_change_at_the_cursor_are_all_read(
+    wire: Wire, provider: str
+) -> None:
+    """Airbyte #14732/#15427, Nango #1132: rows lost at cursor boundaries. Many changes
+    share one stamp across a page boundary; then a change carries exactly the stamp the
+    cursor stopped at. Both syncs must read every one of them."""
+    tenant = wire.tenants[provider]
+    kinds = VENDORS[provider][2]
+    company = tenant.company
+    connection = await activated(wire, provider)
+    done = len(wire.reader.matching(imports_of(wire, connection, "import.completed")))
+    if done == 0:
+        await completed(wire, connection, 1)
+        done = 1
+    world = wire.sandbox.world
+    # After every earlier change, and not ahead of the clock the importer reads up to.
+    stamp = max(
+        max(v.modified_at for v in company.vouchers) + dt.timedelta(milliseconds=1),
+        world.now() - dt.timedelta(seconds=2),
+    )
+    # More changes than a page holds (Visma.net pages 500 lines, Procountor 200
+    # receipts), all stamped alike.
+    many = [v.id for v in company.vouchers if v.status == "valid"][:220]
+    for voucher_id in many:
+        swap_sides(company, voucher_id, stamp)
+    company._last_modified = stamp
+    await request_sync(wire, provider, "incremental")
+    first = await completed(wire, connection, done + 1)
+    assert (await job_of(wire, first["import_id"]))["counts"]["sync_vouchers_read"] >= len(many)
+    assert await trial_balances(wire, provider, books(provider, tenant)) == truth(
+        books(provider, tenant), kinds
+    )
+
+    # The cursor now stands at ``stamp``: one more change with exactly that stamp.
+    late = next(v.id for v in company.vouchers if v.status == "valid" and v.id not in many)
+    swap_sides(company, late, stamp)
+    await request_sync(wire, provider, "incremental")
+    result = await completed(wire, connection, done + 2)
+    job = await job_of(wire, result["import_id"])
+    assert job["sync_mode"] == "incremental"
+    assert job["counts"]["sync_vouchers_read"] >= 1
+    assert await trial_balances(wire, provider, books(provider, tenant)) == truth(
+        books(provider, tenant), kinds
+    )
