@@ -527,6 +527,77 @@ async def test_previous_years_result_is_carried_into_equity_so_later_balance_she
     assert [line.amounts[0] for line in carried] == [profit]
 
 
+async def test_backfill_replaces_exactly_its_range_and_leaves_other_periods_untouched(
+    env: Env,
+) -> None:
+    await env.activate()
+    assert (await env.run_next()).status is ImportStatus.COMPLETED
+    before = ground_truth(env.company)
+    async with env.db.transaction() as session:
+        state = await session.get(SyncState, env.connection_id)
+        assert state is not None
+        cursor = state.cursor
+
+    # The vendor's books change without a change stamp (a correction the incremental read
+    # cannot see): inside the range one voucher's lines change sides and one is gone
+    # altogether; outside it one voucher changes too.
+    first_day, last_day = dt.date(2025, 3, 1), dt.date(2025, 4, 30)
+    inside = [v for v in env.company.vouchers if first_day <= v.date <= last_day]
+    outside = next(v for v in env.company.vouchers if v.date.year == 2024 and v.status == "valid")
+    for voucher in (inside[0], outside):
+        voucher.lines = [
+            LineData(line.line_no, line.account, -line.amount, line.description,
+                     line.vat_percent, line.vat_code, line.dimensions)
+            for line in voucher.lines
+        ]  # fmt: skip
+    env.company.vouchers.remove(inside[1])
+    env.company.__post_init__()  # its index, without the vanished voucher
+    after = ground_truth(env.company)
+
+    app = FastAPI()
+    app.include_router(build_sync_router(env.db, on_queued=lambda: None))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://importer"
+    ) as http:
+        backwards = await http.post(
+            f"/v1/connections/{env.connection_id}/sync",
+            json={"mode": "backfill", "from": "2025-04-30", "to": "2025-03-01"},
+        )
+        queued = await http.post(
+            f"/v1/connections/{env.connection_id}/sync",
+            json={"mode": "backfill", "from": str(first_day), "to": str(last_day)},
+        )
+    assert backwards.status_code == 422
+    assert "from is after to" in backwards.text
+    assert queued.status_code == 202, queued.text
+    assert queued.json()["mode"] == "backfill"
+
+    job = await env.run_next()
+
+    assert job.status is ImportStatus.COMPLETED, job.error_message
+    assert job.sync_mode == "backfill"
+    assert (job.sync_from, job.sync_to) == (first_day, last_day)
+    assert job.counts is not None
+    assert job.counts["sync_vouchers_removed"] == 1  # the voucher gone at the vendor
+    stored = await env.stored_balances()
+
+    def within(key: Key) -> bool:
+        return first_day <= key[0] <= last_day
+
+    # The range holds the vendor's books now; every other period is as it was.
+    assert {k: v for k, v in stored.items() if within(k)} == {
+        k: v for k, v in after.items() if within(k)
+    }
+    assert {k: v for k, v in stored.items() if not within(k)} == {
+        k: v for k, v in before.items() if not within(k)
+    }
+    assert before != after
+    async with env.db.transaction() as session:
+        state = await session.get(SyncState, env.connection_id, populate_existing=True)
+        assert state is not None
+        assert state.cursor == cursor  # the incremental sync goes on where it stood
+
+
 async def test_429_storm_slows_the_sync_and_never_fails_it(env: Env) -> None:
     env.world.faults.set(FaultPlan(vendor="netvisor", storm_429=30, retry_after_seconds=2))
     await env.activate()

@@ -78,11 +78,14 @@ class SyncMode(StrEnum):
     INCREMENTAL = "incremental"
     #: Everything again, into staging, swapped in only when complete.
     FULL_REFRESH = "full_refresh"
+    #: A date range read again and replaced exactly in the live books (vouchers gone at
+    #: the vendor leave it); other periods and the connection's cursor stay as they are.
+    BACKFILL = "backfill"
 
     @property
     def is_full(self) -> bool:
-        """Whether the sync reads everything (into staging)."""
-        return self is not SyncMode.INCREMENTAL
+        """Whether the sync reads everything into staging (swapped in when complete)."""
+        return self in (SyncMode.FIRST, SyncMode.FULL_REFRESH)
 
 
 #: Ledgers whose API lists what changed since a point, so an incremental sync reads only

@@ -313,6 +313,21 @@ class LedgerSyncStore:
                 lines.append(StoredLine(day, account, Decimal(amount), pairs))
         return lines
 
+    async def source_ids_between(
+        self, year_ids: Sequence[uuid.UUID], first_day: date, last_day: date
+    ) -> list[str]:
+        """The vendor ids of the vouchers dated ``first_day`` to ``last_day`` (included)."""
+        if not year_ids:
+            return []
+        result = await self._session.execute(
+            select(col(Voucher.source_id)).where(
+                col(Voucher.fiscal_year_id).in_(year_ids),
+                col(Voucher.date) >= first_day,
+                col(Voucher.date) <= last_day,
+            )
+        )
+        return [row[0] for row in result if row[0]]
+
     async def delete_vouchers(
         self, year_ids: Sequence[uuid.UUID], source_ids: Sequence[str]
     ) -> None:
