@@ -47,7 +47,7 @@ from wire_helpers import EventReader, PlainKafkaClient, Seen, eventually, free_p
 
 from ledgerlink.cli.stack import SERVICES, Stack, StackConfig, create_all_topics
 from ledgerlink.sandbox.config import RateLimitSettings, SandboxConfig
-from ledgerlink.sandbox.data import CompanyData, LineData, generate_company
+from ledgerlink.sandbox.data import CompanyData, Country, LineData, generate_company
 from ledgerlink.sandbox.faults import FaultPlan
 from ledgerlink.sandbox.testing import RunningSandbox, running_sandbox
 from ledgerlink.sandbox.vendors import twentyfour as tf
@@ -59,8 +59,16 @@ from ledgerlink.shared.topics import Topic
 
 pytestmark = [pytest.mark.wire, pytest.mark.timeout(900)]
 
-#: Voucher lines per company: a few hundred vouchers each.
+#: Voucher lines per company: a few hundred vouchers each, in one fiscal year (12 periods
+#: to compare per object keep the module lean; later years' openings are proven in
+#: tests/test_ledger_sync.py).
 LINES = 1200
+
+
+def small_company(seed: int, country: Country = "FI") -> CompanyData:
+    return generate_company(seed, country=country, lines=LINES, years=1)
+
+
 SERVICE_TOKEN = "wire-importer-token-0123456789abcdef0123"
 HEADERS = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
 ACTIVATION = "ledgerlink.activation.requested.v1"
@@ -124,17 +132,12 @@ def make_world() -> World:
         )
     )  # fmt: skip
     world.add_tenant(
-        "netvisor", tenant_id="nv-wire", company=generate_company(141, lines=LINES),
-        credentials=NETVISOR,
-    )  # fmt: skip
-    world.add_tenant(
-        "procountor", company=generate_company(142, lines=LINES), credentials=PROCOUNTOR
+        "netvisor", tenant_id="nv-wire", company=small_company(141), credentials=NETVISOR
     )
-    world.add_tenant("vismanet", company=generate_company(143, country="NL", lines=LINES))
+    world.add_tenant("procountor", company=small_company(142), credentials=PROCOUNTOR)
+    world.add_tenant("vismanet", company=small_company(143, "NL"))
     vn.register_client(world, VISMA_CLIENT, VISMA_SECRET)
-    world.add_tenant(
-        "twentyfour", tenant_id="7001", company=generate_company(144, country="NO", lines=LINES)
-    )
+    world.add_tenant("twentyfour", tenant_id="7001", company=small_company(144, "NO"))
     state = tf.state_of(world)
     state.register_application(TF_APP)
     state.add_integration_user(TF_USER, TF_PASSWORD, ["7001"])
