@@ -696,3 +696,67 @@ async def test_equal_stamps_across_a_page_and_a_change_at_the_cursor_are_all_rea
     assert await trial_balances(wire, provider, books(provider, tenant)) == truth(
         books(provider, tenant), kinds
     )
+
+
+async def test_backfill_requested_over_kafka_replaces_its_range_exactly(wire: Wire) -> None:
+    """``import.requested`` with mode backfill: the range is read again and replaced
+    exactly (a voucher gone at the vendor leaves), other periods stay as they were."""
+    provider = "visma_net"
+    tenant = wire.tenants[provider]
+    kinds = VENDORS[provider][2]
+    company = tenant.company
+    connection = await activated(wire, provider)
+    done = len(wire.reader.matching(imports_of(wire, connection, "import.completed")))
+    if done == 0:
+        await completed(wire, connection, 1)
+        done = 1
+    before = truth(company, kinds)
+    first_day, last_day = dt.date(2025, 5, 1), dt.date(2025, 5, 31)
+    inside = [
+        v for v in company.vouchers if v.status == "valid" and first_day <= v.date <= last_day
+    ]
+    outside = next(v for v in company.vouchers if v.status == "valid" and v.date.month == 8)
+    # Corrections the change filter cannot see (no new stamp), inside and outside the range,
+    # and a voucher that vanished at the vendor.
+    for voucher in (inside[0], outside):
+        voucher.lines = [
+            LineData(line.line_no, line.account, -line.amount, line.description,
+                     line.vat_percent, line.vat_code, line.dimensions)
+            for line in voucher.lines
+        ]  # fmt: skip
+    company.vouchers.remove(inside[1])
+    company.__post_init__()
+    after = truth(company, kinds)
+    business_id = company.business_id
+    await wire.kafka.send(
+        Topic.IMPORT_REQUESTS,
+        {
+            "connection_id": connection,
+            "business_id": business_id,
+            "provider": provider,
+            "mode": "backfill",
+            "backfill_from": str(first_day),
+            "backfill_to": str(last_day),
+        },
+        key=business_id,
+        ce_type=REQUESTED,
+    )
+    result = await completed(wire, connection, done + 1)
+    job = await job_of(wire, result["import_id"])
+    assert job["sync_mode"] == "backfill"
+    assert job["counts"]["sync_vouchers_removed"] == 1
+    found = await trial_balances(wire, provider, company)
+    may = first_day.strftime("%Y-%m")
+    assert {k: v for k, v in found.items() if k[0] == may} == {
+        k: v for k, v in after.items() if k[0] == may
+    }
+    assert {k: v for k, v in found.items() if k[0] != may} == {
+        k: v for k, v in before.items() if k[0] != may
+    }
+    assert before != after
+    # Visma.net's own balances now differ from ours from August on (the correction outside
+    # the range): every difference is listed per account and period.
+    assert result["reconciliation_status"] == "differences"
+    listed = {(d["period"], d["account"]) for d in result["differences"]}
+    assert min(period for period, _ in listed) == "2025-08"
+    assert {account for _, account in listed} <= {line.account for line in outside.lines}
