@@ -20,6 +20,12 @@ read" means):
   deleted transaction is simply gone), so an incremental sync of a 24SevenOffice ledger is
   run as a full refresh: everything is read into staging and swapped in, which is what it
   takes to see a deletion at all.
+
+Also here: the sandbox's faults mid-sync (token expiry renewed through auth, a 429 storm,
+5xx bursts, connection resets; Netvisor signs with keys, so it has no token to expire),
+changes stamped alike across a page boundary and exactly at the cursor (Airbyte #14732,
+#15427, Nango #1132), reconciliation with the vendor's own balances (Netvisor, Visma.net),
+and a backfill of a date range requested over Kafka.
 """
 
 from __future__ import annotations
