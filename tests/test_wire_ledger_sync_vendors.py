@@ -750,6 +750,7 @@ async def test_backfill_requested_over_kafka_replaces_its_range_exactly(wire: Wi
     result = await completed(wire, connection, done + 1)
     job = await job_of(wire, result["import_id"])
     assert job["sync_mode"] == "backfill"
+    assert (job["sync_from"], job["sync_to"]) == (str(first_day), str(last_day))
     assert job["counts"]["sync_vouchers_removed"] == 1
     found = await trial_balances(wire, provider, company)
     may = first_day.strftime("%Y-%m")
