@@ -24,17 +24,19 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlmodel import col
 
 from ledgerlink.connectors.http import RetryPolicy
+from ledgerlink.connectors.twentyfour import open_session
 from ledgerlink.importer.config import (
     NetvisorPartnerSettings,
     ProcountorClientSettings,
     TwentyFourClientSettings,
     VendorSettings,
 )
-from ledgerlink.importer.domain.ledger_sync import SyncMode
+from ledgerlink.importer.domain.ledger_sync import CARRIED_RESULT_ACCOUNT, SyncMode
 from ledgerlink.importer.handlers.sync_http import build_sync_router
 from ledgerlink.importer.main import MIGRATIONS
 from ledgerlink.importer.services.imports import ImportService
@@ -462,6 +464,140 @@ async def test_killed_mid_import_resumes_from_its_checkpoint_and_stores_no_line_
     assert job.counts["sync_lines_written"] == truth_lines(env.company)
 
 
+async def test_resumed_sync_keeps_the_notices_collected_before_the_kill(env: Env) -> None:
+    # The first voucher (the first page) books to an account the chart does not list.
+    first = env.company.vouchers[0]
+    env.company.edit_voucher(
+        first.id,
+        lines=[LineData(1, "9999", Decimal("10.00")), LineData(2, "1910", Decimal("-10.00"))],
+    )
+    await env.activate()
+    service = env.service(lease=dt.timedelta(seconds=30))
+    claimed = await service.claim_next()
+    assert claimed is not None
+    pages = 0
+
+    async def die_on_third(import_id: uuid.UUID, lines: int) -> None:
+        nonlocal pages
+        pages += 1
+        if pages == 3:
+            raise asyncio.CancelledError  # killed after the notice's page was committed
+
+    service.on_page = die_on_third
+    with pytest.raises(asyncio.CancelledError):
+        await service.run(claimed)
+    env.clock.advance(seconds=31)
+    resumed = env.service()
+    again = await resumed.claim_next()
+    assert again == ClaimedSync(claimed.id, 2)
+    await resumed.run(again)
+    job = await env.job(claimed.id)
+
+    assert job.status is ImportStatus.COMPLETED, job.error_message
+    assert job.notices is not None
+    assert [n["code"] for n in job.notices] == ["undeclared_account"]
+    assert "9999" in job.notices[0]["message"]
+    assert await env.stored_balances() == ground_truth(env.company)
+
+
+async def test_previous_years_result_is_carried_into_equity_so_later_balance_sheets_balance(
+    env: Env,
+) -> None:
+    await env.activate()
+    job = await env.run_next()
+    assert job.status is ImportStatus.COMPLETED, job.error_message
+
+    async with env.db.transaction() as session:
+        reports = ReportService(session)
+        result_2024 = await reports.profit_and_loss(env.business_id, "2024-01", "2024-12")
+        sheet_2025 = await reports.balance_sheet(env.business_id, "2025-12")
+        sheet_2024 = await reports.balance_sheet(env.business_id, "2024-12")
+    (profit,) = set(result_2024.statement.totals["result"])
+    assert profit != 0
+    for sheet in (sheet_2024, sheet_2025):
+        assert set(sheet.statement.totals["difference"]) == {Decimal(0)}
+    # 2025 opens with 2024's result in equity, on the carried-result line.
+    carried = [
+        line
+        for section in sheet_2025.statement.sections
+        if section.key == "equity"
+        for line in section.lines
+        if line.account == CARRIED_RESULT_ACCOUNT
+    ]
+    assert [line.amounts[0] for line in carried] == [profit]
+
+
+async def test_backfill_replaces_exactly_its_range_and_leaves_other_periods_untouched(
+    env: Env,
+) -> None:
+    await env.activate()
+    assert (await env.run_next()).status is ImportStatus.COMPLETED
+    before = ground_truth(env.company)
+    async with env.db.transaction() as session:
+        state = await session.get(SyncState, env.connection_id)
+        assert state is not None
+        cursor = state.cursor
+
+    # The vendor's books change without a change stamp (a correction the incremental read
+    # cannot see): inside the range one voucher's lines change sides and one is gone
+    # altogether; outside it one voucher changes too.
+    first_day, last_day = dt.date(2025, 3, 1), dt.date(2025, 4, 30)
+    inside = [v for v in env.company.vouchers if first_day <= v.date <= last_day]
+    outside = next(v for v in env.company.vouchers if v.date.year == 2024 and v.status == "valid")
+    for voucher in (inside[0], outside):
+        voucher.lines = [
+            LineData(line.line_no, line.account, -line.amount, line.description,
+                     line.vat_percent, line.vat_code, line.dimensions)
+            for line in voucher.lines
+        ]  # fmt: skip
+    env.company.vouchers.remove(inside[1])
+    env.company.__post_init__()  # its index, without the vanished voucher
+    after = ground_truth(env.company)
+
+    app = FastAPI()
+    app.include_router(build_sync_router(env.db, on_queued=lambda: None))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://importer"
+    ) as http:
+        backwards = await http.post(
+            f"/v1/connections/{env.connection_id}/sync",
+            json={"mode": "backfill", "from": "2025-04-30", "to": "2025-03-01"},
+        )
+        queued = await http.post(
+            f"/v1/connections/{env.connection_id}/sync",
+            json={"mode": "backfill", "from": str(first_day), "to": str(last_day)},
+        )
+    assert backwards.status_code == 422
+    assert "from is after to" in backwards.text
+    assert queued.status_code == 202, queued.text
+    assert queued.json()["mode"] == "backfill"
+
+    job = await env.run_next()
+
+    assert job.status is ImportStatus.COMPLETED, job.error_message
+    assert job.sync_mode == "backfill"
+    assert (job.sync_from, job.sync_to) == (first_day, last_day)
+    assert job.counts is not None
+    assert job.counts["sync_vouchers_removed"] == 1  # the voucher gone at the vendor
+    stored = await env.stored_balances()
+
+    def within(key: Key) -> bool:
+        return first_day <= key[0] <= last_day
+
+    # The range holds the vendor's books now; every other period is as it was.
+    assert {k: v for k, v in stored.items() if within(k)} == {
+        k: v for k, v in after.items() if within(k)
+    }
+    assert {k: v for k, v in stored.items() if not within(k)} == {
+        k: v for k, v in before.items() if not within(k)
+    }
+    assert before != after
+    async with env.db.transaction() as session:
+        state = await session.get(SyncState, env.connection_id, populate_existing=True)
+        assert state is not None
+        assert state.cursor == cursor  # the incremental sync goes on where it stood
+
+
 async def test_429_storm_slows_the_sync_and_never_fails_it(env: Env) -> None:
     env.world.faults.set(FaultPlan(vendor="netvisor", storm_429=30, retry_after_seconds=2))
     await env.activate()
@@ -836,20 +972,31 @@ async def test_twentyfour_import_reads_every_type_and_keeps_the_activation_type(
     state.add_integration_user(TF_USER, TF_PASSWORD, ["5001"])
     state.add_rest_client(TF_CLIENT, TF_SECRET, ["5001"])
 
-    def credential(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            200,
-            json={
-                "connection_id": request.url.path.split("/")[-2],
-                "provider": "24sevenoffice",
-                "kind": "twentyfour_login",
-                "expires_at": None,
-                "secrets": {"password": TF_PASSWORD},
-                "attributes": {"username": TF_USER, "identity_id": "5001"},
-            },
-        )
-
     async with running_sandbox(world=world, vendors=("twentyfour",)) as sandbox:
+
+        async def credential(request: httpx.Request) -> httpx.Response:
+            # As auth's token service: it logs in to 24SevenOffice and hands out the session.
+            async with httpx.AsyncClient() as http:
+                session = await open_session(
+                    http,
+                    soap_base_url=sandbox.url("/24so/soap"),
+                    application_id=SecretStr(TF_APP),
+                    username=TF_USER,
+                    password=SecretStr(TF_PASSWORD),
+                    identity_id=None,
+                )
+            return httpx.Response(
+                200,
+                json={
+                    "connection_id": request.url.path.split("/")[-2],
+                    "provider": "24sevenoffice",
+                    "kind": "twentyfour_session",
+                    "expires_at": None,
+                    "secrets": {"session_id": session.get_secret_value()},
+                    "attributes": {"username": TF_USER},
+                },
+            )
+
         env = Env(db, sandbox, world, tenant, clock, TokenService(tenant))
         ledgers = Capturing(
             VendorSettings(

@@ -189,6 +189,21 @@ async def test_status_run_and_reset(importer: tuple[str, Opener]) -> None:
     assert reset.exit_code == 0, reset.output
     assert "completed: replaced, 4 vouchers read, 8 lines in the books" in reset.output
 
+    # Voucher 2 vanishes at the vendor: a backfill of its days takes it out of the books.
+    opener.ledger.vouchers = [v for v in opener.ledger.vouchers if v.external_id != "2"]
+    backfill = await cli("sync", "run", str(CONNECTION), "--backfill", "2025-01-01",
+                         "2025-01-02", "--json", "--importer-url", url,
+                         "--poll-seconds", "0.05")  # fmt: skip
+    assert backfill.exit_code == 0, backfill.output
+    job = json.loads(backfill.output)
+    assert (job["status"], job["sync_mode"]) == ("completed", "backfill")
+    assert job["counts"]["sync_vouchers_removed"] == 1
+    assert job["counts"]["lines"] == 6
+    both = await cli("sync", "run", str(CONNECTION), "--full", "--backfill", "2025-01-01",
+                     "2025-01-02", "--importer-url", url)  # fmt: skip
+    assert both.exit_code != 0
+    assert "not both" in both.output
+
     unknown = await cli("sync", "status", "--connection", str(uuid.uuid4()), "--importer-url", url)
     assert unknown.exit_code != 0
     assert "no connection" in unknown.output

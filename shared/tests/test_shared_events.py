@@ -439,6 +439,28 @@ def test_import_requested_defaults_to_every_scope() -> None:
         )
 
 
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ({"mode": "backfill"}, "needs backfill_from and backfill_to"),
+        ({"mode": "backfill", "backfill_from": "2025-03-01"}, "needs backfill_from"),
+        (
+            {"mode": "backfill", "backfill_from": "2025-04-30", "backfill_to": "2025-03-01"},
+            "backfill_from is after backfill_to",
+        ),
+        ({"mode": "incremental", "backfill_from": "2025-03-01"}, "mode backfill only"),
+    ],
+)
+def test_import_requested_backfill_needs_its_range(extra: dict[str, str], fragment: str) -> None:
+    base = {"connection_id": str(CONNECTION_ID), "business_id": "0112038-9", "provider": "netvisor"}
+    event = ImportRequestedV1.model_validate(
+        {**base, "mode": "backfill", "backfill_from": "2025-03-01", "backfill_to": "2025-04-30"}
+    )
+    assert (event.backfill_from, event.backfill_to) == (date(2025, 3, 1), date(2025, 4, 30))
+    with pytest.raises(ValidationError, match=fragment):
+        ImportRequestedV1.model_validate({**base, **extra})
+
+
 def test_uuid_fields_serialise_as_text() -> None:
     raw = json.loads(SAMPLES[ConnectionActivatedV1].model_dump_json())
 
@@ -529,8 +551,9 @@ def test_unset_additive_fields_are_left_out_so_an_older_consumer_accepts_the_eve
         connection_id=uuid.uuid4(), business_id="1572860-0", provider=Provider.NETVISOR
     )
     wire = json.loads(requested.model_dump_json())
-    assert not {"mode", "replace", "replace_reason"} & wire.keys()
-    old = _published_v1_without(ImportRequestedV1, "mode", "replace", "replace_reason")
+    added = ("mode", "replace", "replace_reason", "backfill_from", "backfill_to")
+    assert not set(added) & wire.keys()
+    old = _published_v1_without(ImportRequestedV1, *added)
     old.model_validate(wire)
 
 

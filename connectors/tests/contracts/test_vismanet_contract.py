@@ -631,3 +631,64 @@ async def test_malformed_answers_raise_unexpected_response(method: str, body: st
         assert error.vendor == "vismanet"
         assert error.endpoint.startswith("GET /v")
         assert error.detail
+
+
+async def test_every_journal_list_sends_one_of_the_mandatory_filters() -> None:
+    # JournalTransactionV2Api: periodId "Mandatory if 'LastModifiedDateTime' not provided";
+    # lastModifiedDateTime in a published format (no offset). A first sync sent neither.
+    routes = valid_routes()
+    routes[("GET", "/v2/journaltransaction")] = _json(
+        [batch("5", stamp="2024-02-10T09:00:00.250+00:00")]
+    )
+    vendor = Vendor(routes)
+    async with connector(vendor) as visma:
+        page = await visma.read_vouchers()
+        first = vendor.params("/v2/journaltransaction")
+        await visma.read_vouchers(page.cursor)
+        later = vendor.params("/v2/journaltransaction")
+    assert (first["lastModifiedDateTime"], first["lastModifiedDateTimeCondition"]) == (
+        "1900-01-01",
+        ">=",
+    )
+    assert later["lastModifiedDateTime"] == "2024-02-10T09:00:00.250"
+
+
+async def test_gl_balances_add_up_each_periods_movements() -> None:
+    # GeneralLedgerBalanceV2Api / GeneralLedgerBalanceDto: periodToDateDebit/Credit per period.
+    routes = valid_routes()
+
+    def balances(request: httpx.Request) -> httpx.Response:
+        period = request.url.params["periodId"]
+        rows = {
+            "202401": [{"account": {"number": "1930"}, "periodToDateDebit": 100.5,
+                        "periodToDateCredit": 0}],
+            "202402": [{"account": {"number": "1930"}, "periodToDateDebit": 0,
+                        "periodToDateCredit": 20.25}],
+        }.get(period, [])  # fmt: skip
+        return httpx.Response(200, json=rows)
+
+    routes[("GET", "/v2/generalLedgerBalance")] = balances
+    vendor = Vendor(routes)
+    async with connector(vendor) as visma:
+        found = await visma.read_account_balances([dt.date(2024, 1, 31), dt.date(2024, 2, 29)])
+    assert found == {
+        dt.date(2024, 1, 31): {"1930": Decimal("100.50")},
+        dt.date(2024, 2, 29): {"1930": Decimal("80.25")},
+    }
+
+
+def test_a_person_authorised_through_auth_needs_no_redirect_uri_to_read() -> None:
+    settings = VismaNetSettings(
+        client_id="isv_contract",
+        client_secret=SecretStr("contract-secret"),
+        grant="authorization_code",
+        company_id="1234567",
+    )
+    with pytest.raises(ValueError, match="redirect_uri"):
+        VismaNetConnector(settings).authorization_url("state")
+    with pytest.raises(ValueError, match="company_id"):
+        VismaNetSettings(
+            client_id="isv_contract",
+            client_secret=SecretStr("contract-secret"),
+            grant="authorization_code",
+        )

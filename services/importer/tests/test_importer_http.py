@@ -115,7 +115,9 @@ async def test_get_import(db: Database, client: httpx.AsyncClient) -> None:
         "differences": None,
         "notices": None,
         "replace_reason": None,  # issue 10: the reason of an explicit replacement
-        "sync_mode": None,  # issue 14: first, incremental or full_refresh for API syncs
+        "sync_mode": None,  # issue 14: first, incremental, full_refresh or backfill
+        "sync_from": None,  # issue 14: a backfill's range of voucher dates
+        "sync_to": None,
         "error_code": None,
         "error_message": None,
         "attempts": 0,

@@ -113,6 +113,9 @@ def bearer(token: str, company: str | None = None) -> dict[str, str]:
 
 
 PAGE = {"pageNumber": 1, "pageSize": 100}
+#: The list filter that asks for every batch (one of periodId/lastModifiedDateTime is
+#: mandatory in the published contract).
+EVERYTHING = {"lastModifiedDateTime": "1900-01-01"}
 
 
 def journal(**overrides: Any) -> dict[str, Any]:
@@ -412,7 +415,7 @@ async def test_journal_pages_count_lines_and_split_batches(env: Env) -> None:
     while True:
         response = await env.http.get(
             "/vismanet/v2/journaltransaction",
-            params={"pageNumber": number, "pageSize": size},
+            params={"pageNumber": number, "pageSize": size, **EVERYTHING},
             headers=bearer(token),
         )
         assert response.status_code == 200
@@ -447,13 +450,13 @@ async def test_exact_multiple_ends_with_an_empty_page(env: Env) -> None:
     total = env.tenant.company.line_count
     full = await env.http.get(
         "/vismanet/v2/journaltransaction",
-        params={"pageNumber": 1, "pageSize": total},
+        params={"pageNumber": 1, "pageSize": total, **EVERYTHING},
         headers=bearer(token),
     )
     assert sum(len(b["journalTransactionLines"]) for b in full.json()) == total
     after = await env.http.get(
         "/vismanet/v2/journaltransaction",
-        params={"pageNumber": 2, "pageSize": total},
+        params={"pageNumber": 2, "pageSize": total, **EVERYTHING},
         headers=bearer(token),
     )
     assert after.status_code == 200
@@ -464,7 +467,8 @@ async def test_last_modified_filter_sees_an_edit(env: Env) -> None:
     token = await service_token(env.http, env.tenant.tenant_id)
     company = env.tenant.company
     latest = max(v.modified_at for v in company.vouchers)
-    stamp = latest.isoformat()
+    # The published filter formats carry no offset (yyyy-MM-ddTHH:mm:ss.FFF, read as UTC).
+    stamp = latest.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
     before = await env.http.get(
         "/vismanet/v2/journaltransaction",
         params={**PAGE, "lastModifiedDateTime": stamp, "lastModifiedDateTimeCondition": ">"},
@@ -480,12 +484,20 @@ async def test_last_modified_filter_sees_an_edit(env: Env) -> None:
     )
     # The published status enum says "Voided" (JournalTransactionStatusEnum), not "Void".
     assert [(b["batchNumber"], b["status"]) for b in after.json()] == [("3", "Voided")]
-    bad = await env.http.get(
-        "/vismanet/v2/journaltransaction",
-        params={**PAGE, "lastModifiedDateTime": "yesterday"},
-        headers=bearer(token),
+    for bad_stamp in ("yesterday", latest.isoformat()):  # an offset is not a published format
+        bad = await env.http.get(
+            "/vismanet/v2/journaltransaction",
+            params={**PAGE, "lastModifiedDateTime": bad_stamp},
+            headers=bearer(token),
+        )
+        assert bad.status_code == 400
+        assert "lastModifiedDateTime" in bad.json()["message"]
+    # Neither filter: the published contract makes one of them mandatory.
+    unfiltered = await env.http.get(
+        "/vismanet/v2/journaltransaction", params=PAGE, headers=bearer(token)
     )
-    assert bad.status_code == 400
+    assert unfiltered.status_code == 400
+    assert "periodId is mandatory" in unfiltered.json()["message"]
 
 
 # -- Journal transactions: writes -------------------------------------------------------------
@@ -681,9 +693,16 @@ async def test_master_data_shapes(env: Env) -> None:
     assert branch["currency"]["id"] == company.currency
     subaccounts = await get("/v1/subaccount")
     assert subaccounts
-    balances = await get("/v2/generalledgerbalance", periodId="202401")
+    balances = await get("/v2/generalLedgerBalance", periodId="202401")
     assert balances
-    assert sum(row["balance"] for row in balances) == pytest.approx(0)
+    assert sum(row["yearToDateBalance"] for row in balances) == pytest.approx(0)
+    assert all(
+        row["yearToDateBalance"]
+        == pytest.approx(
+            row["beginningBalance"] + row["periodToDateDebit"] - row["periodToDateCredit"]
+        )
+        for row in balances
+    )
 
 
 # -- Rate limits and faults -------------------------------------------------------------------

@@ -173,15 +173,29 @@ def sync_run(
     full: Annotated[
         bool, typer.Option("--full", help="Read everything again (a full refresh).")
     ] = False,
+    backfill: Annotated[
+        tuple[str, str] | None,
+        typer.Option(
+            "--backfill",
+            metavar="FROM TO",
+            help="Read the vouchers dated FROM to TO (YYYY-MM-DD, both included) again and "
+            "replace them exactly; other periods stay as they are.",
+        ),
+    ] = None,
     wait: Wait = True,
     poll_seconds: PollSeconds = 1.0,
     as_json: AsJson = False,
     importer_url: ImporterUrl = DEFAULT_IMPORTER_URL,
 ) -> None:
-    """Sync a connection now: what changed since the last sync (or everything, --full)."""
-    mode = "full_refresh" if full else "incremental"
+    """Sync a connection now: what changed since the last sync (or everything, --full; or a
+    date range again, --backfill FROM TO)."""
+    if full and backfill:
+        raise fail(CliError("choose --full or --backfill, not both"))
+    body: dict[str, str] = {"mode": "full_refresh" if full else "incremental"}
+    if backfill is not None:
+        body = {"mode": "backfill", "from": backfill[0], "to": backfill[1]}
     _queue_and_follow(
-        importer_url, f"/v1/connections/{connection}/sync", {"mode": mode},
+        importer_url, f"/v1/connections/{connection}/sync", body,
         wait=wait, as_json=as_json, poll_seconds=poll_seconds,
     )  # fmt: skip
 

@@ -399,11 +399,20 @@ class TwentyFourConnector(LedgerConnector):
             session = await self._own_login()
         try:
             # Which client did the session land on? (With IdentityId, the selected one.)
-            self._parse_identities(
-                await self._soap_raw(
+            try:
+                identities = await self._soap_raw(
                     _AUTH_SERVICE, "GetIdentities", self._envelope("GetIdentities"), session
                 )
-            )
+            except _SoapFaultError as fault:
+                if not (self.credentials is not None and self._is_unauthenticated(fault)):
+                    raise
+                # auth's session was forgotten by the vendor before auth knew (an expiry,
+                # a restart): say so once, and auth logs in anew.
+                session = await self._provided_session(session, force=True)
+                identities = await self._soap_raw(
+                    _AUTH_SERVICE, "GetIdentities", self._envelope("GetIdentities"), session
+                )
+            self._parse_identities(identities)
             if self._client is not None and self._session_client != self._client:
                 self._refuse_switch_of_a_shared_session(self._client)
                 # First login of this connector: switch to the selected client (later
@@ -420,13 +429,17 @@ class TwentyFourConnector(LedgerConnector):
             raise self._map_fault("Login", fault) from None
         self._session = session
 
-    async def _provided_session(self, refused: SecretStr | None) -> SecretStr:
+    async def _provided_session(
+        self, refused: SecretStr | None, *, force: bool = False
+    ) -> SecretStr:
+        """auth's session; ``refused`` (one the vendor refused) is named to auth when it is
+        the one auth gave last (``force``: the one just given)."""
         assert self.credentials is not None
         refused_credential = (
             self._session_credential
             if refused is not None
             and self._session_credential is not None
-            and self._session_credential.primary == refused
+            and (force or self._session_credential.primary == refused)
             else None
         )
         credential = await self.credentials.get(refused=refused_credential)
@@ -763,6 +776,11 @@ class TwentyFourConnector(LedgerConnector):
             raise AccessNotEnabled(
                 VENDOR, "the REST API needs rest_client_id and rest_client_secret"
             )
+        if settings.organization is None and self._client is None and self.credentials:
+            # A session from auth's token service is on the connection's one client (auth
+            # logged in with its identity): that client is the REST organization.
+            await self._ensure_session()
+            self._client = self._session_client
         response = await self._http.post(
             settings.token_url,
             idempotent=True,

@@ -9,7 +9,9 @@
   the ``ipp-company-id`` header. Both go through the shared
   :class:`~ledgerlink.connectors.oauth.OAuthSession` (authlib); a 401 renews once.
 * **Incremental reads** use ``GET /v2/journaltransaction?lastModifiedDateTime=T`` with
-  ``lastModifiedDateTimeCondition=>=`` and the mandatory ``pageNumber``/``pageSize``, where
+  ``lastModifiedDateTimeCondition=>=`` and the mandatory ``pageNumber``/``pageSize`` (a first
+  read sends ``lastModifiedDateTime=1900-01-01``: the contract makes it or ``periodId``
+  mandatory), where
   ``pageSize`` counts *lines*: a batch may start at the end of one page and continue on the
   next. The connector merges consecutive pages by batch number, holds back the last batch of
   a full page (it may go on) and reads it whole on the next call; a batch longer than a page
@@ -221,8 +223,10 @@ class VismaNetSettings(BaseModel):
     def _grant_needs(self) -> Self:
         if self.grant == "client_credentials" and not self.tenant_id:
             raise ValueError("client credentials need tenant_id (the customer's tenant GUID)")
-        if self.grant == "authorization_code" and not (self.company_id and self.redirect_uri):
-            raise ValueError("the authorization code grant needs company_id and redirect_uri")
+        # A connection authorised through auth's pages reads with the token auth hands out:
+        # it needs the company, not the redirect URI (only a code exchange does).
+        if self.grant == "authorization_code" and not self.company_id:
+            raise ValueError("the authorization code grant needs company_id")
         return self
 
     def oauth(self) -> OAuthClientSettings:
@@ -516,6 +520,22 @@ def _stamp(text: str) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
+#: The ``lastModifiedDateTime`` of a first read: before any batch a Visma.net company holds.
+#: UNCONFIRMED: that Visma.net answers a filter this far back with every batch (the contract
+#: says "all records that have been modified since that time, up to the present").
+FIRST_READ_SINCE: Final = "1900-01-01"
+
+
+def filter_stamp(text: str) -> str:
+    """A batch's ``lastModifiedDateTime`` as the list filter accepts it: UTC,
+    ``yyyy-MM-ddTHH:mm:ss.FFF`` (the published formats carry no offset).
+
+    UNCONFIRMED: that the filter is read as UTC (the stamps the sandbox sends are UTC).
+    """
+    moment = _stamp(text).astimezone(dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+
 def _key(batch: Mapping[str, Any]) -> str:
     return f"{batch['batchNumber']}@{batch['lastModifiedDateTime']}"
 
@@ -734,6 +754,8 @@ class VismaNetConnector(LedgerConnector):
 
     def authorization_url(self, state: str) -> tuple[str, str | None]:
         """The Visma Connect login URL and the PKCE verifier to keep until the callback."""
+        if not self.settings.redirect_uri:
+            raise ValueError("the authorization code grant needs redirect_uri to log in")
         return self.session.authorization_url(state)
 
     async def exchange_code(self, code: str, code_verifier: str | None) -> TokenSet:
@@ -989,6 +1011,54 @@ class VismaNetConnector(LedgerConnector):
         self._periods = periods
         return result
 
+    # -- balances --------------------------------------------------------------------------
+
+    async def read_account_balances(
+        self, dates: Sequence[dt.date]
+    ) -> dict[dt.date, dict[str, Decimal]]:
+        """Each account's balance (debit positive) at the end of each date's period.
+
+        From ``GET /v2/generalLedgerBalance?periodId=`` (GeneralLedgerBalanceV2Api; the DTO
+        in CaesarDev/visma-erp-client docs/Model/GeneralLedgerBalanceDto.md): every
+        period's ``periodToDateDebit`` and ``periodToDateCredit`` ("the total of all
+        debit/credit movements for the selected period") from the first period on, added
+        up. The movements are read rather than ``yearToDateBalance`` because how Visma.net
+        carries income and expense accounts over a year end is UNCONFIRMED; movements mean
+        the same in every period. The balances ``periodId`` is the financial period's
+        ``period`` (YYYYPP; the DTO says yyyyMM, the same for calendar fiscal years).
+        """
+        if not dates:
+            return {}
+        await self.read_periods()
+        assert self._periods is not None
+        last = max(dates)
+        endpoint = "GET /v2/generalLedgerBalance"
+        running: dict[str, Decimal] = {}
+        closing_of: dict[dt.date, dict[str, Decimal]] = {}
+        for start, period_id in sorted(self._periods.items()):
+            if start > last:
+                break
+            rows = await self._list("/v2/generalLedgerBalance", {"periodId": period_id})
+            for index, raw in enumerate(rows):
+                where = f"balance[{index}]"
+                row = _object(raw, endpoint, where)
+                account = _required_str(
+                    _object(row.get("account"), endpoint, f"{where}.account"),
+                    "number",
+                    endpoint,
+                    f"{where}.account",
+                )
+                debit = _amount(row, "periodToDateDebit", endpoint, where) or Decimal(0)
+                credit = _amount(row, "periodToDateCredit", endpoint, where) or Decimal(0)
+                running[account] = running.get(account, Decimal(0)) + debit - credit
+            closing_of[start] = {a: b.quantize(Decimal("0.01")) for a, b in running.items()}
+        result: dict[dt.date, dict[str, Decimal]] = {}
+        for day in dates:
+            starts = [start for start in closing_of if start <= day]
+            if starts:
+                result[day] = {a: b for a, b in closing_of[max(starts)].items() if b}
+        return result
+
     # -- vouchers --------------------------------------------------------------------------
 
     def _voucher(self, batch: Mapping[str, Any]) -> Voucher:
@@ -1044,10 +1114,19 @@ class VismaNetConnector(LedgerConnector):
         """
         state = _Cursor.parse(cursor)
         size = min(page_size or self.settings.page_size, MAX_PAGE_SIZE)
-        base: dict[str, Any] = {"pageSize": size}
-        if state.since is not None:
-            base["lastModifiedDateTime"] = state.since
-            base["lastModifiedDateTimeCondition"] = ">="
+        # The published contract (JournalTransactionV2Api, GET /v2/journaltransaction, as
+        # generated into CaesarDev/visma-erp-client docs/Api/JournalTransactionV2Api.md):
+        # ``periodId`` is "Mandatory if 'LastModifiedDateTime' not provided" and
+        # ``lastModifiedDateTime`` "Mandatory if 'PeriodId' is not provided", accepted as
+        # yyyy-MM-dd[( |T)HH:mm:ss[.FFF]]. A first read asks for everything modified since
+        # FIRST_READ_SINCE, so first and later reads are one stream in stamp order.
+        base: dict[str, Any] = {
+            "pageSize": size,
+            "lastModifiedDateTime": filter_stamp(state.since)
+            if state.since is not None
+            else FIRST_READ_SINCE,
+            "lastModifiedDateTimeCondition": ">=",
+        }
         skip = set(state.skip)
         assembler = _Assembler()
         starts: dict[str, int] = {}

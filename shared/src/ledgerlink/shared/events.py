@@ -11,7 +11,7 @@ import re
 import uuid
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -20,6 +20,7 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     StringConstraints,
     model_serializer,
+    model_validator,
 )
 
 from ledgerlink.shared.topics import Topic
@@ -253,7 +254,9 @@ class ImportRequestedV1(EventData):
 
     EVENT_TYPE: ClassVar[str] = "ledgerlink.import.requested.v1"
     TOPIC: ClassVar[Topic] = Topic.IMPORT_REQUESTS
-    ADDITIVE_FIELDS: ClassVar[frozenset[str]] = frozenset({"replace", "replace_reason", "mode"})
+    ADDITIVE_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"replace", "replace_reason", "mode", "backfill_from", "backfill_to"}
+    )
 
     connection_id: uuid.UUID
     business_id: BusinessIdText
@@ -269,9 +272,25 @@ class ImportRequestedV1(EventData):
     replace_reason: ReplaceReason | None = None
     # --- ledger sync (issue 14): optional, so producers that predate it are unchanged.
     #: For API providers: "incremental" (what changed since the last sync; the default
-    #: once a first import completed) or "full_refresh" (everything again, swapped in only
-    #: when complete). Ignored for file providers.
-    mode: Literal["incremental", "full_refresh"] | None = None
+    #: once a first import completed), "full_refresh" (everything again, swapped in only
+    #: when complete) or "backfill" (the vouchers dated ``backfill_from`` to
+    #: ``backfill_to`` read again and replaced exactly). Ignored for file providers.
+    mode: Literal["incremental", "full_refresh", "backfill"] | None = None
+    #: A backfill's first and last voucher date (both included); only with "backfill".
+    backfill_from: date | None = None
+    backfill_to: date | None = None
+
+    @model_validator(mode="after")
+    def _backfill_has_its_range(self) -> Self:
+        has_range = self.backfill_from is not None or self.backfill_to is not None
+        if self.mode == "backfill":
+            if self.backfill_from is None or self.backfill_to is None:
+                raise ValueError("a backfill needs backfill_from and backfill_to")
+            if self.backfill_from > self.backfill_to:
+                raise ValueError("backfill_from is after backfill_to")
+        elif has_range:
+            raise ValueError("backfill_from and backfill_to go with mode backfill only")
+        return self
 
 
 class ImportQueuedV1(EventData):

@@ -114,6 +114,18 @@ class FaultBook:
         active = self._active(vendor, tenant)
         return active.plan if active else None
 
+    def progress(self, vendor: str, tenant: str | None) -> dict[str, int | bool] | None:
+        """How far the applying plan got: requests seen, 429s still to answer, whether the
+        tokens were expired (tests check that a fault really happened)."""
+        active = self._active(vendor, tenant)
+        if active is None:
+            return None
+        return {
+            "requests": active.requests,
+            "storm_left": active.storm_left,
+            "tokens_expired": active.expired,
+        }
+
     def _active(self, vendor: str, tenant: str | None) -> _ActivePlan | None:
         if tenant is not None and (vendor, tenant) in self._plans:
             return self._plans[(vendor, tenant)]

@@ -53,11 +53,13 @@ _ZERO: Final = Decimal(0)
 _CENT: Final = Decimal("0.01")
 
 __all__ = [
+    "CARRIED_RESULT_ACCOUNT",
     "DimensionResolver",
     "FiscalYearSpan",
     "PageChanges",
     "StoredLine",
     "SyncMode",
+    "effective_mode",
     "fiscal_years_of",
     "ledger_accounts",
     "ledger_dimensions",
@@ -76,11 +78,40 @@ class SyncMode(StrEnum):
     INCREMENTAL = "incremental"
     #: Everything again, into staging, swapped in only when complete.
     FULL_REFRESH = "full_refresh"
+    #: A date range read again and replaced exactly in the live books (vouchers gone at
+    #: the vendor leave it); other periods and the connection's cursor stay as they are.
+    BACKFILL = "backfill"
 
     @property
     def is_full(self) -> bool:
-        """Whether the sync reads everything (into staging)."""
-        return self is not SyncMode.INCREMENTAL
+        """Whether the sync reads everything into staging (swapped in when complete)."""
+        return self in (SyncMode.FIRST, SyncMode.FULL_REFRESH)
+
+
+#: Ledgers whose API lists what changed since a point, so an incremental sync reads only
+#: the changed vouchers: Netvisor (``voucherlist.nv`` ``changedsince`` and the voucher
+#: status filter), Procountor (``GET /ledgerreceipts`` ``versionStartDate``), Visma.net
+#: (``GET /v2/journaltransaction`` ``lastModifiedDateTime``, published JournalTransactionV2Api).
+#: 24SevenOffice's ``GET /transactionlines`` filters by date only and a deleted transaction
+#: is simply no longer listed: its incremental sync is a full refresh (everything read into
+#: staging, swapped in when complete), the only read that sees a deletion.
+CHANGE_QUERY_PROVIDERS: Final = frozenset({"netvisor", "procountor", "visma_net"})
+
+
+def effective_mode(mode: SyncMode, provider: str) -> SyncMode:
+    """The mode a requested sync runs in: incremental only where the vendor lists changes."""
+    if mode is SyncMode.INCREMENTAL and provider not in CHANGE_QUERY_PROVIDERS:
+        return SyncMode.FULL_REFRESH
+    return mode
+
+
+#: The equity account that holds the results of earlier years in a synced ledger's opening
+#: balances. A vendor's API gives movements, not the opening balances of a file (whose
+#: equity already holds the previous years' results): a later year's balance sheet balances
+#: only with the earlier results carried into equity. Its number is in class 20 (equity in
+#: the report's charts) and cannot clash with a vendor's numeric account.
+CARRIED_RESULT_ACCOUNT: Final = "20-RESULT"
+CARRIED_RESULT_NAME: Final = "Result of previous years (carried forward by Ledgerlink)"
 
 
 def staging_business_id(import_id_hex: str) -> str:

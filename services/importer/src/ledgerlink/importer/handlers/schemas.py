@@ -40,8 +40,11 @@ class ImportJobPublic(BaseModel):
     differences: list[dict[str, str | None]] | None
     notices: list[dict[str, str]] | None
     replace_reason: str | None
-    #: API syncs: first, incremental or full_refresh (None: a file import).
+    #: API syncs: first, incremental, full_refresh or backfill (None: a file import).
     sync_mode: str | None = None
+    #: A backfill's range of voucher dates (both included); None for other imports.
+    sync_from: date | None = None
+    sync_to: date | None = None
     error_code: str | None
     error_message: str | None
     attempts: int

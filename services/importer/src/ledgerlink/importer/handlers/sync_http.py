@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ledgerlink.importer.domain.ledger_sync import SyncMode
 from ledgerlink.importer.domain.reports import PeriodRangeError
@@ -96,7 +96,30 @@ class SyncStatusPublic(BaseModel):
 class SyncRequest(BaseModel):
     """Body of POST .../sync (no body: incremental)."""
 
-    mode: Literal["incremental", "full_refresh"] = "incremental"
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    mode: Literal["incremental", "full_refresh", "backfill"] = Field(
+        default="incremental",
+        description="incremental (what changed), full_refresh (everything, swapped in when "
+        "complete), or backfill (the vouchers dated from..to read again and replaced).",
+    )
+    backfill_from: date | None = Field(
+        default=None, alias="from", description="A backfill's first voucher date."
+    )
+    backfill_to: date | None = Field(
+        default=None, alias="to", description="A backfill's last voucher date."
+    )
+
+    @model_validator(mode="after")
+    def _backfill_has_its_range(self) -> Self:
+        if self.mode == "backfill":
+            if self.backfill_from is None or self.backfill_to is None:
+                raise ValueError("a backfill needs from and to (YYYY-MM-DD)")
+            if self.backfill_from > self.backfill_to:
+                raise ValueError("from is after to")
+        elif self.backfill_from is not None or self.backfill_to is not None:
+            raise ValueError("from and to go with mode backfill only")
+        return self
 
 
 class SyncQueued(BaseModel):
@@ -161,11 +184,20 @@ def build_sync_router(db: Database, *, on_queued: Callable[[], None]) -> APIRout
         responses=error_responses({**_ERRORS, 409: "A sync of it is queued or running."}),
     )
     async def run_sync(connection_id: uuid.UUID, body: SyncRequest | None = None) -> SyncQueued:
-        """Queue a sync now: incremental (default) or a full refresh."""
-        mode = SyncMode((body or SyncRequest()).mode)
+        """Queue a sync now: incremental (default), a full refresh, or a backfill of a range
+        of voucher dates."""
+        asked = body or SyncRequest()
+        mode = SyncMode(asked.mode)
+        backfill = (
+            (asked.backfill_from, asked.backfill_to)
+            if asked.backfill_from is not None and asked.backfill_to is not None
+            else None
+        )
         try:
             async with db.transaction() as session:
-                job = await SyncControlService(session).request(connection_id, mode)
+                job = await SyncControlService(session).request(
+                    connection_id, mode, backfill=backfill
+                )
         except SyncRequestRefusedError as error:
             raise HTTPException(error.status, error.message) from None
         on_queued()

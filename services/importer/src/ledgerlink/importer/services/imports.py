@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -127,6 +127,9 @@ class ImportService:
             sync_mode=None
             if request.provider.is_file_based
             else SyncMode(request.mode or SyncMode.INCREMENTAL.value),
+            backfill=(request.backfill_from, request.backfill_to)
+            if request.mode == "backfill" and request.backfill_from and request.backfill_to
+            else None,
         )
 
     async def file_uploaded(
@@ -182,6 +185,7 @@ class ImportService:
         event_id: str,
         replace_reason: str | None = None,
         sync_mode: SyncMode | None = None,
+        backfill: tuple[date, date] | None = None,
     ) -> ImportJob:
         job = await self._jobs.add(
             ImportJob(
@@ -195,6 +199,8 @@ class ImportService:
                 requested_event_id=event_id,
                 replace_reason=replace_reason,
                 sync_mode=sync_mode.value if sync_mode else None,
+                sync_from=backfill[0] if backfill else None,
+                sync_to=backfill[1] if backfill else None,
             )
         )
         await self._outbox.add(

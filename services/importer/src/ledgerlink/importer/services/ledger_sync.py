@@ -56,6 +56,7 @@ from ledgerlink.importer.domain.ledger_sync import (
     FiscalYearSpan,
     SyncMode,
     calendar_year,
+    effective_mode,
     fiscal_years_of,
     ledger_accounts,
     ledger_dimensions,
@@ -288,7 +289,11 @@ class LedgerSyncService:
             if mode is SyncMode.INCREMENTAL and (live is None or not state.cursor):
                 # Nothing to be incremental on: read everything.
                 mode = SyncMode.FIRST if live is None else SyncMode.FULL_REFRESH
-                job.sync_mode = mode.value
+            if mode is SyncMode.BACKFILL and live is None:
+                mode = SyncMode.FIRST  # no books yet: the range is part of a first import
+            # A vendor that cannot list changes (24SevenOffice) is read in full.
+            mode = effective_mode(mode, provider.value)
+            job.sync_mode = mode.value
             state.last_import_id = job.id
             state.last_status = ImportStatus.RUNNING.value
             state.last_mode = mode.value
@@ -300,6 +305,8 @@ class LedgerSyncService:
             ) as connector:
                 if mode.is_full:
                     await self._full(claimed, connector, mode, started_at)
+                elif mode is SyncMode.BACKFILL:
+                    await self._backfill(claimed, connector, started_at)
                 else:
                     await self._incremental(claimed, connector, started_at)
         except (ConnectorError, SyncFailedError) as error:
@@ -502,6 +509,7 @@ class LedgerSyncService:
                     cursor=cursor,
                     progress_lines=progress.lines,
                     counts=progress.counts(),
+                    notices=progress.notices,
                     lease_expires_at=self._clock() + self._settings.lease,
                 )
             if self.on_page is not None:
@@ -558,6 +566,7 @@ class LedgerSyncService:
                     cursor=cursor,
                     progress_lines=progress.lines,
                     counts=progress.counts(),
+                    notices=progress.notices,
                     lease_expires_at=self._clock() + self._settings.lease,
                 )
             if self.on_page is not None:
@@ -576,6 +585,96 @@ class LedgerSyncService:
                 cursor=cursor,
                 progress=progress,
                 outcome="replaced" if changed else "unchanged",
+                started_at=started_at,
+            )
+
+    async def _backfill(
+        self, claimed: ClaimedSync, connector: LedgerConnector, started_at: datetime
+    ) -> None:
+        """Read the vendor's books again and replace the vouchers dated in the job's range.
+
+        The connectors read from the start (none offers a date window every vendor shares;
+        UNCONFIRMED per vendor, see the README), and only the vouchers dated in the range,
+        or stored in it (one the vendor moved out of it), are applied to the live books page
+        by page, replaced by the vendor's id. At the end the vouchers still stored in the
+        range that the vendor no longer listed leave, with their balances, in one
+        transaction. Other periods and the connection's cursor stay as they are. A backfill
+        interrupted by a kill starts its read over (replacing by id makes that harmless).
+        """
+        master = await self._master_data(connector)
+        async with self._db.transaction() as session:
+            job = await ImportJobRepository(session).get_for_update(claimed.id)
+            assert job is not None
+            assert job.connection_id is not None
+            assert job.sync_from is not None
+            assert job.sync_to is not None
+            state = await SyncStateRepository(session).get(job.connection_id)
+            assert state is not None
+            store = LedgerSyncStore(session)
+            live = await store.ledger.company_by_business_id(job.business_id)
+            assert live is not None
+            target = await self._prepare(session, live, master, job.id, job.provider)
+            first_day, last_day = job.sync_from, job.sync_to
+            stored_in_range = set(
+                await store.source_ids_between(list(target.years.values()), first_day, last_day)
+            )
+            cursor_kept = state.cursor
+            progress = _Progress()
+            import_id, provider = job.id, job.provider
+        seen: set[str] = set()
+        async for page in self._pages(connector, ""):
+            inside = tuple(
+                voucher
+                for voucher in page.vouchers
+                if first_day <= voucher.date <= last_day
+                or voucher.external_id[:200] in stored_in_range
+            )
+            seen.update(voucher.external_id[:200] for voucher in inside)
+            async with self._db.transaction() as session:
+                await self._apply(
+                    session,
+                    target,
+                    page.model_copy(update={"vouchers": inside}),
+                    progress,
+                    import_id=import_id,
+                    provider=provider,
+                )
+                await SyncStateRepository(session).checkpoint(
+                    import_id,
+                    cursor="",
+                    progress_lines=progress.lines,
+                    counts=progress.counts(),
+                    notices=progress.notices,
+                    lease_expires_at=self._clock() + self._settings.lease,
+                )
+            if self.on_page is not None:
+                await self.on_page(import_id, progress.lines)
+        async with self._db.transaction() as session:
+            store = LedgerSyncStore(session)
+            year_ids = list(target.years.values())
+            still = await store.source_ids_between(year_ids, first_day, last_day)
+            gone = sorted(set(still) - seen)
+            removed = await store.stored_lines(year_ids, gone)
+            await store.delete_vouchers(year_ids, gone)
+            delta = movement_delta(removed, [])
+            await store.change_balances(
+                {p: target.years[year_of(p, target.spans).start] for p in {k[0] for k in delta}},
+                delta,
+            )
+            progress.removed += len(gone)
+        await self._reconcile(connector, claimed.id, target.company_id, master)
+        async with self._db.transaction() as session:
+            job = await ImportJobRepository(session).get_for_update(claimed.id)
+            assert job is not None
+            live = await LedgerSyncStore(session).ledger.company_by_business_id(job.business_id)
+            assert live is not None
+            await self._complete(
+                session,
+                job,
+                live,
+                cursor=cursor_kept,
+                progress=progress,
+                outcome="replaced",
                 started_at=started_at,
             )
 
@@ -790,13 +889,15 @@ def _failure_of(error: ConnectorError) -> SyncFailedError:
 
 
 def _restore(job: ImportJob) -> _Progress:
-    """The progress a resumed sync had committed (its counts are checkpointed per page)."""
+    """The progress a resumed sync had committed: its counts and the notices of the pages
+    read before it stopped (both are checkpointed with each page)."""
     counts = job.counts or {}
     return _Progress(
         vouchers=int(counts.get("vouchers_read", 0)),
         lines=int(counts.get("lines_written", 0)),
         removed=int(counts.get("vouchers_removed", 0)),
         pages=int(counts.get("pages", 0)),
+        notices=[dict(notice) for notice in job.notices or ()],
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -96,8 +96,14 @@ class SyncControlService:
         )
         return SyncStatus(state, active, lag)
 
-    async def request(self, connection_id: uuid.UUID, mode: SyncMode) -> ImportJob:
-        """Queue a sync of ``mode`` now.
+    async def request(
+        self,
+        connection_id: uuid.UUID,
+        mode: SyncMode,
+        *,
+        backfill: tuple[date, date] | None = None,
+    ) -> ImportJob:
+        """Queue a sync of ``mode`` now (a backfill of the dates ``backfill``).
 
         Raises:
             SyncRequestRefusedError: no such connection (404), or a sync of it is already
@@ -122,6 +128,8 @@ class SyncControlService:
             status=ImportStatus.QUEUED,
             requested_event_id=f"request:{job_id}",
             sync_mode=mode.value,
+            sync_from=backfill[0] if backfill else None,
+            sync_to=backfill[1] if backfill else None,
         )
         return await ImportJobRepository(self._session).add(job)
 

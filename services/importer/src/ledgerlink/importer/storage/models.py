@@ -124,6 +124,9 @@ class ImportJob(ImporterModel, table=True):
     sync_cursor: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     #: A full read writes into a staging company swapped in only when the read completes.
     staging_company_id: uuid.UUID | None = None
+    #: A backfill's range of voucher dates (both days included); None otherwise.
+    sync_from: date | None = None
+    sync_to: date | None = None
     error_code: str | None = Field(default=None, max_length=64)
     error_message: str | None = Field(default=None, max_length=2000)
     attempts: int = 0

@@ -18,8 +18,23 @@ from sqlalchemy import Table, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from ledgerlink.importer.domain.ledger import LedgerVoucher, PeriodMovements, period_of
-from ledgerlink.importer.domain.ledger_sync import FiscalYearSpan, StoredLine
+from ledgerlink.importer.domain.ledger import (
+    AccountType,
+    LedgerAccount,
+    LedgerVoucher,
+    PeriodMovements,
+    period_of,
+)
+from ledgerlink.importer.domain.ledger_sync import (
+    CARRIED_RESULT_ACCOUNT,
+    CARRIED_RESULT_NAME,
+    FiscalYearSpan,
+    StoredLine,
+)
+from ledgerlink.importer.domain.reports import (
+    is_balance_sheet_account,
+    is_profit_and_loss_account,
+)
 from ledgerlink.importer.storage.ledger_store import LedgerStore, LineRow, VoucherRow
 from ledgerlink.importer.storage.models import (
     Account,
@@ -179,8 +194,10 @@ class SyncStateRepository:
         progress_lines: int,
         counts: Mapping[str, int],
         lease_expires_at: datetime,
+        notices: Sequence[Mapping[str, str | None]] = (),
     ) -> None:
-        """A full read's cursor after a page, its progress, and its lease extended."""
+        """A sync's cursor after a page, its progress and the notices collected so far
+        (a resumed sync goes on with them), and its lease extended."""
         await self._session.execute(
             update(ImportJob)
             .where(col(ImportJob.id) == import_id)
@@ -188,6 +205,7 @@ class SyncStateRepository:
                 sync_cursor=cursor,
                 progress_lines=progress_lines,
                 counts=dict(counts),
+                notices=[dict(notice) for notice in notices] or None,
                 lease_expires_at=lease_expires_at,
             )
         )
@@ -294,6 +312,21 @@ class LedgerSyncStore:
                 )
                 lines.append(StoredLine(day, account, Decimal(amount), pairs))
         return lines
+
+    async def source_ids_between(
+        self, year_ids: Sequence[uuid.UUID], first_day: date, last_day: date
+    ) -> list[str]:
+        """The vendor ids of the vouchers dated ``first_day`` to ``last_day`` (included)."""
+        if not year_ids:
+            return []
+        result = await self._session.execute(
+            select(col(Voucher.source_id)).where(
+                col(Voucher.fiscal_year_id).in_(year_ids),
+                col(Voucher.date) >= first_day,
+                col(Voucher.date) <= last_day,
+            )
+        )
+        return [row[0] for row in result if row[0]]
 
     async def delete_vouchers(
         self, year_ids: Sequence[uuid.UUID], source_ids: Sequence[str]
@@ -454,20 +487,42 @@ class LedgerSyncStore:
 
     async def carry_forward_openings(self, company_id: uuid.UUID) -> int:
         """Each later year's opening balances: the balance-sheet accounts' closing of the
-        year before (vendors' APIs give movements, not the opening balances a file has).
+        year before, and the earlier years' P&L result in equity (vendors' APIs give
+        movements, not the opening balances a file has, whose equity holds that result).
 
-        P&L accounts open at zero. Returns the balance rows written.
+        P&L accounts open at zero; their results of all earlier years open on
+        :data:`CARRIED_RESULT_ACCOUNT`, so a later year's balance sheet balances as a
+        file import's does. Returns the balance rows written.
         """
         years = await self.ledger.fiscal_years(company_id)
-        kinds = await self._session.execute(
+        typed = await self._session.execute(
             select(col(Account.number), col(Account.account_type)).where(
                 col(Account.company_id) == company_id
             )
         )
-        balance_sheet = {number for number, kind in kinds if kind in ("asset", "liability")}
+        kinds: dict[str, str | None] = {str(number): kind for number, kind in typed}
+
+        def side(account: str) -> str | None:
+            kind = kinds.get(account)
+            if kind in ("asset", "liability"):
+                return "balance"
+            if kind in ("revenue", "expense"):
+                return "result"
+            # No type from the vendor: the account class decides (as the reports do).
+            if is_profit_and_loss_account(account):
+                return "result"
+            return "balance" if is_balance_sheet_account(account) else None
+
         table = _table(SourceBalance)
         balances: dict[str, Decimal] = {}
         written = 0
+        if len(years) > 1:
+            await self.ledger.save_chart(
+                company_id,
+                [LedgerAccount(CARRIED_RESULT_ACCOUNT, CARRIED_RESULT_NAME, AccountType.LIABILITY)],
+                [],
+                [],
+            )
         for previous, year in itertools.pairwise(years):
             moved = await self._session.execute(
                 # Summed here, as Decimal: SQLite would add its decimal text as floats.
@@ -481,10 +536,11 @@ class LedgerSyncStore:
                 )
             )
             for account, debit, credit in moved:
-                if account in balance_sheet:
-                    balances[account] = (
-                        balances.get(account, _NO_AMOUNT) + Decimal(debit) - Decimal(credit)
-                    )
+                where = side(account)
+                if where is None:
+                    continue
+                key = account if where == "balance" else CARRIED_RESULT_ACCOUNT
+                balances[key] = balances.get(key, _NO_AMOUNT) + Decimal(debit) - Decimal(credit)
             await self._session.execute(delete(table).where(table.c.fiscal_year_id == year.id))
             rows = [
                 (year.id, account, amount.quantize(_NO_AMOUNT), None)

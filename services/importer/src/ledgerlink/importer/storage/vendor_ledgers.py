@@ -4,7 +4,9 @@ The importer never holds a vendor secret beyond the sync that uses it: each sync
 connector whose credential provider asks auth (``TokenServiceCredentials``) and keeps the
 answer in memory only. OAuth vendors (Procountor, Visma.net) get a bearer token that auth
 renews; a token refused mid-sync (HTTP 401) is renewed through auth once and the request
-retried (``CredentialBearerAuth``). Netvisor and 24SevenOffice keys are read once per sync.
+retried (``CredentialBearerAuth``). Netvisor keys are read once per sync; 24SevenOffice
+sessions are auth's (it logs in centrally): the connector asks auth again when the vendor
+forgets one.
 """
 
 from __future__ import annotations
@@ -189,17 +191,18 @@ class VendorLedgers:
                 **clocks,
             )
         if provider is Provider.TWENTYFOUR_SEVEN_OFFICE:
-            credential = await credentials.get()
             twentyfour = self._vendors.twentyfour
             chosen = (
                 int(transaction_type) if transaction_type and transaction_type.isdigit() else None
             )
+            # Auth logs in to 24SevenOffice centrally and hands out the live session
+            # (kind ``twentyfour_session``): the connector reads through it and asks auth
+            # again when the vendor forgets it. No password reaches the importer.
             return TwentyFourConnector(
                 TwentyFourSettings(
-                    application_id=twentyfour.application_id,
-                    username=str(credential.attributes["username"]),
-                    password=_secret(credential, "password"),
-                    client=credential.attributes.get("identity_id"),
+                    # The session auth logged in with the connection's identity is on
+                    # the connection's client already.
+                    client=None,
                     rest_client_id=twentyfour.rest_client_id,
                     rest_client_secret=twentyfour.rest_client_secret,
                     transaction_type=chosen,
@@ -207,6 +210,7 @@ class VendorLedgers:
                     rest_base_url=twentyfour.rest_base_url,
                     token_url=twentyfour.token_url,
                 ),
+                credentials=credentials,
                 **common,
             )
         raise ValueError(f"{provider.value} is not a ledger read over an API")

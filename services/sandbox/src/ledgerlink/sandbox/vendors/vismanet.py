@@ -35,6 +35,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import re
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -805,13 +806,26 @@ def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
+#: The accepted formats of ``lastModifiedDateTime`` (JournalTransactionV2Api and
+#: GeneralLedgerBalanceV2Api: yyyy-MM-dd, yyyy-MM-dd HH:mm:ss, yyyy-MM-dd HH:mm:ss.FFF,
+#: yyyy-MM-ddTHH:mm:ss, yyyy-MM-ddTHH:mm:ss.FFF); .FFF is up to three digits.
+_STAMP_FORMAT: Final = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?)?")
+
+
 def _parse_stamp(text: str) -> dt.datetime:
+    """A ``lastModifiedDateTime`` filter in one of the published formats (read as UTC:
+    UNCONFIRMED which time zone Visma.net reads it in)."""
+    if not _STAMP_FORMAT.fullmatch(text):
+        raise _message(
+            400,
+            f"lastModifiedDateTime {text!r} is not in an accepted format (yyyy-MM-dd, "
+            "yyyy-MM-dd HH:mm:ss[.FFF], yyyy-MM-ddTHH:mm:ss[.FFF]).",
+        )
     try:
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T"))
+        moment = dt.datetime.fromisoformat(text.replace(" ", "T"))
     except ValueError:
         raise _message(400, f"lastModifiedDateTime {text!r} is not a date and time.") from None
-    # A stamp without an offset is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    return moment.replace(tzinfo=dt.UTC)
 
 
 _CONDITIONS: Final[Mapping[str, Callable[[dt.datetime, dt.datetime], bool]]] = {
@@ -1078,31 +1092,67 @@ class _Erp:
         return _json(_page(rows, number, size))
 
     async def gl_balances(self, request: Request, ctx: _Context) -> Response:
+        """GeneralLedgerBalanceDto rows, one per account and financial period.
+
+        The published contract (GeneralLedgerBalanceV2Api, ``GET /v2/generalLedgerBalance``,
+        as generated into CaesarDev/visma-erp-client docs/Api/GeneralLedgerBalanceV2Api.md
+        and docs/Model/GeneralLedgerBalanceDto.md): ``periodId`` is mandatory when
+        ``lastModifiedDateTime`` is not given; a row carries ``financialPeriod``,
+        ``account`` (AccountNumberDescriptionDto), ``periodToDateDebit``/``Credit`` ("the
+        total of all debit/credit movements for the selected period"),
+        ``beginningBalance`` and ``yearToDateBalance`` (the balance at the start and end
+        of the period). Only posted batches count (the general ledger holds released
+        batches). UNCONFIRMED: how Visma.net carries income and expense accounts over a
+        year end (the sandbox closes no years: its balances run from the first period).
+        """
         number, size = _paging(request)
         wanted = request.query_params.get("periodId")
+        stamp_text = request.query_params.get("lastModifiedDateTime")
+        if wanted is None and stamp_text is None:
+            raise _message(400, "periodId is mandatory if lastModifiedDateTime is not provided.")
+        if wanted is not None and (len(wanted) != 6 or not wanted.isdigit()):
+            raise _message(400, f"periodId {wanted!r} is not in the format yyyyMM.")
+        since = _parse_stamp(stamp_text) if stamp_text else None
+        account_wanted = request.query_params.get("account")
         totals: dict[tuple[str, str], list[Decimal]] = {}
+        modified: dict[tuple[str, str], dt.datetime] = {}
         for voucher in ctx.company.vouchers:
             if _status(ctx.tenant, voucher) != "Posted":
                 continue
             period_id = _financial_period(ctx.tenant, voucher)
-            if wanted is not None and period_id != wanted:
-                continue
             for line in voucher.lines:
-                pair = totals.setdefault((period_id, line.account), [Decimal(0), Decimal(0)])
+                key = (period_id, line.account)
+                pair = totals.setdefault(key, [Decimal(0), Decimal(0)])
                 if line.amount > 0:
                     pair[0] += line.amount
                 else:
                     pair[1] -= line.amount
-        rows = [
-            {
-                "financialPeriod": period_id,
-                "account": {"number": account},
-                "periodToDateDebit": _number(debit),
-                "periodToDateCredit": _number(credit),
-                "balance": _number(debit - credit),
-            }
-            for (period_id, account), (debit, credit) in sorted(totals.items())
-        ]
+                modified[key] = max(modified.get(key, voucher.modified_at), voucher.modified_at)
+        running: dict[str, Decimal] = {}
+        rows = []
+        for (period_id, account), (debit, credit) in sorted(totals.items()):
+            beginning = running.get(account, Decimal(0))
+            running[account] = closing = beginning + debit - credit
+            if wanted is not None and period_id != wanted:
+                continue
+            if account_wanted is not None and account != account_wanted:
+                continue
+            if since is not None and modified[(period_id, account)] < since:
+                continue
+            rows.append(
+                {
+                    "branch": {"number": "1"},
+                    "balanceType": "Actual",
+                    "financialPeriod": period_id,
+                    "account": {"type": None, "number": account, "description": None},
+                    "currencyId": ctx.company.currency,
+                    "periodToDateDebit": _number(debit),
+                    "periodToDateCredit": _number(credit),
+                    "beginningBalance": _number(beginning),
+                    "yearToDateBalance": _number(closing),
+                    "lastModifiedDateTime": _stamp(modified[(period_id, account)]),
+                }
+            )
         return _json(_page(rows, number, size))
 
     # -- journal transactions --------------------------------------------------------------
@@ -1120,13 +1170,16 @@ class _Erp:
 
         Filters as published (JournalTransactionV2Api, GET /v2/journaltransaction):
         ``periodId`` (YYYYPP) and ``lastModifiedDateTime`` (+ condition). The published
-        contract makes one of the two mandatory; the sandbox still answers an unfiltered
-        list (UNCONFIRMED what Visma.net answers then; the payroll export always filters).
+        contract makes one of the two mandatory: a list with neither is refused (400).
         """
         number, size = _paging(request)
         params = request.query_params
         period = params.get("periodId")
         stamp_text = params.get("lastModifiedDateTime")
+        if period is None and stamp_text is None:
+            # The published contract: periodId "Mandatory if 'LastModifiedDateTime' not
+            # provided" (and the other way round). UNCONFIRMED: Visma.net's wording.
+            raise _message(400, "periodId is mandatory if lastModifiedDateTime is not provided.")
         condition = params.get("lastModifiedDateTimeCondition", ">=")
         if condition not in _CONDITIONS:
             raise _message(400, "lastModifiedDateTimeCondition must be one of >, >=, <, <=.")
@@ -1388,6 +1441,9 @@ def mount(app: FastAPI, world: World) -> None:
     route("/v1/dimension/{dimension_id}", "GET", "read", erp.dimension)
     route("/v1/financialperiod", "GET", "read", erp.financial_periods)
     route("/v1/branch", "GET", "read", erp.branches)
+    # The published path is /v2/generalLedgerBalance; ASP.NET routes ignore case, so the
+    # lower-case spelling is served too.
+    route("/v2/generalLedgerBalance", "GET", "read", erp.gl_balances)
     route("/v2/generalledgerbalance", "GET", "read", erp.gl_balances)
     route("/v2/journaltransaction", "GET", "read", erp.list_journals)
     route("/v2/journaltransaction", "POST", "create", erp.create_journal)
