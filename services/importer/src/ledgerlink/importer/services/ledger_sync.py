@@ -427,8 +427,11 @@ class LedgerSyncService:
                 target.company_id, target.spans, import_id=import_id, source_format=provider
             )
         year_ids = list(target.years.values())
-        removed = await store.stored_lines(year_ids, changes.source_ids)
-        await store.delete_vouchers(year_ids, changes.source_ids)
+        # Only vouchers already stored are read back and deleted (on a full read, those of
+        # a page read again after a restart, or moved between windows): one indexed lookup.
+        present = await store.existing_source_ids(year_ids, changes.source_ids)
+        removed = await store.stored_lines(year_ids, present)
+        await store.delete_vouchers(year_ids, present)
         placed = [(target.years[year_of(v.date, target.spans).start], v) for v in changes.vouchers]
         unknown = sorted({year for year, _ in placed} - target.numbers.keys())
         if unknown:

@@ -1,0 +1,99 @@
+"""Netvisor answers are parsed by the C parser behind defusedxml's rules, checked on the
+bytes: no DTD, no entity, an ASCII-compatible encoding. And the one-pass voucher reader
+gives what the element-by-element one gave."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from ledgerlink.connectors.answers import AnswerReader
+from ledgerlink.connectors.errors import UnexpectedResponse
+from ledgerlink.connectors.netvisor import _parse_document, _parse_voucher
+
+_OK = "<ResponseStatus><Status>OK</Status></ResponseStatus>"
+
+
+def _doc(body: str, *, declaration: str = 'encoding="ISO-8859-15"') -> bytes:
+    return f'<?xml version="1.0" {declaration}?>\n<Root>{_OK}{body}</Root>'.encode("iso-8859-15")
+
+
+def test_an_iso_8859_15_answer_with_the_euro_sign_parses() -> None:
+    root = _parse_document(_doc("<Vouchers><Voucher><VoucherDescription>10 €</VoucherDescription>"
+                                "</Voucher></Vouchers>"))  # fmt: skip
+    assert root is not None
+    assert root.findtext("Vouchers/Voucher/VoucherDescription") == "10 €"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        # entity expansion (billion laughs) and external entities need a DTD
+        b'<?xml version="1.0"?><!DOCTYPE Root [<!ENTITY a "aaaa">]><Root>&a;</Root>',
+        b'<?xml version="1.0"?><!DOCTYPE Root SYSTEM "http://example.invalid/x.dtd"><Root/>',
+        # a DTD the byte search could not see: UTF-16, with and without a BOM
+        '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE Root><Root/>'.encode("utf-16"),
+        '<?xml version="1.0" encoding="UTF-16"?><Root/>'.encode("utf-16-le"),
+        # a declared encoding outside the ASCII-compatible ones Netvisor uses
+        b'<?xml version="1.0" encoding="cp500"?><Root/>',
+        # not well-formed
+        b"<Root><Vouchers></Root>",
+        b"",
+    ],
+)
+def test_unsafe_or_broken_documents_are_refused(content: bytes) -> None:
+    assert _parse_document(content) is None
+
+
+def test_the_one_pass_reader_keeps_first_fields_lines_and_dimensions() -> None:
+    root = _parse_document(
+        _doc(
+            '<Vouchers><Voucher Status="valid"><NetvisorKey> 17 </NetvisorKey>'
+            "<VoucherDate>3.1.2025</VoucherDate><VoucherNumber>5</VoucherNumber>"
+            "<VoucherDescription>first</VoucherDescription>"
+            "<VoucherDescription>second</VoucherDescription><VoucherClass>Muistio</VoucherClass>"
+            "<VoucherLine><LineSum>-1 234,50</LineSum><AccountNumber>3000</AccountNumber>"
+            "<VatCode>-</VatCode><Dimension><DimensionName>Projekti</DimensionName>"
+            "<DimensionItem>P1</DimensionItem></Dimension><Dimension><DimensionName>Tyhjä"
+            "</DimensionName><DimensionItem> </DimensionItem></Dimension></VoucherLine>"
+            '<VoucherLine Status="invalidated"><LineSum>1,00</LineSum>'
+            "<AccountNumber>1910</AccountNumber></VoucherLine>"
+            "<VoucherLine><LineSum>1234,50</LineSum><AccountNumber>1910</AccountNumber>"
+            "<VatCode>ALV24</VatCode><Description>x</Description></VoucherLine>"
+            "</Voucher></Vouchers>"
+        )
+    )
+    assert root is not None
+    element = root.find("Vouchers/Voucher")
+    assert element is not None
+    voucher = _parse_voucher(AnswerReader("netvisor", "GET accountingledger.nv"), element, "V")
+    assert (voucher.external_id, voucher.number, voucher.series) == ("17", "5", "Muistio")
+    assert voucher.date == dt.date(2025, 1, 3)
+    assert voucher.description == "first"
+    assert [(line.account, line.amount) for line in voucher.lines] == [
+        ("3000", Decimal("-1234.50")),
+        ("1910", Decimal("1234.50")),
+    ]
+    assert voucher.lines[0].dimensions == {"Projekti": "P1"}
+    assert voucher.lines[0].vat_code is None
+    assert (voucher.lines[1].vat_code, voucher.lines[1].description) == ("ALV24", "x")
+    assert voucher.balance == 0
+
+
+@pytest.mark.parametrize(
+    ("date", "detail"),
+    [("2025-13-01", "VoucherDate is not a date"), ("", "VoucherDate is missing"),
+     ("31.2.2025", "VoucherDate is not a date")],
+)  # fmt: skip
+def test_a_bad_voucher_date_is_named(date: str, detail: str) -> None:
+    root = _parse_document(
+        _doc(f"<Vouchers><Voucher><NetvisorKey>1</NetvisorKey><VoucherDate>{date}"
+             "</VoucherDate></Voucher></Vouchers>")
+    )  # fmt: skip
+    assert root is not None
+    element = root.find("Vouchers/Voucher")
+    assert element is not None
+    with pytest.raises(UnexpectedResponse, match=detail):
+        _parse_voucher(AnswerReader("netvisor", "GET accountingledger.nv"), element, "V")
