@@ -1,0 +1,95 @@
+"""A request budget for vendors that publish "N requests per window" and no more.
+
+:class:`~ledgerlink.connectors.http.RateBudget` is a token bucket: right for a vendor whose
+own limiter is a token bucket, wrong for one counting requests per window. After an idle
+spell a bucket of ``burst`` tokens at ``rate`` lets ``burst + rate * window`` requests
+through in the first window; a vendor counting per fixed or sliding window refuses the
+ones over its ``limit``.
+
+:class:`SlidingWindowBudget` starts no more than ``limit`` requests in any span of
+``window / headroom`` seconds, so a vendor sees at most ``limit`` per ``window`` whether
+it counts per sliding window, per fixed window (any fixed window is one of the sliding
+ones) or with a token bucket of ``limit`` tokens refilled at ``limit / window`` per
+second. It reaches ``headroom`` of the limit when the caller keeps it busy, and lets up
+to ``limit`` requests go at once (a latency-bound reader is not held to one at a time).
+
+It is a :class:`RateBudget` (same ``acquire``/``reserve``/``pause``/``now``), so it goes
+wherever one goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from ledgerlink.connectors.http import RateBudget
+
+__all__ = ["SlidingWindowBudget"]
+
+
+class SlidingWindowBudget(RateBudget):
+    """At most ``limit`` requests per key in any ``window / headroom`` seconds."""
+
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        *,
+        headroom: float = 0.97,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if limit < 1 or window <= 0:
+            raise ValueError("limit must be >= 1 and window > 0")
+        super().__init__(limit / window, limit, headroom=headroom, clock=clock, sleep=sleep)
+        self.window_limit = limit
+        #: The span the budget counts in: the vendor's window stretched by the headroom,
+        #: so requests that reach the vendor closer together than they left still fit.
+        self.span = window / headroom
+        self._starts: dict[tuple[str, str], deque[float]] = {}
+
+    def reserve(self, key: tuple[str, str]) -> float:
+        """Take the earliest start that keeps ``limit`` per span; the seconds to wait."""
+        now = self._clock()
+        starts = self._starts.setdefault(key, deque())
+        while starts and starts[0] <= now - self.span:
+            starts.popleft()
+        start = max(now, self._paused_until.get(key, now))
+        if len(starts) >= self.window_limit:
+            # The start ``limit`` places back must have left the span first.
+            start = max(start, starts[-self.window_limit] + self.span)
+        starts.append(start)
+        if len(starts) > self.window_limit:
+            # Only the last ``limit`` starts decide the next one; reservations are taken in
+            # order (each later than the one before), so older ones can go.
+            starts.popleft()
+        return start - now
+
+    @classmethod
+    def shared_window(cls, vendor: str, limit: int, window: float) -> SlidingWindowBudget:
+        """The process-wide budget of ``vendor`` at this limit (see :meth:`RateBudget.shared`):
+        every connection to the same vendor tenant in one process draws on it."""
+        budget = _SHARED.get((vendor, limit, window))
+        if budget is None:
+            budget = _SHARED[(vendor, limit, window)] = cls(limit, window)
+        return budget
+
+
+_SHARED: dict[tuple[str, int, float], SlidingWindowBudget] = {}
+
+
+def window_budget_for(
+    vendor: str,
+    limit: int,
+    window: float,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> SlidingWindowBudget:
+    """Like :func:`~ledgerlink.connectors.http.budget_for`: the process-wide budget on real
+    time, a private one when the caller injected its own clock and sleep."""
+    if sleep is asyncio.sleep and clock is time.monotonic:
+        return SlidingWindowBudget.shared_window(vendor, limit, window)
+    return SlidingWindowBudget(limit, window, sleep=sleep, clock=clock)
