@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
 
 from ledgerlink.connectors.window_budget import SlidingWindowBudget
 
@@ -71,3 +72,13 @@ async def test_a_vendor_pause_holds_every_request_back() -> None:
     budget = SlidingWindowBudget(5, 1.0, clock=fake.clock, sleep=fake.sleep)
     budget.pause(("v", "t"), 3.0)
     assert budget.reserve(("v", "t")) == 3.0
+
+
+async def test_spread_requests_leave_evenly_spaced_within_the_same_limit() -> None:
+    fake = _Time()
+    budget = SlidingWindowBudget(20, 1.0, spread=True, clock=fake.clock, sleep=fake.sleep)
+    starts = await _run(budget, fake, requests=400, workers=8)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert min(gaps) >= 1.0 / 0.97 / 20 - 1e-9
+    assert _most_in_any_window(starts, 1.0) <= 20
+    assert len(starts) / max(starts) >= 0.96 * 20

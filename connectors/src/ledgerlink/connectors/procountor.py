@@ -423,6 +423,7 @@ class ProcountorConnector(LedgerConnector):
                 VENDOR,
                 max(1, math.floor(settings.requests_per_second)),
                 1.0,
+                spread=True,
                 sleep=sleep,
                 clock=clock,
             ),

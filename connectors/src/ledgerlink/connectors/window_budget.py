@@ -38,9 +38,13 @@ class SlidingWindowBudget(RateBudget):
         window: float,
         *,
         headroom: float = 0.97,
+        spread: bool = False,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """``spread``: requests leave evenly spaced (``span / limit`` apart) instead of up
+        to ``limit`` at once: no queue at the vendor's door, whose wait would move a
+        request's count into the next window (measured: bench/README.md)."""
         if limit < 1 or window <= 0:
             raise ValueError("limit must be >= 1 and window > 0")
         super().__init__(limit / window, limit, headroom=headroom, clock=clock, sleep=sleep)
@@ -48,6 +52,7 @@ class SlidingWindowBudget(RateBudget):
         #: The span the budget counts in: the vendor's window stretched by the headroom,
         #: so requests that reach the vendor closer together than they left still fit.
         self.span = window / headroom
+        self.spread = spread
         self._starts: dict[tuple[str, str], deque[float]] = {}
 
     def reserve(self, key: tuple[str, str]) -> float:
@@ -57,6 +62,8 @@ class SlidingWindowBudget(RateBudget):
         while starts and starts[0] <= now - self.span:
             starts.popleft()
         start = max(now, self._paused_until.get(key, now))
+        if self.spread and starts:
+            start = max(start, starts[-1] + self.span / self.window_limit)
         if len(starts) >= self.window_limit:
             # The start ``limit`` places back must have left the span first.
             start = max(start, starts[-self.window_limit] + self.span)
@@ -68,16 +75,18 @@ class SlidingWindowBudget(RateBudget):
         return start - now
 
     @classmethod
-    def shared_window(cls, vendor: str, limit: int, window: float) -> SlidingWindowBudget:
+    def shared_window(
+        cls, vendor: str, limit: int, window: float, *, spread: bool = False
+    ) -> SlidingWindowBudget:
         """The process-wide budget of ``vendor`` at this limit (see :meth:`RateBudget.shared`):
         every connection to the same vendor tenant in one process draws on it."""
-        budget = _SHARED.get((vendor, limit, window))
+        budget = _SHARED.get((vendor, limit, window, spread))
         if budget is None:
-            budget = _SHARED[(vendor, limit, window)] = cls(limit, window)
+            budget = _SHARED[(vendor, limit, window, spread)] = cls(limit, window, spread=spread)
         return budget
 
 
-_SHARED: dict[tuple[str, int, float], SlidingWindowBudget] = {}
+_SHARED: dict[tuple[str, int, float, bool], SlidingWindowBudget] = {}
 
 
 def window_budget_for(
@@ -85,11 +94,12 @@ def window_budget_for(
     limit: int,
     window: float,
     *,
+    spread: bool = False,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> SlidingWindowBudget:
     """Like :func:`~ledgerlink.connectors.http.budget_for`: the process-wide budget on real
     time, a private one when the caller injected its own clock and sleep."""
     if sleep is asyncio.sleep and clock is time.monotonic:
-        return SlidingWindowBudget.shared_window(vendor, limit, window)
-    return SlidingWindowBudget(limit, window, sleep=sleep, clock=clock)
+        return SlidingWindowBudget.shared_window(vendor, limit, window, spread=spread)
+    return SlidingWindowBudget(limit, window, spread=spread, sleep=sleep, clock=clock)
