@@ -82,3 +82,19 @@ async def test_spread_requests_leave_evenly_spaced_within_the_same_limit() -> No
     assert min(gaps) >= 1.0 / 0.97 / 20 - 1e-9
     assert _most_in_any_window(starts, 1.0) <= 20
     assert len(starts) / max(starts) >= 0.96 * 20
+
+
+async def test_a_late_wake_is_logged_when_it_happened_so_no_window_overflows() -> None:
+    class _Oversleeping(_Time):
+        """Every third sleep wakes 0.2 s late (a busy event loop)."""
+
+        calls = 0
+
+        async def sleep(self, seconds: float) -> None:
+            self.calls += 1
+            self.now += max(0.0, seconds) + (0.2 if self.calls % 3 == 0 else 0.0)
+
+    fake = _Oversleeping()
+    budget = SlidingWindowBudget(20, 1.0, spread=True, clock=fake.clock, sleep=fake.sleep)
+    starts = await _run(budget, fake, requests=300, workers=8)
+    assert _most_in_any_window(starts, 1.0) <= 20

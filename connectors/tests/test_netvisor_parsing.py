@@ -9,9 +9,15 @@ from decimal import Decimal
 
 import pytest
 
+from ledgerlink.connectors import netvisor
 from ledgerlink.connectors.answers import AnswerReader
 from ledgerlink.connectors.errors import UnexpectedResponse
-from ledgerlink.connectors.netvisor import _parse_document, _parse_voucher
+from ledgerlink.connectors.netvisor import (
+    _parse_document,
+    _parse_voucher,
+    _stream_vouchers,
+    _voucher_digest,
+)
 
 _OK = "<ResponseStatus><Status>OK</Status></ResponseStatus>"
 
@@ -97,3 +103,48 @@ def test_a_bad_voucher_date_is_named(date: str, detail: str) -> None:
     assert element is not None
     with pytest.raises(UnexpectedResponse, match=detail):
         _parse_voucher(AnswerReader("netvisor", "GET accountingledger.nv"), element, "V")
+
+
+def _ledger(vouchers: int) -> bytes:
+    body = "".join(
+        f"<Voucher><NetvisorKey>{n}</NetvisorKey><VoucherDate>1.2.2025</VoucherDate>"
+        f"<VoucherLine><LineSum>{n},00</LineSum><AccountNumber>1910</AccountNumber>"
+        f"</VoucherLine><VoucherLine><LineSum>-{n},00</LineSum><AccountNumber>3000"
+        "</AccountNumber></VoucherLine></Voucher>\n  "
+        for n in range(1, vouchers + 1)
+    )
+    return _doc(f"<Vouchers>{body}</Vouchers><Other><Voucher/></Other>")
+
+
+def test_streamed_vouchers_match_the_whole_tree_across_chunk_boundaries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    content = _ledger(300)
+    read = AnswerReader("netvisor", "GET accountingledger.nv")
+    root = _parse_document(content)
+    assert root is not None
+    whole = [
+        (_parse_voucher(read, element, "V"), _voucher_digest(element))
+        for element in root.findall("Vouchers/Voucher")
+    ]
+    for chunk in (7, 1000, 1 << 16):
+        monkeypatch.setattr(netvisor, "_FEED_CHUNK", chunk)
+        streamed = _stream_vouchers(read, content, lambda key: True)
+        # The Voucher outside Root/Vouchers is not one; digests ignore chunking and tails.
+        assert streamed == whole
+    only_some = _stream_vouchers(read, content, {"2", "7"}.__contains__)
+    assert [key.external_id for key, digest in only_some if digest] == ["2", "7"]
+
+
+@pytest.mark.parametrize(
+    ("content", "detail"),
+    [
+        (_ledger(3)[:-40], "not well-formed"),
+        (_doc("<Voucher/>"), "Root/Vouchers is missing"),
+        (b'<?xml version="1.0"?><!DOCTYPE Root><Root/>', "not acceptable XML"),
+        (b"<Other><Vouchers/></Other>", "not Root"),
+    ],
+)
+def test_streamed_answers_outside_the_contract_are_named(content: bytes, detail: str) -> None:
+    with pytest.raises(UnexpectedResponse, match=detail):
+        _stream_vouchers(AnswerReader("netvisor", "GET x"), content, lambda key: False)

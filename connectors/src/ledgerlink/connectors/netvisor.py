@@ -47,9 +47,17 @@ import time
 import uuid
 import weakref
 import xml.etree.ElementTree as ET  # parsing only after _parse_document's checks
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Final, Literal, cast
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -509,6 +517,17 @@ _SAFE_ENCODINGS: Final = frozenset(
 _DECLARED_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 
 
+def _acceptable(content: bytes) -> bool:
+    """defusedxml's rules on the bytes (see :func:`_parse_document`)."""
+    head = content[:256]
+    if b"\x00" in head[:4] or head.startswith((b"\xfe\xff", b"\xff\xfe")):
+        return False
+    declared = _DECLARED_ENCODING.match(head)
+    if declared is not None and declared.group(1).decode().lower() not in _SAFE_ENCODINGS:
+        return False
+    return b"<!DOCTYPE" not in content and b"<!ENTITY" not in content
+
+
 def _parse_document(content: bytes) -> ET.Element | None:
     """The document's root, or None when it is not well-formed or not acceptable XML.
 
@@ -517,13 +536,7 @@ def _parse_document(content: bytes) -> ET.Element | None:
     entity to expand and no external entity to fetch), an ASCII-compatible encoding (no
     BOM of UTF-16/32, no NUL bytes, a declared encoding from :data:`_SAFE_ENCODINGS`).
     """
-    head = content[:256]
-    if b"\x00" in head[:4] or head.startswith((b"\xfe\xff", b"\xff\xfe")):
-        return None
-    declared = _DECLARED_ENCODING.match(head)
-    if declared is not None and declared.group(1).decode().lower() not in _SAFE_ENCODINGS:
-        return None
-    if b"<!DOCTYPE" in content or b"<!ENTITY" in content:
+    if not _acceptable(content):
         return None
     try:
         parser = ET.XMLParser()  # noqa: S314 - DTDs and foreign encodings refused above
@@ -616,7 +629,13 @@ def classify_response(response: httpx.Response) -> ConnectorError | None:
 
 def _voucher_digest(element: ET.Element) -> str:
     """A short fingerprint of a voucher's content, to notice edits without a version."""
-    canonical = ET.tostring(element, encoding="unicode")
+    # Without the text after the element (whitespace between vouchers): a streamed read
+    # may or may not have seen it when the voucher ends.
+    tail, element.tail = element.tail, None
+    try:
+        canonical = ET.tostring(element, encoding="unicode")
+    finally:
+        element.tail = tail
     return hashlib.blake2b(canonical.encode("utf-8"), digest_size=8).hexdigest()
 
 
@@ -738,6 +757,60 @@ def _parse_voucher(read: AnswerReader, element: ET.Element, where: str) -> Vouch
         version=None,
         lines=tuple(lines),
     )
+
+
+#: Bytes fed to the pull parser at a time.
+_FEED_CHUNK: Final = 1 << 16
+
+
+def _stream_vouchers(
+    read: AnswerReader, content: bytes, digest_of: Callable[[str], bool]
+) -> list[tuple[Voucher, str | None]]:
+    """Every ``Root/Vouchers/Voucher`` of a ledger answer, parsed as it streams by.
+
+    Each voucher becomes a :class:`Voucher` (with its content digest when ``digest_of``
+    its key) the moment its end tag is read, and its elements are then dropped: a month
+    of a large company is tens of megabytes of XML, and holding its whole tree kept
+    hundreds of thousands of objects alive for the collector to walk again and again.
+    """
+    if not _acceptable(content):
+        raise read.unexpected("the answer is not acceptable XML (a DTD or a foreign encoding)")
+    parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("start", "end"))
+    found: list[tuple[Voucher, str | None]] = []
+    root: ET.Element | None = None  # the last element to end
+    depth = 0
+    container = False  # whether the element at depth 2 is Root/Vouchers
+    try:
+        for offset in range(0, len(content), _FEED_CHUNK):
+            parser.feed(content[offset : offset + _FEED_CHUNK])
+            events = cast(Iterator[tuple[str, ET.Element]], parser.read_events())
+            for event, element in events:
+                if event == "start":
+                    depth += 1
+                    if depth == 2:
+                        container = element.tag == "Vouchers"
+                    continue
+                depth -= 1
+                root = element
+                # Only Root/Vouchers/Voucher, as the element-by-element reader took them.
+                if depth != 2 or element.tag != "Voucher" or not container:
+                    continue
+                where = f"Vouchers/Voucher[{len(found)}]"
+                voucher = _parse_voucher(read, element, where)
+                digest = _voucher_digest(element) if digest_of(voucher.external_id) else None
+                found.append((voucher, digest))
+                element.clear()
+        parser.close()
+    except ET.ParseError:
+        root = None
+    if root is None:
+        # The status came first and was OK, but the rest of the body is cut off.
+        raise read.unexpected("the answer is not well-formed XML (truncated body)")
+    if root.tag != "Root":
+        raise read.unexpected(f"the document element is {root.tag[:40]!r}, not Root")
+    if root.find("Vouchers") is None:
+        raise read.unexpected("Root/Vouchers is missing")
+    return found
 
 
 def _vouchers(read: AnswerReader, root: ET.Element) -> list[ET.Element]:
@@ -1079,21 +1152,15 @@ class NetvisorConnector(LedgerConnector):
         # the walk returns those vouchers anyway, and the incremental read that ends the
         # first sync (from yesterday on) then does not return them a second time.
         start = today - dt.timedelta(days=1)
-        recent, read = await self._read(
-            "GET",
-            "accountingledger.nv",
-            params={
+        recent = await self._ledger(
+            {
                 "lastmodifiedstart": _ansi(start),
                 "lastmodifiedend": _ansi(today + dt.timedelta(days=1)),
                 "voucherstatus": _ALL_VOUCHERS,
             },
+            digest_of=lambda key: True,
         )
-        seen = {
-            _required(read, element, "NetvisorKey", f"Vouchers/Voucher[{n}]"): _voucher_digest(
-                element
-            )
-            for n, element in enumerate(_vouchers(read, recent))
-        }
+        seen = {voucher.external_id: digest or "" for voucher, digest in recent}
         if not years:
             return _Cursor(mode="incremental", since=today, seen=seen)
         return _Cursor(mode="full", next=years[0][0], until=years[-1][1], since=today, seen=seen)
@@ -1107,25 +1174,15 @@ class NetvisorConnector(LedgerConnector):
         # Empty months are skipped within one call, so a page is never empty before the end.
         while start <= state.until and not vouchers:
             end = min(month_end(start), state.until)
-            root, read = await self._read(
-                "GET",
-                "accountingledger.nv",
-                params={
-                    "startdate": _ansi(start),
-                    "enddate": _ansi(end),
-                    "voucherstatus": _ALL_VOUCHERS,
-                },
-            )
-            elements = _vouchers(read, root)
-            vouchers = [
-                _parse_voucher(read, element, f"Vouchers/Voucher[{n}]")
-                for n, element in enumerate(elements)
-            ]
-            for voucher, element in zip(vouchers, elements, strict=True):
+            read_now = await self._ledger(
+                {"startdate": _ansi(start), "enddate": _ansi(end), "voucherstatus": _ALL_VOUCHERS},
                 # A recently changed voucher: remember the content the walk returned.
-                key = voucher.external_id
-                if key in seen:
-                    seen[key] = _voucher_digest(element)
+                digest_of=seen.__contains__,
+            )
+            vouchers = [voucher for voucher, _ in read_now]
+            for voucher, digest in read_now:
+                if digest is not None:
+                    seen[voucher.external_id] = digest
             start = end + dt.timedelta(days=1)
         if start <= state.until:
             following = state.model_copy(update={"next": start, "seen": seen})
@@ -1145,20 +1202,18 @@ class NetvisorConnector(LedgerConnector):
         start = state.since - dt.timedelta(days=1)
         horizon = today + dt.timedelta(days=1)
         end = min(start + dt.timedelta(days=INCREMENTAL_WINDOW_DAYS - 1), horizon)
-        root, read = await self._read(
-            "GET",
-            "accountingledger.nv",
-            params={
+        modified = await self._ledger(
+            {
                 "lastmodifiedstart": _ansi(start),
                 "lastmodifiedend": _ansi(end),
                 "voucherstatus": _ALL_VOUCHERS,
             },
+            digest_of=lambda key: True,
         )
         vouchers = []
         seen: dict[str, str] = {}
-        for n, element in enumerate(_vouchers(read, root)):
-            voucher = _parse_voucher(read, element, f"Vouchers/Voucher[{n}]")
-            digest = _voucher_digest(element)
+        for voucher, found in modified:
+            digest = found or ""
             seen[voucher.external_id] = digest
             if state.seen.get(voucher.external_id) != digest:
                 vouchers.append(voucher)
@@ -1287,6 +1342,13 @@ class NetvisorConnector(LedgerConnector):
         root, _read = await self._read(method, resource, params=params, body=body)
         return root
 
+    async def _ledger(
+        self, params: Mapping[str, str], *, digest_of: Callable[[str], bool]
+    ) -> list[tuple[Voucher, str | None]]:
+        """``GET accountingledger.nv``: its vouchers, parsed as the answer streams by."""
+        response, read = await self._answer("GET", "accountingledger.nv", params=params)
+        return _stream_vouchers(read, response.content, digest_of)
+
     async def _read(
         self,
         method: Literal["GET", "POST"],
@@ -1296,6 +1358,24 @@ class NetvisorConnector(LedgerConnector):
         body: bytes | None = None,
     ) -> tuple[ET.Element, AnswerReader]:
         """The parsed ``Root`` of a successful answer and a reader naming the resource."""
+        response, read = await self._answer(method, resource, params=params, body=body)
+        root = _parse_document(response.content)
+        if root is None:
+            # The status came first and was OK, but the rest of the body is cut off.
+            raise read.unexpected("the answer is not well-formed XML (truncated body)")
+        if root.tag != "Root":
+            raise read.unexpected(f"the document element is {root.tag[:40]!r}, not Root")
+        return root, read
+
+    async def _answer(
+        self,
+        method: Literal["GET", "POST"],
+        resource: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> tuple[httpx.Response, AnswerReader]:
+        """A successful answer (status OK) and a reader naming the resource."""
         headers = (
             {"Content-Type": f"text/xml; charset={XML_ENCODING}"} if body is not None else None
         )
@@ -1311,11 +1391,4 @@ class NetvisorConnector(LedgerConnector):
             "netvisor answered",
             extra={"vendor": VENDOR, "resource": resource, "status": response.status_code},
         )
-        read = AnswerReader(VENDOR, f"{method} {resource}", response.status_code)
-        root = _parse_document(response.content)
-        if root is None:
-            # The status came first and was OK, but the rest of the body is cut off.
-            raise read.unexpected("the answer is not well-formed XML (truncated body)")
-        if root.tag != "Root":
-            raise read.unexpected(f"the document element is {root.tag[:40]!r}, not Root")
-        return root, read
+        return response, AnswerReader(VENDOR, f"{method} {resource}", response.status_code)

@@ -56,8 +56,20 @@ class SlidingWindowBudget(RateBudget):
         self._starts: dict[tuple[str, str], deque[float]] = {}
 
     def reserve(self, key: tuple[str, str]) -> float:
-        """Take the earliest start that keeps ``limit`` per span; the seconds to wait."""
+        """Take the earliest start that keeps ``limit`` per span; the seconds to wait
+        (:meth:`acquire`, which the HTTP client uses, logs actual starts instead)."""
         now = self._clock()
+        start = self._next_start(key, now)
+        starts = self._starts[key]
+        starts.append(start)
+        if len(starts) > self.window_limit:
+            # Only the last ``limit`` starts decide the next one; reservations are taken in
+            # order (each later than the one before), so older ones can go.
+            starts.popleft()
+        return start - now
+
+    def _next_start(self, key: tuple[str, str], now: float) -> float:
+        """The earliest moment a request for ``key`` may leave, from the starts logged."""
         starts = self._starts.setdefault(key, deque())
         while starts and starts[0] <= now - self.span:
             starts.popleft()
@@ -65,14 +77,28 @@ class SlidingWindowBudget(RateBudget):
         if self.spread and starts:
             start = max(start, starts[-1] + self.span / self.window_limit)
         if len(starts) >= self.window_limit:
-            # The start ``limit`` places back must have left the span first.
             start = max(start, starts[-self.window_limit] + self.span)
-        starts.append(start)
-        if len(starts) > self.window_limit:
-            # Only the last ``limit`` starts decide the next one; reservations are taken in
-            # order (each later than the one before), so older ones can go.
-            starts.popleft()
-        return start - now
+        return start
+
+    async def acquire(self, key: tuple[str, str]) -> float:
+        """Wait until a request for ``key`` may leave, log it as leaving now; the seconds
+        waited.
+
+        The start logged is the moment the wait ended, not the moment planned: a busy event
+        loop wakes a waiter late, and a log of planned starts would then let the next ones
+        crowd in behind it. Waiters woken together check again; one goes, the others wait.
+        """
+        began = self._clock()
+        while True:
+            now = self._clock()
+            start = self._next_start(key, now)
+            if start <= now:
+                starts = self._starts[key]
+                starts.append(now)
+                if len(starts) > self.window_limit:
+                    starts.popleft()
+                return now - began
+            await self._sleep(start - now)
 
     @classmethod
     def shared_window(
