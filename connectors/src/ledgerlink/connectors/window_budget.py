@@ -53,13 +53,18 @@ class SlidingWindowBudget(RateBudget):
         #: so requests that reach the vendor closer together than they left still fit.
         self.span = window / headroom
         self.spread = spread
+        #: Spacing of spread requests.
+        self.gap = self.span / limit
         self._starts: dict[tuple[str, str], deque[float]] = {}
+        self._planned: dict[tuple[str, str], float] = {}
 
     def reserve(self, key: tuple[str, str]) -> float:
         """Take the earliest start that keeps ``limit`` per span; the seconds to wait
         (:meth:`acquire`, which the HTTP client uses, logs actual starts instead)."""
         now = self._clock()
         start = self._next_start(key, now)
+        if self.spread:
+            self._planned[key] = start
         starts = self._starts[key]
         starts.append(start)
         if len(starts) > self.window_limit:
@@ -74,8 +79,8 @@ class SlidingWindowBudget(RateBudget):
         while starts and starts[0] <= now - self.span:
             starts.popleft()
         start = max(now, self._paused_until.get(key, now))
-        if self.spread and starts:
-            start = max(start, starts[-1] + self.span / self.window_limit)
+        if self.spread and key in self._planned:
+            start = max(start, self._planned[key] + self.gap)
         if len(starts) >= self.window_limit:
             start = max(start, starts[-self.window_limit] + self.span)
         return start
@@ -93,6 +98,10 @@ class SlidingWindowBudget(RateBudget):
             now = self._clock()
             start = self._next_start(key, now)
             if start <= now:
+                # Spacing counts from the planned starts (a late wake does not push every
+                # later request back); the window counts the actual ones.
+                planned = self._planned.get(key)
+                self._planned[key] = began if planned is None else max(planned + self.gap, began)
                 starts = self._starts[key]
                 starts.append(now)
                 if len(starts) > self.window_limit:
