@@ -98,3 +98,16 @@ async def test_a_late_wake_is_logged_when_it_happened_so_no_window_overflows() -
     budget = SlidingWindowBudget(20, 1.0, spread=True, clock=fake.clock, sleep=fake.sleep)
     starts = await _run(budget, fake, requests=300, workers=8)
     assert _most_in_any_window(starts, 1.0) <= 20
+
+
+async def test_a_sleep_that_does_not_move_its_clock_cannot_hang_the_budget() -> None:
+    now = 5.0
+    slept: list[float] = []
+
+    async def standing_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    budget = SlidingWindowBudget(2, 1.0, spread=True, clock=lambda: now, sleep=standing_sleep)
+    for _ in range(5):
+        await asyncio.wait_for(budget.acquire(("v", "t")), timeout=1)
+    assert len(slept) == 4  # every request after the first was told to wait once

@@ -142,3 +142,24 @@ def test_ledger_vouchers_are_read_with_their_digests_on_demand() -> None:
 def test_ledger_answers_outside_the_contract_are_named(content: bytes, detail: str) -> None:
     with pytest.raises(UnexpectedResponse, match=detail):
         _ledger_vouchers(AnswerReader("netvisor", "GET x"), content, lambda key: False)
+
+
+def test_the_digest_sees_every_text_and_attribute_and_not_the_layout() -> None:
+    def digest(voucher: str) -> str:
+        root = _parse_document(_doc(f"<Vouchers>{voucher}</Vouchers>"))
+        assert root is not None
+        element = root.find("Vouchers/Voucher")
+        assert element is not None
+        return _voucher_digest(element)
+
+    base = digest('<Voucher Status="valid"><NetvisorKey>1</NetvisorKey><X>a</X></Voucher>')
+    assert base == digest(
+        '<Voucher Status="valid">\n  <NetvisorKey>1</NetvisorKey>\n  <X>a</X>\n</Voucher>'
+    )
+    for changed in (
+        '<Voucher Status="invalidated"><NetvisorKey>1</NetvisorKey><X>a</X></Voucher>',
+        '<Voucher Status="valid"><NetvisorKey>1</NetvisorKey><X>b</X></Voucher>',
+        '<Voucher Status="valid"><NetvisorKey>1</NetvisorKey><Y>a</Y></Voucher>',
+        '<Voucher Status="valid"><NetvisorKey>1</NetvisorKey><X>a</X><X/></Voucher>',
+    ):
+        assert digest(changed) != base

@@ -627,14 +627,21 @@ def classify_response(response: httpx.Response) -> ConnectorError | None:
 
 
 def _voucher_digest(element: ET.Element) -> str:
-    """A short fingerprint of a voucher's content, to notice edits without a version."""
-    # Without the text after the element (whitespace between vouchers): a streamed read
-    # may or may not have seen it when the voucher ends.
-    tail, element.tail = element.tail, None
-    try:
-        canonical = ET.tostring(element, encoding="unicode")
-    finally:
-        element.tail = tail
+    """A short fingerprint of a voucher's content, to notice edits without a version.
+
+    Every element's tag, attributes and text in document order (the whitespace between
+    elements is not content: Netvisor's answers have no mixed content). Built directly
+    rather than by serialising the voucher back to XML, which took 0.4 ms a voucher.
+    """
+    parts: list[str] = []
+    for node in element.iter():
+        parts.append(node.tag)
+        if node.attrib:
+            parts.extend(f"\x1f{name}={value}" for name, value in sorted(node.attrib.items()))
+        parts.append("\x1e")
+        parts.append((node.text or "").strip())  # values are read stripped too
+        parts.append("\x1d")
+    canonical = "".join(parts)
     return hashlib.blake2b(canonical.encode("utf-8"), digest_size=8).hexdigest()
 
 

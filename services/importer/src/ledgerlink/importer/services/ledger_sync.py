@@ -637,11 +637,7 @@ class LedgerSyncService:
         store = LedgerSyncStore(session)
         await store.carry_forward_openings(company.id)
         years = await store.ledger.fiscal_years(company.id)
-        totals = {"vouchers": 0, "voucher_lines": 0}
-        for year in years:
-            rows = await store.ledger.count_rows(year.id)
-            totals["vouchers"] += rows["vouchers"]
-            totals["voucher_lines"] += rows["voucher_lines"]
+        totals = await store.voucher_counts([year.id for year in years])
         accounts, objects = await store.chart_keys(company.id)
         dimensions = {dimension for dimension, _ in objects}
         now = self._clock()

@@ -382,6 +382,20 @@ class LedgerSyncStore:
                 )
             )
 
+    async def voucher_counts(self, year_ids: Sequence[uuid.UUID]) -> dict[str, int]:
+        """``{"vouchers": n, "voucher_lines": n}`` over these years (two counting queries;
+        the file imports' ``count_rows`` counts four tables per year)."""
+        totals = {"vouchers": 0, "voucher_lines": 0}
+        if not year_ids:
+            return totals
+        for model, name in ((Voucher, "vouchers"), (VoucherLine, "voucher_lines")):
+            table = _table(model)
+            counted = await self._session.scalar(
+                select(func.count()).select_from(table).where(table.c.fiscal_year_id.in_(year_ids))
+            )
+            totals[name] = int(counted or 0)
+        return totals
+
     async def last_voucher_numbers(self, year_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
         """The highest ``voucher_no`` of each year (0 for an empty one)."""
         numbers = dict.fromkeys(year_ids, 0)
