@@ -166,6 +166,7 @@ def build_process_context(
 
 #: Allocations between collections of the youngest generation (Python's default: 700).
 YOUNG_GENERATION_THRESHOLD = 50_000
+_heap_settled = False
 
 
 def settle_heap() -> None:
@@ -183,6 +184,12 @@ def settle_heap() -> None:
     with collections every 700 allocations the full ones (which the frozen heap no longer
     damps) walked them again and again: 129 s of a 287 s import of a million lines.
     """
+    global _heap_settled  # once per process
+    if _heap_settled:
+        # Once per process: a test session starting many apps would otherwise freeze
+        # each earlier test's still-referenced objects for good.
+        return
+    _heap_settled = True
     gc.collect()
     gc.freeze()
     _, middle, oldest = gc.get_threshold()
