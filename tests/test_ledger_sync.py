@@ -59,6 +59,7 @@ from ledgerlink.importer.storage.models import (
     messaging,
     metadata,
 )
+from ledgerlink.importer.storage.sync_store import SyncStateRepository
 from ledgerlink.importer.storage.vendor_ledgers import VendorLedgers
 from ledgerlink.sandbox.config import RateLimitSettings, SandboxConfig
 from ledgerlink.sandbox.data import CompanyData, LineData, generate_company
@@ -457,6 +458,48 @@ async def test_killed_mid_import_resumes_from_its_checkpoint_and_stores_no_line_
     await resumed.run(again)
     job = await env.job(claimed.id)
 
+    assert job.status is ImportStatus.COMPLETED, job.error_message
+    assert await env.line_count() == truth_lines(env.company)
+    assert await env.stored_balances() == ground_truth(env.company)
+    assert job.counts is not None
+    assert job.counts["sync_lines_written"] == truth_lines(env.company)
+
+
+async def test_killed_between_a_pages_rows_and_its_checkpoint_keeps_neither(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next page is read while this one is written (pipelined), but a page's rows,
+    balances and cursor commit together: a kill after the rows are written and before the
+    checkpoint rolls the page back, and the resumed sync reads it again, storing it once."""
+    await env.activate()
+    service = env.service(lease=dt.timedelta(seconds=30))
+    claimed = await service.claim_next()
+    assert claimed is not None
+    real_checkpoint = SyncStateRepository.checkpoint
+    checkpoints = 0
+
+    async def die_at_third(self: SyncStateRepository, *args: Any, **kwargs: Any) -> None:
+        nonlocal checkpoints
+        checkpoints += 1
+        if checkpoints == 3:
+            raise asyncio.CancelledError  # killed with the page's rows flushed, uncommitted
+        await real_checkpoint(self, *args, **kwargs)
+
+    monkeypatch.setattr(SyncStateRepository, "checkpoint", die_at_third)
+    with pytest.raises(asyncio.CancelledError):
+        await service.run(claimed)
+    monkeypatch.setattr(SyncStateRepository, "checkpoint", real_checkpoint)
+    checkpoint = await env.job(claimed.id)
+    assert checkpoint.sync_cursor
+    counts = checkpoint.counts or {}
+    assert counts["pages"] == 2  # the third page's rows went with its checkpoint
+
+    env.clock.advance(seconds=31)
+    resumed = env.service()
+    again = await resumed.claim_next()
+    assert again == ClaimedSync(claimed.id, 2)
+    await resumed.run(again)
+    job = await env.job(claimed.id)
     assert job.status is ImportStatus.COMPLETED, job.error_message
     assert await env.line_count() == truth_lines(env.company)
     assert await env.stored_balances() == ground_truth(env.company)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ledgerlink.sandbox.errors import SandboxBusy, SandboxRateLimited
-from ledgerlink.sandbox.ratelimit import OneAtATime, TokenBucket
+from ledgerlink.sandbox.ratelimit import OneAtATime, SlidingWindow, TokenBucket
 
 
 class FakeClock:
@@ -73,3 +73,24 @@ async def test_one_at_a_time_releases_after_an_error() -> None:
         async with guard.hold("c"):
             raise RuntimeError("boom")
     assert not guard.busy("c")
+
+
+def test_sliding_window_refuses_more_than_the_limit_in_any_window() -> None:
+    clock = FakeClock()
+    window = SlidingWindow(limit=3, window=1.0, clock=clock)
+    window.take("client")
+    clock.now += 0.5
+    window.take("client")
+    window.take("client")
+    # A token bucket of 3 at 3/s would have a token again after 1/3 s; the window does not
+    # until the first request is a whole second old.
+    clock.now += 0.4
+    with pytest.raises(SandboxRateLimited) as refused:
+        window.take("client")
+    assert refused.value.retry_after == pytest.approx(0.1)
+    assert window.available("other") == 3
+    clock.now += 0.1
+    window.take("client")
+    assert window.available("client") == 0
+    window.reset()
+    assert window.available("client") == 3

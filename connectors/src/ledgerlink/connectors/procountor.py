@@ -22,7 +22,8 @@
   code to the connector error classes; the vendor's codes and fields are kept on the
   exception. OAuth errors are mapped by :mod:`ledgerlink.connectors.oauth`.
 * **Rate**: 20 requests/s per client (Procountor documents that exceeding it may suspend
-  the client), enforced by a process-wide :class:`RateBudget` keyed by client id.
+  the client), enforced by a process-wide :class:`SlidingWindowBudget` keyed by client id:
+  at most 20 requests in any 1/0.97 s, whatever way Procountor counts (unpublished).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
@@ -59,7 +61,6 @@ from ledgerlink.connectors.http import (
     RateBudget,
     RetryPolicy,
     VendorHttpClient,
-    budget_for,
     default_classify,
     retry_after_of,
 )
@@ -79,6 +80,7 @@ from ledgerlink.connectors.models import (
     month_end,
 )
 from ledgerlink.connectors.oauth import OAuthClientSettings, OAuthSession, TokenSet, TokenStore
+from ledgerlink.connectors.window_budget import window_budget_for
 
 __all__ = [
     "MAX_IDS",
@@ -203,7 +205,11 @@ class ProcountorSettings(BaseModel):
     requests_per_second: float = Field(
         default=20, gt=0, description="Procountor's documented limit per client."
     )
-    burst: int = Field(default=10, ge=1, description="Requests allowed at once.")
+    burst: int = Field(
+        default=10,
+        ge=1,
+        description="Unused since the budget counts per second (kept for old settings).",
+    )
     page_size: int = Field(default=MAX_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
     require_salary_visibility: bool = Field(
         default=False,
@@ -408,9 +414,18 @@ class ProcountorConnector(LedgerConnector):
             f"{settings.base_url}/api",
             tenant=settings.client_id,
             classify=classify_response,
+            # Procountor publishes "20 requests/s per client" and nothing of how it counts
+            # (UNCONFIRMED: fixed second, sliding second or token bucket). The budget keeps
+            # to the strictest reading: never more than the limit in any second (a token
+            # bucket with a burst let burst + rate through in a second after a pause).
             budget=budget
-            or budget_for(
-                VENDOR, settings.requests_per_second, settings.burst, sleep=sleep, clock=clock
+            or window_budget_for(
+                VENDOR,
+                max(1, math.floor(settings.requests_per_second)),
+                1.0,
+                spread=True,
+                sleep=sleep,
+                clock=clock,
             ),
             retry=retry,
             # With auth's token service the bearer token comes from it, and this connector

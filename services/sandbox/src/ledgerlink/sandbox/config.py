@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -13,11 +15,17 @@ class RateLimitSettings(BaseModel):
 
     rate_per_second: float = Field(gt=0, description="Tokens added per second.")
     burst: int = Field(ge=1, description="Bucket size: requests allowed at once.")
+    counting: Literal["token_bucket", "sliding_window"] = Field(
+        default="token_bucket",
+        description="token_bucket; or sliding_window: at most `burst` requests in any "
+        "`burst / rate_per_second` seconds (the strictest reading of 'N per second').",
+    )
 
 
 DEFAULT_RATE_LIMITS: dict[str, RateLimitSettings] = {
     # Procountor documents 20 requests/s per client (another version says 60/s).
-    "procountor": RateLimitSettings(rate_per_second=20, burst=20),
+    # UNCONFIRMED: how Procountor counts; the strictest reading, 20 in any second.
+    "procountor": RateLimitSettings(rate_per_second=20, burst=20, counting="sliding_window"),
     # Visma.net: historically 15,000 calls/hour/company. UNCONFIRMED: burst size.
     "vismanet": RateLimitSettings(rate_per_second=15_000 / 3600, burst=1000),
     # UNCONFIRMED: 24SevenOffice and Nmbrs publish no numbers; a careful vendor allows a

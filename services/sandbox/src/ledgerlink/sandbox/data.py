@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import MappingProxyType
@@ -123,6 +123,9 @@ class FiscalYearData:
     def closed(self) -> bool:
         """True when every period of the year is closed."""
         return all(period.closed for period in self.periods)
+
+
+_ZERO: Final = Decimal(0)
 
 
 @dataclass(slots=True)
@@ -228,6 +231,10 @@ class CompanyData:
     #: What stamps a change made without an explicit time: the :class:`World`'s clock once
     #: the company is one of its tenants' (tests move it), the wall clock otherwise.
     clock: Callable[[], dt.datetime] | None = field(default=None, repr=False, compare=False)
+    #: Built on first use, then kept up to date by every change method below: a vendor
+    #: answers a window of dates from its indexes, not by walking every voucher (at a
+    #: million lines the walk made the sandbox, not the client, the slow side).
+    _indexes: _VoucherIndexes | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._index = {voucher.id: position for position, voucher in enumerate(self.vouchers)}
@@ -270,6 +277,46 @@ class CompanyData:
         period = self.period_of(day)
         return period is not None and not period.closed
 
+    def _indexed(self) -> _VoucherIndexes:
+        if self._indexes is None:
+            self._indexes = _VoucherIndexes()
+            for voucher in self.vouchers:
+                self._indexes.add(voucher)
+        return self._indexes
+
+    def vouchers_dated(self, start: dt.date, end: dt.date) -> list[VoucherData]:
+        """Vouchers dated ``start``..``end`` (inclusive), in id order, from the index."""
+        return self._ordered(self._indexed().by_date, start, end)
+
+    def vouchers_modified_between(self, start: dt.date, end: dt.date) -> list[VoucherData]:
+        """Vouchers whose last change (``modified_at`` as a UTC date) falls in
+        ``start``..``end`` (inclusive), in id order, from the index."""
+        return self._ordered(self._indexed().by_modified, start, end)
+
+    def _ordered(
+        self, index: dict[dt.date, dict[int, None]], start: dt.date, end: dt.date
+    ) -> list[VoucherData]:
+        if end < start:
+            return []
+        if (end - start).days > len(index):
+            days: Iterable[dt.date] = [day for day in index if start <= day <= end]
+        else:
+            days = (start + dt.timedelta(days=n) for n in range((end - start).days + 1))
+        ids = sorted(key for day in days for key in index.get(day, ()))
+        return [self.vouchers[self._index[key]] for key in ids]
+
+    def account_movements(self) -> Mapping[str, Mapping[dt.date, tuple[Decimal, Decimal]]]:
+        """Per account and day, the (debit, credit) of every valid voucher (from the index)."""
+        return self._indexed().moves
+
+    def _unindex(self, voucher: VoucherData) -> None:
+        if self._indexes is not None:
+            self._indexes.remove(voucher)
+
+    def _reindex(self, voucher: VoucherData) -> None:
+        if self._indexes is not None:
+            self._indexes.add(voucher)
+
     def vouchers_modified_since(self, since: dt.datetime) -> list[VoucherData]:
         """Vouchers created, edited or invalidated strictly after ``since``."""
         return [voucher for voucher in self.vouchers if voucher.modified_at > since]
@@ -300,17 +347,21 @@ class CompanyData:
     def invalidate_voucher(self, voucher_id: int, *, at: dt.datetime | None = None) -> VoucherData:
         """Mark a voucher invalidated (kept, as ledgers keep it), bumping version and stamp."""
         voucher = self.voucher(voucher_id)
+        self._unindex(voucher)
         voucher.status = "invalidated"
         voucher.version += 1
         voucher.modified_at = self._next_modified(at)
+        self._reindex(voucher)
         return voucher
 
     def delete_voucher(self, voucher_id: int, *, at: dt.datetime | None = None) -> VoucherData:
         """Mark a voucher deleted (kept for vendors that list deletions), bumping its stamp."""
         voucher = self.voucher(voucher_id)
+        self._unindex(voucher)
         voucher.status = "deleted"
         voucher.version += 1
         voucher.modified_at = self._next_modified(at)
+        self._reindex(voucher)
         return voucher
 
     def edit_voucher(
@@ -330,6 +381,8 @@ class CompanyData:
         voucher = self.voucher(voucher_id)
         if lines is not None:
             _check_balanced(lines)
+        self._unindex(voucher)
+        if lines is not None:
             voucher.lines = list(lines)
         if date is not None:
             voucher.date = date
@@ -339,6 +392,7 @@ class CompanyData:
             voucher.description = f"{voucher.description} (edited)"
         voucher.version += 1
         voucher.modified_at = self._next_modified(at)
+        self._reindex(voucher)
         return voucher
 
     def add_voucher(
@@ -368,7 +422,46 @@ class CompanyData:
         )
         self._index[next_id] = len(self.vouchers)
         self.vouchers.append(voucher)
+        self._reindex(voucher)
         return voucher
+
+
+class _VoucherIndexes:
+    """A company's vouchers by date and by modification date, and each account's daily
+    turnover of valid vouchers; kept current by :class:`CompanyData`'s change methods."""
+
+    __slots__ = ("by_date", "by_modified", "moves")
+
+    def __init__(self) -> None:
+        self.by_date: dict[dt.date, dict[int, None]] = {}
+        self.by_modified: dict[dt.date, dict[int, None]] = {}
+        self.moves: dict[str, dict[dt.date, tuple[Decimal, Decimal]]] = {}
+
+    @staticmethod
+    def _modified_day(voucher: VoucherData) -> dt.date:
+        return voucher.modified_at.astimezone(dt.UTC).date()
+
+    def add(self, voucher: VoucherData) -> None:
+        self.by_date.setdefault(voucher.date, {})[voucher.id] = None
+        self.by_modified.setdefault(self._modified_day(voucher), {})[voucher.id] = None
+        self._book(voucher, 1)
+
+    def remove(self, voucher: VoucherData) -> None:
+        self.by_date.get(voucher.date, {}).pop(voucher.id, None)
+        self.by_modified.get(self._modified_day(voucher), {}).pop(voucher.id, None)
+        self._book(voucher, -1)
+
+    def _book(self, voucher: VoucherData, sign: int) -> None:
+        if voucher.status != "valid":
+            return
+        for line in voucher.lines:
+            days = self.moves.setdefault(line.account, {})
+            debit, credit = days.get(voucher.date, (_ZERO, _ZERO))
+            if line.amount > 0:
+                debit += sign * line.amount
+            else:
+                credit -= sign * line.amount
+            days[voucher.date] = (debit, credit)
 
 
 def _check_balanced(lines: Sequence[LineData]) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from ledgerlink.sandbox.errors import SandboxBusy, SandboxRateLimited
 
-__all__ = ["OneAtATime", "TokenBucket"]
+__all__ = ["OneAtATime", "SlidingWindow", "TokenBucket"]
 
 
 class TokenBucket:
@@ -47,6 +48,47 @@ class TokenBucket:
     def reset(self) -> None:
         """Refill every bucket."""
         self._buckets.clear()
+
+
+class SlidingWindow:
+    """At most ``limit`` requests per key in any ``window`` seconds (a sliding log).
+
+    The strictest way to read "N requests per second": a fixed-window counter or a token
+    bucket of N accepts everything this accepts. Same interface as :class:`TokenBucket`.
+    """
+
+    def __init__(
+        self, limit: int, window: float, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if limit < 1 or window <= 0:
+            raise ValueError("limit must be >= 1 and window > 0")
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._logs: dict[str, deque[float]] = {}
+
+    def _log(self, key: str, now: float) -> deque[float]:
+        log = self._logs.setdefault(key, deque())
+        while log and log[0] <= now - self.window:
+            log.popleft()
+        return log
+
+    def take(self, key: str, tokens: float = 1.0) -> None:
+        """Count a request for ``key`` or raise :class:`SandboxRateLimited`."""
+        del tokens  # every request counts one
+        now = self._clock()
+        log = self._log(key, now)
+        if len(log) >= self.limit:
+            raise SandboxRateLimited(log[0] + self.window - now)
+        log.append(now)
+
+    def available(self, key: str) -> float:
+        """Requests ``key`` could send now."""
+        return float(self.limit - len(self._log(key, self._clock())))
+
+    def reset(self) -> None:
+        """Forget every request."""
+        self._logs.clear()
 
 
 class OneAtATime:

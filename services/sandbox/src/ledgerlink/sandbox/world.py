@@ -24,7 +24,7 @@ from ledgerlink.sandbox.config import SandboxConfig
 from ledgerlink.sandbox.data import CompanyData, Country, generate_company
 from ledgerlink.sandbox.faults import FaultBook
 from ledgerlink.sandbox.oauth import ClientCredentialsValidator, OAuthServer
-from ledgerlink.sandbox.ratelimit import OneAtATime, TokenBucket
+from ledgerlink.sandbox.ratelimit import OneAtATime, SlidingWindow, TokenBucket
 
 __all__ = ["VENDOR_COUNTRIES", "Tenant", "World"]
 
@@ -88,7 +88,7 @@ class World:
         self.faults = FaultBook()
         self._tenants: dict[str, dict[str, Tenant]] = {}
         self._oauth: dict[str, OAuthServer] = {}
-        self._buckets: dict[str, TokenBucket] = {}
+        self._buckets: dict[str, TokenBucket | SlidingWindow] = {}
         self._one_at_a_time: dict[str, OneAtATime] = {}
         self._ordinals: dict[str, int] = {}
         self._ids = random.Random(f"{self.seed}:tenant-ids")
@@ -224,14 +224,21 @@ class World:
         """The OAuth servers created so far, by vendor."""
         return dict(self._oauth)
 
-    def rate_limiter(self, vendor: str) -> TokenBucket:
-        """The vendor's token bucket (keyed per tenant or client by the vendor module)."""
+    def rate_limiter(self, vendor: str) -> TokenBucket | SlidingWindow:
+        """The vendor's limiter (keyed per tenant or client by the vendor module)."""
         bucket = self._buckets.get(vendor)
         if bucket is None:
             settings = self.config.rate_limit(vendor)
-            bucket = TokenBucket(
-                settings.rate_per_second, settings.burst, clock=lambda: self.monotonic()
-            )
+            if settings.counting == "sliding_window":
+                bucket = SlidingWindow(
+                    settings.burst,
+                    settings.burst / settings.rate_per_second,
+                    clock=lambda: self.monotonic(),
+                )
+            else:
+                bucket = TokenBucket(
+                    settings.rate_per_second, settings.burst, clock=lambda: self.monotonic()
+                )
             self._buckets[vendor] = bucket
         return bucket
 

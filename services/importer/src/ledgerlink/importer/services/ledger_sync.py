@@ -434,8 +434,11 @@ class LedgerSyncService:
                 target.company_id, target.spans, import_id=import_id, source_format=provider
             )
         year_ids = list(target.years.values())
-        removed = await store.stored_lines(year_ids, changes.source_ids)
-        await store.delete_vouchers(year_ids, changes.source_ids)
+        # Only vouchers already stored are read back and deleted (on a full read, those of
+        # a page read again after a restart, or moved between windows): one indexed lookup.
+        present = await store.existing_source_ids(year_ids, changes.source_ids)
+        removed = await store.stored_lines(year_ids, present)
+        await store.delete_vouchers(year_ids, present)
         placed = [(target.years[year_of(v.date, target.spans).start], v) for v in changes.vouchers]
         unknown = sorted({year for year, _ in placed} - target.numbers.keys())
         if unknown:
@@ -733,11 +736,7 @@ class LedgerSyncService:
         store = LedgerSyncStore(session)
         await store.carry_forward_openings(company.id)
         years = await store.ledger.fiscal_years(company.id)
-        totals = {"vouchers": 0, "voucher_lines": 0}
-        for year in years:
-            rows = await store.ledger.count_rows(year.id)
-            totals["vouchers"] += rows["vouchers"]
-            totals["voucher_lines"] += rows["voucher_lines"]
+        totals = await store.voucher_counts([year.id for year in years])
         accounts, objects = await store.chart_keys(company.id)
         dimensions = {dimension for dimension, _ in objects}
         now = self._clock()

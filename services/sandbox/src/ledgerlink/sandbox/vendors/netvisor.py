@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import re
 import xml.etree.ElementTree as ET  # building only; requests are parsed with defusedxml
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -357,8 +358,13 @@ def _line_key(voucher: VoucherData, line: LineData) -> str:
     return str(voucher.id * 1000 + line.line_no)
 
 
+_MARKUP: Final = re.compile(r"[&<>]")
+
+
 def _tag(tag: str, text: str) -> str:
-    return f"<{tag}>{escape(text)}</{tag}>" if text else f"<{tag} />"
+    if not text:
+        return f"<{tag} />"
+    return f"<{tag}>{escape(text) if _MARKUP.search(text) else text}</{tag}>"
 
 
 def _render_voucher(
@@ -454,6 +460,11 @@ def ledger(company: CompanyData, params: dict[str, str]) -> _Payload:
                 candidates.append(company.voucher(key))
             except KeyError:
                 continue
+    elif start is not None and end is not None:
+        # From the sandbox's indexes (the filters below still apply to what they return).
+        candidates = company.vouchers_dated(start, end)
+    elif modified_start is not None and modified_end is not None:
+        candidates = company.vouchers_modified_between(modified_start, modified_end)
     else:
         candidates = company.vouchers
     parts = ["<Vouchers>"]
@@ -652,12 +663,9 @@ def account_balance(
     if "netvisorkeylist" in params:
         listed = _keys(params["netvisorkeylist"], MAX_LEDGER_KEYS, "netvisorkeylist")
         keys = listed if keys is None else keys & listed
-    moves: dict[str, list[tuple[dt.date, Decimal]]] = {}
-    for voucher in company.vouchers:
-        if voucher.status != "valid":
-            continue
-        for line in voucher.lines:
-            moves.setdefault(line.account, []).append((voucher.date, line.amount))
+    # Each account's daily turnover comes from the sandbox's index (kept current by every
+    # change): the sums to each date are a running total over its days, not over lines.
+    moves = company.account_movements()
     root = ET.Element("AccountBalances")
     for key, account in enumerate(company.accounts, start=1):
         if keys is not None and key not in keys:
@@ -665,11 +673,13 @@ def account_balance(
         element = _element(root, "Account", Netvisorkey=str(key))
         _element(element, "Number", account.number)
         _element(element, "Name", account.name)
+        days = sorted(moves.get(account.number, {}).items())
+        position, debit, credit = 0, Decimal(0), Decimal(0)
         for day in dates:
-            debit = sum((a for d, a in moves.get(account.number, ()) if d <= day and a > 0),
-                        Decimal(0))  # fmt: skip
-            credit = -sum((a for d, a in moves.get(account.number, ()) if d <= day and a < 0),
-                          Decimal(0))  # fmt: skip
+            while position < len(days) and days[position][0] <= day:
+                debit += days[position][1][0]
+                credit += days[position][1][1]
+                position += 1
             entry = _element(element, "AccountBalance", Date=day.isoformat())
             _element(entry, "Debet", _fi_decimal(debit))
             _element(entry, "Kredit", _fi_decimal(credit))
