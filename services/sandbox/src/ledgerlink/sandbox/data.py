@@ -239,6 +239,9 @@ class CompanyData:
     def __post_init__(self) -> None:
         self._index = {voucher.id: position for position, voucher in enumerate(self.vouchers)}
         self._accounts_by_number = {account.number: account for account in self.accounts}
+        # Derived again from the lists on next use (a caller that edited them directly
+        # calls this to re-derive every lookup).
+        self._indexes = None
         if self.vouchers:
             self._last_modified = max(voucher.modified_at for voucher in self.vouchers)
 
