@@ -127,8 +127,8 @@ async def test_file_provider_is_activated_at_once_and_announced(db: Database) ->
         "provider": "sie",
         "business_id": SAAB,
         "company_name": "Saab AB",
-        # Issue 14's optional field: only 24SevenOffice activations carry one.
-        "transaction_type": None,
+        # Issue 14's transaction_type is additive: only 24SevenOffice activations carry
+        # it, so consumers on the model published before it accept this payload.
     }
 
 
