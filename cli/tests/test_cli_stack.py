@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
+
 from ledgerlink.cli.main import _status_table, dev_auth_env
 from ledgerlink.cli.stack import (
     SERVICES_BY_NAME,
@@ -121,3 +123,20 @@ def test_dev_auth_env_points_the_token_service_at_the_sandbox() -> None:
     assert config.oauth_providers["nmbrs"].token_endpoint_auth_method == "none"
     assert env["LEDGERLINK_AUTH_NETVISOR__PARTNER_ID"] == "LEDGERLINK_DEMO"
     assert env["LEDGERLINK_AUTH_TWENTYFOUR__SOAP_BASE_URL"] == "http://127.0.0.1:8084/24so/soap"
+
+
+def test_dev_env_runs_the_payroll_pages_against_auth_and_the_sandbox(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ledgerlink.journal_exporter.config import Config
+
+    for name, value in dev_auth_env(8084, 8081).items():
+        monkeypatch.setenv(name, value)
+    config = Config()  # the pages refuse to start without sign-in: this would raise
+
+    assert config.payroll.pages_enabled is True
+    assert config.payroll.signin.auth_url == "http://127.0.0.1:8081"
+    assert config.payroll.signin.signin_url == "http://127.0.0.1:8081/signin"
+    assert config.payroll.nmbrs_base_url == "http://127.0.0.1:8084/nmbrs"
+    assert config.payroll.vismanet_api_base_url == "http://127.0.0.1:8084/vismanet"
+    assert config.token_service.token is not None

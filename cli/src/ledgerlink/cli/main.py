@@ -88,11 +88,13 @@ def dev_up(
     asyncio.run(_dev_up(data_dir, bootstrap_servers, base_port, logs_to_files))
 
 
-def dev_auth_env(sandbox_port: int) -> dict[str, str]:
+def dev_auth_env(sandbox_port: int, auth_port: int = 8081) -> dict[str, str]:
     """auth's vendor clients in development: the sandbox's public demo clients, so the token
     service refreshes (and revokes, for Visma Connect), signs Netvisor identities and logs
-    in at 24SevenOffice against the local stand-ins."""
+    in at 24SevenOffice against the local stand-ins. The journal-exporter posts payroll
+    from the sandbox's Nmbrs into its Visma.net, with its pages signed in through auth."""
     sandbox = f"http://127.0.0.1:{sandbox_port}"
+    auth = f"http://127.0.0.1:{auth_port}"
     providers = {
         # The connection pages' Visma Connect client (the sandbox registers it): a grant
         # refreshes only with the client it was issued to.
@@ -134,6 +136,16 @@ def dev_auth_env(sandbox_port: int) -> dict[str, str]:
         ),
         "LEDGERLINK_AUTH_CONNECT__VISMA_CONNECT__API_BASE_URL": f"{sandbox}/vismanet",
         "LEDGERLINK_AUTH_CONNECT__NMBRS__SOAP_BASE_URL": f"{sandbox}/nmbrs",
+        # journal-exporter: credentials from auth's token service (auth accepts this token
+        # in development only), the sandbox's Nmbrs and Visma.net, and the payroll pages
+        # (people sign in at auth; cookies are per host, so auth's reaches these pages).
+        "LEDGERLINK_JOURNAL_EXPORTER_TOKEN_SERVICE__URL": auth,
+        "LEDGERLINK_JOURNAL_EXPORTER_TOKEN_SERVICE__TOKEN": "development-only-service-token",
+        "LEDGERLINK_JOURNAL_EXPORTER_PAYROLL__NMBRS_BASE_URL": f"{sandbox}/nmbrs",
+        "LEDGERLINK_JOURNAL_EXPORTER_PAYROLL__VISMANET_API_BASE_URL": f"{sandbox}/vismanet",
+        "LEDGERLINK_JOURNAL_EXPORTER_PAYROLL__PAGES_ENABLED": "true",
+        "LEDGERLINK_JOURNAL_EXPORTER_PAYROLL__SIGNIN__AUTH_URL": auth,
+        "LEDGERLINK_JOURNAL_EXPORTER_PAYROLL__SIGNIN__SIGNIN_URL": f"{auth}/signin",
     }
 
 
@@ -157,7 +169,10 @@ async def _dev_up(
             },
             ports={spec.name: base_port + index for index, spec in enumerate(SERVICES)},
             log_dir=data_dir / "logs" if logs_to_files else None,
-            env=dev_auth_env(base_port + [spec.name for spec in SERVICES].index("sandbox")),
+            env=dev_auth_env(
+                base_port + [spec.name for spec in SERVICES].index("sandbox"),
+                base_port + [spec.name for spec in SERVICES].index("auth"),
+            ),
         )
     )
     stopping = asyncio.Event()
@@ -202,6 +217,12 @@ def _status_table(stack: Stack, bootstrap_servers: str, embedded: bool, data_dir
             )
         if "sandbox" in stack.services:
             footer.extend(demo_lines(auth.url, bootstrap_servers))
+        exporter = stack.services.get("journal-exporter")
+        if exporter is not None:
+            footer.append(
+                f"Payroll journals, Nmbrs -> Visma.net (seed 003): {exporter.url}/payroll "
+                "(sign in first; connect the accounts at the Nmbrs page above)."
+            )
             footer.extend(connection_page_lines(auth.url))
     footer.append("Ctrl-C stops everything.")
     return render_status(rows, footer=footer)
