@@ -51,13 +51,14 @@ from ledgerlink.journal_exporter.storage.models import (
     messaging,
     metadata,
 )
+from ledgerlink.journal_exporter.storage.repository import ConnectionRepository
 from ledgerlink.journal_exporter.storage.vendors import VendorGateway
 from ledgerlink.sandbox.faults import FaultPlan
 from ledgerlink.sandbox.payroll import payroll_company
 from ledgerlink.sandbox.vendors import nmbrs as sandbox_nmbrs
 from ledgerlink.shared.config import TokenServiceSettings
 from ledgerlink.shared.db import Database
-from ledgerlink.shared.events import JournalReadyV1
+from ledgerlink.shared.events import ConnectionActivatedV1, JournalReadyV1, Provider
 from ledgerlink.shared.messaging.outbox import Outbox
 from ledgerlink.shared.pytest_plugin import define_store_fixtures
 
@@ -599,6 +600,58 @@ async def test_the_pages_show_field_errors_and_each_runs_status(exporter: Export
         del sessions.roles[exporter.world.nmbrs_connection]
         assert (await browser.get(mapping_page)).status_code == 403
         assert "Payroll NL" not in (await browser.get("/payroll")).text
+
+
+async def test_the_form_offers_the_connections_the_person_may_map(exporter: Exporter) -> None:
+    world = exporter.world
+    stranger = uuid.uuid4()
+    sessions = FakeSessions({world.nmbrs_connection: "admin", world.visma_connection: "member"})
+    app = FastAPI()
+    register_payroll_pages(
+        app, exporter.mappings, exporter.exports, sessions, PayrollSigninSettings()
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://exporter"
+    ) as browser:
+        browser.cookies.set("ledgerlink_session", "anna-session")
+        before = await browser.get("/payroll/mappings/new")
+        # No connection is known yet (no connection.activated seen): ids can be entered.
+        assert "<select" not in before.text
+        assert "None is known here yet" in before.text
+        async with exporter.db.transaction() as session:
+            connections = ConnectionRepository(session)
+            for connection_id, provider, name in (
+                (world.nmbrs_connection, Provider.NMBRS, "Payroll BV"),
+                (world.visma_connection, Provider.VISMA_NET, "Ledger BV"),
+                (stranger, Provider.NMBRS, "Someone Else BV"),
+            ):
+                activation = ConnectionActivatedV1(
+                    connection_id=connection_id,
+                    environment_id=uuid.uuid4(),
+                    provider=provider,
+                    business_id="12345678",
+                    company_name=name,
+                )
+                await connections.record_activation(
+                    activation,
+                    event_id=f"e-{connection_id}",
+                    activated_at=datetime(2025, 1, 1, tzinfo=UTC),
+                )
+        offered = (await browser.get("/payroll/mappings/new")).text
+        # Anna's own Nmbrs account (she is its environment's admin) is offered by name.
+        assert '<select class="input" id="nmbrs_connection_id"' in offered
+        assert f'<option value="{world.nmbrs_connection}">Payroll BV (12345678)' in offered
+        # Neither a stranger's account nor one where she is only a member.
+        assert "Someone Else BV" not in offered
+        assert "Ledger BV" not in offered
+        assert '<select class="input" id="vismanet_connection_id"' not in offered
+        # A form sent back with errors keeps the choice.
+        again = await browser.post(
+            "/payroll/mappings/new",
+            data={"csrf_token": "csrf-anna", "nmbrs_connection_id": str(world.nmbrs_connection)},
+        )
+        assert again.status_code == 422
+        assert f'<option value="{world.nmbrs_connection}" selected>' in again.text
 
 
 async def test_two_payrolls_with_the_same_run_references_each_get_their_batches(

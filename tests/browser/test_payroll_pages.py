@@ -29,11 +29,12 @@ import pytest
 from auth_store import stored_connections
 from browser_helpers import SERVICE_TOKEN, PagesStack, Shot, sign_in, sign_in_with
 from playwright.async_api import Browser, Page, expect
-from wire_helpers import eventually
+from wire_helpers import PlainKafkaClient, eventually
 
 from ledgerlink.journal_exporter.storage.models import PayrollPosting, PostingStatus
 from ledgerlink.journal_exporter.storage.repository import PayrollPostingRepository
 from ledgerlink.shared.db import Database, create_engine
+from ledgerlink.shared.topics import Topic
 
 pytestmark = [pytest.mark.wire, pytest.mark.browser]
 
@@ -103,6 +104,28 @@ async def _environment_with_connections(pages: PagesStack, page: Page) -> dict[s
     }
 
 
+async def _authorized(pages: PagesStack, ids: dict[str, str]) -> None:
+    """What auth publishes once each account's authorization completes (the Nmbrs and
+    Visma.net flows themselves are proven in tests/browser/test_flow_nmbrs.py):
+    the exporter offers only accounts it has seen activated."""
+    async with PlainKafkaClient(
+        pages.kafka.bootstrap_servers, pages.stack.config.topic_prefix
+    ) as client:
+        for provider in ("nmbrs", "visma_net"):
+            await client.send(
+                Topic.CONNECTIONS,
+                {
+                    "connection_id": ids[provider],
+                    "environment_id": ids["environment"],
+                    "provider": provider,
+                    "business_id": BUSINESS_ID,
+                    "company_name": "Virtanen Demo Oy",
+                },
+                key=BUSINESS_ID,
+                ce_type="ledgerlink.connection.activated.v1",
+            )
+
+
 async def _posted_run(pages: PagesStack, mapping: dict[str, Any]) -> None:
     """One posted run in the exporter's store (posting itself is proven over the wire in
     tests/test_wire_payroll.py; this page test shows what the store holds)."""
@@ -161,13 +184,27 @@ async def test_payroll_pages_need_auths_sign_in_and_environment_membership(
     )
     assert added.status == 201, await added.text()
 
-    # Anna, an admin of the environment: a form error shows next to its field.
-    await page.goto(f"{exporter}/payroll/mappings/new")
+    await _authorized(pages_stack, ids)
+
+    # Anna, an admin of the environment: the form offers her connections by company name
+    # (once the exporter has read their connection.activated events) ...
+    async def form_offering_her_connections() -> bool | None:
+        await page.goto(f"{exporter}/payroll/mappings/new")
+        return True if await page.locator("select#vismanet_connection_id").count() else None
+
+    await eventually(
+        form_offering_her_connections, timeout=60, what="the form offering Anna's connections"
+    )
     await expect(page.get_by_role("heading", level=1)).to_have_text("New mapping")
+    nmbrs_choice = page.get_by_label("Visma Nmbrs connection")
+    await expect(nmbrs_choice.locator("option")).to_contain_text(
+        ["Choose a connection", "Virtanen Demo Oy"]
+    )
+    # ... and a form error shows next to its field.
     await page.get_by_label("Name of the mapping").fill("Virtanen payroll")
-    await page.get_by_label("Visma Nmbrs connection").fill(ids["nmbrs"])
+    await nmbrs_choice.select_option(ids["nmbrs"])
     await page.get_by_label("Visma Nmbrs company").fill("42")
-    await page.get_by_label("Visma.net connection").fill(ids["visma_net"])
+    await page.get_by_label("Visma.net connection").select_option(ids["visma_net"])
     await page.get_by_label("Visma.net company (administration)").fill("1234567")
     await page.get_by_label("First period sent automatically").fill("January")
     await page.get_by_role("button", name="Save mapping").click()

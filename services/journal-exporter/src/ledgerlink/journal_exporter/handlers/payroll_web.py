@@ -14,7 +14,7 @@ from __future__ import annotations
 import hmac
 import re
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -33,7 +33,7 @@ from ledgerlink.journal_exporter.services.payroll import (
     NotFoundError,
 )
 from ledgerlink.journal_exporter.storage.auth_sessions import AuthUnavailableError, SignedIn
-from ledgerlink.journal_exporter.storage.models import PostingStatus
+from ledgerlink.journal_exporter.storage.models import Connection, PostingStatus
 
 __all__ = ["register_payroll_pages"]
 
@@ -43,9 +43,17 @@ _NO_STORE = {"Cache-Control": "no-store"}
 #: (field, label, hint) of the new-mapping form, in order.
 FIELDS: tuple[tuple[str, str, str], ...] = (
     ("name", "Name of the mapping", "For example the company's name."),
-    ("nmbrs_connection_id", "Visma Nmbrs connection", "The id of the authorised Nmbrs account."),
+    (
+        "nmbrs_connection_id",
+        "Visma Nmbrs connection",
+        "An authorised Nmbrs account of an environment you are an admin of.",
+    ),
     ("nmbrs_company_id", "Visma Nmbrs company", "The company's number in Nmbrs."),
-    ("vismanet_connection_id", "Visma.net connection", "The id of the authorised account."),
+    (
+        "vismanet_connection_id",
+        "Visma.net connection",
+        "An authorised Visma.net account of an environment you are an admin of.",
+    ),
     ("vismanet_company_id", "Visma.net company (administration)", ""),
     (
         "cost_centre_description",
@@ -66,9 +74,9 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
 _PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _REQUIRED = {
     "name": "Enter a name for the mapping",
-    "nmbrs_connection_id": "Enter the Nmbrs connection",
+    "nmbrs_connection_id": "Choose the Nmbrs connection",
     "nmbrs_company_id": "Enter the Nmbrs company",
-    "vismanet_connection_id": "Enter the Visma.net connection",
+    "vismanet_connection_id": "Choose the Visma.net connection",
     "vismanet_company_id": "Enter the Visma.net company",
 }
 STATUS_WORDS = {
@@ -80,6 +88,22 @@ STATUS_WORDS = {
     "refused": "Refused",
     "failed": "Failed",
 }
+
+
+#: The connection fields offered as a choice of the person's connections, by provider.
+_CONNECTION_FIELDS = {"nmbrs_connection_id": "nmbrs", "vismanet_connection_id": "visma_net"}
+
+
+def _choices(known: Sequence[Connection], person: SignedIn) -> dict[str, list[tuple[str, str]]]:
+    """Per connection field, (id, label) of the connections the person is an admin of."""
+    return {
+        field: [
+            (str(c.connection_id), f"{c.company_name} ({c.business_id})")
+            for c in known
+            if c.provider == provider and person.roles.get(c.connection_id) == "admin"
+        ]
+        for field, provider in _CONNECTION_FIELDS.items()
+    }
 
 
 def _draft(values: dict[str, str]) -> tuple[MappingDraft | None, dict[str, str]]:
@@ -207,9 +231,13 @@ def build_payroll_pages(
         ]
         return page(request, "mappings.html", mappings=visible, person=person)
 
+    async def known() -> list[Connection]:
+        return await mappings.known_connections(tuple(_CONNECTION_FIELDS.values()))
+
     @router.get("/mappings/new", response_class=HTMLResponse, response_model=None)
     async def new_mapping(request: Request) -> Response:
-        person = await person_of(request)
+        connections = await known()
+        person = await person_of(request, [c.connection_id for c in connections])
         if not isinstance(person, SignedIn):
             return person
         return page(
@@ -218,6 +246,7 @@ def build_payroll_pages(
             fields=FIELDS,
             values={},
             errors={},
+            choices=_choices(connections, person),
             person=person,
             csrf_token=person.csrf_token,
         )
@@ -230,7 +259,8 @@ def build_payroll_pages(
         asked = (
             (draft.nmbrs_connection_id, draft.vismanet_connection_id) if draft is not None else ()
         )
-        person = await person_of(request, asked)
+        connections = await known()
+        person = await person_of(request, {*asked, *(c.connection_id for c in connections)})
         if not isinstance(person, SignedIn):
             return person
         if not hmac.compare_digest(values.get("csrf_token", ""), person.csrf_token):
@@ -258,6 +288,7 @@ def build_payroll_pages(
             fields=FIELDS,
             values=values,
             errors=errors,
+            choices=_choices(connections, person),
             person=person,
             csrf_token=person.csrf_token,
         )

@@ -56,12 +56,14 @@ from ledgerlink.journal_exporter.domain.payroll import (
     summary,
 )
 from ledgerlink.journal_exporter.storage.models import (
+    Connection,
     PayrollMapping,
     PayrollPosting,
     PayrollRunMark,
     PostingStatus,
 )
 from ledgerlink.journal_exporter.storage.repository import (
+    ConnectionRepository,
     PayrollMappingRepository,
     PayrollPostingRepository,
     PayrollRunMarkRepository,
@@ -272,6 +274,14 @@ class MappingService:
         """Every mapping's current version."""
         async with self._db.transaction() as session:
             return await PayrollMappingRepository(session).all_current()
+
+    async def known_connections(
+        self, providers: Sequence[str], *, limit: int = 1000
+    ) -> list[Connection]:
+        """The activated connections of ``providers`` this service learnt of from auth's
+        events (which of them a person may map, auth says)."""
+        async with self._db.transaction() as session:
+            return await ConnectionRepository(session).of_providers(providers, limit=limit)
 
 
 class _BatchVoided(Exception):  # noqa: N818 - internal signal

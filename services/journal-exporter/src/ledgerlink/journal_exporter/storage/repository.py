@@ -97,6 +97,16 @@ class ConnectionRepository(ConnectionReadModelRepository[Connection]):
     def __init__(self, session: AsyncSession) -> None:
         super().__init__(session, Connection)
 
+    async def of_providers(self, providers: Sequence[str], *, limit: int) -> list[Connection]:
+        """Connections of these providers, by company name (at most ``limit``)."""
+        rows = await self._session.execute(
+            select(Connection)
+            .where(col(Connection.provider).in_(providers))
+            .order_by(col(Connection.company_name), col(Connection.connection_id))
+            .limit(limit)
+        )
+        return list(rows.scalars())
+
 
 class PayrollMappingRepository:
     """Mapping versions (the highest version of a mapping is the current one)."""
