@@ -10,10 +10,12 @@ result (a profit is positive). The balance sheet shows assets positive and equit
 liabilities positive, with the result of the year so far as a line of equity; when the
 books balance, the two totals are equal.
 
-Classification follows the chart's account classes, shared by the Swedish BAS chart and
-the Norwegian standard chart: class 1 assets, class 2 equity and liabilities, classes
-3-8 profit and loss. Accounts in other classes (9: internal accounting in both) appear
-in the trial balance only.
+Classification follows the chart's account classes. The Swedish BAS chart and the
+Norwegian standard chart share class 1 assets, class 2 equity and liabilities, classes 3-8
+profit and loss; class 9 is internal accounting in both and appears in the trial balance
+only. Finnish charts (Netvisor's and Procountor's companies) put profit and loss in classes
+3-9: class 9 holds the financial items, appropriations and income taxes, and the sections
+follow the Finnish P&L and balance-sheet formats (see :data:`_FI_PROFIT_AND_LOSS`).
 """
 
 from __future__ import annotations
@@ -143,6 +145,41 @@ _NO_PROFIT_AND_LOSS: Final = (
     Group("other", "Other operating costs (Annen driftskostnad)", "70", "79"),
     Group("financial", "Financial items and tax (Finansposter og skatt)", "80", "89"),
 )
+# Finnish companies: the statement formats of the Accounting Ordinance (Kirjanpitoasetus
+# 1339/1997, ch. 1, the expense-type P&L and the balance sheet) over the number ranges of the
+# Liikekirjuri chart that Finnish charts follow: 30-35 revenue, 36-39 change in stocks and
+# other operating income, 40-49 materials and services, 50-67 personnel, 68-69 depreciation,
+# 70-89 other operating expenses, 90-96 financial items, 97 extraordinary items, 98
+# appropriations, 99 income taxes; 10-14 fixed and 15-19 current assets, 20-23 equity, 24
+# accumulated appropriations, 25 provisions, 26-29 liabilities. UNCONFIRMED: that Netvisor's
+# and Procountor's default charts keep these ranges (their APIs give no statement line per
+# account; the Netvisor connector's account types use the same ranges, and a company with a
+# chart of its own may differ).
+_FI_PROFIT_AND_LOSS: Final = (
+    Group("revenue", "Revenue (Liikevaihto)", "30", "35"),
+    Group("other_income", "Other operating income (Liiketoiminnan muut tuotot)", "36", "39"),
+    Group("materials", "Materials and services (Materiaalit ja palvelut)", "40", "49"),
+    Group("personnel", "Personnel expenses (Henkilöstökulut)", "50", "67"),
+    Group("depreciation", "Depreciation (Poistot ja arvonalentumiset)", "68", "69"),
+    Group("other", "Other operating expenses (Liiketoiminnan muut kulut)", "70", "89"),
+    Group("financial", "Financial income and expenses (Rahoitustuotot ja -kulut)", "90", "96"),
+    Group("extraordinary", "Extraordinary items (Satunnaiset erät)", "97", "97"),
+    Group("appropriations", "Appropriations (Tilinpäätössiirrot)", "98", "98"),
+    Group("taxes", "Income taxes (Tuloverot)", "99", "99"),
+)
+_FI_BALANCE_SHEET: Final = (
+    Group("fixed_assets", "Fixed assets (Pysyvät vastaavat)", "10", "14"),
+    Group("current_assets", "Current assets (Vaihtuvat vastaavat)", "15", "19"),
+    Group("equity", "Equity (Oma pääoma)", "20", "23"),
+    Group(
+        "appropriations",
+        "Accumulated appropriations (Tilinpäätössiirtojen kertymä)",
+        "24",
+        "24",
+    ),
+    Group("provisions", "Provisions (Pakolliset varaukset)", "25", "25"),
+    Group("liabilities", "Liabilities (Vieras pääoma)", "26", "29"),
+)
 _BAS_BALANCE_SHEET: Final = (
     Group("fixed_assets", "Fixed assets (Anläggningstillgångar)", "10", "13"),
     Group("current_assets", "Current assets (Omsättningstillgångar)", "14", "19"),
@@ -166,8 +203,11 @@ _NO_BALANCE_SHEET: Final = (
 )
 
 
-def chart_family(chart: str) -> str:
-    """``"NO"`` for the Norwegian standard chart, ``"BAS"`` otherwise (BAS, EUBAS97 ...)."""
+def chart_family(chart: str, country: str = "") -> str:
+    """``"FI"`` for a Finnish company, ``"NO"`` for the Norwegian standard chart, ``"BAS"``
+    otherwise (BAS, EUBAS97 ...)."""
+    if country.upper() == "FI":
+        return "FI"
     return "NO" if chart.upper().startswith("NO") else "BAS"
 
 
@@ -175,8 +215,23 @@ def is_balance_sheet_account(account: str) -> bool:
     return account[:1] in ("1", "2")
 
 
-def is_profit_and_loss_account(account: str) -> bool:
-    return account[:1] in ("3", "4", "5", "6", "7", "8")
+def is_profit_and_loss_account(account: str, family: str = "BAS") -> bool:
+    """Classes 3-8, and 9 too in Finnish charts (financial items, appropriations, taxes)."""
+    return account[:1] in (_FI_RESULT_CLASSES if family == "FI" else _RESULT_CLASSES)
+
+
+_RESULT_CLASSES: Final = ("3", "4", "5", "6", "7", "8")
+_FI_RESULT_CLASSES: Final = ("3", "4", "5", "6", "7", "8", "9")
+_PROFIT_AND_LOSS: Final = {
+    "FI": _FI_PROFIT_AND_LOSS,
+    "NO": _NO_PROFIT_AND_LOSS,
+    "BAS": _BAS_PROFIT_AND_LOSS,
+}
+_BALANCE_SHEET: Final = {
+    "FI": _FI_BALANCE_SHEET,
+    "NO": _NO_BALANCE_SHEET,
+    "BAS": _BAS_BALANCE_SHEET,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +294,7 @@ def _sum(sections: list[StatementSection], width: int) -> tuple[Decimal, ...]:
 
 
 def profit_and_loss(
-    chart: str,
+    family: str,
     accounts: dict[str, AccountInfo],
     period: dict[str, Decimal],
     year_to_date: dict[str, Decimal],
@@ -247,16 +302,19 @@ def profit_and_loss(
 ) -> Statement:
     """P&L for the asked periods and for the year to date (net balances, debit positive).
 
-    ``previous_year``: the previous fiscal year's result per account (SIE ``#RES -1``),
-    when the source gave it; it becomes a third column, the comparison year.
+    ``family``: the chart family (:func:`chart_family`). ``previous_year``: the previous
+    fiscal year's result per account (SIE ``#RES -1``), when the source gave it; it becomes
+    a third column, the comparison year.
     """
-    groups = _NO_PROFIT_AND_LOSS if chart_family(chart) == "NO" else _BAS_PROFIT_AND_LOSS
+    groups = _PROFIT_AND_LOSS[family]
     names = ["period", "year_to_date"]
     columns = [
-        {a: v for a, v in period.items() if is_profit_and_loss_account(a)},
-        {a: v for a, v in year_to_date.items() if is_profit_and_loss_account(a)},
+        {a: v for a, v in period.items() if is_profit_and_loss_account(a, family)},
+        {a: v for a, v in year_to_date.items() if is_profit_and_loss_account(a, family)},
     ]
-    previous = {a: v for a, v in (previous_year or {}).items() if is_profit_and_loss_account(a)}
+    previous = {
+        a: v for a, v in (previous_year or {}).items() if is_profit_and_loss_account(a, family)
+    }
     if previous:
         names.append("previous_year")
         columns.append(previous)
@@ -265,7 +323,7 @@ def profit_and_loss(
 
 
 def balance_sheet(
-    chart: str,
+    family: str,
     accounts: dict[str, AccountInfo],
     closing: dict[str, Decimal],
     result_to_date: Decimal,
@@ -278,7 +336,7 @@ def balance_sheet(
     ``previous``: the previous year's closing balances (SIE ``#UB -1``) and its result
     (from ``#RES -1``), when the source gave them: a second column, the comparison year.
     """
-    groups = _NO_BALANCE_SHEET if chart_family(chart) == "NO" else _BAS_BALANCE_SHEET
+    groups = _BALANCE_SHEET[family]
     names = ["balance"]
     columns = [{a: v for a, v in closing.items() if is_balance_sheet_account(a)}]
     results = [result_to_date]

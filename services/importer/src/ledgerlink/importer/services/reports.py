@@ -15,6 +15,7 @@ from ledgerlink.importer.domain.reports import (
     TrialBalance,
     Turnover,
     balance_sheet,
+    chart_family,
     is_profit_and_loss_account,
     parse_period_end,
     parse_period_start,
@@ -165,9 +166,8 @@ class ReportService:
         to_date = await self._store.turnover(year.id, year.start.replace(day=1), scope.last_period)
         accounts = await self._store.accounts(scope.company.id)
         previous = await self._store.comparison_closings(year.id)
-        statement = profit_and_loss(
-            scope.company.chart, accounts, _net(period), _net(to_date), previous or None
-        )
+        family = chart_family(scope.company.chart, scope.company.country)
+        statement = profit_and_loss(family, accounts, _net(period), _net(to_date), previous or None)
         return StatementReport(scope, statement)
 
     async def balance_sheet(self, business_id: str, as_of: str | None) -> StatementReport:
@@ -179,8 +179,9 @@ class ReportService:
         closing = dict(opening)
         for account, turnover in moved.items():
             closing[account] = closing.get(account, _ZERO) + turnover.net
+        family = chart_family(scope.company.chart, scope.company.country)
         result = -sum(
-            (amount for account, amount in closing.items() if is_profit_and_loss_account(account)),
+            (a for account, a in closing.items() if is_profit_and_loss_account(account, family)),
             _ZERO,
         )
         accounts: dict[str, AccountInfo] = await self._store.accounts(scope.company.id)
@@ -188,10 +189,10 @@ class ReportService:
         comparison = None
         if previous:
             previous_result = -sum(
-                (v for a, v in previous.items() if is_profit_and_loss_account(a)), _ZERO
+                (v for a, v in previous.items() if is_profit_and_loss_account(a, family)), _ZERO
             )
             comparison = (previous, previous_result)
-        statement = balance_sheet(scope.company.chart, accounts, closing, result, comparison)
+        statement = balance_sheet(family, accounts, closing, result, comparison)
         return StatementReport(scope, statement)
 
 

@@ -42,6 +42,7 @@ from ledgerlink.importer.domain.ledger_sync import (
     StoredLine,
 )
 from ledgerlink.importer.domain.reports import (
+    chart_family,
     is_balance_sheet_account,
     is_profit_and_loss_account,
 )
@@ -650,6 +651,8 @@ class LedgerSyncStore:
         file import's does. Returns the balance rows written.
         """
         years = await self.ledger.fiscal_years(company_id)
+        company = await self.ledger.company(company_id)
+        family = chart_family(company.chart, company.country) if company else "BAS"
         typed = await self._session.execute(
             select(col(Account.number), col(Account.account_type)).where(
                 col(Account.company_id) == company_id
@@ -664,7 +667,7 @@ class LedgerSyncStore:
             if kind in ("revenue", "expense"):
                 return "result"
             # No type from the vendor: the account class decides (as the reports do).
-            if is_profit_and_loss_account(account):
+            if is_profit_and_loss_account(account, family):
                 return "result"
             return "balance" if is_balance_sheet_account(account) else None
 
