@@ -16,6 +16,8 @@ profit and loss; class 9 is internal accounting in both and appears in the trial
 only. Finnish charts (Netvisor's and Procountor's companies) put profit and loss in classes
 3-9: class 9 holds the financial items, appropriations and income taxes, and the sections
 follow the Finnish P&L and balance-sheet formats (see :data:`_FI_PROFIT_AND_LOSS`).
+Visma.net types every account itself (asset, liability, income, expense), whatever the
+country's chart: there the vendor's types decide (see :data:`_TYPED_PROFIT_AND_LOSS`).
 """
 
 from __future__ import annotations
@@ -112,16 +114,28 @@ def trial_balance(
 
 @dataclass(frozen=True, slots=True)
 class Group:
-    """A section of a statement: the accounts whose number starts in ``[low, high]``."""
+    """A section of a statement: the accounts whose number starts in ``[low, high]``.
+
+    With ``types``, the accounts of those types (the vendor's own classification); an
+    account without a type falls back to the number range.
+    """
 
     key: str
     title: str
     low: str
     high: str
+    types: tuple[str, ...] = ()
 
-    def holds(self, account: str) -> bool:
+    def holds(self, account: str, info: AccountInfo | None = None) -> bool:
+        if self.types and info is not None and info.account_type:
+            return info.account_type in self.types
         head = account[: len(self.low)]
         return self.low <= head <= self.high
+
+    @property
+    def assets(self) -> bool:
+        """A section of the balance sheet's assets side."""
+        return "asset" in self.types or self.low.startswith("1")
 
 
 _BAS_PROFIT_AND_LOSS: Final = (
@@ -180,6 +194,19 @@ _FI_BALANCE_SHEET: Final = (
     Group("provisions", "Provisions (Pakolliset varaukset)", "25", "25"),
     Group("liabilities", "Liabilities (Vieras pääoma)", "26", "29"),
 )
+# Visma.net: every account carries its type (AccountDto.type: Asset, Liability, Income,
+# Expense; equity accounts are Liability-type), published in the Visma.net Financials API's
+# account schema. Its companies use national charts (NL, NO, SE, DK, FI) whose number ranges
+# differ (a Dutch chart keeps equity in 0xxx and revenue in 8xxx), so the vendor's types
+# decide; an account without one falls back to the classes 1 / 2 / 3 / 4-8.
+_TYPED_PROFIT_AND_LOSS: Final = (
+    Group("revenue", "Revenue", "3", "3", types=("revenue",)),
+    Group("expenses", "Expenses", "4", "8", types=("expense",)),
+)
+_TYPED_BALANCE_SHEET: Final = (
+    Group("assets", "Assets", "1", "1", types=("asset",)),
+    Group("equity", "Equity and liabilities", "2", "2", types=("liability",)),
+)
 _BAS_BALANCE_SHEET: Final = (
     Group("fixed_assets", "Fixed assets (Anläggningstillgångar)", "10", "13"),
     Group("current_assets", "Current assets (Omsättningstillgångar)", "14", "19"),
@@ -204,30 +231,44 @@ _NO_BALANCE_SHEET: Final = (
 
 
 def chart_family(chart: str, country: str = "") -> str:
-    """``"FI"`` for a Finnish company, ``"NO"`` for the Norwegian standard chart, ``"BAS"``
-    otherwise (BAS, EUBAS97 ...)."""
+    """``"TYPED"`` for Visma.net (the vendor types every account), ``"FI"`` for a Finnish
+    company, ``"NO"`` for the Norwegian standard chart, ``"BAS"`` otherwise (BAS, EUBAS97 ...).
+    """
+    if chart == "visma_net":
+        return "TYPED"
     if country.upper() == "FI":
         return "FI"
     return "NO" if chart.upper().startswith("NO") else "BAS"
 
 
-def is_balance_sheet_account(account: str) -> bool:
+def is_balance_sheet_account(
+    account: str, family: str = "BAS", info: AccountInfo | None = None
+) -> bool:
+    if family == "TYPED" and info is not None and info.account_type:
+        return info.account_type in ("asset", "liability")
     return account[:1] in ("1", "2")
 
 
-def is_profit_and_loss_account(account: str, family: str = "BAS") -> bool:
-    """Classes 3-8, and 9 too in Finnish charts (financial items, appropriations, taxes)."""
+def is_profit_and_loss_account(
+    account: str, family: str = "BAS", info: AccountInfo | None = None
+) -> bool:
+    """Classes 3-8, and 9 too in Finnish charts (financial items, appropriations, taxes);
+    in the ``TYPED`` family, the revenue and expense accounts."""
+    if family == "TYPED" and info is not None and info.account_type:
+        return info.account_type in ("revenue", "expense")
     return account[:1] in (_FI_RESULT_CLASSES if family == "FI" else _RESULT_CLASSES)
 
 
 _RESULT_CLASSES: Final = ("3", "4", "5", "6", "7", "8")
 _FI_RESULT_CLASSES: Final = ("3", "4", "5", "6", "7", "8", "9")
 _PROFIT_AND_LOSS: Final = {
+    "TYPED": _TYPED_PROFIT_AND_LOSS,
     "FI": _FI_PROFIT_AND_LOSS,
     "NO": _NO_PROFIT_AND_LOSS,
     "BAS": _BAS_PROFIT_AND_LOSS,
 }
 _BALANCE_SHEET: Final = {
+    "TYPED": _TYPED_BALANCE_SHEET,
     "FI": _FI_BALANCE_SHEET,
     "NO": _NO_BALANCE_SHEET,
     "BAS": _BAS_BALANCE_SHEET,
@@ -277,12 +318,12 @@ def _sections(
             continue
         lines = []
         for number in numbers:
-            if not group.holds(number):
+            info = accounts.get(number)
+            if not group.holds(number, info):
                 continue
             amounts = tuple(sign * column.get(number, _ZERO) for column in columns)
             if all(amount == _ZERO for amount in amounts):
                 continue
-            info = accounts.get(number)
             lines.append(StatementLine(number, info.name if info else number, amounts))
         totals = tuple(sum((line.amounts[i] for line in lines), _ZERO) for i in range(len(columns)))
         sections.append(StatementSection(group.key, group.title, tuple(lines), totals))
@@ -308,13 +349,16 @@ def profit_and_loss(
     """
     groups = _PROFIT_AND_LOSS[family]
     names = ["period", "year_to_date"]
-    columns = [
-        {a: v for a, v in period.items() if is_profit_and_loss_account(a, family)},
-        {a: v for a, v in year_to_date.items() if is_profit_and_loss_account(a, family)},
-    ]
-    previous = {
-        a: v for a, v in (previous_year or {}).items() if is_profit_and_loss_account(a, family)
-    }
+
+    def kept(balances: dict[str, Decimal]) -> dict[str, Decimal]:
+        return {
+            a: v
+            for a, v in balances.items()
+            if is_profit_and_loss_account(a, family, accounts.get(a))
+        }
+
+    columns = [kept(period), kept(year_to_date)]
+    previous = kept(previous_year or {})
     if previous:
         names.append("previous_year")
         columns.append(previous)
@@ -338,20 +382,26 @@ def balance_sheet(
     """
     groups = _BALANCE_SHEET[family]
     names = ["balance"]
-    columns = [{a: v for a, v in closing.items() if is_balance_sheet_account(a)}]
+
+    def kept(balances: dict[str, Decimal]) -> dict[str, Decimal]:
+        return {
+            a: v
+            for a, v in balances.items()
+            if is_balance_sheet_account(a, family, accounts.get(a))
+        }
+
+    columns = [kept(closing)]
     results = [result_to_date]
     if previous is not None:
         names.append("previous_year_end")
-        columns.append({a: v for a, v in previous[0].items() if is_balance_sheet_account(a)})
+        columns.append(kept(previous[0]))
         results.append(previous[1])
     width = len(columns)
-    assets = _sections(groups, accounts, columns, sign=1, keys=("fixed_assets", "current_assets"))
+    assets = _sections(
+        groups, accounts, columns, sign=1, keys=tuple(g.key for g in groups if g.assets)
+    )
     liabilities = _sections(
-        groups,
-        accounts,
-        columns,
-        sign=-1,
-        keys=tuple(g.key for g in groups if g.low.startswith("2")),
+        groups, accounts, columns, sign=-1, keys=tuple(g.key for g in groups if not g.assets)
     )
     equity = next(s for s in liabilities if s.key == "equity")
     result_line = StatementLine("", "Result for the year to date", tuple(results))

@@ -180,17 +180,23 @@ class ReportService:
         for account, turnover in moved.items():
             closing[account] = closing.get(account, _ZERO) + turnover.net
         family = chart_family(scope.company.chart, scope.company.country)
-        result = -sum(
-            (a for account, a in closing.items() if is_profit_and_loss_account(account, family)),
-            _ZERO,
-        )
         accounts: dict[str, AccountInfo] = await self._store.accounts(scope.company.id)
+
+        def result_of(balances: dict[str, Decimal]) -> Decimal:
+            return -sum(
+                (
+                    amount
+                    for account, amount in balances.items()
+                    if is_profit_and_loss_account(account, family, accounts.get(account))
+                ),
+                _ZERO,
+            )
+
+        result = result_of(closing)
         previous = await self._store.comparison_closings(year.id)
         comparison = None
         if previous:
-            previous_result = -sum(
-                (v for a, v in previous.items() if is_profit_and_loss_account(a, family)), _ZERO
-            )
+            previous_result = result_of(previous)
             comparison = (previous, previous_result)
         statement = balance_sheet(family, accounts, closing, result, comparison)
         return StatementReport(scope, statement)

@@ -1,11 +1,14 @@
-"""Statements of Finnish companies (Netvisor, Procountor): class 9 is profit and loss.
+"""Statements by chart family: Finnish companies, and Visma.net's typed accounts.
+
+Finnish companies (Netvisor, Procountor): class 9 is profit and loss.
 
 Finnish charts book financial items, appropriations and income taxes in class 9 (9440
 interest expenses, 9800 change in depreciation difference, 9900 income taxes), and their
 wages in class 5 and other operating expenses in class 7 — the reverse of the Swedish BAS
 chart. Read with BAS's classes, a Finnish P&L dropped its interest and taxes, showed wages
 as "other external costs" and rent as "personnel costs", and the balance sheet's result
-line disagreed with the books.
+line disagreed with the books. Visma.net companies keep national charts (a Dutch one has
+equity in 0xxx and revenue in 8xxx) and type every account: there the types decide.
 """
 
 from __future__ import annotations
@@ -105,3 +108,37 @@ def test_the_same_books_read_as_bas_lose_class_9_which_is_why_finland_has_its_ow
 
 def test_the_books_of_the_example_balance() -> None:
     assert sum(MOVEMENTS.values()) == Decimal(0)
+
+
+# A Visma.net company with a Dutch chart: equity in 0xxx, bank in 1xxx, costs in 4xxx,
+# revenue in 8xxx; Visma.net types every account (AccountDto.type), so the types decide.
+DUTCH = {
+    "0500": ("Geplaatst kapitaal", "liability", Decimal("-1000.00")),
+    "1100": ("Bank", "asset", Decimal("2300.00")),
+    "1600": ("Crediteuren", "liability", Decimal("-300.00")),
+    "4000": ("Lonen", "expense", Decimal("700.00")),
+    "8000": ("Omzet", "revenue", Decimal("-1700.00")),
+    "9999": ("Untyped suspense", None, Decimal("0.00")),
+}
+DUTCH_ACCOUNTS = {n: AccountInfo(n, name, kind) for n, (name, kind, _) in DUTCH.items()}
+DUTCH_BOOKS = {n: amount for n, (_, _, amount) in DUTCH.items()}
+
+
+def test_visma_net_statements_follow_the_vendors_account_types() -> None:
+    assert chart_family("visma_net", "NL") == "TYPED"
+    assert sum(DUTCH_BOOKS.values()) == Decimal(0)
+
+    pnl = profit_and_loss("TYPED", DUTCH_ACCOUNTS, DUTCH_BOOKS, DUTCH_BOOKS)
+    assert _section(pnl, "revenue") == (["8000"], Decimal("1700.00"))
+    assert _section(pnl, "expenses") == (["4000"], Decimal("-700.00"))
+    assert pnl.totals["result"][0] == Decimal("1000.00")
+
+    sheet = balance_sheet("TYPED", DUTCH_ACCOUNTS, DUTCH_BOOKS, pnl.totals["result"][0])
+    assert _section(sheet, "assets") == (["1100"], Decimal("2300.00"))
+    assert _section(sheet, "equity") == (["0500", "1600", ""], Decimal("2300.00"))
+    assert sheet.totals["difference"] == (Decimal("0.00"),)
+    # By number classes the same books lose the equity (0xxx) and the revenue (8xxx is
+    # read as BAS's financial items, but the 0500 capital drops out of the balance sheet).
+    assert balance_sheet("BAS", DUTCH_ACCOUNTS, DUTCH_BOOKS, Decimal("1000.00")).totals[
+        "difference"
+    ] != (Decimal("0.00"),)
