@@ -156,6 +156,22 @@ class _Master:
     periods: list[VendorPeriod]
 
 
+@dataclass(frozen=True)
+class _Live:
+    """A sync into the live books, set up (see ``LedgerSyncService._open_live``)."""
+
+    master: _Master
+    target: _Target
+    import_id: uuid.UUID
+    provider: str
+    connection_id: uuid.UUID
+    #: The connection's cursor when the sync started.
+    cursor: str
+    progress: _Progress
+    #: The job's date range, for a backfill.
+    backfill: tuple[date, date] | None
+
+
 @dataclass
 class _Target:
     """Where a sync writes: the staging company of a full read, or the live one."""
@@ -537,9 +553,9 @@ class LedgerSyncService:
                 started_at=started_at,
             )
 
-    async def _incremental(
-        self, claimed: ClaimedSync, connector: LedgerConnector, started_at: datetime
-    ) -> None:
+    async def _open_live(self, claimed: ClaimedSync, connector: LedgerConnector) -> _Live:
+        """Read the master data and set up a sync into the live books (incremental and
+        backfill): chart, periods and years saved, the connection's cursor read."""
         master = await self._master_data(connector)
         async with self._db.transaction() as session:
             job = await ImportJobRepository(session).get_for_update(claimed.id)
@@ -547,13 +563,30 @@ class LedgerSyncService:
             assert job.connection_id is not None
             state = await SyncStateRepository(session).get(job.connection_id)
             assert state is not None
-            store = LedgerSyncStore(session)
-            live = await store.ledger.company_by_business_id(job.business_id)
+            live = await LedgerSyncStore(session).ledger.company_by_business_id(job.business_id)
             assert live is not None
             target = await self._prepare(session, live, master, job.id, job.provider)
-            cursor = state.cursor
-            progress = _restore(job)
-            import_id, provider, connection_id = job.id, job.provider, job.connection_id
+            backfill = None
+            if job.sync_from is not None and job.sync_to is not None:
+                backfill = (job.sync_from, job.sync_to)
+            return _Live(
+                master=master,
+                target=target,
+                import_id=job.id,
+                provider=job.provider,
+                connection_id=job.connection_id,
+                cursor=state.cursor,
+                progress=_restore(job),
+                backfill=backfill,
+            )
+
+    async def _incremental(
+        self, claimed: ClaimedSync, connector: LedgerConnector, started_at: datetime
+    ) -> None:
+        opened = await self._open_live(claimed, connector)
+        target, import_id, provider = opened.target, opened.import_id, opened.provider
+        connection_id, cursor, progress = opened.connection_id, opened.cursor, opened.progress
+        master = opened.master
         async for page in self._pages(connector, cursor):
             async with self._db.transaction() as session:
                 await self._apply(
@@ -604,26 +637,17 @@ class LedgerSyncService:
         transaction. Other periods and the connection's cursor stay as they are. A backfill
         interrupted by a kill starts its read over (replacing by id makes that harmless).
         """
-        master = await self._master_data(connector)
+        opened = await self._open_live(claimed, connector)
+        target, import_id, provider = opened.target, opened.import_id, opened.provider
+        master, cursor_kept, progress = opened.master, opened.cursor, _Progress()
+        assert opened.backfill is not None
+        first_day, last_day = opened.backfill
         async with self._db.transaction() as session:
-            job = await ImportJobRepository(session).get_for_update(claimed.id)
-            assert job is not None
-            assert job.connection_id is not None
-            assert job.sync_from is not None
-            assert job.sync_to is not None
-            state = await SyncStateRepository(session).get(job.connection_id)
-            assert state is not None
-            store = LedgerSyncStore(session)
-            live = await store.ledger.company_by_business_id(job.business_id)
-            assert live is not None
-            target = await self._prepare(session, live, master, job.id, job.provider)
-            first_day, last_day = job.sync_from, job.sync_to
             stored_in_range = set(
-                await store.source_ids_between(list(target.years.values()), first_day, last_day)
+                await LedgerSyncStore(session).source_ids_between(
+                    list(target.years.values()), first_day, last_day
+                )
             )
-            cursor_kept = state.cursor
-            progress = _Progress()
-            import_id, provider = job.id, job.provider
         seen: set[str] = set()
         async for page in self._pages(connector, ""):
             inside = tuple(
