@@ -654,6 +654,132 @@ async def test_the_form_offers_the_connections_the_person_may_map(exporter: Expo
         assert f'<option value="{world.nmbrs_connection}" selected>' in again.text
 
 
+async def test_admins_send_journals_and_change_the_mapping_from_its_page(
+    exporter: Exporter,
+) -> None:
+    world = exporter.world
+    sessions = FakeSessions({world.nmbrs_connection: "admin", world.visma_connection: "admin"})
+    woken: list[bool] = []
+    app = FastAPI()
+    register_payroll_pages(
+        app,
+        exporter.mappings,
+        exporter.exports,
+        sessions,
+        PayrollSigninSettings(),
+        on_planned=lambda: woken.append(True),
+    )
+    mapping = await exporter.mapping(journal_business_id="0112038-9")
+    page_url = f"/payroll/mappings/{mapping.mapping_id}"
+    send = f"{page_url}/export"
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://exporter"
+    ) as browser:
+        browser.cookies.set("ledgerlink_session", "anna-session")
+        shown = (await browser.get(page_url)).text
+        assert "Send journals to Visma.net" in shown
+        assert f'action="{send}"' in shown
+
+        # Errors next to their fields, nothing planned.
+        for form, field, words in (
+            ({}, "runs", "Enter the runs to send, or the first and last period"),
+            ({"period_from": "2025-1"}, "period_from", "Enter the period as YYYY-MM"),
+            ({"period_from": "2025-03"}, "period_to", "Enter the last period too"),
+            (
+                {"period_from": "2025-03", "period_to": "2025-01"},
+                "period_to",
+                "The last period must be the same as the first or after it",
+            ),
+            (
+                {"runs": "2025-1", "period_from": "2025-01", "period_to": "2025-01"},
+                "runs",
+                "Enter either the runs or the periods, not both",
+            ),
+        ):
+            answer = await browser.post(send, data={"csrf_token": "csrf-anna", **form})
+            assert answer.status_code == 422, form
+            assert f'<a class="link" href="#{field}">{words}' in answer.text
+            assert f'id="{field}-error"' in answer.text
+            assert f'aria-describedby="{field}-hint {field}-error"' in answer.text
+            for value in form.values():
+                assert f'value="{value}"' in answer.text  # what was typed stays
+        assert (
+            await browser.post(send, data={"runs": "2025-1", "csrf_token": "x"})
+        ).status_code == 403
+        assert await exporter.exports.postings() == []
+        assert woken == []
+
+        # A run: planned, the runner woken, the page says so; posted in the background.
+        sent = await browser.post(send, data={"csrf_token": "csrf-anna", "runs": "2025-1"})
+        assert sent.status_code == 303
+        planned = await exporter.exports.postings(mapping_id=mapping.mapping_id)
+        assert planned
+        assert sent.headers["location"] == f"{page_url}?sent={len(planned)}"
+        assert woken == [True]
+        notice = (await browser.get(sent.headers["location"])).text
+        assert f"{len(planned)} journal" in notice
+        await post_all(exporter.exports)
+        assert (
+            '<strong class="tag tag--posted">Posted</strong>' in (await browser.get(page_url)).text
+        )
+        batches = len(world.batches())
+        # The same run again: nothing is posted twice.
+        again = await browser.post(send, data={"csrf_token": "csrf-anna", "runs": "2025-1"})
+        assert again.status_code == 303
+        await post_all(exporter.exports)
+        assert len(world.batches()) == batches
+
+        # Nmbrs refuses a test company's journals: said at the top, nothing planned.
+        world.nmbrs.test_company = True
+        refused = await browser.post(
+            send, data={"csrf_token": "csrf-anna", "period_from": "2025-02", "period_to": "2025-03"}
+        )
+        assert refused.status_code == 422
+        assert '<a class="link" href="#send">' in refused.text
+        assert "marked as a test company" in refused.text
+        world.nmbrs.test_company = False
+
+        # Changing the mapping: the form shows the current version; errors next to fields.
+        edit = (await browser.get(f"{page_url}/edit")).text
+        assert "Change Payroll NL" in edit
+        assert 'value="Kostenplaats"' in edit
+        values = {
+            "csrf_token": "csrf-anna",
+            "name": "Payroll NL (new chart)",
+            "nmbrs_connection_id": str(world.nmbrs_connection),
+            "nmbrs_company_id": world.nmbrs_company,
+            "vismanet_connection_id": str(world.visma_connection),
+            "vismanet_company_id": world.visma_company,
+            "cost_centre_description": "Afdeling",
+            "cost_unit_description": "Kostendrager",
+        }
+        wrong = await browser.post(f"{page_url}/edit", data=values)
+        assert wrong.status_code == 422
+        assert 'id="cost_centre_description-error"' in wrong.text
+        saved = await browser.post(
+            f"{page_url}/edit", data={**values, "cost_centre_description": "Kostenplaats"}
+        )
+        assert saved.status_code == 303
+        assert saved.headers["location"] == page_url
+        current = await exporter.mappings.current(mapping.mapping_id)
+        assert (current.version, current.name) == (2, "Payroll NL (new chart)")
+        assert current.created_by == "anna@example.test"
+        assert current.journal_business_id == "0112038-9"  # not on the form: kept
+
+        # A member sees the mapping but neither form; sending or changing is refused.
+        sessions.roles[world.visma_connection] = "member"
+        member_view = (await browser.get(page_url)).text
+        assert "Send journals to Visma.net" not in member_view
+        assert "Change this mapping" not in member_view
+        member_send = await browser.post(send, data={"csrf_token": "csrf-anna", "runs": "2025-2"})
+        assert member_send.status_code == 403
+        assert "Only an admin can send journals" in member_send.text
+        assert (await browser.get(f"{page_url}/edit")).status_code == 403
+        assert (
+            await browser.get("/payroll/mappings/" + str(uuid.uuid4()) + "/edit")
+        ).status_code == 404
+
+
 async def test_two_payrolls_with_the_same_run_references_each_get_their_batches(
     exporter: Exporter,
 ) -> None:

@@ -6,7 +6,8 @@ service token) who the browser's session cookie belongs to and what the person i
 environment owning the mapping's Nmbrs and Visma.net connections.
 
 * Signed out: to auth's sign-in page, with the page to come back to.
-* Anna (admin of the environment) gets a mapping form error next to its field.
+* Anna (admin of the environment) gets a mapping form error next to its field, a period
+  error next to its field in the send-journals form, and changes the mapping (version 2).
 * Ola (a member) sees the mapping's status per run and period.
 * Erik (not a member) is refused the mapping and does not see it listed.
 
@@ -220,6 +221,29 @@ async def test_payroll_pages_need_auths_sign_in_and_environment_membership(
     await expect(page.get_by_role("heading", level=1)).to_contain_text("Virtanen payroll")
     mapping_url = page.url
     mapping_id = mapping_url.rsplit("/", 1)[-1]
+
+    # Anna sends journals from the mapping's page: a wrong period shows next to its field
+    # (the sending itself, against Nmbrs and Visma.net: tests/test_payroll_export.py).
+    await page.get_by_label("First period").fill("2025-13")
+    await page.get_by_label("Last period").fill("2025-03")
+    await page.get_by_role("button", name="Send journals").click()
+    await expect(page.get_by_role("alert")).to_contain_text("There is a problem")
+    await expect(page.locator("#period_from-error")).to_contain_text("Enter the period as YYYY-MM")
+    await expect(page.get_by_label("First period")).to_have_attribute(
+        "aria-describedby", re.compile("period_from-error")
+    )
+    await expect(page.get_by_label("Last period")).to_have_value("2025-03")
+    await shot(page, "send-journals-error-next-to-its-field")
+    # ... and changes the mapping: the form shows it as it is, saving makes version 2.
+    await page.get_by_role("link", name="Change this mapping").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Change Virtanen payroll")
+    await expect(page.get_by_label("Visma Nmbrs company")).to_have_value("42")
+    await page.get_by_label("Name of the mapping").fill("Virtanen payroll 2025")
+    await page.get_by_role("button", name="Save a new version").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Virtanen payroll 2025")
+    await expect(page.get_by_text("version 2", exact=False)).to_be_visible()
+    assert page.url == mapping_url
+    await shot(page, "mapping-changed-version-2")
     async with httpx.AsyncClient(timeout=20) as http:
         saved = await http.get(
             f"{exporter}/v1/payroll/mappings/{mapping_id}",

@@ -88,5 +88,7 @@ def register_payroll(process: ProcessContext, app: FastAPI, config: Config) -> E
         build_payroll_router(mappings, exports, settings.api_tokens, on_planned=runner.wake)
     )
     if sessions is not None:
-        register_payroll_pages(app, mappings, exports, sessions, settings.signin)
+        register_payroll_pages(
+            app, mappings, exports, sessions, settings.signin, on_planned=runner.wake
+        )
     return exports

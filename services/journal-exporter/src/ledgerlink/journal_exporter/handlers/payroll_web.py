@@ -14,7 +14,8 @@ from __future__ import annotations
 import hmac
 import re
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -26,6 +27,7 @@ from fastapi.templating import Jinja2Templates
 
 from ledgerlink.journal_exporter.config import PayrollSigninSettings
 from ledgerlink.journal_exporter.services.payroll import (
+    ExportRefusedError,
     ExportService,
     MappingDraft,
     MappingRefusedError,
@@ -33,7 +35,7 @@ from ledgerlink.journal_exporter.services.payroll import (
     NotFoundError,
 )
 from ledgerlink.journal_exporter.storage.auth_sessions import AuthUnavailableError, SignedIn
-from ledgerlink.journal_exporter.storage.models import Connection, PostingStatus
+from ledgerlink.journal_exporter.storage.models import Connection, PayrollMapping, PostingStatus
 
 __all__ = ["register_payroll_pages"]
 
@@ -72,6 +74,18 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
     ),
 )
 _PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+#: (field, label, hint) of the form that sends journals (seed 003: "Journalposter Export").
+EXPORT_FIELDS: tuple[tuple[str, str, str], ...] = (
+    (
+        "runs",
+        "Runs",
+        "The runs as Nmbrs numbers them, separated by commas, for example 2025-1, 2025-2. "
+        "Or leave this empty and give periods below.",
+    ),
+    ("period_from", "First period", "As YYYY-MM, for example 2025-01."),
+    ("period_to", "Last period", "As YYYY-MM. Every run of these periods is sent."),
+)
+_PERIOD_FORMAT = "Enter the period as YYYY-MM, for example 2025-01"
 _REQUIRED = {
     "name": "Enter a name for the mapping",
     "nmbrs_connection_id": "Choose the Nmbrs connection",
@@ -140,6 +154,53 @@ def _draft(values: dict[str, str]) -> tuple[MappingDraft | None, dict[str, str]]
     )
 
 
+@dataclass(frozen=True)
+class ExportRequest:
+    """What the send-journals form asks for: runs, or the runs of a period range."""
+
+    runs: list[str]
+    period_from: str | None
+    period_to: str | None
+
+
+def _export_request(values: dict[str, str]) -> tuple[ExportRequest | None, dict[str, str]]:
+    runs = [run.strip() for run in values.get("runs", "").split(",") if run.strip()]
+    first = values.get("period_from", "").strip()
+    last = values.get("period_to", "").strip()
+    errors: dict[str, str] = {}
+    for field, period in (("period_from", first), ("period_to", last)):
+        if period and not _PERIOD.match(period):
+            errors[field] = _PERIOD_FORMAT
+    if errors:
+        return None, errors
+    if runs and (first or last):
+        errors["runs"] = "Enter either the runs or the periods, not both"
+    elif not runs and not first and not last:
+        errors["runs"] = "Enter the runs to send, or the first and last period"
+    elif not runs and not last:
+        errors["period_to"] = "Enter the last period too"
+    elif not runs and not first:
+        errors["period_from"] = "Enter the first period too"
+    elif not runs and last < first:
+        errors["period_to"] = "The last period must be the same as the first or after it"
+    if errors:
+        return None, errors
+    return ExportRequest(runs, first or None, last or None), {}
+
+
+def _form_values(mapping: PayrollMapping) -> dict[str, str]:
+    """A mapping's current version as the form shows it (to change it)."""
+    values = {
+        field: "" if (value := getattr(mapping, field, None)) is None else str(value)
+        for field, _, _ in FIELDS
+    }
+    values.update(
+        auto_export="yes" if mapping.auto_export else "",
+        release="yes" if mapping.release else "",
+    )
+    return values
+
+
 class Sessions(Protocol):
     """Who is signed in (auth's sessions over HTTP in the service)."""
 
@@ -168,8 +229,13 @@ def build_payroll_pages(
     exports: ExportService,
     sessions: Sessions,
     signin: PayrollSigninSettings,
+    on_planned: Callable[[], None] | None = None,
 ) -> APIRouter:
-    """The pages under ``/payroll``, each behind auth's sign-in."""
+    """The pages under ``/payroll``, each behind auth's sign-in.
+
+    ``on_planned`` is called after journals were planned from the send form (the service
+    wakes its runner with it).
+    """
     templates = Jinja2Templates(directory=str(WEB_ROOT / "templates"))
     router = APIRouter(prefix="/payroll", include_in_schema=False)
 
@@ -249,6 +315,9 @@ def build_payroll_pages(
             choices=_choices(connections, person),
             person=person,
             csrf_token=person.csrf_token,
+            heading="New mapping",
+            action="/payroll/mappings/new",
+            button="Save mapping",
         )
 
     @router.post("/mappings/new", response_model=None)
@@ -291,41 +360,84 @@ def build_payroll_pages(
             choices=_choices(connections, person),
             person=person,
             csrf_token=person.csrf_token,
+            heading="New mapping",
+            action="/payroll/mappings/new",
+            button="Save mapping",
         )
 
-    @router.get("/mappings/{mapping_id}", response_class=HTMLResponse, response_model=None)
-    async def mapping_page(request: Request, mapping_id: uuid.UUID) -> Response:
+    def form_expired(request: Request, person: SignedIn) -> HTMLResponse:
+        return page(
+            request,
+            "problem.html",
+            403,
+            person=person,
+            heading="The form has expired",
+            message="Open the form again and send it from there.",
+        )
+
+    def not_found(request: Request, person: SignedIn) -> HTMLResponse:
+        return page(
+            request,
+            "problem.html",
+            404,
+            person=person,
+            heading="Page not found",
+            message="There is no such mapping.",
+        )
+
+    async def mapping_and_person(
+        request: Request, mapping_id: uuid.UUID, also: Collection[uuid.UUID] = ()
+    ) -> tuple[PayrollMapping, SignedIn, str] | Response:
+        """The mapping, the signed-in person and their role over it, or the response to
+        give instead (sign-in, 404, or 403 to a non-member). ``also``: more connections
+        whose roles the page needs (the form's choices)."""
         try:
             mapping = await mappings.current(mapping_id)
         except NotFoundError:
             person = await person_of(request)
-            if not isinstance(person, SignedIn):
-                return person
-            return page(
-                request,
-                "problem.html",
-                404,
-                person=person,
-                heading="Page not found",
-                message="There is no such mapping.",
-            )
+            return person if not isinstance(person, SignedIn) else not_found(request, person)
         person = await person_of(
-            request, (mapping.nmbrs_connection_id, mapping.vismanet_connection_id)
+            request, {mapping.nmbrs_connection_id, mapping.vismanet_connection_id, *also}
         )
         if not isinstance(person, SignedIn):
             return person
         role = person.role_over(mapping.nmbrs_connection_id, mapping.vismanet_connection_id)
         if role is None:
             return refused(request, person)
+        return mapping, person, role
+
+    def admins_only(request: Request, person: SignedIn, what: str) -> HTMLResponse:
+        return page(
+            request,
+            "problem.html",
+            403,
+            person=person,
+            heading=f"Only an admin can {what}",
+            message="Only an admin of the environment that owns this mapping's Visma Nmbrs "
+            f"and Visma.net connections can {what}. You can see its runs and periods.",
+        )
+
+    async def mapping_view(
+        request: Request,
+        mapping: PayrollMapping,
+        person: SignedIn,
+        role: str,
+        status: int = 200,
+        export_values: dict[str, str] | None = None,
+        export_errors: dict[str, str] | None = None,
+    ) -> HTMLResponse:
+        mapping_id = mapping.mapping_id
         rejected = await exports.postings(mapping_id=mapping_id, status=PostingStatus.REFUSED)
         problems = [
             {"run_id": p.run_id, "period": p.period, **problem}
             for p in rejected
             for problem in p.problems
         ]
+        sent = request.query_params.get("sent", "")
         return page(
             request,
             "mapping.html",
+            status,
             mapping=mapping,
             runs=await exports.statuses(mapping_id, "run"),
             periods=await exports.statuses(mapping_id, "period"),
@@ -333,7 +445,130 @@ def build_payroll_pages(
             status_words=STATUS_WORDS,
             person=person,
             role=role,
+            export_fields=EXPORT_FIELDS,
+            export_values=export_values or {},
+            export_errors=export_errors or {},
+            sent=int(sent) if sent.isdigit() else None,
+            csrf_token=person.csrf_token,
         )
+
+    @router.get("/mappings/{mapping_id}", response_class=HTMLResponse, response_model=None)
+    async def mapping_page(request: Request, mapping_id: uuid.UUID) -> Response:
+        found = await mapping_and_person(request, mapping_id)
+        if isinstance(found, Response):
+            return found
+        return await mapping_view(request, *found)
+
+    @router.post("/mappings/{mapping_id}/export", response_model=None)
+    async def send_journals(request: Request, mapping_id: uuid.UUID) -> Response:
+        """Plan the postings of the chosen runs or periods (seed 003: "Journalposter
+        Export"); the runner posts them. Errors next to their fields; a refusal by Nmbrs
+        (test company, blocked debtor) or an unreachable vendor in the error summary."""
+        form = await request.form()
+        values = {key: str(value) for key, value in form.items()}
+        found = await mapping_and_person(request, mapping_id)
+        if isinstance(found, Response):
+            return found
+        mapping, person, role = found
+        if role != "admin":
+            return admins_only(request, person, "send journals")
+        if not hmac.compare_digest(values.get("csrf_token", ""), person.csrf_token):
+            return form_expired(request, person)
+        wanted, errors = _export_request(values)
+        if wanted is not None:
+            try:
+                postings = await exports.export(
+                    mapping_id,
+                    trigger=f"page:{person.email}",
+                    runs=wanted.runs or None,
+                    period_from=wanted.period_from,
+                    period_to=wanted.period_to,
+                )
+            except ExportRefusedError as refused_export:
+                errors = {"send": refused_export.message}
+            except NotFoundError as missing:
+                errors = {"runs": str(missing)}
+            else:
+                if on_planned is not None:
+                    on_planned()
+                return RedirectResponse(
+                    f"/payroll/mappings/{mapping_id}?sent={len(postings)}", status_code=303
+                )
+        return await mapping_view(
+            request, mapping, person, role, 422, export_values=values, export_errors=errors
+        )
+
+    def edit_form(
+        request: Request,
+        mapping: PayrollMapping,
+        person: SignedIn,
+        values: dict[str, str],
+        errors: dict[str, str],
+        connections: Sequence[Connection],
+        status: int = 200,
+    ) -> HTMLResponse:
+        return page(
+            request,
+            "mapping_form.html",
+            status,
+            fields=FIELDS,
+            values=values,
+            errors=errors,
+            choices=_choices(connections, person),
+            person=person,
+            csrf_token=person.csrf_token,
+            heading=f"Change {mapping.name}",
+            action=f"/payroll/mappings/{mapping.mapping_id}/edit",
+            button="Save a new version",
+            back=f"/payroll/mappings/{mapping.mapping_id}",
+        )
+
+    @router.get("/mappings/{mapping_id}/edit", response_class=HTMLResponse, response_model=None)
+    async def edit_mapping(request: Request, mapping_id: uuid.UUID) -> Response:
+        connections = await known()
+        found = await mapping_and_person(
+            request, mapping_id, [c.connection_id for c in connections]
+        )
+        if isinstance(found, Response):
+            return found
+        mapping, person, role = found
+        if role != "admin":
+            return admins_only(request, person, "change this mapping")
+        return edit_form(request, mapping, person, _form_values(mapping), {}, connections)
+
+    @router.post("/mappings/{mapping_id}/edit", response_model=None)
+    async def save_new_version(request: Request, mapping_id: uuid.UUID) -> Response:
+        """A new version of the mapping (postings keep the version they were made with)."""
+        form = await request.form()
+        values = {key: str(value) for key, value in form.items()}
+        draft, errors = _draft(values)
+        connections = await known()
+        # The person must be an admin of the connections chosen now, too.
+        chosen = (
+            (draft.nmbrs_connection_id, draft.vismanet_connection_id) if draft is not None else ()
+        )
+        found = await mapping_and_person(
+            request, mapping_id, {*chosen, *(c.connection_id for c in connections)}
+        )
+        if isinstance(found, Response):
+            return found
+        mapping, person, role = found
+        if role != "admin":
+            return admins_only(request, person, "change this mapping")
+        if not hmac.compare_digest(values.get("csrf_token", ""), person.csrf_token):
+            return form_expired(request, person)
+        if draft is not None:
+            errors = _admin_problems(draft, person)
+        if draft is not None and not errors:
+            # Kept from the version before: what the form does not show.
+            draft = replace(draft, journal_business_id=mapping.journal_business_id)
+            try:
+                await mappings.save(draft, created_by=person.email, mapping_id=mapping_id)
+            except MappingRefusedError as refused_mapping:
+                errors = {problem.field: problem.message for problem in refused_mapping.problems}
+            else:
+                return RedirectResponse(f"/payroll/mappings/{mapping_id}", status_code=303)
+        return edit_form(request, mapping, person, values, errors, connections, 422)
 
     return router
 
@@ -344,6 +579,7 @@ def register_payroll_pages(
     exports: ExportService,
     sessions: Sessions,
     signin: PayrollSigninSettings,
+    on_planned: Callable[[], None] | None = None,
 ) -> None:
     """Mount the pages and their stylesheet."""
     app.mount(
@@ -351,4 +587,4 @@ def register_payroll_pages(
         StaticFiles(directory=str(WEB_ROOT / "static")),
         name="payroll-static",
     )
-    app.include_router(build_payroll_pages(mappings, exports, sessions, signin))
+    app.include_router(build_payroll_pages(mappings, exports, sessions, signin, on_planned))
