@@ -61,6 +61,37 @@ CONFIG_MODULES = {
     "journal-exporter": "ledgerlink.journal_exporter.config",
 }
 WORKLOAD_KINDS = frozenset({"Deployment", "Job"})
+#: The Ingress of the browser-facing site (auth's pages, the payroll pages).
+INGRESS = "ledgerlink-web"
+#: Paths no browser may reach from outside the cluster: the token service and internal
+#: routes, metrics, API documentation, health probes, the test clock.
+CLUSTER_ONLY_PATHS = (
+    "/internal/v1/connections/x/credentials",
+    "/internal/v1/sessions/resolve",
+    "/metrics",
+    "/docs",
+    "/openapi.json",
+    "/asyncapi.json",
+    "/healthz",
+    "/readyz",
+    "/v1/payroll/mappings",
+    "/v1/companies/5560000001/trial-balance",
+    "/clock/advance",
+)
+#: Paths people open in a browser, and the Service that must answer them.
+BROWSER_PATHS = {
+    "/signin": "ledgerlink-auth",
+    "/signin/google/callback": "ledgerlink-auth",
+    "/activate/link/abc": "ledgerlink-auth",
+    "/connect/visma_net/start": "ledgerlink-auth",
+    "/environments/virtanen": "ledgerlink-auth",
+    "/me": "ledgerlink-auth",
+    "/v1/environments": "ledgerlink-auth",
+    "/static/auth.css": "ledgerlink-auth",
+    "/payroll": "ledgerlink-journal-exporter",
+    "/payroll/mappings/new": "ledgerlink-journal-exporter",
+    "/payroll/static/ledgerlink.css": "ledgerlink-journal-exporter",
+}
 # kustomize appends a 10-character content hash to generated ConfigMaps/Secrets.
 HASH_SUFFIX = r"(-[a-z0-9]{10})?"
 
@@ -299,7 +330,9 @@ def test_namespace_and_labels(overlay: str, doc: Doc) -> None:
         assert meta["name"] == NAMESPACE
         return
     assert meta.get("namespace") == NAMESPACE, f"{_doc_id(overlay, doc)} not in {NAMESPACE}"
-    allowed = SERVICES + DEV_ONLY_SERVICES if overlay == "dev" else SERVICES
+    allowed: tuple[str, ...] = SERVICES + DEV_ONLY_SERVICES if overlay == "dev" else SERVICES
+    if doc["kind"] == "Ingress":
+        allowed = (INGRESS,)  # one site, several services behind it
     assert labels.get("app.kubernetes.io/name") in allowed, labels
 
 
@@ -785,3 +818,76 @@ def test_prod_settings(service: str) -> None:
     assert re.fullmatch(r"\d+\.\d+\.\d+", tag) or "@sha256:" in container["image"], (
         f"prod image {container['image']} must be a release tag or digest"
     )
+
+
+# ----------------------------------------------------------------------- ingress
+
+
+def _generated(docs: tuple[Doc, ...], name: str) -> Doc:
+    """The ConfigMap kustomize generated as ``name`` (with its content hash)."""
+    found = [
+        d
+        for d in docs
+        if d["kind"] == "ConfigMap" and re.fullmatch(name + HASH_SUFFIX, d["metadata"]["name"])
+    ]
+    assert len(found) == 1, name
+    return found[0]
+
+
+def _routed_to(ingress: Doc, path: str) -> str | None:
+    """The Service an Ingress sends ``path`` to (Prefix: element-wise, longest wins)."""
+    best: tuple[int, str] | None = None
+    for rule in ingress["spec"]["rules"]:
+        for route in rule["http"]["paths"]:
+            prefix = route["path"].rstrip("/")
+            assert route["pathType"] == "Prefix", route
+            matches = path == prefix or path.startswith(prefix + "/")
+            if matches and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), route["backend"]["service"]["name"])
+    return best[1] if best else None
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_site_routes_browser_pages_and_nothing_cluster_only(overlay: str) -> None:
+    docs = _docs(overlay)
+    ingress = _find(docs, "Ingress", INGRESS)
+    assert ingress is not None
+    for path, service in BROWSER_PATHS.items():
+        assert _routed_to(ingress, path) == service, path
+    for path in CLUSTER_ONLY_PATHS:
+        assert _routed_to(ingress, path) is None, f"{path} is reachable from outside"
+    # Every backend is a Service of the overlay, on its port named http.
+    for rule in ingress["spec"]["rules"]:
+        for route in rule["http"]["paths"]:
+            backend = route["backend"]["service"]
+            assert _find(docs, "Service", backend["name"]) is not None, backend
+            assert backend["port"] == {"name": "http"}, backend
+    # The controller may reach auth through its NetworkPolicy.
+    policy = _find(docs, "NetworkPolicy", "ledgerlink-auth-ingress")
+    assert policy is not None
+    sources = [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
+    assert {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
+    } in sources
+
+
+def test_prod_site_has_one_https_host_that_auth_builds_its_links_on() -> None:
+    docs = _docs("prod")
+    ingress = _find(docs, "Ingress", INGRESS)
+    assert ingress is not None
+    hosts = {rule.get("host") for rule in ingress["spec"]["rules"]}
+    assert len(hosts) == 1, hosts
+    assert None not in hosts, hosts
+    (host,) = hosts
+    assert ingress["spec"]["tls"] == [{"hosts": [host], "secretName": "ledgerlink-web-tls"}]
+    config = _generated(docs, "ledgerlink-auth-config")
+    assert config["data"]["LEDGERLINK_AUTH_SIGNIN__PUBLIC_URL"] == f"https://{host}"
+    exporter = next(
+        d
+        for d in docs
+        if d["kind"] == "ConfigMap"
+        and re.fullmatch(r"ledgerlink-journal-exporter-config" + HASH_SUFFIX, d["metadata"]["name"])
+    )
+    # Same site: the payroll pages send people to auth's sign-in by path.
+    assert exporter["data"]["LEDGERLINK_JOURNAL_EXPORTER_PAYROLL__SIGNIN__SIGNIN_URL"] == "/signin"
+    assert exporter["data"]["LEDGERLINK_JOURNAL_EXPORTER_PAYROLL__PAGES_ENABLED"] == "true"

@@ -46,6 +46,7 @@ def _production(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
         "LEDGERLINK_AUTH_TWENTYFOUR__APPLICATION_ID": "24so-real-application-id",
         "LEDGERLINK_AUTH_TWENTYFOUR__SOAP_BASE_URL": "https://soap.example",
         "LEDGERLINK_AUTH_CONNECT__NMBRS__SOAP_BASE_URL": "https://nmbrs.example",
+        "LEDGERLINK_AUTH_SIGNIN__PUBLIC_URL": "https://ledgerlink.example.com",
     }
     base.update(env)
     for key, value in base.items():
@@ -103,6 +104,11 @@ def test_production_with_its_own_values_is_accepted(monkeypatch: pytest.MonkeyPa
         (
             {"LEDGERLINK_AUTH_SIGNIN__MICROSOFT__DISCOVERY_URL": "http://idp.internal/x"},
             "production needs an https discovery URL for microsoft",
+        ),
+        ({"LEDGERLINK_AUTH_SIGNIN__PUBLIC_URL": ""}, "production needs signin.public_url"),
+        (
+            {"LEDGERLINK_AUTH_SIGNIN__PUBLIC_URL": "http://ledgerlink.example.com"},
+            "production needs signin.public_url",
         ),
     ],
 )

@@ -477,4 +477,12 @@ class Config(ServiceConfig):
         ):
             if not url.startswith("https://"):
                 raise ValueError(f"production needs an https {setting}")
+        # Activation links in mails, sign-in callbacks and Procountor's redirect URI are built
+        # on it: unset, they would name http://127.0.0.1 (behind an ingress, the request's
+        # own address is the pod's, over plain http).
+        if not (self.pages.public_url or self.signin.public_url or "").startswith("https://"):
+            raise ValueError(
+                "production needs signin.public_url: auth's https address as browsers see it "
+                "(the ingress host, e.g. https://ledgerlink.example.com)"
+            )
         return self
