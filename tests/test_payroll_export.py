@@ -460,6 +460,21 @@ async def test_a_mapping_that_releases_releases_each_batch_exactly_once(db: Data
             assert {extras[int(b["number"])].status for b in batches} == {"Posted"}
             runs = await exporter.exports.statuses(mapping.mapping_id, "run")
             assert {r.status for r in runs} == {"released"}
+            # One released event per posting, in the transaction that recorded it; the one
+            # whose answer was lost says it was found released.
+            released = [
+                data
+                for kind, data in await outbox_events(db)
+                if kind == "ledgerlink.payroll_journal.released.v1"
+            ]
+            assert sorted(str(e["posting_id"]) for e in released) == sorted(
+                str(p.id) for p in postings
+            )
+            assert {str(e["batch_number"]) for e in released} == {
+                str(p.batch_number) for p in postings
+            }
+            assert [e["found_released"] for e in released].count(True) == 1
+            assert all(e["kind"] in ("normal", "correction") for e in released)
             # A mapping without release leaves its batches Balanced for the accountant.
             other = world.add_nmbrs_company(payroll_company(7, employees=3))
             plain = await exporter.mapping(nmbrs_company_id=str(sandbox_nmbrs.company_id(other)))

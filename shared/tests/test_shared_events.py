@@ -39,6 +39,7 @@ from ledgerlink.shared.events import (
     JournalRejectedV1,
     PayrollJournalFailedV1,
     PayrollJournalPostedV1,
+    PayrollJournalReleasedV1,
     PayrollPostingProblemV1,
     Product,
     Provider,
@@ -224,6 +225,21 @@ SAMPLES: dict[type[EventData], EventData] = {
         ledger_company="1234567",
         batch_number="000042",
     ),
+    PayrollJournalReleasedV1: PayrollJournalReleasedV1(
+        posting_id=CONNECTION_ID,
+        mapping_id=ENVIRONMENT_ID,
+        mapping_version=2,
+        source="nmbrs",
+        source_company="123456",
+        run_id="2025-3",
+        period="2025-01",
+        kind="correction",
+        reference="RUN-2025-03",
+        ledger="vismanet",
+        ledger_company="1234567",
+        batch_number="000042",
+        found_released=True,
+    ),
     PayrollJournalFailedV1: PayrollJournalFailedV1(
         posting_id=CONNECTION_ID,
         mapping_id=ENVIRONMENT_ID,
@@ -279,8 +295,8 @@ def test_event_type_and_topic(model: type[EventData]) -> None:
 def test_event_types_are_unique() -> None:
     event_types = [model.EVENT_TYPE for model in EVENT_TYPES.values()]
 
-    # 19 + the two payroll posting events (issue 15)
-    assert len(event_types) == len(set(event_types)) == len(EVENT_TYPES) == 21
+    # 19 + the payroll posting events (issue 15: posted, failed; then released)
+    assert len(event_types) == len(set(event_types)) == len(EVENT_TYPES) == 22
 
 
 @pytest.mark.parametrize("model", list(EVENT_TYPES.values()), ids=lambda m: m.__name__)

@@ -27,6 +27,7 @@ from ledgerlink.shared.events import (
     JournalRejectedV1,
     PayrollJournalFailedV1,
     PayrollJournalPostedV1,
+    PayrollJournalReleasedV1,
     Provider,
 )
 from ledgerlink.shared.messaging.consumer import EventConsumer, Outcome
@@ -96,6 +97,7 @@ async def test_one_group_reads_journals_and_connections(db: Database) -> None:
         JournalAcceptedV1,
         JournalRejectedV1,
         PayrollJournalPostedV1,
+        PayrollJournalReleasedV1,
         PayrollJournalFailedV1,
     ]
 

@@ -515,6 +515,30 @@ class PayrollJournalPostedV1(EventData):
     found_existing: bool = False
 
 
+class PayrollJournalReleasedV1(EventData):
+    """A posted payroll batch is released in the ledger (mappings that release; also when
+    it was found released already, by a person or an earlier attempt)."""
+
+    EVENT_TYPE: ClassVar[str] = "ledgerlink.payroll_journal.released.v1"
+    TOPIC: ClassVar[Topic] = Topic.JOURNAL_EXPORTS
+
+    posting_id: uuid.UUID
+    mapping_id: uuid.UUID
+    mapping_version: int
+    source: NonEmpty
+    source_company: NonEmpty
+    run_id: NonEmpty
+    period: Period
+    kind: Literal["normal", "correction"]
+    reference: NonEmpty
+    ledger: NonEmpty
+    ledger_company: NonEmpty
+    batch_number: NonEmpty
+    #: True when the batch was released before we asked (a person, or an attempt whose
+    #: answer was lost).
+    found_released: bool = False
+
+
 class PayrollJournalFailedV1(EventData):
     """A payroll posting was refused (final) or gave up after its retries."""
 
@@ -574,6 +598,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         JournalRejectedV1,
         # journal-exporter: payroll journals posted into a ledger
         PayrollJournalPostedV1,
+        PayrollJournalReleasedV1,
         PayrollJournalFailedV1,
     )
 }

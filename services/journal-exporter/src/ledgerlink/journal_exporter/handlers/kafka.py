@@ -18,6 +18,7 @@ from ledgerlink.shared.events import (
     JournalRejectedV1,
     PayrollJournalFailedV1,
     PayrollJournalPostedV1,
+    PayrollJournalReleasedV1,
 )
 from ledgerlink.shared.messaging.consumer import ReceivedEvent
 from ledgerlink.shared.runtime import ProcessContext
@@ -56,5 +57,9 @@ def register_kafka_handlers(
     process.subscribe(consumer, Topic.JOURNALS)
     process.subscribe(consumer, Topic.CONNECTIONS)
     process.document_publication(
-        JournalAcceptedV1, JournalRejectedV1, PayrollJournalPostedV1, PayrollJournalFailedV1
+        JournalAcceptedV1,
+        JournalRejectedV1,
+        PayrollJournalPostedV1,
+        PayrollJournalReleasedV1,
+        PayrollJournalFailedV1,
     )

@@ -74,6 +74,7 @@ from ledgerlink.shared.events import (
     JournalReadyV1,
     PayrollJournalFailedV1,
     PayrollJournalPostedV1,
+    PayrollJournalReleasedV1,
     PayrollPostingProblemV1,
 )
 from ledgerlink.shared.messaging.outbox import Outbox
@@ -807,6 +808,7 @@ class ExportService:
         found_existing: bool,
         batch_status: str = "Balanced",
     ) -> None:
+        released_already = False
         async with self._db.transaction() as session:
             posting = await PayrollPostingRepository(session).get(posting_id)
             assert posting is not None
@@ -823,6 +825,7 @@ class ExportService:
                     # Found released already (a person released it, or an earlier run).
                     posting.status = PostingStatus.RELEASED
                     posting.released_at = now
+                    released_already = True
                 else:
                     # Released next, by the runner, as a step of its own.
                     posting.status = PostingStatus.RELEASING
@@ -847,6 +850,8 @@ class ExportService:
                 key=str(posting.mapping_id),
                 subject=posting.run_id,
             )
+            if released_already:
+                await self._publish_released(session, posting, mapping, found=True)
         logger.info(
             "payroll journal posted",
             extra={"posting": str(posting_id), "batch": batch_number, "found": found_existing},
@@ -913,6 +918,7 @@ class ExportService:
                 posting.lease_until = None
                 posting.next_attempt_at = None
                 posting.last_error = None
+                await self._publish_released(session, posting, mapping, found=found)
             logger.info(
                 "payroll batch released",
                 extra={"posting": str(posting_id), "batch": batch_number, "found": found},
@@ -921,6 +927,37 @@ class ExportService:
         self._metrics.vendor_seconds.labels(outcome).observe(elapsed)
         self._metrics.vendor_time_total += elapsed
         self._metrics.postings.labels(outcome).inc()
+
+    async def _publish_released(
+        self,
+        session: AsyncSession,
+        posting: PayrollPosting,
+        mapping: PayrollMapping,
+        *,
+        found: bool,
+    ) -> None:
+        """``payroll_journal.released``, in the transaction that records the release."""
+        assert posting.batch_number is not None
+        await self._outbox.add(
+            session,
+            PayrollJournalReleasedV1(
+                posting_id=posting.id,
+                mapping_id=posting.mapping_id,
+                mapping_version=posting.mapping_version,
+                source=SOURCE,
+                source_company=posting.nmbrs_company_id,
+                run_id=posting.run_id,
+                period=posting.period,
+                kind="correction" if posting.kind == "correction" else "normal",
+                reference=posting.reference,
+                ledger=LEDGER,
+                ledger_company=mapping.vismanet_company_id,
+                batch_number=posting.batch_number,
+                found_released=found,
+            ),
+            key=str(posting.mapping_id),
+            subject=posting.run_id,
+        )
 
     async def _record_release_refusal(self, posting_id: uuid.UUID, problem: PostingProblem) -> None:
         async with self._db.transaction() as session:
