@@ -493,11 +493,8 @@ class PayrollPostingProblemV1(BaseModel):
     vendor_message: str | None = Field(default=None, max_length=2000)
 
 
-class PayrollJournalPostedV1(EventData):
-    """A payroll run's journal (its normal part, or one correction) is in the ledger."""
-
-    EVENT_TYPE: ClassVar[str] = "ledgerlink.payroll_journal.posted.v1"
-    TOPIC: ClassVar[Topic] = Topic.JOURNAL_EXPORTS
+class PayrollJournalInLedger(EventData):
+    """What the posted and released events say of a journal in the ledger (not an event)."""
 
     posting_id: uuid.UUID
     mapping_id: uuid.UUID
@@ -511,29 +508,25 @@ class PayrollJournalPostedV1(EventData):
     ledger: NonEmpty
     ledger_company: NonEmpty
     batch_number: NonEmpty
+
+
+class PayrollJournalPostedV1(PayrollJournalInLedger):
+    """A payroll run's journal (its normal part, or one correction) is in the ledger."""
+
+    EVENT_TYPE: ClassVar[str] = "ledgerlink.payroll_journal.posted.v1"
+    TOPIC: ClassVar[Topic] = Topic.JOURNAL_EXPORTS
+
     #: True when the batch was found by its reference (an earlier answer was lost).
     found_existing: bool = False
 
 
-class PayrollJournalReleasedV1(EventData):
+class PayrollJournalReleasedV1(PayrollJournalInLedger):
     """A posted payroll batch is released in the ledger (mappings that release; also when
     it was found released already, by a person or an earlier attempt)."""
 
     EVENT_TYPE: ClassVar[str] = "ledgerlink.payroll_journal.released.v1"
     TOPIC: ClassVar[Topic] = Topic.JOURNAL_EXPORTS
 
-    posting_id: uuid.UUID
-    mapping_id: uuid.UUID
-    mapping_version: int
-    source: NonEmpty
-    source_company: NonEmpty
-    run_id: NonEmpty
-    period: Period
-    kind: Literal["normal", "correction"]
-    reference: NonEmpty
-    ledger: NonEmpty
-    ledger_company: NonEmpty
-    batch_number: NonEmpty
     #: True when the batch was released before we asked (a person, or an attempt whose
     #: answer was lost).
     found_released: bool = False

@@ -833,19 +833,7 @@ class ExportService:
             await self._outbox.add(
                 session,
                 PayrollJournalPostedV1(
-                    posting_id=posting.id,
-                    mapping_id=posting.mapping_id,
-                    mapping_version=posting.mapping_version,
-                    source=SOURCE,
-                    source_company=posting.nmbrs_company_id,
-                    run_id=posting.run_id,
-                    period=posting.period,
-                    kind="correction" if posting.kind == "correction" else "normal",
-                    reference=posting.reference,
-                    ledger=LEDGER,
-                    ledger_company=mapping.vismanet_company_id,
-                    batch_number=batch_number,
-                    found_existing=found_existing,
+                    **_in_ledger(posting, mapping, batch_number), found_existing=found_existing
                 ),
                 key=str(posting.mapping_id),
                 subject=posting.run_id,
@@ -941,19 +929,7 @@ class ExportService:
         await self._outbox.add(
             session,
             PayrollJournalReleasedV1(
-                posting_id=posting.id,
-                mapping_id=posting.mapping_id,
-                mapping_version=posting.mapping_version,
-                source=SOURCE,
-                source_company=posting.nmbrs_company_id,
-                run_id=posting.run_id,
-                period=posting.period,
-                kind="correction" if posting.kind == "correction" else "normal",
-                reference=posting.reference,
-                ledger=LEDGER,
-                ledger_company=mapping.vismanet_company_id,
-                batch_number=posting.batch_number,
-                found_released=found,
+                **_in_ledger(posting, mapping, posting.batch_number), found_released=found
             ),
             key=str(posting.mapping_id),
             subject=posting.run_id,
@@ -1256,3 +1232,21 @@ def evidence_csv(rows: Iterable[PayrollPosting]) -> str:
             ]
         )
     return out.getvalue()
+
+
+def _in_ledger(posting: PayrollPosting, mapping: PayrollMapping, batch: str) -> dict[str, Any]:
+    """The fields of ``PayrollJournalInLedger`` for a posting in batch ``batch``."""
+    return {
+        "posting_id": posting.id,
+        "mapping_id": posting.mapping_id,
+        "mapping_version": posting.mapping_version,
+        "source": SOURCE,
+        "source_company": posting.nmbrs_company_id,
+        "run_id": posting.run_id,
+        "period": posting.period,
+        "kind": "correction" if posting.kind == "correction" else "normal",
+        "reference": posting.reference,
+        "ledger": LEDGER,
+        "ledger_company": mapping.vismanet_company_id,
+        "batch_number": batch,
+    }
