@@ -281,6 +281,26 @@ def build_payroll_pages(
             "and Visma.net connections can see it. Ask one of its admins to add you.",
         )
 
+    def form_expired(request: Request, person: SignedIn) -> HTMLResponse:
+        return page(
+            request,
+            "problem.html",
+            403,
+            person=person,
+            heading="The form has expired",
+            message="Open the form again and send it from there.",
+        )
+
+    def not_found(request: Request, person: SignedIn) -> HTMLResponse:
+        return page(
+            request,
+            "problem.html",
+            404,
+            person=person,
+            heading="Page not found",
+            message="There is no such mapping.",
+        )
+
     @router.get("", response_class=HTMLResponse, response_model=None)
     async def mapping_list(request: Request) -> Response:
         every = await mappings.all_current()
@@ -333,14 +353,7 @@ def build_payroll_pages(
         if not isinstance(person, SignedIn):
             return person
         if not hmac.compare_digest(values.get("csrf_token", ""), person.csrf_token):
-            return page(
-                request,
-                "problem.html",
-                403,
-                person=person,
-                heading="The form has expired",
-                message="Open the form again and send it from there.",
-            )
+            return form_expired(request, person)
         if draft is not None:
             errors = _admin_problems(draft, person)
         if draft is not None and not errors:
@@ -363,26 +376,6 @@ def build_payroll_pages(
             heading="New mapping",
             action="/payroll/mappings/new",
             button="Save mapping",
-        )
-
-    def form_expired(request: Request, person: SignedIn) -> HTMLResponse:
-        return page(
-            request,
-            "problem.html",
-            403,
-            person=person,
-            heading="The form has expired",
-            message="Open the form again and send it from there.",
-        )
-
-    def not_found(request: Request, person: SignedIn) -> HTMLResponse:
-        return page(
-            request,
-            "problem.html",
-            404,
-            person=person,
-            heading="Page not found",
-            message="There is no such mapping.",
         )
 
     async def mapping_and_person(
