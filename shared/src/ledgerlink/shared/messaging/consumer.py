@@ -44,11 +44,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind, TracerProvider
 from pydantic import ValidationError
 from sqlalchemy import false
@@ -83,6 +85,8 @@ class ReceivedEvent(Generic[E]):
 
 
 Handler = Callable[[AsyncSession, ReceivedEvent[Any]], Awaitable[None]]
+#: Handles several events of one type together (set-based), in their order.
+BatchHandler = Callable[[AsyncSession, Sequence[ReceivedEvent[Any]]], Awaitable[None]]
 
 
 class Outcome(StrEnum):
@@ -137,6 +141,7 @@ class EventConsumer:
         self._metrics = metrics
         self._on_commit = on_commit
         self._routes: dict[str, tuple[type[EventData], Handler]] = {}
+        self._batch_handlers: dict[str, BatchHandler] = {}
         self._permanent: dict[str, tuple[type[Exception], ...]] = {}
         self._ignored: set[str] = set()
 
@@ -146,14 +151,28 @@ class EventConsumer:
         handler: Callable[[AsyncSession, ReceivedEvent[E]], Awaitable[None]],
         *,
         permanent_errors: tuple[type[Exception], ...] = (),
+        batch_handler: Callable[[AsyncSession, Sequence[ReceivedEvent[E]]], Awaitable[None]]
+        | None = None,
     ) -> None:
         """Handle events of ``model.EVENT_TYPE`` with ``handler``.
 
         ``permanent_errors`` are the handler's errors that no retry can cure (a request
         that breaks a business rule): such an event is dead-lettered at once.
+
+        ``batch_handler``, optional, handles a run of consecutive events of this type of
+        one batch transaction at once (set-based: one query for all of them, bulk
+        inserts). It must leave the same state and outbox rows as ``handler`` called on
+        each event in turn. It runs in one savepoint; if it raises (other than an
+        infrastructure error) that savepoint rolls back and the run's events go through
+        ``handler``, a savepoint each, so a failing event is retried or dead-lettered
+        alone.
         """
         self._routes[model.EVENT_TYPE] = (model, handler)
         self._permanent[model.EVENT_TYPE] = permanent_errors
+        if batch_handler is None:
+            self._batch_handlers.pop(model.EVENT_TYPE, None)
+        else:
+            self._batch_handlers[model.EVENT_TYPE] = batch_handler
 
     @property
     def settings(self) -> KafkaSettings:
@@ -376,61 +395,8 @@ class EventConsumer:
             buffer = OutboxBuffer()
             buffer.attach(session)
             try:
-                for item in items:
-                    event, handler = item.event, item.handler
-                    assert event is not None
-                    assert handler is not None
-                    if event.envelope.id in already:
-                        item.outcome = Outcome.DUPLICATE
-                        logger.info(
-                            "duplicate event skipped",
-                            extra={
-                                "event_id": event.envelope.id,
-                                "event_type": event.envelope.type,
-                            },
-                        )
-                        continue
-                    order = (event.topic, event.partition, event.key)
-                    if order in blocked:
-                        item.deferred = True  # behind a failed event of the same key
-                        continue
-                    mark = buffer.mark()
-                    started = time.perf_counter()
-                    try:
-                        with (
-                            bound_log_fields(
-                                event_id=event.envelope.id,
-                                topic=event.topic,
-                                partition=event.partition,
-                                offset=event.offset,
-                            ),
-                            self._event_span(item.record, event, batch_span),
-                        ):
-                            async with session.begin_nested():
-                                await handler(session, event)
-                    except Exception as exc:
-                        buffer.discard_from(mark)
-                        if _is_infrastructure_error(exc):
-                            raise
-                        logger.warning(
-                            "handler failed",
-                            extra={
-                                "event_id": event.envelope.id,
-                                "event_type": event.envelope.type,
-                                "topic": event.topic,
-                                "partition": event.partition,
-                                "offset": event.offset,
-                                "attempt": 1,
-                                "error": repr(exc),
-                            },
-                        )
-                        item.failure = exc
-                        item.deferred = True
-                        blocked.add(order)
-                        continue
-                    item.seconds = time.perf_counter() - started
-                    item.outcome = Outcome.PROCESSED
-                    handled.append(item)
+                for run in self._runs(items, already):
+                    await self._handle_run(session, buffer, run, batch_span, blocked, handled)
                 await self._inbox.record_many(
                     session,
                     [
@@ -449,6 +415,150 @@ class EventConsumer:
             finally:
                 OutboxBuffer.detach(session)
         return handled
+
+    def _runs(self, items: list[_BatchItem], already: set[str]) -> Iterator[list[_BatchItem]]:
+        """``items`` minus duplicates, cut into runs of consecutive events of one type
+        that has a batch handler (every other event is a run of its own), in order.
+
+        Duplicates and deferred events change nothing, so skipping them inside a run keeps
+        every company's order: runs are handled one after the other, each in order.
+        """
+        run: list[_BatchItem] = []
+        for item in items:
+            event = item.event
+            assert event is not None
+            if event.envelope.id in already:
+                item.outcome = Outcome.DUPLICATE
+                logger.info(
+                    "duplicate event skipped",
+                    extra={"event_id": event.envelope.id, "event_type": event.envelope.type},
+                )
+                continue
+            event_type = event.envelope.type
+            if run and (event_type != run[0].event_type or event_type not in self._batch_handlers):
+                yield run
+                run = []
+            run.append(item)
+        if run:
+            yield run
+
+    async def _handle_run(
+        self,
+        session: AsyncSession,
+        buffer: OutboxBuffer,
+        run: list[_BatchItem],
+        batch_span: Span,
+        blocked: set[tuple[str, int, str | None]],
+        handled: list[_BatchItem],
+    ) -> None:
+        """Handle one run: with its batch handler in one savepoint when it has one, else
+        (or when that fails) each event in a savepoint of its own."""
+        live: list[_BatchItem] = []
+        for item in run:
+            event = item.event
+            assert event is not None
+            if (event.topic, event.partition, event.key) in blocked:
+                item.deferred = True  # behind a failed event of the same key
+            else:
+                live.append(item)
+        if not live:
+            return
+        spans = {
+            item.event.envelope.id: self._start_event_span(item.record, item.event, batch_span)
+            for item in live
+            if item.event is not None
+        }
+        try:
+            batch_handler = self._batch_handlers.get(live[0].event_type)
+            if batch_handler is not None and len(live) > 1:
+                mark = buffer.mark()
+                started = time.perf_counter()
+                token = _RUN_SPANS.set(spans)
+                try:
+                    async with session.begin_nested():
+                        await batch_handler(session, [item.event for item in live if item.event])
+                except Exception as exc:
+                    buffer.discard_from(mark)
+                    if _is_infrastructure_error(exc):
+                        raise
+                    logger.warning(
+                        "batch handler failed; handling its events one by one",
+                        extra={
+                            "consumer": self.name,
+                            "event_type": live[0].event_type,
+                            "events": len(live),
+                            "error": repr(exc),
+                        },
+                    )
+                else:
+                    seconds = (time.perf_counter() - started) / len(live)
+                    for item in live:
+                        item.seconds = seconds
+                        item.outcome = Outcome.PROCESSED
+                    handled.extend(live)
+                    return
+                finally:
+                    _RUN_SPANS.reset(token)
+            for item in live:
+                await self._handle_one(session, buffer, item, spans, blocked, handled)
+        finally:
+            for span in spans.values():
+                span.end()
+
+    async def _handle_one(
+        self,
+        session: AsyncSession,
+        buffer: OutboxBuffer,
+        item: _BatchItem,
+        spans: dict[str, Span],
+        blocked: set[tuple[str, int, str | None]],
+        handled: list[_BatchItem],
+    ) -> None:
+        """One event in its own savepoint, with its per-event handler."""
+        event, handler = item.event, item.handler
+        assert event is not None
+        assert handler is not None
+        order = (event.topic, event.partition, event.key)
+        if order in blocked:
+            item.deferred = True  # behind a failed event of the same key
+            return
+        mark = buffer.mark()
+        started = time.perf_counter()
+        try:
+            with (
+                bound_log_fields(
+                    event_id=event.envelope.id,
+                    topic=event.topic,
+                    partition=event.partition,
+                    offset=event.offset,
+                ),
+                trace.use_span(spans[event.envelope.id], end_on_exit=False),
+            ):
+                async with session.begin_nested():
+                    await handler(session, event)
+        except Exception as exc:
+            buffer.discard_from(mark)
+            if _is_infrastructure_error(exc):
+                raise
+            logger.warning(
+                "handler failed",
+                extra={
+                    "event_id": event.envelope.id,
+                    "event_type": event.envelope.type,
+                    "topic": event.topic,
+                    "partition": event.partition,
+                    "offset": event.offset,
+                    "attempt": 1,
+                    "error": repr(exc),
+                },
+            )
+            item.failure = exc
+            item.deferred = True
+            blocked.add(order)
+            return
+        item.seconds = time.perf_counter() - started
+        item.outcome = Outcome.PROCESSED
+        handled.append(item)
 
     async def _finish(self, item: _BatchItem) -> Outcome:
         """After the batch committed: count, dead-letter, or process a deferred event."""
@@ -490,19 +600,19 @@ class EventConsumer:
             self._metrics.events_consumed.labels(record.topic, event_type, item.outcome).inc()
             return item.outcome
 
-    @contextmanager
-    def _event_span(
+    def _start_event_span(
         self, record: RawRecord, event: ReceivedEvent[Any], batch_span: Span
-    ) -> Iterator[Span]:
-        """One span per event, continuing the trace its producer put in the headers."""
+    ) -> Span:
+        """One span per event, continuing the trace its producer put in the headers (not
+        made current here: the caller does, around the event's own work)."""
         carrier = {
             name: value.decode(errors="replace")
             for name, value in record.headers
             if name in _TRACE_HEADERS
         }
-        with self._tracer.start_as_current_span(
+        return self._tracer.start_span(
             f"{event.envelope.type} process",
-            context=propagate.extract(carrier),
+            context=propagate.extract(carrier) if carrier else _NO_CONTEXT,
             kind=SpanKind.CONSUMER,
             links=[Link(batch_span.get_span_context())],
             attributes={
@@ -513,8 +623,7 @@ class EventConsumer:
                 "messaging.kafka.message.offset": event.offset,
                 "messaging.message.id": event.envelope.id,
             },
-        ) as span:
-            yield span
+        )
 
     async def _handle_once(self, event: ReceivedEvent[Any], handler: Handler) -> Outcome:
         async with self._db.transaction() as session:
@@ -588,8 +697,38 @@ class EventConsumer:
 #: Events per transaction on SQLite (one writer at a time: short transactions).
 _SQLITE_EVENTS_PER_TRANSACTION = 50
 
+#: The context of an event that carries no trace headers: its span starts a trace.
+_NO_CONTEXT = Context()
+
 #: Headers that carry trace context (W3C trace context and baggage).
 _TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
+
+
+#: The spans of the events a batch handler is running (event id -> span).
+_RUN_SPANS: ContextVar[dict[str, Span] | None] = ContextVar("ledgerlink_run_spans", default=None)
+
+
+@contextmanager
+def event_scope(event: ReceivedEvent[Any]) -> Iterator[None]:
+    """Inside a batch handler: do what follows on behalf of ``event``.
+
+    Its span becomes current (outbox rows added inside carry its trace, so the consumers
+    of what it emits continue that trace) and log lines name it, as they would inside its
+    per-event handler. Outside a batch handler only the log fields are bound.
+    """
+    spans = _RUN_SPANS.get()
+    span = spans.get(event.envelope.id) if spans is not None else None
+    with bound_log_fields(
+        event_id=event.envelope.id,
+        topic=event.topic,
+        partition=event.partition,
+        offset=event.offset,
+    ):
+        if span is None:
+            yield
+        else:
+            with trace.use_span(span, end_on_exit=False):
+                yield
 
 
 @dataclass
@@ -608,6 +747,11 @@ class _BatchItem:
     seconds: float = 0.0
     #: Its batch transaction failed as a whole: processed on the per-record path.
     one_by_one: bool = False
+
+    @property
+    def event_type(self) -> str:
+        """The parsed event's type ("?" when it did not parse)."""
+        return self.event.envelope.type if self.event is not None else "?"
 
 
 class UnknownEventTypeError(ValueError):
