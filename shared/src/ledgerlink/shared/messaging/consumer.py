@@ -165,11 +165,11 @@ class EventConsumer:
         each event in turn. It runs in one savepoint; if it raises (other than an
         infrastructure error) that savepoint rolls back and the run's events go through
         ``handler``, a savepoint each, so a failing event is retried or dead-lettered
-        alone.
+        alone. ``KafkaSettings.consume_batch_handlers`` off leaves it unused.
         """
         self._routes[model.EVENT_TYPE] = (model, handler)
         self._permanent[model.EVENT_TYPE] = permanent_errors
-        if batch_handler is None:
+        if batch_handler is None or not self._settings.consume_batch_handlers:
             self._batch_handlers.pop(model.EVENT_TYPE, None)
         else:
             self._batch_handlers[model.EVENT_TYPE] = batch_handler
