@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import AfterValidator
-from sqlalchemy import Dialect, Numeric, String, event, text
+from sqlalchemy import ColumnElement, Dialect, Numeric, String, any_, bindparam, event, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -90,6 +91,19 @@ def _one_savepoint_name(
     if "sa_savepoint_" in statement:
         statement = _SAVEPOINT_STATEMENT.sub(r"\1 ledgerlink_savepoint", statement)
     return statement, parameters
+
+
+def one_of(column: ColumnElement[Any], values: Collection[Any], dialect: str) -> Any:
+    """``column IN (values)`` whose SQL text is the same however many values there are.
+
+    On PostgreSQL ``column = ANY($1)`` with one array parameter: asyncpg prepares a
+    statement once per text and keeps it, whereas an ``IN`` list renders a parameter per
+    value, so every new count is a new text, a new prepare (a round trip) and a new plan.
+    Elsewhere (SQLite) an ordinary ``IN``.
+    """
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(list(values))
 
 
 class Database:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, tuple_
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledgerlink.auth.domain.lifecycle import TERMINAL
@@ -18,6 +18,7 @@ from ledgerlink.auth.services.activation_links import ActivationLinkService, Pen
 from ledgerlink.auth.storage.models import Connection, ConnectionStatus, Environment
 from ledgerlink.auth.storage.repository import ConnectionRepository, EnvironmentRepository
 from ledgerlink.shared.business_id import BusinessIdError, parse_business_id
+from ledgerlink.shared.db import one_of
 from ledgerlink.shared.events import (
     ActivationRequestedV1,
     ConnectionActivatedV1,
@@ -185,14 +186,21 @@ class ActivationService:
             for _, business_id in parsed
             if not isinstance(business_id, BusinessIdError)
         }
+        dialect = self._session.get_bind().dialect.name
         environments: dict[tuple[str, str], uuid.UUID] = {}
         if keys:
+            # by business ID alone (one array parameter); the country is matched here
+            business_ids = {value for _, value in keys}
             rows = await self._session.execute(
                 select(
                     _ENVIRONMENTS.c.id, _ENVIRONMENTS.c.country, _ENVIRONMENTS.c.business_id
-                ).where(tuple_(_ENVIRONMENTS.c.country, _ENVIRONMENTS.c.business_id).in_(keys))
+                ).where(one_of(_ENVIRONMENTS.c.business_id, business_ids, dialect))
             )
-            environments = {(row.country, row.business_id): row.id for row in rows}
+            environments = {
+                (row.country, row.business_id): row.id
+                for row in rows
+                if (row.country, row.business_id) in keys
+            }
         live: dict[tuple[uuid.UUID, str, str], _LiveConnection] = {}
         if environments:
             rows = await self._session.execute(
@@ -205,7 +213,7 @@ class ActivationService:
                     _CONNECTIONS.c.company_name,
                 )
                 .where(
-                    _CONNECTIONS.c.environment_id.in_(set(environments.values())),
+                    one_of(_CONNECTIONS.c.environment_id, set(environments.values()), dialect),
                     _CONNECTIONS.c.status.not_in(_TERMINAL_VALUES),
                 )
                 .order_by(_CONNECTIONS.c.created_at.desc())
