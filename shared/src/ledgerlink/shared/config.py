@@ -113,7 +113,12 @@ class OutboxSettings(BaseModel):
     poll_interval_seconds: float = Field(
         default=1.0, gt=0, description="Longest wait between scans when nothing wakes the relay."
     )
-    batch_size: int = Field(default=200, ge=1, description="Rows published per relay pass.")
+    batch_size: int = Field(
+        default=1000,
+        ge=1,
+        description="Rows published per relay pass (sent together, then one flush and one "
+        "update marking them).",
+    )
     retention_hours: float = Field(
         default=72, gt=0, description="How long published rows are kept before being purged."
     )

@@ -37,7 +37,7 @@ from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledgerlink.shared.config import OutboxSettings
-from ledgerlink.shared.db import Database
+from ledgerlink.shared.db import Database, one_of
 from ledgerlink.shared.envelope import CloudEvent
 from ledgerlink.shared.events import EventData
 from ledgerlink.shared.messaging.tables import MessagingTables
@@ -285,7 +285,7 @@ class OutboxRelay:
             if published_ids:
                 await session.execute(
                     update(self._table)
-                    .where(self._table.c.id.in_(published_ids))
+                    .where(one_of(self._table.c.id, published_ids, self._db.dialect))
                     .values(published_at=datetime.now(UTC))
                 )
             pending = await session.scalar(
