@@ -158,6 +158,7 @@ def _harness(
     attempts: int = 3,
     permanent: tuple[type[Exception], ...] = (),
     tracer_provider: TracerProvider | None = None,
+    events_per_parallel_transaction: int = 100,
 ) -> Harness:
     registry = CollectorRegistry()
     metrics = MessagingMetrics(registry)
@@ -174,7 +175,11 @@ def _harness(
         db=db,
         inbox=Inbox(TABLES, GROUP),
         dead_letters=DeadLetterPublisher(publish_dead_letter, metrics, consumer=GROUP),
-        settings=KafkaSettings(handler_attempts=attempts, retry_backoff_seconds=0),
+        settings=KafkaSettings(
+            handler_attempts=attempts,
+            retry_backoff_seconds=0,
+            consume_events_per_parallel_transaction=events_per_parallel_transaction,
+        ),
         metrics=metrics,
         on_commit=committed,
         tracer_provider=tracer_provider,
@@ -452,7 +457,7 @@ async def test_partitions_of_a_batch_run_in_their_own_transactions_on_postgres(
     a partition whose database fails is redelivered and what did commit is not reapplied.
     (SQLite, one writer at a time, runs a whole batch in one transaction: the tests above.)
     """
-    harness = _harness(postgres_db)
+    harness = _harness(postgres_db, events_per_parallel_transaction=1)
     transactions: dict[str, int] = {}
     original = harness.handle
     down = {"yes": True}
@@ -691,3 +696,32 @@ async def test_batch_handler_keeps_one_span_per_event_in_its_producer_trace(
         )
     assert trace_id in headers[0]["trace"]["traceparent"]
     assert trace_id not in headers[1]["trace"]["traceparent"]
+
+
+@pytest.mark.wire
+async def test_a_small_batch_is_not_split_and_a_big_one_keeps_partitions_whole(
+    postgres_db: Database,
+) -> None:
+    """Each transaction costs a dozen statements: a batch is split by partition only into
+    shares of at least ``consume_events_per_parallel_transaction`` events."""
+    harness = _harness(postgres_db, events_per_parallel_transaction=4)
+    transactions: dict[str, int] = {}
+    original = harness.handle
+
+    async def recording(session: AsyncSession, event: ReceivedEvent[Any]) -> None:
+        await original(session, event)
+        transactions[event.envelope.id] = int(await session.scalar(text("SELECT txid_current()")))
+
+    harness.consumer.route(ActivationRequestedV1, recording)
+    small = [_record(f"S{p}", 0, partition=p) for p in range(3)]  # 3 events < 4: one
+    assert await harness.consumer.process_batch(small) == [Outcome.PROCESSED] * 3
+    assert len({transactions[_id(r)] for r in small}) == 1
+
+    # 12 events in 6 partitions, shares of >= 4 events: 3 transactions, partitions whole
+    big = [_record(f"B{p}", 10 + n, partition=p) for n in range(2) for p in range(6)]
+    assert await harness.consumer.process_batch(big) == [Outcome.PROCESSED] * 12
+    by_partition: dict[int, set[int]] = {}
+    for record in big:
+        by_partition.setdefault(record.partition, set()).add(transactions[_id(record)])
+    assert all(len(txids) == 1 for txids in by_partition.values())
+    assert len(set().union(*by_partition.values())) == 3

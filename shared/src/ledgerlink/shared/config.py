@@ -60,9 +60,16 @@ class KafkaSettings(BaseModel):
         default=4,
         ge=1,
         le=64,
-        description="PostgreSQL: partitions of a batch handled at once, each in its own "
-        "transaction (a company's events share a partition, so their order holds). "
-        "1 = one transaction for the whole batch. SQLite always uses one.",
+        description="PostgreSQL: transactions a batch is split into, handled at once, each "
+        "holding whole partitions (a company's events share a partition, so their order "
+        "holds). 1 = one transaction for the whole batch. SQLite always uses one.",
+    )
+    consume_events_per_parallel_transaction: int = Field(
+        default=100,
+        ge=1,
+        description="PostgreSQL: the fewest events that make a transaction of their own: a "
+        "batch of N events is split into at most N / this many transactions (each costs "
+        "about a dozen statements however few events it holds).",
     )
     consume_batch_handlers: bool = Field(
         default=True,

@@ -2,9 +2,10 @@
 
 Subscribers hand over batches (:meth:`EventConsumer.process_batch`, the default) or single
 records (:meth:`EventConsumer.process`). A batch runs in one database transaction (on
-PostgreSQL, one per partition of the batch, up to ``consume_partitions_in_parallel`` at
-once: a company's events share a partition, since the key is its business ID; on SQLite,
-transactions of at most 50 events one after the other):
+PostgreSQL, a big batch is split by partition into up to ``consume_partitions_in_parallel``
+transactions run at once, each of at least ``consume_events_per_parallel_transaction``
+events: a company's events share a partition, since the key is its business ID; on
+SQLite, transactions of at most 50 events one after the other):
 
 1. Every record is parsed; what cannot be parsed is dead-lettered once the batch
    committed (the same reasons as below). An event id seen twice in the batch is handled
@@ -288,13 +289,7 @@ class EventConsumer:
             fresh.append(item)
         parallel = self._settings.consume_partitions_in_parallel
         if self._db.dialect == "postgresql" and parallel > 1:
-            # Each partition's share of the batch in its own transaction, several at once:
-            # a company's events share a partition (key = business ID), so its order holds,
-            # and different partitions are what different replicas would run in parallel.
-            by_partition: dict[tuple[str, int], list[_BatchItem]] = {}
-            for item in fresh:
-                by_partition.setdefault((item.record.topic, item.record.partition), []).append(item)
-            groups = list(by_partition.values())
+            groups = self._partition_groups(fresh, parallel)
         elif self._db.dialect == "sqlite":
             # SQLite has one writer at a time: transactions of a few dozen events keep the
             # relay's and HTTP routes' writes well inside their busy timeout. One after the
@@ -355,6 +350,37 @@ class EventConsumer:
             # Groups that committed are dropped by the inbox when Kafka redelivers them.
             raise redeliver
         return [await self._finish(item) for item in items]
+
+    def _partition_groups(self, fresh: list[_BatchItem], parallel: int) -> list[list[_BatchItem]]:
+        """``fresh`` split into up to ``parallel`` transactions of whole partitions.
+
+        A company's events share a partition (key = business ID), so its order holds;
+        different partitions are what different replicas would run in parallel. A
+        transaction costs about a dozen statements however few events it holds, so a
+        small batch is not split: each share has at least
+        ``consume_events_per_parallel_transaction`` events (about; partitions stay whole).
+        """
+        by_partition: dict[tuple[str, int], list[_BatchItem]] = {}
+        for item in fresh:
+            by_partition.setdefault((item.record.topic, item.record.partition), []).append(item)
+        shares = min(
+            parallel,
+            len(by_partition),
+            len(fresh) // self._settings.consume_events_per_parallel_transaction,
+        )
+        if shares <= 1:
+            return [fresh]
+        # the biggest partitions first, each to the share with the fewest events so far
+        loads = [0] * shares
+        share_of: dict[tuple[str, int], int] = {}
+        for key, members in sorted(by_partition.items(), key=lambda entry: -len(entry[1])):
+            share = loads.index(min(loads))
+            loads[share] += len(members)
+            share_of[key] = share
+        groups: list[list[_BatchItem]] = [[] for _ in range(shares)]
+        for item in fresh:
+            groups[share_of[(item.record.topic, item.record.partition)]].append(item)
+        return groups
 
     def _batch_item(self, record: RawRecord) -> _BatchItem:
         item = _BatchItem(record)
