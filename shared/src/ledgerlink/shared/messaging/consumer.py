@@ -43,6 +43,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -143,6 +144,8 @@ class EventConsumer:
         self._on_commit = on_commit
         self._routes: dict[str, tuple[type[EventData], Handler]] = {}
         self._batch_handlers: dict[str, BatchHandler] = {}
+        #: ``handler_seconds`` children by event type (``labels()`` is a lookup per call).
+        self._observe_handler_seconds: dict[str, Callable[[float], None]] = {}
         self._permanent: dict[str, tuple[type[Exception], ...]] = {}
         self._ignored: set[str] = set()
 
@@ -349,7 +352,38 @@ class EventConsumer:
         if redeliver is not None:
             # Groups that committed are dropped by the inbox when Kafka redelivers them.
             raise redeliver
-        return [await self._finish(item) for item in items]
+        counts: Counter[tuple[str, str, Outcome]] = Counter()
+        outcomes: list[Outcome] = []
+        for item in items:
+            outcome = self._settled(item, counts)
+            outcomes.append(outcome if outcome is not None else await self._finish(item))
+        for (topic, event_type, outcome), count in counts.items():
+            self._metrics.events_consumed.labels(topic, event_type, outcome).inc(count)
+        return outcomes
+
+    def _settled(
+        self, item: _BatchItem, counts: Counter[tuple[str, str, Outcome]]
+    ) -> Outcome | None:
+        """The outcome of an item the batch settled (handled, duplicate, ignored), counted
+        in ``counts``; None for one that needs :meth:`_finish` (dead letter, deferred)."""
+        if item.one_by_one or item.rejection is not None or item.deferred:
+            return None
+        event = item.event
+        if event is None or item.outcome is Outcome.IGNORED:
+            counts[(item.record.topic, "?", Outcome.IGNORED)] += 1
+            return Outcome.IGNORED
+        outcome = item.outcome
+        if outcome is None:
+            return None
+        event_type = event.envelope.type
+        if outcome is Outcome.PROCESSED:
+            observe = self._observe_handler_seconds.get(event_type)
+            if observe is None:
+                observe = self._metrics.handler_seconds.labels(event_type).observe
+                self._observe_handler_seconds[event_type] = observe
+            observe(item.seconds)
+        counts[(item.record.topic, event_type, outcome)] += 1
+        return outcome
 
     def _partition_groups(self, fresh: list[_BatchItem], parallel: int) -> list[list[_BatchItem]]:
         """``fresh`` split into up to ``parallel`` transactions of whole partitions.
@@ -685,12 +719,18 @@ class EventConsumer:
         if not record.value:
             raise MalformedDataError("the record has no value; expected a JSON object")
         try:
-            raw = json.loads(record.value)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise MalformedDataError(f"data is not valid JSON: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise MalformedDataError(f"data must be a JSON object, not {type(raw).__name__}")
-        data = model.model_validate(raw)
+            data = model.model_validate_json(record.value)  # the usual case, in one step
+        except ValidationError:
+            # Say what is wrong as before: not JSON, not an object, or invalid fields.
+            try:
+                raw = json.loads(record.value)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise MalformedDataError(f"data is not valid JSON: {exc}") from exc
+            if not isinstance(raw, dict):
+                raise MalformedDataError(
+                    f"data must be a JSON object, not {type(raw).__name__}"
+                ) from None
+            data = model.model_validate(raw)
         key = record.key.decode(errors="replace") if record.key is not None else None
         event = ReceivedEvent(
             envelope=envelope,

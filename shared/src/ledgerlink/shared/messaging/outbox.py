@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -141,7 +142,7 @@ class Outbox:
             "topic": f"{self._topic_prefix}{data.TOPIC}",
             "key": key,
             "headers": {
-                "ce": {name: value.decode() for name, value in envelope.to_headers()},
+                "ce": envelope.header_values(),
                 "trace": carrier,
             },
             "payload": data.model_dump_json().encode(),
@@ -342,6 +343,7 @@ class OutboxRelay:
             finally:
                 otel_context.detach(token)
         results = await asyncio.gather(*(delivery for _, delivery in sent), return_exceptions=True)
+        published: Counter[str] = Counter()
         for (record, _), result in zip(sent, results, strict=True):
             if isinstance(result, BaseException):
                 if not isinstance(result, Exception):
@@ -351,7 +353,9 @@ class OutboxRelay:
                 continue
             published_ids.append(record.id)
             self._sent_unmarked.add(record.id)
-            self._metrics.outbox_published.labels(record.topic).inc()
+            published[record.topic] += 1
+        for topic, count in published.items():
+            self._metrics.outbox_published.labels(topic).inc(count)
         return first_failure
 
     async def _publish_in_trace(self, record: OutboxRecord) -> None:
