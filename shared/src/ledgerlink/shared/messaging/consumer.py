@@ -45,12 +45,12 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind, TracerProvider
@@ -67,7 +67,7 @@ from ledgerlink.shared.messaging.dead_letters import DeadLetterPublisher, RawRec
 from ledgerlink.shared.messaging.inbox import Inbox, InboxEntry
 from ledgerlink.shared.messaging.outbox import OutboxBuffer
 from ledgerlink.shared.metrics import MessagingMetrics
-from ledgerlink.shared.telemetry import bound_log_fields
+from ledgerlink.shared.telemetry import bind_log_fields, bound_log_fields, reset_log_fields
 
 logger = logging.getLogger(__name__)
 
@@ -523,8 +523,9 @@ class EventConsumer:
                 live.append(item)
         if not live:
             return
+        links = [Link(batch_span.get_span_context())]  # one for the run, not per event
         spans = {
-            item.event.envelope.id: self._start_event_span(item.record, item.event, batch_span)
+            item.event.envelope.id: self._start_event_span(item.record, item.event, links)
             for item in live
             if item.event is not None
         }
@@ -661,7 +662,7 @@ class EventConsumer:
             return item.outcome
 
     def _start_event_span(
-        self, record: RawRecord, event: ReceivedEvent[Any], batch_span: Span
+        self, record: RawRecord, event: ReceivedEvent[Any], links: list[Link]
     ) -> Span:
         """One span per event, continuing the trace its producer put in the headers (not
         made current here: the caller does, around the event's own work)."""
@@ -674,7 +675,7 @@ class EventConsumer:
             f"{event.envelope.type} process",
             context=propagate.extract(carrier) if carrier else _NO_CONTEXT,
             kind=SpanKind.CONSUMER,
-            links=[Link(batch_span.get_span_context())],
+            links=links,
             attributes={
                 "messaging.system": "kafka",
                 "messaging.consumer.group.name": self.name,
@@ -774,27 +775,43 @@ _TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
 _RUN_SPANS: ContextVar[dict[str, Span] | None] = ContextVar("ledgerlink_run_spans", default=None)
 
 
-@contextmanager
-def event_scope(event: ReceivedEvent[Any]) -> Iterator[None]:
-    """Inside a batch handler: do what follows on behalf of ``event``.
+class event_scope:  # noqa: N801 - used like the function-style context managers
+    """Inside a batch handler: do what follows on behalf of ``event`` (``with
+    event_scope(event): ...``).
 
     Its span becomes current (outbox rows added inside carry its trace, so the consumers
     of what it emits continue that trace) and log lines name it, as they would inside its
-    per-event handler. Outside a batch handler only the log fields are bound.
+    per-event handler. Outside a batch handler only the log fields are bound. A class,
+    not a generator: it runs once per event on the hot path.
     """
-    spans = _RUN_SPANS.get()
-    span = spans.get(event.envelope.id) if spans is not None else None
-    with bound_log_fields(
-        event_id=event.envelope.id,
-        topic=event.topic,
-        partition=event.partition,
-        offset=event.offset,
-    ):
-        if span is None:
-            yield
-        else:
-            with trace.use_span(span, end_on_exit=False):
-                yield
+
+    __slots__ = ("_context", "_event", "_fields")
+
+    def __init__(self, event: ReceivedEvent[Any]) -> None:
+        self._event = event
+        self._fields: Token[Any] | None = None
+        self._context: object | None = None
+
+    def __enter__(self) -> None:
+        event = self._event
+        self._fields = bind_log_fields(
+            event_id=event.envelope.id,
+            topic=event.topic,
+            partition=event.partition,
+            offset=event.offset,
+        )
+        spans = _RUN_SPANS.get()
+        span = spans.get(event.envelope.id) if spans is not None else None
+        if span is not None:
+            self._context = otel_context.attach(trace.set_span_in_context(span))
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._context is not None:
+            otel_context.detach(self._context)  # type: ignore[arg-type]
+            self._context = None
+        if self._fields is not None:
+            reset_log_fields(self._fields)
+            self._fields = None
 
 
 @dataclass

@@ -62,7 +62,8 @@ class OutboxRecord:
 
 PublishRecord = Callable[[OutboxRecord], Awaitable[None]]
 #: Hands a record to the producer and returns its delivery: awaiting the delivery waits
-#: for the brokers' acknowledgement (and raises if the send failed).
+#: for the brokers' acknowledgement (and raises if the send failed). Called without the
+#: row's trace context attached: it is in the record's ``trace_carrier``.
 SendRecord = Callable[[OutboxRecord], Awaitable[Awaitable[Any]]]
 
 #: ``session.info`` key under which a batch consumer keeps its :class:`OutboxBuffer`.
@@ -333,15 +334,14 @@ class OutboxRelay:
             if record.id in self._sent_unmarked:
                 published_ids.append(record.id)
                 continue
-            token = otel_context.attach(propagate.extract(record.trace_carrier))
+            # No trace context is attached around the send: the record carries its own
+            # (``trace_carrier``), which the sender puts in the record's headers.
             try:
                 sent.append((record, await self._send(record)))
             except Exception as exc:
                 # Not handed to the producer: it and every later row wait for the next pass.
                 first_failure = (record, exc)
                 break
-            finally:
-                otel_context.detach(token)
         results = await asyncio.gather(*(delivery for _, delivery in sent), return_exceptions=True)
         published: Counter[str] = Counter()
         for (record, _), result in zip(sent, results, strict=True):
