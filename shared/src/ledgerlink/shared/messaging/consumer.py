@@ -15,6 +15,16 @@ SQLite, transactions of at most 50 events one after the other):
    of the batch with the same key (the company: per-company order is kept), are taken
    out of the batch and go through the per-record path below after the batch committed:
    retried with back-off, or dead-lettered.
+
+   A route may also have a **batch handler** (``route(..., batch_handler=...)``): the
+   transaction's events are cut into runs of consecutive events of one type (duplicates
+   and events held back behind a failed one change nothing, so they do not cut a run;
+   an event of another handled type does), and a run of two or more events of a type
+   with a batch handler goes to it at once, in order, in one savepoint, each event still
+   with its own span (:class:`event_scope` makes it current for the event's own work).
+   If the batch handler raises a non-infrastructure error, its savepoint rolls back and
+   the run takes the path above: a savepoint per event with the per-event handler, so a
+   poison event fails alone.
 3. Inbox records and outbox rows of the handled events are written in bulk (one
    multi-row insert each), then the transaction commits. An infrastructure error rolls
    its transaction back and is raised once the others finished: no offset is committed,
