@@ -11,15 +11,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledgerlink.auth.domain.lifecycle import TERMINAL
 from ledgerlink.auth.services.activation_links import ActivationLinkService, PendingLink
 from ledgerlink.auth.storage.models import Connection, ConnectionStatus, Environment
 from ledgerlink.auth.storage.repository import ConnectionRepository, EnvironmentRepository
 from ledgerlink.shared.business_id import BusinessIdError, parse_business_id
-from ledgerlink.shared.db import one_of
 from ledgerlink.shared.events import (
     ActivationRequestedV1,
     ConnectionActivatedV1,
@@ -29,10 +26,6 @@ from ledgerlink.shared.events import (
 from ledgerlink.shared.messaging.outbox import Outbox
 
 logger = logging.getLogger(__name__)
-
-_ENVIRONMENTS = Environment.__table__  # type: ignore[attr-defined]
-_CONNECTIONS = Connection.__table__  # type: ignore[attr-defined]
-_TERMINAL_VALUES = sorted(status.value for status in TERMINAL)
 
 
 @dataclass(frozen=True)
@@ -196,39 +189,10 @@ class ActivationService:
             for _, business_id in parsed
             if not isinstance(business_id, BusinessIdError)
         }
-        dialect = self._session.get_bind().dialect.name
-        environments: dict[tuple[str, str], uuid.UUID] = {}
-        if keys:
-            # by business ID alone (one array parameter); the country is matched here
-            business_ids = {value for _, value in keys}
-            rows = await self._session.execute(
-                select(
-                    _ENVIRONMENTS.c.id, _ENVIRONMENTS.c.country, _ENVIRONMENTS.c.business_id
-                ).where(one_of(_ENVIRONMENTS.c.business_id, business_ids, dialect))
-            )
-            environments = {
-                (row.country, row.business_id): row.id
-                for row in rows
-                if (row.country, row.business_id) in keys
-            }
+        environments = await self._environments.ids_by_business_id(keys) if keys else {}
         live: dict[tuple[uuid.UUID, str, str], _LiveConnection] = {}
         if environments:
-            rows = await self._session.execute(
-                select(
-                    _CONNECTIONS.c.id,
-                    _CONNECTIONS.c.environment_id,
-                    _CONNECTIONS.c.provider,
-                    _CONNECTIONS.c.product,
-                    _CONNECTIONS.c.status,
-                    _CONNECTIONS.c.company_name,
-                )
-                .where(
-                    one_of(_CONNECTIONS.c.environment_id, set(environments.values()), dialect),
-                    _CONNECTIONS.c.status.not_in(_TERMINAL_VALUES),
-                )
-                .order_by(_CONNECTIONS.c.created_at.desc())
-            )
-            for row in rows:
+            for row in await self._connections.live_of(set(environments.values())):
                 # the newest first, as find_live picks it
                 live.setdefault(
                     (row.environment_id, row.provider, row.product),
@@ -367,22 +331,11 @@ class ActivationService:
             outcomes.append((request, emits))
 
         if new_environments:
-            await self._session.execute(_ENVIRONMENTS.insert(), new_environments)
+            await self._environments.insert_many(new_environments)
         if new_connections:
-            await self._session.execute(_CONNECTIONS.insert(), new_connections)
+            await self._connections.insert_many(new_connections)
         if repeats:
-            await self._session.execute(
-                _CONNECTIONS.update()
-                .where(_CONNECTIONS.c.id == bindparam("connection_id"))
-                .values(
-                    updated_at=bindparam("now"),
-                    activation_event_id=bindparam("event_id"),
-                ),
-                [
-                    {"connection_id": connection_id, "now": now, "event_id": event_id}
-                    for connection_id, event_id in repeats.items()
-                ],
-            )
+            await self._connections.touch_many(repeats, now)
         if links:
             assert self._links is not None
             await self._links.insert_pending(links)

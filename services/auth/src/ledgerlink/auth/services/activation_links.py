@@ -141,10 +141,7 @@ class ActivationLinkService:
 
     async def insert_pending(self, links: Sequence[PendingLink]) -> None:
         """Insert the rows of links made by :meth:`pending` (one multi-row insert)."""
-        await self._session.execute(
-            ActivationLink.__table__.insert(),  # type: ignore[attr-defined]
-            [link.row for link in links],
-        )
+        await self._pages.insert_links([link.row for link in links])
 
     async def open(self, token: str) -> OpenedLink:
         """The state of the link ``token`` names (never marks it used: a mail scanner that
