@@ -70,7 +70,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledgerlink.shared.config import KafkaSettings
-from ledgerlink.shared.db import Database
+from ledgerlink.shared.db import Database, plan_each_execution
 from ledgerlink.shared.envelope import CloudEvent, EnvelopeError
 from ledgerlink.shared.events import EventData
 from ledgerlink.shared.messaging.dead_letters import DeadLetterPublisher, RawRecord
@@ -454,6 +454,7 @@ class EventConsumer:
             return []
         handled: list[_BatchItem] = []
         async with self._db.transaction() as session:
+            await plan_each_execution(session)  # PostgreSQL: plans fit the tables as they grow
             if self._db.dialect == "sqlite":
                 # pysqlite opens its transaction lazily, before the first data change; a
                 # SAVEPOINT before it would start one of its own, which the RELEASE of

@@ -38,7 +38,7 @@ from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledgerlink.shared.config import OutboxSettings
-from ledgerlink.shared.db import Database, one_of
+from ledgerlink.shared.db import Database, one_of, plan_each_execution
 from ledgerlink.shared.envelope import CloudEvent
 from ledgerlink.shared.events import EventData
 from ledgerlink.shared.messaging.tables import MessagingTables
@@ -250,6 +250,7 @@ class OutboxRelay:
         failure: Exception | None = None
         async with self._db.transaction() as session:
             if self._db.dialect == "postgresql":
+                await plan_each_execution(session)  # the marking's ANY($1) probes the index
                 locked = await session.scalar(
                     text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": self._lock_key}
                 )
