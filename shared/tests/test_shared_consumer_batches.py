@@ -725,3 +725,22 @@ async def test_a_small_batch_is_not_split_and_a_big_one_keeps_partitions_whole(
         by_partition.setdefault(record.partition, set()).add(transactions[_id(record)])
     assert all(len(txids) == 1 for txids in by_partition.values())
     assert len(set().union(*by_partition.values())) == 3
+
+
+async def test_batch_handler_after_a_crash_before_the_offset_commit_applies_nothing_twice(
+    db: Database,
+) -> None:
+    """The batch committed, the process died before committing offsets: Kafka redelivers
+    the batch; the batch handler gets only what is new."""
+    harness = _harness(db)
+    batches = _with_batch_handler(harness)
+    records = [_record(company, offset) for offset, company in enumerate("ABC")]
+    assert await harness.consumer.process_batch(records) == [Outcome.PROCESSED] * 3
+
+    later = [_record("D", 3), _record("E", 4)]
+    outcomes = await harness.consumer.process_batch([*records, *later])
+
+    assert outcomes == [Outcome.DUPLICATE] * 3 + [Outcome.PROCESSED] * 2
+    assert batches == [[_id(r) for r in records], [_id(r) for r in later]]
+    assert [company for company, _ in await harness.handled()] == ["A", "B", "C", "D", "E"]
+    assert await harness.outbox_messages() == [_id(r) for r in [*records, *later]]
