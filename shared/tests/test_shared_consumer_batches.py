@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,12 @@ from ledgerlink.shared.config import KafkaSettings
 from ledgerlink.shared.db import Database, create_engine
 from ledgerlink.shared.envelope import CloudEvent
 from ledgerlink.shared.events import ActivationRequestedV1, ConnectionRejectedV1, Provider
-from ledgerlink.shared.messaging.consumer import EventConsumer, Outcome, ReceivedEvent
+from ledgerlink.shared.messaging.consumer import (
+    EventConsumer,
+    Outcome,
+    ReceivedEvent,
+    event_scope,
+)
 from ledgerlink.shared.messaging.dead_letters import (
     DLQ_ERROR_CLASS,
     DLQ_ERROR_MESSAGE,
@@ -153,6 +158,7 @@ def _harness(
     attempts: int = 3,
     permanent: tuple[type[Exception], ...] = (),
     tracer_provider: TracerProvider | None = None,
+    events_per_parallel_transaction: int = 100,
 ) -> Harness:
     registry = CollectorRegistry()
     metrics = MessagingMetrics(registry)
@@ -169,7 +175,11 @@ def _harness(
         db=db,
         inbox=Inbox(TABLES, GROUP),
         dead_letters=DeadLetterPublisher(publish_dead_letter, metrics, consumer=GROUP),
-        settings=KafkaSettings(handler_attempts=attempts, retry_backoff_seconds=0),
+        settings=KafkaSettings(
+            handler_attempts=attempts,
+            retry_backoff_seconds=0,
+            consume_events_per_parallel_transaction=events_per_parallel_transaction,
+        ),
         metrics=metrics,
         on_commit=committed,
         tracer_provider=tracer_provider,
@@ -447,7 +457,7 @@ async def test_partitions_of_a_batch_run_in_their_own_transactions_on_postgres(
     a partition whose database fails is redelivered and what did commit is not reapplied.
     (SQLite, one writer at a time, runs a whole batch in one transaction: the tests above.)
     """
-    harness = _harness(postgres_db)
+    harness = _harness(postgres_db, events_per_parallel_transaction=1)
     transactions: dict[str, int] = {}
     original = harness.handle
     down = {"yes": True}
@@ -477,3 +487,260 @@ async def test_partitions_of_a_batch_run_in_their_own_transactions_on_postgres(
     handled = await harness.handled()
     assert sorted(company for company, _ in handled) == ["A", "B", "C", "DOWN"]
     assert [c for c, _ in handled if c in {"C", "DOWN"}] == ["C", "DOWN"]  # partition order
+
+
+# --- batch handlers: a route's set-based handler for runs of one event type ---------------
+
+
+def _with_batch_handler(harness: Harness) -> list[list[str]]:
+    """Route ``harness``'s events through a batch handler too; returns its calls (event ids).
+
+    The batch handler writes what the per-event handler writes, event after event, and
+    raises when it meets a failing company (after writing the rows of the earlier ones:
+    they must roll back with its savepoint).
+    """
+    batches: list[list[str]] = []
+
+    async def handle_batch(
+        session: AsyncSession, events: Sequence[ReceivedEvent[ActivationRequestedV1]]
+    ) -> None:
+        batches.append([event.envelope.id for event in events])
+        for event in events:
+            company = event.data.business_id
+            if harness.failing.get(company, 0) > 0:
+                raise PoisonError(f"cannot handle {company} in a batch")
+            with event_scope(event):
+                harness.calls.append((company, event.envelope.id))
+                await session.execute(
+                    HANDLED.insert().values(event_id=event.envelope.id, company=company)
+                )
+                await harness.outbox.add(
+                    session, _rejected(company, event.envelope.id), key=company
+                )
+
+    harness.consumer.route(ActivationRequestedV1, harness.handle, batch_handler=handle_batch)
+    return batches
+
+
+def _rejected(company: str, message: str) -> ConnectionRejectedV1:
+    return ConnectionRejectedV1(
+        connection_id=uuid.uuid4(),
+        environment_id=None,
+        provider=Provider.NETVISOR,
+        business_id=company,
+        company_name="Test Oy",
+        reason_code="test",
+        message=message,
+    )
+
+
+def _other_record(company: str, offset: int) -> RawRecord:
+    """An event of another type consumed by the same consumer, same topic and partition."""
+    envelope = CloudEvent.new(source="ledgerlink/auth", type=ConnectionRejectedV1.EVENT_TYPE)
+    return RawRecord(
+        topic=TOPIC,
+        partition=0,
+        offset=offset,
+        key=company.encode(),
+        value=_rejected(company, "other").model_dump_json().encode(),
+        headers=envelope.to_headers(),
+    )
+
+
+async def test_batch_handler_takes_a_run_of_one_type_in_one_call(db: Database) -> None:
+    harness = _harness(db)
+    batches = _with_batch_handler(harness)
+    records = [_record(company, offset) for offset, company in enumerate(["A", "B", "A", "C"])]
+
+    assert await harness.consumer.process_batch(records) == [Outcome.PROCESSED] * 4
+
+    assert batches == [[_id(r) for r in records]]
+    assert await harness.handled() == [(r.key.decode(), _id(r)) for r in records if r.key]
+    assert await harness.outbox_messages() == [_id(r) for r in records]
+    assert await harness.inbox_ids() == {_id(r) for r in records}
+    assert harness.commits == 1
+    assert harness.count(Outcome.PROCESSED) == 4
+
+
+async def test_batch_handler_failing_falls_back_to_a_savepoint_per_event(db: Database) -> None:
+    """A poison event in the middle: the batch handler's savepoint rolls back (with the rows
+    it wrote for earlier events), the run goes through the per-event handler, the poison is
+    retried and dead-lettered alone, and every other event is applied exactly once."""
+    harness = _harness(db, attempts=3)
+    batches = _with_batch_handler(harness)
+    harness.failing["P"] = 100
+    records = [
+        _record("A", 10),
+        _record("P", 11),
+        _record("B", 12),
+        _record("P", 13),  # same company, behind the poison
+        _record("C", 14),
+    ]
+
+    outcomes = await harness.consumer.process_batch(records)
+
+    assert outcomes == [
+        Outcome.PROCESSED,
+        Outcome.DEAD_LETTERED,
+        Outcome.PROCESSED,
+        Outcome.DEAD_LETTERED,
+        Outcome.PROCESSED,
+    ]
+    assert batches == [[_id(r) for r in records]]  # tried once as a whole
+    assert await harness.handled() == [
+        ("A", _id(records[0])),
+        ("B", _id(records[2])),
+        ("C", _id(records[4])),
+    ]
+    assert await harness.outbox_messages() == [_id(records[i]) for i in (0, 2, 4)]
+    assert await harness.inbox_ids() == {_id(records[i]) for i in (0, 2, 4)}
+    # A was written by the batch handler (rolled back), then once by its own handler
+    a_calls = [event_id for company, event_id in harness.calls if company == "A"]
+    assert a_calls == [_id(records[0])] * 2
+    p_calls = [event_id for company, event_id in harness.calls if company == "P"]
+    assert p_calls == [_id(records[1])] * 3 + [_id(records[3])] * 3
+    letters = [dict(letter.headers)["ce_id"].decode() for letter in harness.dead_letters]
+    assert letters == [_id(records[1]), _id(records[3])]
+    assert harness.count(Outcome.DEAD_LETTERED) == 2
+    assert harness.count(Outcome.PROCESSED) == 3
+    assert harness.commits == 1
+
+
+async def test_batch_handler_runs_keep_order_across_types_duplicates_and_rejects(
+    db: Database,
+) -> None:
+    """Runs are cut where another handled type comes between; duplicates, ignored and
+    unparsable records inside a run do not cut it; every company's order holds."""
+    harness = _harness(db)
+    batches = _with_batch_handler(harness)
+
+    async def other(session: AsyncSession, event: ReceivedEvent[ConnectionRejectedV1]) -> None:
+        harness.calls.append((event.data.business_id, event.envelope.id))
+
+    harness.consumer.route(ConnectionRejectedV1, other)
+    harness.consumer.ignore("ledgerlink.something.else.v1")
+    envelope = CloudEvent.new(source="ledgerlink/store", type=ActivationRequestedV1.EVENT_TYPE)
+    ignored = CloudEvent.new(source="ledgerlink/store", type="ledgerlink.something.else.v1")
+    records = [
+        _record("A", 0),  # a run of one: the per-event handler
+        _other_record("A", 1),
+        _record("A", 2, envelope=envelope),
+        _record("B", 3, value=b"[]"),  # unparsable: dead-lettered
+        _record("A", 4, envelope=envelope),  # the same event again
+        _record("C", 5, envelope=ignored),
+        _record("A", 6),
+    ]
+
+    outcomes = await harness.consumer.process_batch(records)
+
+    assert outcomes == [
+        Outcome.PROCESSED,
+        Outcome.PROCESSED,
+        Outcome.PROCESSED,
+        Outcome.DEAD_LETTERED,
+        Outcome.DUPLICATE,
+        Outcome.IGNORED,
+        Outcome.PROCESSED,
+    ]
+    assert batches == [[_id(records[2]), _id(records[6])]]
+    assert harness.calls == [("A", _id(records[i])) for i in (0, 1, 2, 6)]
+    assert await harness.outbox_messages() == [_id(records[i]) for i in (0, 2, 6)]
+
+
+async def test_batch_handler_infrastructure_error_rolls_back_the_batch(db: Database) -> None:
+    harness = _harness(db)
+
+    async def database_down(
+        session: AsyncSession, events: Sequence[ReceivedEvent[ActivationRequestedV1]]
+    ) -> None:
+        await session.execute(HANDLED.insert().values(event_id="x", company="x"))
+        raise OperationalError("INSERT", {}, Exception("server closed the connection"))
+
+    harness.consumer.route(ActivationRequestedV1, harness.handle, batch_handler=database_down)
+    records = [_record("A", 0), _record("B", 1)]
+
+    with pytest.raises(OperationalError):
+        await harness.consumer.process_batch(records)
+    assert harness.calls == []  # no fallback: the batch is redelivered
+    assert await harness.handled() == []
+    assert await harness.inbox_ids() == set()
+    assert harness.commits == 0
+
+
+async def test_batch_handler_keeps_one_span_per_event_in_its_producer_trace(
+    db: Database,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    harness = _harness(db, tracer_provider=provider)
+    _with_batch_handler(harness)
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    traced = _record(
+        "A", 0, headers=[("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01".encode())]
+    )
+
+    await harness.consumer.process_batch([traced, _record("B", 1)])
+
+    spans = exporter.get_finished_spans()
+    [batch] = [span for span in spans if span.name.endswith("batch")]
+    events = [span for span in spans if span is not batch]
+    assert [span.name for span in events] == [f"{ActivationRequestedV1.EVENT_TYPE} process"] * 2
+    assert format(events[0].context.trace_id, "032x") == trace_id
+    assert events[1].context.trace_id != events[0].context.trace_id
+    assert all(span.links[0].context.span_id == batch.context.span_id for span in events)
+    # the outbox row written in A's scope carries A's trace
+    async with db.transaction() as session:
+        headers = list(
+            await session.scalars(select(TABLES.outbox.c.headers).order_by(TABLES.outbox.c.id))
+        )
+    assert trace_id in headers[0]["trace"]["traceparent"]
+    assert trace_id not in headers[1]["trace"]["traceparent"]
+
+
+@pytest.mark.wire
+async def test_a_small_batch_is_not_split_and_a_big_one_keeps_partitions_whole(
+    postgres_db: Database,
+) -> None:
+    """Each transaction costs a dozen statements: a batch is split by partition only into
+    shares of at least ``consume_events_per_parallel_transaction`` events."""
+    harness = _harness(postgres_db, events_per_parallel_transaction=4)
+    transactions: dict[str, int] = {}
+    original = harness.handle
+
+    async def recording(session: AsyncSession, event: ReceivedEvent[Any]) -> None:
+        await original(session, event)
+        transactions[event.envelope.id] = int(await session.scalar(text("SELECT txid_current()")))
+
+    harness.consumer.route(ActivationRequestedV1, recording)
+    small = [_record(f"S{p}", 0, partition=p) for p in range(3)]  # 3 events < 4: one
+    assert await harness.consumer.process_batch(small) == [Outcome.PROCESSED] * 3
+    assert len({transactions[_id(r)] for r in small}) == 1
+
+    # 12 events in 6 partitions, shares of >= 4 events: 3 transactions, partitions whole
+    big = [_record(f"B{p}", 10 + n, partition=p) for n in range(2) for p in range(6)]
+    assert await harness.consumer.process_batch(big) == [Outcome.PROCESSED] * 12
+    by_partition: dict[int, set[int]] = {}
+    for record in big:
+        by_partition.setdefault(record.partition, set()).add(transactions[_id(record)])
+    assert all(len(txids) == 1 for txids in by_partition.values())
+    assert len(set().union(*by_partition.values())) == 3
+
+
+async def test_batch_handler_after_a_crash_before_the_offset_commit_applies_nothing_twice(
+    db: Database,
+) -> None:
+    """The batch committed, the process died before committing offsets: Kafka redelivers
+    the batch; the batch handler gets only what is new."""
+    harness = _harness(db)
+    batches = _with_batch_handler(harness)
+    records = [_record(company, offset) for offset, company in enumerate("ABC")]
+    assert await harness.consumer.process_batch(records) == [Outcome.PROCESSED] * 3
+
+    later = [_record("D", 3), _record("E", 4)]
+    outcomes = await harness.consumer.process_batch([*records, *later])
+
+    assert outcomes == [Outcome.DUPLICATE] * 3 + [Outcome.PROCESSED] * 2
+    assert batches == [[_id(r) for r in records], [_id(r) for r in later]]
+    assert [company for company, _ in await harness.handled()] == ["A", "B", "C", "D", "E"]
+    assert await harness.outbox_messages() == [_id(r) for r in [*records, *later]]

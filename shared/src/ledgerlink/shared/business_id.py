@@ -170,10 +170,14 @@ def _describe_shape(text: str) -> str:
     return "contains characters that are not allowed"
 
 
-def _expected_check_digit(valid: Callable[[str], bool], body: str) -> int | None:
+def _expected_check_digit(valid: Callable[[str], bool], body: str, given: int) -> int | None:
     """The one check digit that makes ``body`` + digit valid for ``valid``, or None when no
     digit does (a Y-tunnus body with remainder 1, an organisasjonsnummer whose MOD11 digit
-    would be 10): the messages say what was expected, the library says what is valid."""
+    would be 10): the messages say what was expected, the library says what is valid.
+
+    The ``given`` digit is tried first: a valid ID (the usual case) costs one check."""
+    if valid(f"{body}{given}"):
+        return given
     for digit in range(10):
         if valid(f"{body}{digit}"):
             return digit
@@ -209,7 +213,7 @@ def _parse_fi(text: str) -> BusinessId:
     body = match.group(1).rjust(7, "0")
     given = int(match.group(2))
     value = f"{body}-{given}"
-    check = _expected_check_digit(_fi_valid, body)
+    check = _expected_check_digit(_fi_valid, body, given)
     if check is None:
         raise BusinessIdError(
             "invalid_check_digit",
@@ -243,7 +247,7 @@ def _parse_no(text: str) -> BusinessId:
             "a first digit of 8 or 9, as assigned by the Brønnøysund Register Centre",
         )
     given = int(number[8])
-    check = _expected_check_digit(_no_valid, number[:8])
+    check = _expected_check_digit(_no_valid, number[:8], given)
     if check is None:
         raise BusinessIdError(
             "invalid_check_digit",
@@ -289,7 +293,7 @@ def _parse_se(text: str) -> BusinessId:
         )
     scheme = _SE_ORG_SCHEME if kind == "organisation" else _SE_PERSONAL_SCHEME
     given = int(number[9])
-    check = _expected_check_digit(_luhn_valid, number[:9])
+    check = _expected_check_digit(_luhn_valid, number[:9], given)
     if check != given:
         raise BusinessIdError(
             "invalid_check_digit",

@@ -60,9 +60,22 @@ class KafkaSettings(BaseModel):
         default=4,
         ge=1,
         le=64,
-        description="PostgreSQL: partitions of a batch handled at once, each in its own "
-        "transaction (a company's events share a partition, so their order holds). "
-        "1 = one transaction for the whole batch. SQLite always uses one.",
+        description="PostgreSQL: transactions a batch is split into, handled at once, each "
+        "holding whole partitions (a company's events share a partition, so their order "
+        "holds). 1 = one transaction for the whole batch. SQLite always uses one.",
+    )
+    consume_events_per_parallel_transaction: int = Field(
+        default=100,
+        ge=1,
+        description="PostgreSQL: the fewest events that make a transaction of their own: a "
+        "batch of N events is split into at most N / this many transactions (each costs "
+        "about a dozen statements however few events it holds).",
+    )
+    consume_batch_handlers: bool = Field(
+        default=True,
+        description="Use the batch handlers routes register (set-based handling of runs of "
+        "one event type in a batch). Off: every event through its per-event handler, a "
+        "savepoint each (same outcome, more CPU per event).",
     )
     consume_batch_timeout_ms: int = Field(
         default=100,
@@ -107,7 +120,12 @@ class OutboxSettings(BaseModel):
     poll_interval_seconds: float = Field(
         default=1.0, gt=0, description="Longest wait between scans when nothing wakes the relay."
     )
-    batch_size: int = Field(default=200, ge=1, description="Rows published per relay pass.")
+    batch_size: int = Field(
+        default=1000,
+        ge=1,
+        description="Rows published per relay pass (sent together, then one flush and one "
+        "update marking them).",
+    )
     retention_hours: float = Field(
         default=72, gt=0, description="How long published rows are kept before being purged."
     )

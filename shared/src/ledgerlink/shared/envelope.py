@@ -47,6 +47,21 @@ class CloudEvent(BaseModel):
             subject=subject,
         )
 
+    def header_values(self) -> dict[str, str]:
+        """The headers of :meth:`to_headers` as text (as the outbox stores them)."""
+        values = {
+            "ce_specversion": self.specversion,
+            "ce_id": self.id,
+            "ce_source": self.source,
+            "ce_type": self.type,
+        }
+        if self.time is not None:
+            values["ce_time"] = self.time.isoformat()
+        if self.subject is not None:
+            values["ce_subject"] = self.subject
+        values["content-type"] = self.datacontenttype
+        return values
+
     def to_headers(self) -> list[tuple[str, bytes]]:
         """Kafka headers for binary content mode."""
         headers = [

@@ -194,6 +194,8 @@ class StandInProcess:
     tables: MessagingTables
     source: str
     handler_attempts: int = 2
+    #: ``KafkaSettings.consume_batch_handlers`` of the consumers handed out.
+    batch_handlers: bool = True
     consumers: list[EventConsumer] = field(default_factory=list)
     subscriptions: list[tuple[str, str]] = field(default_factory=list)
     documented: list[type[EventData]] = field(default_factory=list)
@@ -214,7 +216,11 @@ class StandInProcess:
             db=self.db,
             inbox=Inbox(self.tables, group),
             dead_letters=DeadLetterPublisher(publish, metrics, consumer=group),
-            settings=KafkaSettings(handler_attempts=self.handler_attempts, retry_backoff_seconds=0),
+            settings=KafkaSettings(
+                handler_attempts=self.handler_attempts,
+                retry_backoff_seconds=0,
+                consume_batch_handlers=self.batch_handlers,
+            ),
             metrics=metrics,
         )
         self.consumers.append(consumer)

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
@@ -45,6 +45,17 @@ def bound_log_fields(**fields: Any) -> Iterator[None]:
         yield
     finally:
         _BOUND_FIELDS.reset(token)
+
+
+def bind_log_fields(**fields: Any) -> Token[Mapping[str, Any]]:
+    """:func:`bound_log_fields` without the ``with``: returns the token to
+    :func:`reset_log_fields` with (for hot paths where a generator context costs)."""
+    return _BOUND_FIELDS.set({**_BOUND_FIELDS.get(), **fields})
+
+
+def reset_log_fields(token: Token[Mapping[str, Any]]) -> None:
+    """Undo :func:`bind_log_fields`."""
+    _BOUND_FIELDS.reset(token)
 
 
 def configure_tracing(service_name: str) -> TracerProvider:

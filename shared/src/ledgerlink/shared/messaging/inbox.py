@@ -10,6 +10,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ledgerlink.shared.db import one_of
 from ledgerlink.shared.messaging.tables import MessagingTables
 
 
@@ -43,7 +44,7 @@ class Inbox:
         result = await session.scalars(
             select(self._table.c.event_id).where(
                 self._table.c.consumer == self._consumer,
-                self._table.c.event_id.in_(list(event_ids)),
+                one_of(self._table.c.event_id, event_ids, session.get_bind().dialect.name),
             )
         )
         return set(result)

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,7 +38,7 @@ from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledgerlink.shared.config import OutboxSettings
-from ledgerlink.shared.db import Database
+from ledgerlink.shared.db import Database, one_of, plan_each_execution
 from ledgerlink.shared.envelope import CloudEvent
 from ledgerlink.shared.events import EventData
 from ledgerlink.shared.messaging.tables import MessagingTables
@@ -61,7 +62,8 @@ class OutboxRecord:
 
 PublishRecord = Callable[[OutboxRecord], Awaitable[None]]
 #: Hands a record to the producer and returns its delivery: awaiting the delivery waits
-#: for the brokers' acknowledgement (and raises if the send failed).
+#: for the brokers' acknowledgement (and raises if the send failed). Called without the
+#: row's trace context attached: it is in the record's ``trace_carrier``.
 SendRecord = Callable[[OutboxRecord], Awaitable[Awaitable[Any]]]
 
 #: ``session.info`` key under which a batch consumer keeps its :class:`OutboxBuffer`.
@@ -141,7 +143,7 @@ class Outbox:
             "topic": f"{self._topic_prefix}{data.TOPIC}",
             "key": key,
             "headers": {
-                "ce": {name: value.decode() for name, value in envelope.to_headers()},
+                "ce": envelope.header_values(),
                 "trace": carrier,
             },
             "payload": data.model_dump_json().encode(),
@@ -248,6 +250,7 @@ class OutboxRelay:
         failure: Exception | None = None
         async with self._db.transaction() as session:
             if self._db.dialect == "postgresql":
+                await plan_each_execution(session)  # the marking's ANY($1) probes the index
                 locked = await session.scalar(
                     text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": self._lock_key}
                 )
@@ -285,7 +288,7 @@ class OutboxRelay:
             if published_ids:
                 await session.execute(
                     update(self._table)
-                    .where(self._table.c.id.in_(published_ids))
+                    .where(one_of(self._table.c.id, published_ids, self._db.dialect))
                     .values(published_at=datetime.now(UTC))
                 )
             pending = await session.scalar(
@@ -332,16 +335,16 @@ class OutboxRelay:
             if record.id in self._sent_unmarked:
                 published_ids.append(record.id)
                 continue
-            token = otel_context.attach(propagate.extract(record.trace_carrier))
+            # No trace context is attached around the send: the record carries its own
+            # (``trace_carrier``), which the sender puts in the record's headers.
             try:
                 sent.append((record, await self._send(record)))
             except Exception as exc:
                 # Not handed to the producer: it and every later row wait for the next pass.
                 first_failure = (record, exc)
                 break
-            finally:
-                otel_context.detach(token)
         results = await asyncio.gather(*(delivery for _, delivery in sent), return_exceptions=True)
+        published: Counter[str] = Counter()
         for (record, _), result in zip(sent, results, strict=True):
             if isinstance(result, BaseException):
                 if not isinstance(result, Exception):
@@ -351,7 +354,9 @@ class OutboxRelay:
                 continue
             published_ids.append(record.id)
             self._sent_unmarked.add(record.id)
-            self._metrics.outbox_published.labels(record.topic).inc()
+            published[record.topic] += 1
+        for topic, count in published.items():
+            self._metrics.outbox_published.labels(topic).inc(count)
         return first_failure
 
     async def _publish_in_trace(self, record: OutboxRecord) -> None:

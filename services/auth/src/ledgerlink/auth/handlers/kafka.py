@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
+from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledgerlink.auth.config import Config
 from ledgerlink.auth.domain.clock import Clock, utc_now
-from ledgerlink.auth.services.activation import ActivationService
+from ledgerlink.auth.services.activation import ActivationRequest, ActivationService
 from ledgerlink.auth.services.activation_links import ActivationLinkService, LinkSettings
 from ledgerlink.auth.services.lifecycle import LifecycleService
 from ledgerlink.shared.events import (
@@ -28,7 +30,7 @@ from ledgerlink.shared.events import (
     ImportStartedV1,
     ReportsReadyV1,
 )
-from ledgerlink.shared.messaging.consumer import ReceivedEvent
+from ledgerlink.shared.messaging.consumer import ReceivedEvent, event_scope
 from ledgerlink.shared.runtime import ProcessContext
 from ledgerlink.shared.topics import Topic
 
@@ -53,6 +55,19 @@ def register_kafka_handlers(
             event.data, event_id=event.envelope.id
         )
 
+    async def on_activations_requested(
+        session: AsyncSession, events: Sequence[ReceivedEvent[ActivationRequestedV1]]
+    ) -> None:
+        # Consecutive activation requests of one batch at once (set-based): the same
+        # outcome as on_activation_requested on each in turn.
+        links = ActivationLinkService(session, process.outbox, link_settings, clock)
+        await ActivationService(session, process.outbox, links).activate_many(
+            [
+                ActivationRequest(event.data, event.envelope.id, partial(event_scope, event))
+                for event in events
+            ]
+        )
+
     async def on_import_completed(
         session: AsyncSession, event: ReceivedEvent[ImportCompletedV1]
     ) -> None:
@@ -67,7 +82,9 @@ def register_kafka_handlers(
                 event.data.connection_id, event.data.reason_code, event.data.message
             )
 
-    consumer.route(ActivationRequestedV1, on_activation_requested)
+    consumer.route(
+        ActivationRequestedV1, on_activation_requested, batch_handler=on_activations_requested
+    )
     consumer.route(ImportCompletedV1, on_import_completed)
     consumer.route(ImportFailedV1, on_import_failed)
     consumer.ignore(

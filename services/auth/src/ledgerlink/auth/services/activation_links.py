@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,6 +40,14 @@ class LinkSettings:
 
     public_url: str
     ttl: timedelta
+
+
+@dataclass(frozen=True)
+class PendingLink:
+    """A link issued by a batch: its row (inserted in bulk) and the event announcing it."""
+
+    row: dict[str, Any]
+    event: ConnectionActivationLinkIssuedV1
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,42 @@ class ActivationLinkService:
             extra={"connection_id": str(connection.id), "link_id": str(link.id)},
         )
         return url
+
+    def pending(self, connection: Mapping[str, Any]) -> PendingLink:
+        """What :meth:`issue` does for the connection whose row values are ``connection``
+        (made by a batch, not inserted yet), without writing: see :meth:`insert_pending`.
+
+        The caller adds ``event`` to the outbox (keyed by the business ID, subject the
+        connection id) and logs "activation link issued", in its events' order.
+        """
+        token = new_token()
+        now = self._clock()
+        row = {
+            "id": uuid.uuid4(),
+            "connection_id": connection["id"],
+            "token_hash": token_hash(token),
+            "created_at": now,
+            "expires_at": now + self._settings.ttl,
+            "used_at": None,
+        }
+        url = f"{self._settings.public_url.rstrip('/')}/activate/link/{token}"
+        event = ConnectionActivationLinkIssuedV1(
+            connection_id=connection["id"],
+            environment_id=connection["environment_id"],
+            provider=Provider(connection["provider"]),
+            business_id=connection["business_id"],
+            store_reference=connection["store_reference"],
+            requested_by=Requester(
+                email=connection["requested_by_email"], name=connection["requested_by_name"]
+            ),
+            url=url,
+            expires_at=row["expires_at"],
+        )
+        return PendingLink(row, event)
+
+    async def insert_pending(self, links: Sequence[PendingLink]) -> None:
+        """Insert the rows of links made by :meth:`pending` (one multi-row insert)."""
+        await self._pages.insert_links([link.row for link in links])
 
     async def open(self, token: str) -> OpenedLink:
         """The state of the link ``token`` names (never marks it used: a mail scanner that

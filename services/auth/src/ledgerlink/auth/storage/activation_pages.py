@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,6 +48,10 @@ class ActivationPageRepository:
         self._session.add(link)
         await self._session.flush()
         return link
+
+    async def insert_links(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert issued links from their column values (one multi-row Core insert)."""
+        await self._session.execute(ActivationLink.__table__.insert(), list(rows))  # type: ignore[attr-defined]
 
     async def link_by_hash(self, token_hash: str) -> ActivationLink | None:
         """The link whose token hashes to ``token_hash``."""

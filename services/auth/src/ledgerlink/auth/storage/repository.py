@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import Row, String, bindparam, delete, func, type_coerce, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -18,6 +20,10 @@ from ledgerlink.auth.storage.models import (
     Environment,
 )
 from ledgerlink.auth.storage.vault import Sealed
+from ledgerlink.shared.db import one_of
+
+#: Stored values of the statuses that end a connection.
+_TERMINAL_VALUES = sorted(status.value for status in TERMINAL)
 
 
 class EnvironmentRepository:
@@ -34,6 +40,30 @@ class EnvironmentRepository:
             )
         )
         return result.scalars().first()
+
+    async def ids_by_business_id(
+        self, keys: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], uuid.UUID]:
+        """The ids of the environments of these (country, normalised business ID) pairs
+        that exist, in one query (by business ID, one array parameter on PostgreSQL; the
+        country is matched here)."""
+        dialect = self._session.get_bind().dialect.name
+        table = Environment.__table__  # type: ignore[attr-defined]
+        rows = await self._session.execute(
+            sa_select(table.c.id, table.c.country, table.c.business_id).where(
+                one_of(table.c.business_id, {value for _, value in keys}, dialect)
+            )
+        )
+        wanted = set(keys)
+        return {
+            (row.country, row.business_id): row.id
+            for row in rows
+            if (row.country, row.business_id) in wanted
+        }
+
+    async def insert_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert new environments from their column values (one multi-row Core insert)."""
+        await self._session.execute(Environment.__table__.insert(), list(rows))  # type: ignore[attr-defined]
 
     async def add(self, environment: Environment) -> Environment:
         """Insert a new environment."""
@@ -68,6 +98,46 @@ class ConnectionRepository:
             .order_by(col(Connection.created_at).desc())
         )
         return result.scalars().first()
+
+    async def live_of(self, environment_ids: Collection[uuid.UUID]) -> Sequence[Row[Any]]:
+        """The live connections (not ended) of these environments, newest first: id,
+        environment_id, provider, product, status (as stored) and company_name."""
+        dialect = self._session.get_bind().dialect.name
+        table = Connection.__table__  # type: ignore[attr-defined]
+        result = await self._session.execute(
+            sa_select(
+                table.c.id,
+                table.c.environment_id,
+                table.c.provider,
+                table.c.product,
+                type_coerce(table.c.status, String()).label("status"),
+                table.c.company_name,
+            )
+            .where(
+                one_of(table.c.environment_id, environment_ids, dialect),
+                table.c.status.not_in(_TERMINAL_VALUES),
+            )
+            .order_by(table.c.created_at.desc())
+        )
+        return result.all()
+
+    async def insert_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert new connections from their column values (one multi-row Core insert)."""
+        await self._session.execute(Connection.__table__.insert(), list(rows))  # type: ignore[attr-defined]
+
+    async def touch_many(self, event_ids: Mapping[uuid.UUID, str], now: datetime) -> None:
+        """Repeated activations: each connection's ``activation_event_id`` becomes its
+        event id here, and ``updated_at`` ``now`` (one statement)."""
+        table = Connection.__table__  # type: ignore[attr-defined]
+        await self._session.execute(
+            table.update()
+            .where(table.c.id == bindparam("connection_id"))
+            .values(updated_at=bindparam("now"), activation_event_id=bindparam("event_id")),
+            [
+                {"connection_id": connection_id, "now": now, "event_id": event_id}
+                for connection_id, event_id in event_ids.items()
+            ],
+        )
 
     async def add(self, connection: Connection) -> Connection:
         """Insert a new connection."""
