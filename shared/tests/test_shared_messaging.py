@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
-from sqlalchemy import MetaData, func, select, update
+from sqlalchemy import MetaData, event, func, select, text, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -645,6 +645,63 @@ async def test_inbox_records_once_per_consumer(store: Store) -> None:
     assert first["topic"] == "ledgerlink.activations"
     assert first["event_type"] == "ledgerlink.activation.requested.v1"
     assert first["received_at"] is not None
+
+
+@pytest.mark.wire
+@pytest.mark.parametrize("analysed", [False, True], ids=["no statistics", "analysed"])
+async def test_a_batchs_inbox_check_probes_the_index_however_many_events_it_holds(
+    pg_store: Store, analysed: bool
+) -> None:
+    """The batch path asks which of 500 ids are recorded: one primary-key probe per id,
+    with or without statistics, however large the inbox (it grew with every event when
+    PostgreSQL was left to plan ``event_id = ANY($1)``: a scan of the consumer's inbox)."""
+    inbox = Inbox(pg_store.tables, "auth")
+    table = pg_store.tables.inbox
+    async with pg_store.db.transaction() as session:
+        await session.execute(table.delete())
+        await session.execute(
+            table.insert(),
+            [
+                {"consumer": consumer, "event_id": f"e-{n}", "event_type": "t", "topic": "x",
+                 "partition": 0, "offset": n, "received_at": datetime(2026, 1, 1, tzinfo=UTC)}
+                for consumer in ("auth", "importer")
+                for n in range(10_000)
+            ],
+        )  # fmt: skip
+        if analysed:
+            await session.execute(text("ANALYZE inbox"))
+    asked = [f"e-{n}" for n in range(9_800, 10_300)]  # 200 recorded, 300 new
+
+    sent: list[tuple[str, Any]] = []
+
+    def record(*args: Any) -> None:
+        sent.append((args[2], args[3]))
+
+    event.listen(pg_store.db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with pg_store.db.transaction() as session:
+            found = await inbox.already_recorded(session, asked)
+    finally:
+        event.remove(pg_store.db.engine.sync_engine, "before_cursor_execute", record)
+    assert found == {f"e-{n}" for n in range(9_800, 10_000)}
+    [(statement, parameters)] = sent
+    async with pg_store.db.engine.connect() as connection:
+        raw = (
+            await connection.exec_driver_sql(
+                f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters
+            )
+        ).scalar()
+    document: Any = json.loads(raw) if isinstance(raw, str) else raw
+    plan: Any = document[0]["Plan"]
+
+    def nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+        return [node, *(n for child in node.get("Plans", ()) for n in nodes(child))]
+
+    scans = [n for n in nodes(plan) if n.get("Relation Name") == "inbox"]
+    assert [n["Node Type"] for n in scans] in (["Index Only Scan"], ["Index Scan"]), scans
+    assert scans[0]["Actual Loops"] == len(asked)
+    assert sum(n.get("Rows Removed by Filter", 0) for n in nodes(plan)) == 0
+    assert plan["Actual Rows"] == 200
 
 
 async def test_inbox_record_rolled_back_with_its_transaction(store: Store) -> None:

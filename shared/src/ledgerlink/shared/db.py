@@ -10,7 +10,20 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import AfterValidator
-from sqlalchemy import ColumnElement, Dialect, Numeric, String, any_, bindparam, event, text
+from sqlalchemy import (
+    ColumnElement,
+    Dialect,
+    Numeric,
+    Select,
+    String,
+    any_,
+    bindparam,
+    event,
+    func,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -104,6 +117,34 @@ def one_of(column: ColumnElement[Any], values: Collection[Any], dialect: str) ->
     if dialect == "postgresql":
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
     return column.in_(list(values))
+
+
+def probe_each(
+    statement: Select[Any], column: ColumnElement[Any], values: Collection[Any], dialect: str
+) -> Select[Any]:
+    """``statement`` restricted to the rows whose ``column`` is one of ``values``, read by
+    one index probe per value on PostgreSQL, whatever the planner's statistics say.
+
+    ``column = ANY($1)`` (:func:`one_of`) leaves the plan to PostgreSQL, and on a table it
+    has no statistics for (never analysed: a new service, a first import, a cluster without
+    autovacuum) or with a long array it chooses to read every row of the table and filter
+    them by the array, even where ``column`` leads an index: O(table) per batch, so a
+    consumer's inbox check grew with every event it had ever recorded. Here each value is
+    looked up in a LATERAL subquery behind ``OFFSET`` (which keeps PostgreSQL from turning
+    it into a join), so the work follows the values, not the table. The columns are the
+    statement's; its ORDER BY applies per value (order the result again if it matters).
+    Elsewhere (SQLite) an ordinary ``IN``.
+    """
+    unique = list(dict.fromkeys(values))
+    if dialect != "postgresql":
+        return statement.where(column.in_(unique))
+    probe = (
+        func.unnest(bindparam(None, unique, type_=ARRAY(column.type)))
+        .table_valued("value")
+        .render_derived(name="probe")
+    )
+    hit = statement.where(column == probe.c.value).offset(0).lateral("hit")
+    return select(*hit.c).select_from(probe).join(hit, true())
 
 
 #: For :func:`plan_each_execution`.

@@ -10,7 +10,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledgerlink.shared.db import one_of
+from ledgerlink.shared.db import probe_each
 from ledgerlink.shared.messaging.tables import MessagingTables
 
 
@@ -42,9 +42,11 @@ class Inbox:
         if not event_ids:
             return set()
         result = await session.scalars(
-            select(self._table.c.event_id).where(
-                self._table.c.consumer == self._consumer,
-                one_of(self._table.c.event_id, event_ids, session.get_bind().dialect.name),
+            probe_each(
+                select(self._table.c.event_id).where(self._table.c.consumer == self._consumer),
+                self._table.c.event_id,
+                event_ids,
+                session.get_bind().dialect.name,
             )
         )
         return set(result)

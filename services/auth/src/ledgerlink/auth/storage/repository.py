@@ -20,7 +20,7 @@ from ledgerlink.auth.storage.models import (
     Environment,
 )
 from ledgerlink.auth.storage.vault import Sealed
-from ledgerlink.shared.db import one_of
+from ledgerlink.shared.db import probe_each
 
 #: Stored values of the statuses that end a connection.
 _TERMINAL_VALUES = sorted(status.value for status in TERMINAL)
@@ -50,8 +50,11 @@ class EnvironmentRepository:
         dialect = self._session.get_bind().dialect.name
         table = Environment.__table__  # type: ignore[attr-defined]
         rows = await self._session.execute(
-            sa_select(table.c.id, table.c.country, table.c.business_id).where(
-                one_of(table.c.business_id, {value for _, value in keys}, dialect)
+            probe_each(
+                sa_select(table.c.id, table.c.country, table.c.business_id),
+                table.c.business_id,
+                {value for _, value in keys},
+                dialect,
             )
         )
         wanted = set(keys)
@@ -104,7 +107,7 @@ class ConnectionRepository:
         environment_id, provider, product, status (as stored) and company_name."""
         dialect = self._session.get_bind().dialect.name
         table = Connection.__table__  # type: ignore[attr-defined]
-        result = await self._session.execute(
+        live = probe_each(
             sa_select(
                 table.c.id,
                 table.c.environment_id,
@@ -112,13 +115,14 @@ class ConnectionRepository:
                 table.c.product,
                 type_coerce(table.c.status, String()).label("status"),
                 table.c.company_name,
-            )
-            .where(
-                one_of(table.c.environment_id, environment_ids, dialect),
-                table.c.status.not_in(_TERMINAL_VALUES),
-            )
-            .order_by(table.c.created_at.desc())
+                table.c.created_at,
+            ).where(table.c.status.not_in(_TERMINAL_VALUES)),
+            table.c.environment_id,
+            environment_ids,
+            dialect,
         )
+        # Newest first across all the environments (probe_each orders per environment).
+        result = await self._session.execute(live.order_by(live.selected_columns.created_at.desc()))
         return result.all()
 
     async def insert_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
