@@ -14,7 +14,7 @@ instead, started by :class:`WorkerReader`:
    they are (no Python object per row in the parent); it runs ahead of the writes by
    at most :data:`_AHEAD` batches;
 4. after the last batch it sends the :class:`LedgerCheck` (chart, balances, movements,
-   notices), and its own peak RSS.
+   notices), and its own peak RSS and CPU seconds.
 
 A refused file makes the child send the :class:`LedgerImportError` it raised (the same
 message and location as in-process), which the parent raises in its data transaction, so
@@ -34,6 +34,7 @@ import os
 import pickle
 import struct
 import sys
+import time
 import traceback
 import uuid
 from collections.abc import Iterator
@@ -183,7 +184,8 @@ def _serve(out: BinaryIO, path: str, filename: str, batch_lines: int, fast: bool
                           lines)  # fmt: skip
         vouchers, lines, count = encoder.take()
         _send(out, _BATCH, _BATCH_HEADER.pack(count, len(vouchers), True), vouchers, lines)
-        _send(out, _CHECK, pickle.dumps((check, _peak_rss()), pickle.HIGHEST_PROTOCOL))
+        facts = (check, _peak_rss(), time.process_time())
+        _send(out, _CHECK, pickle.dumps(facts, pickle.HIGHEST_PROTOCOL))
 
 
 def main() -> None:
@@ -238,8 +240,9 @@ class WorkerReader:
         self._frames: asyncio.Queue[tuple[bytes, bytes]] = asyncio.Queue(maxsize=_AHEAD)
         self._pump: asyncio.Task[None] | None = None
         self._check: LedgerCheck | None = None
-        #: The child's peak RSS in bytes, once it sent its last batch (0: unknown).
+        #: The child's peak RSS in bytes and CPU seconds, once it sent its last batch.
         self.peak_rss = 0
+        self.cpu_seconds = 0.0
 
     async def __aenter__(self) -> WorkerReader:
         env = dict(os.environ)
@@ -330,7 +333,7 @@ class WorkerReader:
         if done:
             kind, payload = await self._next()
             assert kind == _CHECK
-            check, self.peak_rss = pickle.loads(payload)  # noqa: S301 -- from our own child
+            check, self.peak_rss, self.cpu_seconds = pickle.loads(payload)  # noqa: S301 -- from our own child
             assert isinstance(check, LedgerCheck)
             self._check = check
         return batch

@@ -203,8 +203,9 @@ class LedgerImportService:
         #: Lines read so far by the imports running in this process (also on SQLite,
         #: where progress cannot be committed beside the open data transaction).
         self.progress: dict[uuid.UUID, int] = {}
-        #: Peak RSS (bytes) of the last import's worker process (0: none or unknown).
+        #: Peak RSS (bytes) and CPU seconds of the last import's worker process (0: none).
         self.worker_peak_rss = 0
+        self.worker_cpu_seconds = 0.0
 
     # ------------------------------------------------------------------ claiming
 
@@ -433,7 +434,7 @@ class LedgerImportService:
         if isinstance(reader, WorkerReader):
             await reader.begin_year(year.id)
             lines = await _write_worker_batches(store, reader, on_batch)
-            self.worker_peak_rss = reader.peak_rss
+            self.worker_peak_rss, self.worker_cpu_seconds = reader.peak_rss, reader.cpu_seconds
         else:
             reader.begin_year(year.id)
             lines = await _write_batches(
