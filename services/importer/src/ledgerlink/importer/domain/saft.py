@@ -481,6 +481,9 @@ class _Parser:
         self.fast = fast
         #: Whether the elements are lxml's (:meth:`_lxml_records`).
         self.lxml_pass = False
+        #: A line's serialised ``Analysis`` children and side -> what they read as (they
+        #: repeat: a few cost objects over a whole ledger).
+        self.known_analyses: dict[tuple[str, int], tuple[SaftAnalysis, ...] | None] = {}
         #: Local names by tag (``{namespace}Line`` -> ``Line``), for the fast path.
         self.local_names: dict[str, str] = {}
         self.guard = _PrologGuard(stream, filename)
@@ -994,36 +997,53 @@ class _Parser:
         lines: list[SaftLine] = []
         debit = credit = _ZERO
         match_line = _TX_LINE.match
+        plain = _plain if "&" in xml else _stripped
+        known = self.known_analyses
         while True:
             found = match_line(xml, position)
             if found is None:
                 break
             position = found.end()
-            record_id = _plain(found[1])
-            account_id = _plain(found[2])
-            value = _monetary(found[8])
-            if not record_id or not account_id or value is None:
+            record_id = plain(found[1])
+            account_id = plain(found[2])
+            if not record_id or not account_id:
                 return None
-            sign = 1 if found[7] == "Debit" else -1
+            value = Decimal(found[8])  # the pattern admits only valid amounts (_AMOUNT)
             analyses: tuple[SaftAnalysis, ...] = ()
-            if found[3]:
-                parsed = _analyses(found[3], sign)
-                if parsed is None:
-                    return None
-                analyses = parsed
-            if sign > 0:
+            if found[7] == "Debit":
                 debit += value
+                if found[3]:
+                    parsed = known.get((found[3], 1), _UNKNOWN)
+                    if parsed is _UNKNOWN:
+                        parsed = _remember(known, (found[3], 1), _analyses(found[3], 1))
+                    if parsed is None:
+                        return None
+                    analyses = parsed
+                amount = value
             else:
                 credit += value
+                if found[3]:
+                    parsed = known.get((found[3], -1), _UNKNOWN)
+                    if parsed is _UNKNOWN:
+                        parsed = _remember(known, (found[3], -1), _analyses(found[3], -1))
+                    if parsed is None:
+                        return None
+                    analyses = parsed
+                amount = -value
+            description = found[6]
+            customer_id = found[4]
+            supplier_id = found[5]
             lines.append(
                 SaftLine(
-                    record_id=record_id,
-                    account_id=account_id,
-                    amount=value if sign > 0 else -value,
-                    description=_plain(found[6]) or "",
-                    analyses=analyses,
-                    customer_id=_plain(found[4]),
-                    supplier_id=_plain(found[5]),
+                    record_id,
+                    account_id,
+                    amount,
+                    (description and plain(description)) or "",
+                    analyses,
+                    None,
+                    None,
+                    customer_id and plain(customer_id),
+                    supplier_id and plain(supplier_id),
                 )
             )
         if not lines or _TX_END.fullmatch(xml, position) is None:
@@ -1230,6 +1250,9 @@ def _fast_date(raw: str | None) -> date | None:
 # --- the pattern path of the lxml pass (see _Parser._pattern_transaction) ---
 
 _W = r"[ \t\r\n]*"
+#: An amount ``_fast_monetary`` accepts (at most 16 digits before the point, 2 after);
+#: others (a wider or odder spelling) make the pattern fail and go the element way.
+_AMOUNT = r"([+-]?[0-9]{1,16}(?:\.[0-9]{0,2})?)"
 #: A text value as libxml2 serialises it (the loop unrolled: no step per character).
 _V = r"([^<&]*(?:&(?:amp|lt|gt|quot|#13);[^<&]*)*)"
 
@@ -1271,7 +1294,8 @@ _TX_LINE = re.compile(
     + _simple("CustomerID", True)
     + _simple("SupplierID", True)
     + _simple("Description", True)
-    + rf"<(Debit|Credit)Amount>{_W}<Amount>([^<&]*)</Amount>{_W}</(?:Debit|Credit)Amount>{_W}"
+    + rf"<(Debit|Credit)Amount>{_W}<Amount>{_W}{_AMOUNT}{_W}</Amount>{_W}"
+    + rf"</(?:Debit|Credit)Amount>{_W}"
     + "".join(
         _simple(name)
         for name in (
@@ -1289,11 +1313,30 @@ _TX_LINE = re.compile(
 _TX_END = re.compile(f"</Transaction>{_W}")
 _ONE_ANALYSIS = re.compile(
     rf"<Analysis>{_W}<AnalysisType>{_V}</AnalysisType>{_W}<AnalysisID>{_V}</AnalysisID>{_W}"
-    rf"(?:<(Debit|Credit)?AnalysisAmount>{_W}<Amount>([^<&]*)</Amount>{_W}"
+    rf"(?:<(Debit|Credit)?AnalysisAmount>{_W}<Amount>{_W}{_AMOUNT}{_W}</Amount>{_W}"
     rf"</(Debit|Credit)?AnalysisAmount>{_W})?</Analysis>{_W}"
 )
 _ENTITIES = {"&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"', "&#13;": "\r"}
 _ENTITY = re.compile("&(?:amp|lt|gt|quot|#13);")
+
+
+_UNKNOWN: Any = object()
+
+
+def _remember(
+    known: dict[tuple[str, int], tuple[SaftAnalysis, ...] | None],
+    key: tuple[str, int],
+    value: tuple[SaftAnalysis, ...] | None,
+) -> tuple[SaftAnalysis, ...] | None:
+    if len(known) >= 4096:
+        known.clear()
+    known[key] = value
+    return value
+
+
+def _stripped(raw: str) -> str | None:
+    """``_plain`` of a value without entities."""
+    return raw.strip() or None
 
 
 def _plain(raw: str | None) -> str | None:
@@ -1345,9 +1388,7 @@ def _analyses(raw: str, line_sign: int) -> tuple[SaftAnalysis, ...] | None:
             opening, closing = match[3], match[5]
             if opening != closing:
                 return None
-            value = _monetary(match[4])
-            if value is None:
-                return None
+            value = Decimal(match[4])  # valid by the pattern (_AMOUNT)
             if opening is None:  # AnalysisAmount (1.10): the line's side
                 amount = value if line_sign > 0 else -value
             else:
