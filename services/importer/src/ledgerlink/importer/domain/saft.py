@@ -484,6 +484,8 @@ class _Parser:
         #: A line's serialised ``Analysis`` children and side -> what they read as (they
         #: repeat: a few cost objects over a whole ledger).
         self.known_analyses: dict[tuple[str, int], tuple[SaftAnalysis, ...] | None] = {}
+        #: Serialised dates -> what ``_fast_date`` makes of them (a year has 366 at most).
+        self.known_dates: dict[str, date | None] = {}
         #: Local names by tag (``{namespace}Line`` -> ``Line``), for the fast path.
         self.local_names: dict[str, str] = {}
         self.guard = _PrologGuard(stream, filename)
@@ -981,17 +983,29 @@ class _Parser:
         transaction_id = _plain(head[1])
         period = _integer(head[2], 0, None)
         period_year = _integer(head[3], 1970, 2100)
-        transaction_date = _fast_date(_plain(head[4]))
+        dates = self.known_dates
+        if len(dates) >= 4096:
+            dates.clear()
+        raw = head[4]
+        transaction_date = dates.get(raw, _UNKNOWN)
+        if transaction_date is _UNKNOWN:
+            transaction_date = dates[raw] = _fast_date(_plain(raw))
         if not transaction_id or period is None or period_year is None or transaction_date is None:
             return None
         entry = posting = None
         if head[6] is not None:
-            entry = _fast_date(_plain(head[6]))
-            if entry is None and _plain(head[6]) is not None:
+            raw = head[6]
+            entry = dates.get(raw, _UNKNOWN)
+            if entry is _UNKNOWN:
+                entry = dates[raw] = _fast_date(_plain(raw))
+            if entry is None and _plain(raw) is not None:
                 return None
         if head[7] is not None:
-            posting = _fast_date(_plain(head[7]))
-            if posting is None and _plain(head[7]) is not None:
+            raw = head[7]
+            posting = dates.get(raw, _UNKNOWN)
+            if posting is _UNKNOWN:
+                posting = dates[raw] = _fast_date(_plain(raw))
+            if posting is None and _plain(raw) is not None:
                 return None
         position = head.end()
         lines: list[SaftLine] = []
