@@ -103,6 +103,8 @@ class CopyEncoder:
         append = self.lines.append
         objects_known = self._objects
         accounts = self._accounts
+        # A voucher's rows mostly repeat one text (often the voucher's): escaped once.
+        last_text = last_escaped = ""
         line_no = 0
         for line in voucher.lines:
             line_no += 1
@@ -120,9 +122,13 @@ class CopyEncoder:
                     accounts.clear()
                 account = accounts[line.account] = _text(line.account)
             text = line.text
-            if text:
-                text = _text(text[:1000])
-            append(f"{head}{line_no}\t{account}\t{line.amount}\t{text}\t{objects}\n")
+            if text != last_text:
+                last_text = text
+                last_escaped = _text(text[:1000]) if text else ""
+            append(
+                head + str(line_no) + "\t" + account + "\t" + str(line.amount) + "\t"
+                + last_escaped + "\t" + objects + "\n"
+            )  # fmt: skip
         self.line_count += line_no
 
     def take(self) -> tuple[bytes, bytes, int]:
