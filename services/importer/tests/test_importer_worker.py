@@ -48,6 +48,8 @@ from ledgerlink.shared.events import Provider
 from ledgerlink.shared.messaging.outbox import Outbox
 
 NO_ID = "923609016"
+DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
+SAFT_SAMPLES = sorted((DATA / "saf-t").glob("*.xml")) if DATA.is_dir() else []
 
 
 class _Importer:
@@ -260,7 +262,7 @@ def test_the_saft_lxml_pass_reads_what_the_elementtree_pass_reads(
         if not lxml:  # a stream that cannot seek is read by the ElementTree pass alone
             stream.seekable = lambda: False
         try:
-            return "records", list(saft.parse_saft(stream, filename="f.xml"))
+            return "records", list(saft.parse_saft(stream, filename="f.xml", lxml=True))
         except saft.SaftParseError as error:
             return "refused", (str(error), vars(error))
 
@@ -269,3 +271,28 @@ def test_the_saft_lxml_pass_reads_what_the_elementtree_pass_reads(
         assert read(True)[0] == "refused"
     else:
         assert len([r for r in read(True)[1] if isinstance(r, saft.SaftTransaction)]) > 50
+
+
+def _both_passes(data: bytes) -> tuple[tuple[str, Any], tuple[str, Any]]:
+    def read(lxml: bool) -> tuple[str, Any]:
+        try:
+            return "records", list(saft.parse_saft(io.BytesIO(data), filename="f", lxml=lxml))
+        except saft.SaftParseError as error:
+            return "refused", (str(error), vars(error))
+
+    return read(True), read(False)
+
+
+@pytest.mark.parametrize("path", SAFT_SAMPLES, ids=[p.name for p in SAFT_SAMPLES])
+def test_saft_samples_read_the_same_by_both_passes(path: Path) -> None:
+    by_lxml, by_elementtree = _both_passes(path.read_bytes())
+    assert by_lxml == by_elementtree  # the same records, or the same refusal
+    assert by_lxml[1]
+
+
+def test_a_generated_saft_ledger_reads_the_same_by_both_passes(tmp_path: Path) -> None:
+    spec = LedgerSpec(lines=3000, seed=3, business_id=NO_ID, currency="NOK", name="Eks AS")
+    by_lxml, by_elementtree = _both_passes(write_saft(spec, tmp_path / "g.xml").read_bytes())
+    assert by_lxml == by_elementtree
+    transactions = [r for r in by_lxml[1] if isinstance(r, saft.SaftTransaction)]
+    assert sum(len(t.lines) for t in transactions) == 3000

@@ -312,7 +312,9 @@ class SaftDocument:
 # --- entry points ----------------------------------------------------------------------
 
 
-def parse_saft(stream: BinaryIO, *, filename: str, fast: bool = True) -> Iterator[SaftRecord]:
+def parse_saft(
+    stream: BinaryIO, *, filename: str, fast: bool = True, lxml: bool = False
+) -> Iterator[SaftRecord]:
     """Yield the records of the SAF-T file read from ``stream``, in document order.
 
     ``filename`` is only used in error messages. The first record is the
@@ -320,8 +322,12 @@ def parse_saft(stream: BinaryIO, *, filename: str, fast: bool = True) -> Iterato
     :class:`SaftParseError`; records yielded before an error must be discarded by a caller
     that wants all or nothing. ``fast=False`` reads every transaction the general way
     (the reference the fast path is tested against); the records are the same.
+    ``lxml=True`` (with ``fast``) lets libxml2 read the file first (``_Parser.records``);
+    only for a caller that iterates in one thread from start to end (the import's worker
+    process): lxml's parser and tree must not move between threads, as the records of an
+    in-process import do (each batch in a worker thread of its own).
     """
-    return _Parser(stream, filename, fast=fast).records()
+    return _Parser(stream, filename, fast=fast, lxml=lxml).records()
 
 
 def read_saft(path: str | os.PathLike[str]) -> SaftDocument:
@@ -476,9 +482,12 @@ def _lxml_start(stream: BinaryIO) -> int | None:
 
 
 class _Parser:
-    def __init__(self, stream: BinaryIO, filename: str, *, fast: bool = True) -> None:
+    def __init__(
+        self, stream: BinaryIO, filename: str, *, fast: bool = True, lxml: bool = False
+    ) -> None:
         self.filename = filename
         self.fast = fast
+        self.lxml = lxml
         #: Whether the elements are lxml's (:meth:`_lxml_records`).
         self.lxml_pass = False
         #: A line's serialised ``Analysis`` children and side -> what they read as (they
@@ -521,7 +530,7 @@ class _Parser:
         yielded (it makes the same ones) and words the error exactly as it always has.
         """
         stream = self.guard.stream
-        start = _lxml_start(stream) if self.fast else None
+        start = _lxml_start(stream) if self.fast and self.lxml else None
         if start is None:
             yield from self._reference_records()
             return

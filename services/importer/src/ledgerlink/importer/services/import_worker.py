@@ -164,7 +164,8 @@ def _peak_rss() -> int:
 
 def _serve(out: BinaryIO, path: str, filename: str, batch_lines: int, fast: bool) -> None:
     with open(path, "rb") as stream:
-        items: Iterator[LedgerItem] = read_ledger(stream, filename=filename, fast=fast)
+        # One thread from start to end: SAF-T may be read by lxml (see parse_saft).
+        items: Iterator[LedgerItem] = read_ledger(stream, filename=filename, fast=fast, lxml=True)
         check = LedgerCheck()
         take = check.take
         company: LedgerCompany | None = None
