@@ -7,11 +7,13 @@ Everything runs against one fresh PostgreSQL database created for the run
    as SAF-T Financial (``ledgerlink.importer.sample_ledgers``); not timed in any result.
 2. **End to end.** Each file is imported through the real service: queued with
    ``ImportService.file_uploaded``, claimed with ``LedgerImportService.claim_next`` and
-   run with ``LedgerImportService.run`` (hash, parse + check in a worker thread, COPY
-   batches in one transaction, chart, balances, outbox). Each import runs in a fresh
-   child process (this script, ``--child-e2e``), so its peak RSS is its own: the
-   kernel's high-water mark of the child's memory (``VmHWM`` in ``/proc/self/status``;
-   ``ru_maxrss`` elsewhere, see :func:`_peak_rss_mib`). Reported: lines/s and peak RSS.
+   run with ``LedgerImportService.run`` (hash, parse + check in the import's worker
+   process (``new``) or a worker thread (``old``, ``base``), COPY batches in one
+   transaction, chart, balances, outbox). Each import runs in a fresh child process (this
+   script, ``--child-e2e``), so its peak RSS is its own: the kernel's high-water mark of
+   the child's memory (``VmHWM`` in ``/proc/self/status``; ``ru_maxrss`` elsewhere, see
+   :func:`_peak_rss_mib`); the import's worker process reports its own ``VmHWM`` and CPU.
+   Reported: lines/s, CPU seconds and peak RSS of both.
 3. **Load stage, the same parsed lines.** Each file is parsed once with the import's
    own reader (``LedgerReader``: ``read_ledger`` + ``LedgerCheck`` + the row tuples
    ``LedgerRowBuilder`` builds, as the import writes them), then the same rows are
