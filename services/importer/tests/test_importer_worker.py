@@ -239,6 +239,14 @@ _SAFT_VARIANTS = {
         b"</DebitAmount>",
     ),
     "comments": (b"<Line>", b"<!-- c --><Line>"),
+    "source documents": (
+        b"</GeneralLedgerEntries>",
+        b"</GeneralLedgerEntries><SourceDocuments><SalesInvoices><NumberOfEntries>1"
+        b"</NumberOfEntries><TotalDebit>0</TotalDebit><TotalCredit>0</TotalCredit><Invoice>"
+        b"<InvoiceNo>1</InvoiceNo><Line><AccountID>1920</AccountID></Line></Invoice>"
+        b"</SalesInvoices><Payments><Payment><PaymentRefNo>2</PaymentRefNo></Payment>"
+        b"</Payments></SourceDocuments>",
+    ),
     "unknown element in a line": (b"<RecordID>", b"<Extra>1</Extra><RecordID>"),
     "three decimals (refused)": (b"<Amount>5294.78</Amount>", b"<Amount>5294.781</Amount>"),
     "not well-formed late (refused)": (b"</Transaction>\n</Journal>", b"</Transaction>\n<Journal>"),

@@ -436,12 +436,14 @@ class _PrologGuard:
 
 
 #: Local names the lxml pass is told about: the records' roots and what surrounds them
-#: (:data:`_RECORDS`, the journal's ID, the ledger's control totals).
+#: (:data:`_RECORDS`, the journal's ID, the ledger's control totals), and the repeated
+#: entries of ``SourceDocuments`` (not read, but cleared as they end: memory stays flat).
 _LXML_TAGS = (
     "AuditFile", "Header", "MasterFiles", "GeneralLedgerAccounts", "Account", "Customers",
     "Customer", "Suppliers", "Supplier", "AnalysisTypeTable", "AnalysisTypeTableEntry",
     "GeneralLedgerEntries", "NumberOfEntries", "TotalDebit", "TotalCredit", "Journal",
-    "JournalID", "Transaction",
+    "JournalID", "Transaction", "SourceDocuments", "SalesInvoices", "PurchaseInvoices",
+    "Payments", "Invoice", "Payment",
 )  # fmt: skip
 _LXML_TAG_FILTER = tuple(f"{{{SAFT_NAMESPACE}}}{name}" for name in _LXML_TAGS) + tuple(
     f"{{}}{name}" for name in _LXML_TAGS
