@@ -192,6 +192,9 @@ def _serve(out: BinaryIO, path: str, filename: str, batch_lines: int, fast: bool
                           lines)  # fmt: skip
         vouchers, lines, count = encoder.take()
         _send(out, _BATCH, _BATCH_HEADER.pack(count, len(vouchers), True), vouchers, lines)
+        # The voucher numbers seen (one tuple per voucher) only serve the checks, which
+        # are done: not sent, so the parent does not hold them.
+        check._voucher_keys = set()
         facts = (check, _peak_rss(), time.process_time())
         _send(out, _CHECK, pickle.dumps(facts, pickle.HIGHEST_PROTOCOL))
 
