@@ -7,11 +7,13 @@ Everything runs against one fresh PostgreSQL database created for the run
    as SAF-T Financial (``ledgerlink.importer.sample_ledgers``); not timed in any result.
 2. **End to end.** Each file is imported through the real service: queued with
    ``ImportService.file_uploaded``, claimed with ``LedgerImportService.claim_next`` and
-   run with ``LedgerImportService.run`` (hash, parse + check in a worker thread, COPY
-   batches in one transaction, chart, balances, outbox). Each import runs in a fresh
-   child process (this script, ``--child-e2e``), so its peak RSS is its own: the
-   kernel's high-water mark of the child's memory (``VmHWM`` in ``/proc/self/status``;
-   ``ru_maxrss`` elsewhere, see :func:`_peak_rss_mib`). Reported: lines/s and peak RSS.
+   run with ``LedgerImportService.run`` (hash, parse + check in the import's worker
+   process (``new``) or a worker thread (``old``, ``base``), COPY batches in one
+   transaction, chart, balances, outbox). Each import runs in a fresh child process (this
+   script, ``--child-e2e``), so its peak RSS is its own: the kernel's high-water mark of
+   the child's memory (``VmHWM`` in ``/proc/self/status``; ``ru_maxrss`` elsewhere, see
+   :func:`_peak_rss_mib`); the import's worker process reports its own ``VmHWM`` and CPU.
+   Reported: lines/s, CPU seconds and peak RSS of both.
 3. **Load stage, the same parsed lines.** Each file is parsed once with the import's
    own reader (``LedgerReader``: ``read_ledger`` + ``LedgerCheck`` + the row tuples
    ``LedgerRowBuilder`` builds, as the import writes them), then the same rows are
@@ -261,6 +263,14 @@ class E2EResult:
     #: CPU seconds of the importing process (all its threads; not PostgreSQL's): less
     #: swayed than wall time by other work on a shared machine.
     cpu_seconds: float = 0.0
+    #: The import's worker process (parsing, checks, row encoding), 0 without one.
+    worker_peak_rss_mib: float = 0.0
+    worker_cpu_seconds: float = 0.0
+
+    @property
+    def total_cpu_seconds(self) -> float:
+        """CPU of the importing process and of its worker process."""
+        return self.cpu_seconds + self.worker_cpu_seconds
 
 
 @dataclass
@@ -345,7 +355,9 @@ async def child_e2e(
         parts = _importer(db, Path(root), batch_lines)
         service, outbox = parts.imports, parts.outbox
         if path == OLD:
-            settings = ImportSettings(batch_lines=batch_lines, pipelined=False, fast_parse=False)
+            settings = ImportSettings(
+                batch_lines=batch_lines, pipelined=False, fast_parse=False, parse_process=False
+            )
             service = LedgerImportService(db, outbox, parts.files, settings)
         await db.ping()
         baseline = _peak_rss_mib()
@@ -381,6 +393,9 @@ async def child_e2e(
         "cpu_seconds": cpu,
         "peak_rss_mib": peak,
         "baseline_rss_mib": baseline,
+        # The import's worker process (new path): its own VmHWM and CPU, as it reported them.
+        "worker_peak_rss_mib": getattr(service, "worker_peak_rss", 0) / 2**20,
+        "worker_cpu_seconds": getattr(service, "worker_cpu_seconds", 0.0),
         "error": error,
     }
     print(json.dumps(result), flush=True)
@@ -953,8 +968,22 @@ def _e2e_rate(report: Report, fmt: str, path: str = NEW) -> float:
 
 def _e2e_cpu(report: Report, fmt: str, path: str = NEW) -> float:
     return statistics.median(
-        r.cpu_seconds for r in report.e2e if r.format == fmt and r.path == path
+        r.total_cpu_seconds for r in report.e2e if r.format == fmt and r.path == path
     )
+
+
+def _worker_text(r: E2EResult) -> str:
+    if not r.worker_cpu_seconds:
+        return ""
+    return (
+        f"; worker process CPU {r.worker_cpu_seconds:.1f}s, "
+        f"peak RSS {r.worker_peak_rss_mib:,.0f} MiB"
+    )
+
+
+def _peak(r: E2EResult) -> float:
+    """The larger peak RSS of the importing process and its worker process."""
+    return max(r.peak_rss_mib, r.worker_peak_rss_mib)
 
 
 def _verdict(report: Report, what: str, ok: bool) -> None:
@@ -971,16 +1000,23 @@ def conclude(opts: Options, report: Report) -> None:
         e2e = _e2e_rate(report, fmt)
         old = _e2e_rate(report, fmt, OLD)
         report.e2e_speedup[fmt] = round(e2e / old, 2)
-        _verdict(
-            report,
-            f"{fmt}: end to end new / old >= {TARGET_E2E_SPEEDUP:g}",
-            report.e2e_speedup[fmt] >= TARGET_E2E_SPEEDUP,
-        )
         report.cpu_speedup[fmt] = round(_e2e_cpu(report, fmt, OLD) / _e2e_cpu(report, fmt), 2)
         if any(r.format == fmt and r.path == BASE for r in report.e2e):
+            # The code before issue 16 is what the target is about: judged against it.
             report.e2e_vs_base[fmt] = round(e2e / _e2e_rate(report, fmt, BASE), 2)
             report.cpu_vs_base[fmt] = round(_e2e_cpu(report, fmt, BASE) / _e2e_cpu(report, fmt), 2)
-        peak = max(r.peak_rss_mib for r in report.e2e if r.format == fmt and r.path == NEW)
+            _verdict(
+                report,
+                f"{fmt}: end to end new / base >= {TARGET_E2E_SPEEDUP:g}",
+                report.e2e_vs_base[fmt] >= TARGET_E2E_SPEEDUP,
+            )
+        else:  # no --baseline-src: against the switched-off path, which understates the gain
+            _verdict(
+                report,
+                f"{fmt}: end to end new / old >= {TARGET_E2E_SPEEDUP:g} (no --baseline-src)",
+                report.e2e_speedup[fmt] >= TARGET_E2E_SPEEDUP,
+            )
+        peak = max(_peak(r) for r in report.e2e if r.format == fmt and r.path == NEW)
         _verdict(report, f"{fmt}: peak RSS <= {TARGET_PEAK_RSS_MIB:g} MiB", peak <= 200)
         report.e2e_vs_like[fmt] = round(e2e / medians[LIKE], 3)
         report.ours_vs_like[fmt] = round(medians[OURS] / medians[LIKE], 3)
@@ -1073,12 +1109,14 @@ async def run_benchmark(opts: Options, report: Report) -> None:
                     round(result["baseline_rss_mib"], 1),
                     result["status"],
                     round(float(result.get("cpu_seconds", 0.0)), 2),
+                    round(float(result.get("worker_peak_rss_mib", 0.0)), 1),
+                    round(float(result.get("worker_cpu_seconds", 0.0)), 2),
                 )
                 report.e2e.append(e2e)
                 _progress(
                     f"  {e2e.lines:,} lines in {e2e.seconds:.1f}s = {e2e.lines_per_s:,.0f} "
                     f"lines/s, CPU {e2e.cpu_seconds:.1f}s, peak RSS {e2e.peak_rss_mib:,.0f} MiB "
-                    f"(before the import {e2e.baseline_rss_mib:,.0f} MiB)"
+                    f"(before the import {e2e.baseline_rss_mib:,.0f} MiB)" + _worker_text(e2e)
                 )
 
         if not opts.skip_tb:
@@ -1165,7 +1203,7 @@ def _print_text(opts: Options, report: Report) -> None:
             f"  {r.format:<6} {r.path:<4} round {r.round}: {r.lines:,} lines in {r.seconds:.1f}s = "
             f"{r.lines_per_s:>8,.0f} lines/s, CPU {r.cpu_seconds:5.1f}s, "
             f"peak RSS {r.peak_rss_mib:,.0f} MiB "
-            f"(before the import {r.baseline_rss_mib:,.0f} MiB)"
+            f"(before the import {r.baseline_rss_mib:,.0f} MiB)" + _worker_text(r)
         )
     print(
         f"load stage (the same parsed lines; medians; {report.rounds} rounds for ours and "
@@ -1233,9 +1271,9 @@ def _print_text(opts: Options, report: Report) -> None:
         )
         if fmt in report.e2e_vs_base:
             line += f"; base {_e2e_rate(report, fmt, BASE):,.0f}: x{report.e2e_vs_base[fmt]:.2f}"
-        print(line + f"), peak RSS {max(r.peak_rss_mib for r in rates):,.0f} MiB")
+        print(line + f"), peak RSS {max(_peak(r) for r in rates):,.0f} MiB (either process)")
         cpu = (
-            f"    importing process CPU: new {_e2e_cpu(report, fmt):.1f}s, old "
+            f"    CPU (importing + worker process): new {_e2e_cpu(report, fmt):.1f}s, old "
             f"{_e2e_cpu(report, fmt, OLD):.1f}s (x{report.cpu_speedup[fmt]:.2f})"
         )
         if fmt in report.cpu_vs_base:

@@ -126,6 +126,12 @@ class Config(ServiceConfig):
     import_batch_lines: int = Field(
         default=20_000, ge=100, description="Lines parsed and written per batch."
     )
+    import_parse_process: bool = Field(
+        default=True,
+        description="On PostgreSQL, parse, check and encode an import's rows in a child "
+        "process (one per running import) while this process writes them; off: in a worker "
+        "thread of this process.",
+    )
     vendors: VendorSettings = Field(
         default_factory=VendorSettings,
         description="Ledgerlink's own client identities and API roots per ledger vendor.",

@@ -43,6 +43,7 @@ def import_settings(config: Config) -> ImportSettings:
         lease=timedelta(seconds=config.import_lease_seconds),
         max_attempts=config.import_max_attempts,
         batch_lines=config.import_batch_lines,
+        parse_process=config.import_parse_process,
     )
 
 

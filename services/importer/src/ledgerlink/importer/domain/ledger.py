@@ -304,12 +304,15 @@ def detect_format(first_bytes: bytes) -> LedgerFormat:
     )
 
 
-def read_ledger(stream: BinaryIO, *, filename: str, fast: bool = True) -> Iterator[LedgerItem]:
+def read_ledger(
+    stream: BinaryIO, *, filename: str, fast: bool = True, lxml: bool = False
+) -> Iterator[LedgerItem]:
     """Read a SIE 4 or SAF-T file as :class:`LedgerItem` records (format detected).
 
     Raises :class:`LedgerImportError` (while iterating) for a file that cannot be read.
     ``fast=False`` makes the parsers read every row the general way (the reference the
-    fast paths are tested against); the items are the same either way.
+    fast paths are tested against); the items are the same either way. ``lxml=True``: a
+    SAF-T file may be read by libxml2 first (:func:`saft.parse_saft`; one thread only).
     """
     head = stream.peek(64) if hasattr(stream, "peek") else b""
     if not head:
@@ -321,7 +324,7 @@ def read_ledger(stream: BinaryIO, *, filename: str, fast: bool = True) -> Iterat
     kind = detect_format(head)
     if kind is LedgerFormat.SIE:
         return _SieReader(stream, filename, fast=fast).items()
-    return _SaftReader(stream, filename, fast=fast).items()
+    return _SaftReader(stream, filename, fast=fast, lxml=lxml).items()
 
 
 _SIE_KIND: Final = {
@@ -549,16 +552,22 @@ _SAFT_DIMENSION_KINDS: Final = {
 class _SaftReader:
     """SAF-T records -> ledger items (SAF-T already puts master data first)."""
 
-    def __init__(self, stream: BinaryIO, filename: str, *, fast: bool = True) -> None:
+    def __init__(
+        self, stream: BinaryIO, filename: str, *, fast: bool = True, lxml: bool = False
+    ) -> None:
         self._stream = stream
         self._filename = filename
         self._fast = fast
+        self._lxml = lxml
         self._dimensions: set[str] = set()
 
     def items(self) -> Iterator[LedgerItem]:
         try:
             transaction_type = saft.SaftTransaction
-            for record in saft.parse_saft(self._stream, filename=self._filename, fast=self._fast):
+            records = saft.parse_saft(
+                self._stream, filename=self._filename, fast=self._fast, lxml=self._lxml
+            )
+            for record in records:
                 if type(record) is transaction_type:
                     yield self._voucher(record)
                 else:

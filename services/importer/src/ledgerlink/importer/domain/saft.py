@@ -58,7 +58,9 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from pathlib import Path
-from typing import BinaryIO, NoReturn, cast
+from typing import Any, BinaryIO, NoReturn, cast
+
+from lxml import etree as lxml_etree
 
 __all__ = [
     "SAFT_NAMESPACE",
@@ -310,7 +312,9 @@ class SaftDocument:
 # --- entry points ----------------------------------------------------------------------
 
 
-def parse_saft(stream: BinaryIO, *, filename: str, fast: bool = True) -> Iterator[SaftRecord]:
+def parse_saft(
+    stream: BinaryIO, *, filename: str, fast: bool = True, lxml: bool = False
+) -> Iterator[SaftRecord]:
     """Yield the records of the SAF-T file read from ``stream``, in document order.
 
     ``filename`` is only used in error messages. The first record is the
@@ -318,8 +322,12 @@ def parse_saft(stream: BinaryIO, *, filename: str, fast: bool = True) -> Iterato
     :class:`SaftParseError`; records yielded before an error must be discarded by a caller
     that wants all or nothing. ``fast=False`` reads every transaction the general way
     (the reference the fast path is tested against); the records are the same.
+    ``lxml=True`` (with ``fast``) lets libxml2 read the file first (``_Parser.records``);
+    only for a caller that iterates in one thread from start to end (the import's worker
+    process): lxml's parser and tree must not move between threads, as the records of an
+    in-process import do (each batch in a worker thread of its own).
     """
-    return _Parser(stream, filename, fast=fast).records()
+    return _Parser(stream, filename, fast=fast, lxml=lxml).records()
 
 
 def read_saft(path: str | os.PathLike[str]) -> SaftDocument:
@@ -407,6 +415,7 @@ class _PrologGuard:
 
     def __init__(self, stream: BinaryIO, filename: str) -> None:
         self._stream = stream
+        self.stream = stream
         self._filename = filename
         self._tail = b""
         self.root_seen = False
@@ -426,10 +435,68 @@ class _PrologGuard:
         return data
 
 
+#: Local names the lxml pass is told about: the records' roots and what surrounds them
+#: (:data:`_RECORDS`, the journal's ID, the ledger's control totals), and the repeated
+#: entries of ``SourceDocuments`` (not read, but cleared as they end: memory stays flat).
+_LXML_TAGS = (
+    "AuditFile", "Header", "MasterFiles", "GeneralLedgerAccounts", "Account", "Customers",
+    "Customer", "Suppliers", "Supplier", "AnalysisTypeTable", "AnalysisTypeTableEntry",
+    "GeneralLedgerEntries", "NumberOfEntries", "TotalDebit", "TotalCredit", "Journal",
+    "JournalID", "Transaction", "SourceDocuments", "SalesInvoices", "PurchaseInvoices",
+    "Payments", "Invoice", "Payment",
+)  # fmt: skip
+_LXML_TAG_FILTER = tuple(f"{{{SAFT_NAMESPACE}}}{name}" for name in _LXML_TAGS) + tuple(
+    f"{{}}{name}" for name in _LXML_TAGS
+)
+_XML_ENCODING = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+
+
+class _GiveUpError(Exception):
+    """The lxml pass leaves the file to the reference pass."""
+
+
+def _lxml_start(stream: BinaryIO) -> int | None:
+    """Where the lxml pass may start reading ``stream``; None when it must not read it.
+
+    It reads UTF-8 files (declared so, or undeclared without a byte-order mark of
+    UTF-16) from a seekable stream, so that the reference pass can read them again and
+    no file is read in an encoding ElementTree would refuse.
+    """
+    try:
+        if not stream.seekable():
+            return None
+        start = stream.tell()
+        head = stream.read(512)
+        stream.seek(start)
+    except (AttributeError, OSError, ValueError):
+        return None
+    head = head.removeprefix(b"\xef\xbb\xbf")
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in head:
+        return None
+    if head.startswith(b"<?xml"):
+        end = head.find(b"?>")
+        if end < 0:
+            return None
+        match = _XML_ENCODING.search(head[:end])
+        if match is not None and match[1].lower() not in (b"utf-8", b"utf8"):
+            return None
+    return start
+
+
 class _Parser:
-    def __init__(self, stream: BinaryIO, filename: str, *, fast: bool = True) -> None:
+    def __init__(
+        self, stream: BinaryIO, filename: str, *, fast: bool = True, lxml: bool = False
+    ) -> None:
         self.filename = filename
         self.fast = fast
+        self.lxml = lxml
+        #: Whether the elements are lxml's (:meth:`_lxml_records`).
+        self.lxml_pass = False
+        #: A line's serialised ``Analysis`` children and side -> what they read as (they
+        #: repeat: a few cost objects over a whole ledger).
+        self.known_analyses: dict[tuple[str, int], tuple[SaftAnalysis, ...] | None] = {}
+        #: Serialised dates -> what ``_fast_date`` makes of them (a year has 366 at most).
+        self.known_dates: dict[str, date | None] = {}
         #: Local names by tag (``{namespace}Line`` -> ``Line``), for the fast path.
         self.local_names: dict[str, str] = {}
         self.guard = _PrologGuard(stream, filename)
@@ -456,6 +523,112 @@ class _Parser:
     # -- the event loop --
 
     def records(self) -> Iterator[SaftRecord]:
+        """The file's records: by the lxml pass where it applies, else the reference pass.
+
+        The lxml pass (:meth:`_lxml_records`) sees only the elements that records and
+        their places are made of; anything it cannot vouch for (an XML error, a refused
+        value, a structure it does not track) makes it give up, and the reference pass
+        (ElementTree) reads the file again from the start, skips the records already
+        yielded (it makes the same ones) and words the error exactly as it always has.
+        """
+        stream = self.guard.stream
+        start = _lxml_start(stream) if self.fast and self.lxml else None
+        if start is None:
+            yield from self._reference_records()
+            return
+        yielded = 0
+        records = self._lxml_records()
+        while True:
+            try:
+                record = next(records)
+            except StopIteration:
+                return
+            except Exception:  # the reference pass words it (or reads on)
+                break
+            yield record
+            yielded += 1
+        stream.seek(start)
+        reference = _Parser(stream, self.filename, fast=self.fast)
+        for index, record in enumerate(reference._reference_records()):
+            if index >= yielded:
+                yield record
+
+    def _lxml_records(self) -> Iterator[SaftRecord]:
+        """What :meth:`_reference_records` yields, with libxml2 doing the parsing.
+
+        The parser reports only the elements in :data:`_LXML_TAGS` (the records' roots
+        and the elements around them), so Python sees one start and one end per record
+        and per tracked element instead of one per element. No DTD is loaded, no entity
+        resolved, nothing fetched; the guard still refuses a DOCTYPE. Raises
+        :class:`_GiveUpError` (or any error) wherever the reference pass must take over.
+        """
+        parser = lxml_etree.XMLPullParser(
+            events=("start", "end"),
+            tag=_LXML_TAG_FILTER,
+            remove_comments=True,
+            remove_pis=True,
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            huge_tree=False,
+        )
+        self.lxml_pass = True
+        read = self.guard.read
+        elems = self.elems
+        in_record = False
+        inner = 0
+        finished = False
+        while True:
+            for event, elem in parser.read_events():
+                if in_record:
+                    if event == "start":
+                        inner += 1
+                    elif inner:
+                        inner -= 1
+                    else:  # the record is complete
+                        yield self._build_record(elem)
+                        in_record = self.in_record = False
+                        self._lxml_close(elem)
+                elif event == "start":
+                    if elems and elem.getparent() is not elems[-1]:
+                        raise _GiveUpError("a tracked element inside an untracked one")
+                    if len(elems) == 1 and elem.getprevious() is not None and not self.header_seen:
+                        raise _GiveUpError("an untracked element before the Header")
+                    self._open(elem)
+                    in_record = self.in_record
+                else:
+                    if not elems or elem is not elems[-1]:
+                        raise _GiveUpError("an end without its start")
+                    yield from self._end_outside(elem)
+                    self._lxml_close(elem)
+            if finished:
+                break
+            data = read(_READ_SIZE)
+            if data:
+                parser.feed(data)
+            else:
+                parser.close()
+                finished = True
+        if elems or not self.header_seen:
+            raise _GiveUpError("no complete AuditFile with a Header")
+
+    def _lxml_close(self, elem: Any) -> None:
+        """Forget ``elem``: clear it and drop its earlier siblings from its parent.
+
+        (The element itself goes when its next tracked sibling, or its parent, closes:
+        libxml2 may still be appending to the parent it just closed.)
+        """
+        self.names.pop()
+        self.elems.pop()
+        self.positions.pop()
+        self.child_counts.pop()
+        elem.clear(keep_tail=True)
+        parent = elem.getparent()
+        if parent is not None:
+            while elem.getprevious() is not None:
+                del parent[0]
+
+    def _reference_records(self) -> Iterator[SaftRecord]:
         # What ET.iterparse does, without its generator around every event: the events
         # inside a record (most of them) only count the open elements, in a local.
         # The guard refuses DTDs before expat sees them (module doc); expat never
@@ -616,7 +789,11 @@ class _Parser:
         key = tuple(self.names)
         if key == _TRANSACTION:
             if self.fast:
-                transaction = self._fast_transaction(elem)
+                transaction = None
+                if self.lxml_pass:
+                    transaction = self._pattern_transaction(elem)
+                if transaction is None:
+                    transaction = self._fast_transaction(elem)
                 if transaction is not None:
                     return transaction
             return self._transaction(_Fields(elem, self.filename, self._path))
@@ -792,6 +969,120 @@ class _Parser:
             period_year=period_year,
             transaction_date=transaction_date,
             description=_fast_text(found.get("Description")) or "",
+            system_entry_date=entry,
+            gl_posting_date=posting,
+            lines=tuple(lines),
+        )
+
+    def _pattern_transaction(self, elem: Any) -> SaftTransaction | None:
+        """A plain transaction read from its serialisation by patterns; None otherwise.
+
+        The lxml pass serialises the transaction (C, a few microseconds) and matches the
+        schema's element order with only the children the record takes plus a few it
+        ignores, no attributes, no nesting beyond ``Analysis`` and the amounts, no other
+        entity than ``&amp;``, ``&lt;``, ``&gt;``, ``&quot;`` and ``&#13;``. The values
+        then pass the very checks of :meth:`_fast_transaction`; anything else (another
+        order, a currency amount, a second ``Description``, a prefix) goes that way.
+        """
+        journal_id = self.journal_id
+        if journal_id is None:
+            return None
+        xml = lxml_etree.tostring(elem, encoding="unicode", with_tail=False)
+        head = _TX_HEAD.match(xml)
+        if head is None:
+            return None
+        transaction_id = _plain(head[1])
+        period = _integer(head[2], 0, None)
+        period_year = _integer(head[3], 1970, 2100)
+        dates = self.known_dates
+        if len(dates) >= 4096:
+            dates.clear()
+        raw = head[4]
+        transaction_date = dates.get(raw, _UNKNOWN)
+        if transaction_date is _UNKNOWN:
+            transaction_date = dates[raw] = _fast_date(_plain(raw))
+        if not transaction_id or period is None or period_year is None or transaction_date is None:
+            return None
+        entry = posting = None
+        if head[6] is not None:
+            raw = head[6]
+            entry = dates.get(raw, _UNKNOWN)
+            if entry is _UNKNOWN:
+                entry = dates[raw] = _fast_date(_plain(raw))
+            if entry is None and _plain(raw) is not None:
+                return None
+        if head[7] is not None:
+            raw = head[7]
+            posting = dates.get(raw, _UNKNOWN)
+            if posting is _UNKNOWN:
+                posting = dates[raw] = _fast_date(_plain(raw))
+            if posting is None and _plain(raw) is not None:
+                return None
+        position = head.end()
+        lines: list[SaftLine] = []
+        debit = credit = _ZERO
+        match_line = _TX_LINE.match
+        plain = _plain if "&" in xml else _stripped
+        known = self.known_analyses
+        while True:
+            found = match_line(xml, position)
+            if found is None:
+                break
+            position = found.end()
+            record_id = plain(found[1])
+            account_id = plain(found[2])
+            if not record_id or not account_id:
+                return None
+            value = Decimal(found[8])  # the pattern admits only valid amounts (_AMOUNT)
+            analyses: tuple[SaftAnalysis, ...] = ()
+            if found[7] == "Debit":
+                debit += value
+                if found[3]:
+                    parsed = known.get((found[3], 1), _UNKNOWN)
+                    if parsed is _UNKNOWN:
+                        parsed = _remember(known, (found[3], 1), _analyses(found[3], 1))
+                    if parsed is None:
+                        return None
+                    analyses = parsed
+                amount = value
+            else:
+                credit += value
+                if found[3]:
+                    parsed = known.get((found[3], -1), _UNKNOWN)
+                    if parsed is _UNKNOWN:
+                        parsed = _remember(known, (found[3], -1), _analyses(found[3], -1))
+                    if parsed is None:
+                        return None
+                    analyses = parsed
+                amount = -value
+            description = found[6]
+            customer_id = found[4]
+            supplier_id = found[5]
+            lines.append(
+                SaftLine(
+                    record_id,
+                    account_id,
+                    amount,
+                    (description and plain(description)) or "",
+                    analyses,
+                    None,
+                    None,
+                    customer_id and plain(customer_id),
+                    supplier_id and plain(supplier_id),
+                )
+            )
+        if not lines or _TX_END.fullmatch(xml, position) is None:
+            return None
+        self.counted_debit += debit
+        self.counted_credit += credit
+        self.counted_entries += 1
+        return SaftTransaction(
+            journal_id=journal_id,
+            transaction_id=transaction_id,
+            period=period,
+            period_year=period_year,
+            transaction_date=transaction_date,
+            description=_plain(head[5]) or "",
             system_entry_date=entry,
             gl_posting_date=posting,
             lines=tuple(lines),
@@ -979,6 +1270,158 @@ def _fast_date(raw: str | None) -> date | None:
         return date(int(match[1]), int(match[2]), int(match[3]))
     except ValueError:
         return None
+
+
+# --- the pattern path of the lxml pass (see _Parser._pattern_transaction) ---
+
+_W = r"[ \t\r\n]*"
+#: An amount ``_fast_monetary`` accepts (at most 16 digits before the point, 2 after);
+#: others (a wider or odder spelling) make the pattern fail and go the element way.
+_AMOUNT = r"([+-]?[0-9]{1,16}(?:\.[0-9]{0,2})?)"
+#: A text value as libxml2 serialises it (the loop unrolled: no step per character).
+_V = r"([^<&]*(?:&(?:amp|lt|gt|quot|#13);[^<&]*)*)"
+
+
+def _simple(name: str, value: bool = False) -> str:
+    """An optional element ``name`` holding text (captured when ``value``)."""
+    inner = _V if value else _V.replace("(", "(?:", 1)
+    return f"(?:<{name}>{inner}</{name}>{_W})?"
+
+
+_TX_HEAD = re.compile(
+    rf'<Transaction(?: xmlns="[^"<>&]*")?>{_W}'
+    rf"<TransactionID>{_V}</TransactionID>{_W}"
+    rf"<Period>{_V}</Period>{_W}"
+    rf"<PeriodYear>{_V}</PeriodYear>{_W}"
+    rf"<TransactionDate>{_V}</TransactionDate>{_W}"
+    + _simple("SourceID")
+    + _simple("TransactionType")
+    + _simple("Description", True)
+    + _simple("BatchID")
+    + _simple("SystemEntryDate", True)
+    + _simple("GLPostingDate", True)
+    + _simple("CustomerID")
+    + _simple("SupplierID")
+    + _simple("SystemID")
+    + "(?=<Line>)"
+)
+_TX_ANALYSIS = (
+    rf"(?:<Analysis>{_W}<AnalysisType>{_V[1:-1]}</AnalysisType>{_W}"
+    rf"<AnalysisID>{_V[1:-1]}</AnalysisID>{_W}"
+    rf"(?:<(?:Debit|Credit)?AnalysisAmount>{_W}<Amount>[^<&]*</Amount>{_W}"
+    rf"</(?:Debit|Credit)?AnalysisAmount>{_W})?</Analysis>{_W})"
+)
+_TX_LINE = re.compile(
+    rf"<Line>{_W}<RecordID>{_V}</RecordID>{_W}<AccountID>{_V}</AccountID>{_W}"
+    rf"({_TX_ANALYSIS}*)"
+    + _simple("ValueDate")
+    + _simple("SourceDocumentID")
+    + _simple("CustomerID", True)
+    + _simple("SupplierID", True)
+    + _simple("Description", True)
+    + rf"<(Debit|Credit)Amount>{_W}<Amount>{_W}{_AMOUNT}{_W}</Amount>{_W}"
+    + rf"</(?:Debit|Credit)Amount>{_W}"
+    + "".join(
+        _simple(name)
+        for name in (
+            "ReferenceNumber",
+            "CID",
+            "DueDate",
+            "Quantity",
+            "CrossReference",
+            "SystemEntryTime",
+            "OwnerID",
+        )
+    )
+    + f"</Line>{_W}"
+)
+_TX_END = re.compile(f"</Transaction>{_W}")
+_ONE_ANALYSIS = re.compile(
+    rf"<Analysis>{_W}<AnalysisType>{_V}</AnalysisType>{_W}<AnalysisID>{_V}</AnalysisID>{_W}"
+    rf"(?:<(Debit|Credit)?AnalysisAmount>{_W}<Amount>{_W}{_AMOUNT}{_W}</Amount>{_W}"
+    rf"</(Debit|Credit)?AnalysisAmount>{_W})?</Analysis>{_W}"
+)
+_ENTITIES = {"&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"', "&#13;": "\r"}
+_ENTITY = re.compile("&(?:amp|lt|gt|quot|#13);")
+
+
+_UNKNOWN: Any = object()
+
+
+def _remember(
+    known: dict[tuple[str, int], tuple[SaftAnalysis, ...] | None],
+    key: tuple[str, int],
+    value: tuple[SaftAnalysis, ...] | None,
+) -> tuple[SaftAnalysis, ...] | None:
+    if len(known) >= 4096:
+        known.clear()
+    known[key] = value
+    return value
+
+
+def _stripped(raw: str) -> str | None:
+    """``_plain`` of a value without entities."""
+    return raw.strip() or None
+
+
+def _plain(raw: str | None) -> str | None:
+    """``_fast_text`` of a serialised value: unescaped, stripped, None when blank."""
+    if raw is None:
+        return None
+    if "&" in raw:
+        raw = _ENTITY.sub(lambda entity: _ENTITIES[entity[0]], raw)
+    return raw.strip() or None
+
+
+def _monetary(raw: str | None) -> Decimal | None:
+    """``_fast_monetary`` of a serialised value."""
+    text = _plain(raw)
+    if text is None or _DECIMAL.fullmatch(text) is None:
+        return None
+    value = Decimal(text)
+    if abs(value) >= _MONETARY_LIMIT or value != value.quantize(_CENT, rounding=ROUND_DOWN):
+        return None
+    return value
+
+
+def _integer(raw: str, minimum: int, maximum: int | None) -> int | None:
+    """``_fast_integer`` of a serialised value."""
+    text = _plain(raw)
+    if text is None or _INTEGER.fullmatch(text) is None:
+        return None
+    value = int(text)
+    if value < minimum or (maximum is not None and value > maximum):
+        return None
+    return value
+
+
+def _analyses(raw: str, line_sign: int) -> tuple[SaftAnalysis, ...] | None:
+    """The ``Analysis`` children of a line (``_fast_analysis``), None where it would fail."""
+    found: list[SaftAnalysis] = []
+    position = 0
+    while position < len(raw):
+        match = _ONE_ANALYSIS.match(raw, position)
+        if match is None:
+            return None
+        position = match.end()
+        analysis_type = _plain(match[1])
+        analysis_id = _plain(match[2])
+        if not analysis_type or not analysis_id:
+            return None
+        amount: Decimal | None = None
+        if match[4] is not None:
+            opening, closing = match[3], match[5]
+            if opening != closing:
+                return None
+            value = Decimal(match[4])  # valid by the pattern (_AMOUNT)
+            if opening is None:  # AnalysisAmount (1.10): the line's side
+                amount = value if line_sign > 0 else -value
+            else:
+                amount = value if opening == "Debit" else -value
+        found.append(
+            SaftAnalysis(analysis_type=analysis_type, analysis_id=analysis_id, amount=amount)
+        )
+    return tuple(found)
 
 
 def _is_currency_code(code: str) -> bool:

@@ -29,6 +29,7 @@ benchmark all go through it. All SQL is in ``storage/``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -53,6 +54,7 @@ from ledgerlink.importer.domain.ledger import (
     read_ledger,
 )
 from ledgerlink.importer.domain.replace_rules import YearContent, check_replacement
+from ledgerlink.importer.services.import_worker import WorkerReader
 from ledgerlink.importer.storage.files import FileArea, sha256_of
 from ledgerlink.importer.storage.ledger_store import LedgerRowBuilder, LedgerRows, LedgerStore
 from ledgerlink.importer.storage.models import Company, FiscalYear, ImportJob, ImportStatus
@@ -106,6 +108,9 @@ class ImportSettings:
     #: The parsers' fast paths for plain rows (issue 16); ``False`` reads every row the
     #: general way (same result; for the benchmark's side-by-side run and tests).
     fast_parse: bool = True
+    #: Parse, check and encode the rows in a child process (issue 16; PostgreSQL only,
+    #: see :mod:`.import_worker`). ``False`` parses in a worker thread of this process.
+    parse_process: bool = True
 
 
 @dataclass
@@ -198,6 +203,9 @@ class LedgerImportService:
         #: Lines read so far by the imports running in this process (also on SQLite,
         #: where progress cannot be committed beside the open data transaction).
         self.progress: dict[uuid.UUID, int] = {}
+        #: Peak RSS (bytes) and CPU seconds of the last import's worker process (0: none).
+        self.worker_peak_rss = 0
+        self.worker_cpu_seconds = 0.0
 
     # ------------------------------------------------------------------ claiming
 
@@ -321,14 +329,27 @@ class LedgerImportService:
         content_hash: str,
         replace_reason: str | None,
     ) -> ImportStatus:
-        with path.open("rb") as stream:
-            reader = LedgerReader.of_file(
-                stream,
-                filename,
-                batch_lines=self._settings.batch_lines,
-                fast=self._settings.fast_parse,
-            )
-            facts = await asyncio.to_thread(reader.company)
+        async with contextlib.AsyncExitStack() as stack:
+            reader: LedgerReader | WorkerReader
+            if self._settings.parse_process and self._db.dialect == "postgresql":
+                reader = await stack.enter_async_context(
+                    WorkerReader(
+                        str(path),
+                        filename,
+                        batch_lines=self._settings.batch_lines,
+                        fast=self._settings.fast_parse,
+                    )
+                )
+                facts = await reader.company()
+            else:
+                stream = stack.enter_context(path.open("rb"))
+                reader = LedgerReader.of_file(
+                    stream,
+                    filename,
+                    batch_lines=self._settings.batch_lines,
+                    fast=self._settings.fast_parse,
+                )
+                facts = await asyncio.to_thread(reader.company)
             if not claimed.announced or not expected_business_id:
                 await self._company_known(claimed, facts.business_id)
             self._check_request(facts, provider, expected_business_id)
@@ -337,6 +358,8 @@ class LedgerImportService:
                 company = await store.save_company(facts)
                 year = await store.fiscal_year(company.id, facts.fiscal_year_start)
                 if year is not None and year.content_hash == content_hash:
+                    if isinstance(reader, WorkerReader):
+                        await reader.stop()
                     await self._complete_unchanged(session, claimed, facts, year, content_hash)
                     return ImportStatus.COMPLETED
                 stored = None if year is None else await self._stored_content(session, year)
@@ -386,7 +409,7 @@ class LedgerImportService:
     async def write_year(
         self,
         session: AsyncSession,
-        reader: LedgerReader,
+        reader: LedgerReader | WorkerReader,
         facts: LedgerCompany,
         *,
         import_id: uuid.UUID,
@@ -408,8 +431,15 @@ class LedgerImportService:
         year, replaced = await store.replace_fiscal_year(
             company, facts, import_id=import_id, content_hash=content_hash
         )
-        reader.begin_year(year.id)
-        lines = await _write_batches(store, reader, on_batch, pipelined=self._settings.pipelined)
+        if isinstance(reader, WorkerReader):
+            await reader.begin_year(year.id)
+            lines = await _write_worker_batches(store, reader, on_batch)
+            self.worker_peak_rss, self.worker_cpu_seconds = reader.peak_rss, reader.cpu_seconds
+        else:
+            reader.begin_year(year.id)
+            lines = await _write_batches(
+                store, reader, on_batch, pipelined=self._settings.pipelined
+            )
         check = reader.check
         reconciliation = check.finish()
         await store.save_chart(
@@ -677,6 +707,28 @@ async def _write_batches(
             await asyncio.wait([reading])
         if reading.done() and not reading.cancelled():
             reading.exception()  # retrieved: an error here is not the one that counts
+
+
+async def _write_worker_batches(
+    store: LedgerStore,
+    reader: WorkerReader,
+    on_batch: Callable[[int], Awaitable[None]] | None,
+) -> int:
+    """Write the worker process's batches as they come; returns the lines.
+
+    The child parses ahead of the writes (a few batches at most, see
+    :mod:`.import_worker`); a refused line raises here, and the caller's data transaction
+    rolls back what was written.
+    """
+    lines = 0
+    while True:
+        batch = await reader.batch()
+        await store.copy_text_rows(batch.vouchers, batch.lines)
+        lines += batch.line_count
+        if on_batch is not None:
+            await on_batch(lines)
+        if batch.done:
+            return lines
 
 
 def _incoming_content(facts: LedgerCompany, check: LedgerCheck) -> YearContent:

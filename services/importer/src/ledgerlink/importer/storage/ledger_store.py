@@ -319,6 +319,27 @@ class LedgerStore:
         await self.bulk_insert_vouchers(rows.vouchers)
         await self.bulk_insert_lines(rows.lines)
 
+    async def copy_text_rows(self, vouchers: memoryview, lines: memoryview) -> None:
+        """Insert voucher and line rows given as ``COPY ... (FORMAT text)`` data (PostgreSQL).
+
+        The columns are :class:`LedgerRowBuilder`'s, in its order; the import's worker
+        process encodes them (:class:`ledgerlink.importer.services.import_worker.CopyEncoder`).
+        """
+        assert self.uses_copy, "COPY data needs PostgreSQL"
+        connection = await self._session.connection()
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        for table, columns, data in (
+            (_table(Voucher), _VOUCHER_COLUMNS, vouchers),
+            (_table(VoucherLine), _LINE_COLUMNS, lines),
+        ):
+            if len(data):
+                # A memoryview: asyncpg takes bytes for a file name.
+                await driver.copy_to_table(
+                    table.name, source=data, columns=list(columns), format="text"
+                )
+
     async def company(self, company_id: uuid.UUID) -> Company | None:
         """The company with this id."""
         return await self._session.get(Company, company_id)

@@ -1,0 +1,306 @@
+"""The import's worker process (issue 16) stores what the in-process reader stores.
+
+* On PostgreSQL an import parses, checks and encodes in a child process; the parent's
+  COPY of that text data gives the very rows the in-process path's binary COPY gives,
+  texts with tabs, newlines and backslashes included, cut to the same sizes.
+* A refused file fails in the worker with the same error code and words as in-process,
+  and nothing of it is written.
+* SAF-T's lxml pass reads what the ElementTree pass reads, and hands crafted files it
+  does not vouch for to it.
+
+The store tests run on PostgreSQL and SQLite (the ``db`` fixture); SQLite has no COPY,
+so there the import parses in-process, which is checked too.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from ledgerlink.importer.domain import saft
+from ledgerlink.importer.domain.ledger import LedgerLine, LedgerVoucher
+from ledgerlink.importer.sample_ledgers import LedgerSpec, write_saft, write_sie
+from ledgerlink.importer.services.import_worker import CopyEncoder
+from ledgerlink.importer.services.imports import ImportService
+from ledgerlink.importer.services.ledger_import import ImportSettings, LedgerImportService
+from ledgerlink.importer.storage.files import FileArea
+from ledgerlink.importer.storage.ledger_store import LedgerRowBuilder, LedgerRows, LedgerStore
+from ledgerlink.importer.storage.models import (
+    Company,
+    FiscalYear,
+    ImportJob,
+    ImportStatus,
+    PeriodBalance,
+    SourceBalance,
+    Voucher,
+    VoucherLine,
+    messaging,
+)
+from ledgerlink.shared.db import Database
+from ledgerlink.shared.events import Provider
+from ledgerlink.shared.messaging.outbox import Outbox
+
+NO_ID = "923609016"
+DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
+SAFT_SAMPLES = sorted((DATA / "saf-t").glob("*.xml")) if DATA.is_dir() else []
+
+
+class _Importer:
+    def __init__(self, db: Database, root: Path, settings: ImportSettings) -> None:
+        self.db = db
+        self.outbox = Outbox(messaging, source="ledgerlink/importer")
+        self.service = LedgerImportService(db, self.outbox, FileArea(root), settings)
+
+    async def run(self, path: Path, provider: Provider) -> ImportJob:
+        import_id = uuid.uuid4()
+        async with self.db.transaction() as session:
+            await ImportService(session, self.outbox).file_uploaded(
+                import_id=import_id,
+                provider=provider,
+                file_location=path.as_uri(),
+                filename=path.name,
+                business_id=None,
+            )
+        claimed = await self.service.claim_next()
+        assert claimed is not None
+        await self.service.run(claimed)
+        async with self.db.transaction() as session:
+            job = await session.get(ImportJob, import_id)
+        assert job is not None
+        return job
+
+
+async def _books(db: Database, business_id: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every voucher, line, period and source balance of the company's year, in key order."""
+    async with db.transaction() as session:
+        company = (
+            await session.execute(select(Company).where(Company.business_id == business_id))  # type: ignore[arg-type]
+        ).scalar_one()
+        year_id = (
+            await session.execute(select(FiscalYear.id).where(FiscalYear.company_id == company.id))  # type: ignore[call-overload]
+        ).scalar_one()
+        found: dict[str, list[tuple[Any, ...]]] = {}
+        models: tuple[tuple[Any, tuple[str, ...]], ...] = (
+            (Voucher, ("voucher_no", "series", "number", "date", "period", "text", "source_id")),
+            (VoucherLine, ("voucher_no", "line_no", "account", "amount", "text", "objects")),
+            (PeriodBalance, ("period", "account", "dimension_id", "object_id", "debit", "credit")),
+            (SourceBalance, ("account", "opening", "closing")),
+        )
+        for model, columns in models:
+            table = model.__table__
+            result = await session.execute(
+                select(*(table.c[name] for name in columns))
+                .where(table.c.fiscal_year_id == year_id)
+                .order_by(*(table.c[name] for name in columns))
+            )
+            found[table.name] = [tuple(row) for row in result.all()]
+        return found
+
+
+def _spec(fmt: str, business_id: str) -> LedgerSpec:
+    if fmt == "sie":
+        return LedgerSpec(lines=700, business_id=business_id)
+    return LedgerSpec(lines=700, business_id=business_id, currency="NOK", name="Eks AS")
+
+
+@pytest.mark.parametrize("fmt", ["sie", "saf_t"])
+async def test_the_worker_process_stores_what_the_in_process_reader_stores(
+    db: Database, database_url: str, tmp_path: Path, fmt: str
+) -> None:
+    worker = _Importer(db, tmp_path, ImportSettings(batch_lines=50))
+    local = _Importer(db, tmp_path, ImportSettings(batch_lines=50, parse_process=False))
+    write, provider, suffix = (
+        (write_sie, Provider.SIE, ".se") if fmt == "sie" else (write_saft, Provider.SAF_T, ".xml")
+    )
+    # The same ledger for two companies (the business ID is all that differs).
+    ids = ("5560000001", "5560000027") if fmt == "sie" else (NO_ID, "914778271")
+    a = await worker.run(write(_spec(fmt, ids[0]), tmp_path / f"a{suffix}"), provider)
+    worker_rss = worker.service.worker_peak_rss
+    b = await local.run(write(_spec(fmt, ids[1]), tmp_path / f"b{suffix}"), provider)
+    assert (a.status, b.status) == (ImportStatus.COMPLETED, ImportStatus.COMPLETED)
+    assert a.counts == b.counts
+    assert a.notices == b.notices
+    assert a.reconciliation_status == b.reconciliation_status
+    assert local.service.worker_peak_rss == 0
+    if database_url.startswith("postgresql"):
+        assert worker_rss > 0  # the child process read the file and said so
+    else:
+        assert worker_rss == 0  # no COPY on SQLite: read in-process
+    books_a = await _books(db, str(a.business_id))
+    books_b = await _books(db, str(b.business_id))
+    assert books_a == books_b
+    assert len(books_a["voucher_lines"]) == 700
+
+
+@pytest.mark.parametrize("fmt", ["sie", "saf_t"])
+async def test_a_file_refused_in_the_worker_fails_as_in_process_and_writes_nothing(
+    db: Database, tmp_path: Path, fmt: str
+) -> None:
+    write, provider, suffix, old, new = (
+        (write_sie, Provider.SIE, ".se", b"   #TRANS 1920 ", b"   #TRANS 9999 ")
+        if fmt == "sie"
+        else (write_saft, Provider.SAF_T, ".xml", b"<AccountID>1920</AccountID>",
+              b"<AccountID>9999</AccountID>")
+    )  # fmt: skip
+    path = write(_spec(fmt, "5560000001" if fmt == "sie" else NO_ID), tmp_path / f"x{suffix}")
+    text = path.read_bytes()
+    at = text.rindex(old)
+    path.write_bytes(text[:at] + new + text[at + len(old) :])
+
+    in_worker = await _Importer(db, tmp_path, ImportSettings(batch_lines=50)).run(path, provider)
+    local = _Importer(db, tmp_path, ImportSettings(batch_lines=50, parse_process=False))
+    in_process = await local.run(path, provider)
+
+    assert in_worker.status == in_process.status == ImportStatus.FAILED
+    assert in_worker.error_code == in_process.error_code == "undeclared_account"
+    assert in_worker.error_message == in_process.error_message
+    assert "9999" in (in_worker.error_message or "")
+    async with db.transaction() as session:
+        assert (await session.execute(select(VoucherLine))).first() is None
+
+
+async def test_copy_text_rows_store_what_the_binary_copy_stores(db: Database) -> None:
+    nasty = "tab\there, new\nline, cr\rhere, back\\slash \\N and \\. and ünïcödé"
+    lines = (
+        LedgerLine("1920", Decimal("-1234.50"), nasty, (("1", "a\tb"), ("6", "P\\1"))),
+        LedgerLine("3010", Decimal("1234.50"), "x" * 1500, ()),
+        LedgerLine("\\N", Decimal("0.00"), "", (("1", "o" * 1200),)),
+    )
+    voucher = LedgerVoucher(
+        "S\tS" * 20, "N\n1" * 30, date(2024, 2, 29), nasty * 30, "src\\", lines, ""
+    )
+    async with db.transaction() as session:
+        store = LedgerStore(session)
+        if not store.uses_copy:  # SQLite: no COPY, the import reads in-process there
+            assert not ImportSettings().parse_process or store.uses_copy is False
+            return
+        company = Company(
+            business_id="5560000001", country="SE", name="C", currency="SEK", chart="BAS"
+        )
+        session.add(company)
+        await session.flush()
+        years = []
+        for start in (date(2023, 1, 1), date(2024, 1, 1)):
+            year = FiscalYear(
+                company_id=company.id, start=start, end=date(start.year, 12, 31),
+                import_id=uuid.uuid4(), content_hash="h", source_format="sie",
+            )  # fmt: skip
+            session.add(year)
+            years.append(year)
+        await session.flush()
+        rows = LedgerRows()
+        LedgerRowBuilder(years[0].id).add(voucher, rows)
+        await store.write_rows(rows)
+        encoder = CopyEncoder(years[1].id)
+        encoder.add(voucher)
+        vouchers_data, lines_data, count = encoder.take()
+        assert count == 3
+        await store.copy_text_rows(memoryview(vouchers_data), memoryview(lines_data))
+        stored = []
+        for year in years:
+            vouchers = (
+                await session.execute(
+                    select(Voucher.series, Voucher.number, Voucher.date, Voucher.period,  # type: ignore[call-overload]
+                           Voucher.text, Voucher.source_id).where(Voucher.fiscal_year_id == year.id)
+                )
+            ).all()  # fmt: skip
+            line_rows = (
+                await session.execute(
+                    select(VoucherLine.line_no, VoucherLine.account, VoucherLine.amount,  # type: ignore[call-overload]
+                           VoucherLine.text, VoucherLine.objects)
+                    .where(VoucherLine.fiscal_year_id == year.id)
+                    .order_by(VoucherLine.line_no)
+                )
+            ).all()  # fmt: skip
+            stored.append(([tuple(v) for v in vouchers], [tuple(line) for line in line_rows]))
+        assert stored[0] == stored[1]
+        assert stored[1][1][0][3] == nasty
+        assert len(stored[1][1][1][3]) == 1000
+
+
+_SAFT_VARIANTS = {
+    # name: (old, new) applied to every occurrence in a generated file
+    "entities in texts": (b"<Description>Kostnad", b"<Description>A &amp; B &lt;C&gt; Kostnad"),
+    "pretty printed": (b"</AccountID><Description>", b"</AccountID>\n      <Description>"),
+    "analysis amounts": (
+        b"</AnalysisID></Analysis>",
+        b"</AnalysisID><AnalysisAmount><Amount>1.00</Amount></AnalysisAmount></Analysis>",
+    ),
+    "currency amounts (element path)": (
+        b"</Amount></DebitAmount>",
+        b"</Amount><CurrencyCode>EUR</CurrencyCode><CurrencyAmount>2.00</CurrencyAmount>"
+        b"</DebitAmount>",
+    ),
+    "comments": (b"<Line>", b"<!-- c --><Line>"),
+    "source documents": (
+        b"</GeneralLedgerEntries>",
+        b"</GeneralLedgerEntries><SourceDocuments><SalesInvoices><NumberOfEntries>1"
+        b"</NumberOfEntries><TotalDebit>0</TotalDebit><TotalCredit>0</TotalCredit><Invoice>"
+        b"<InvoiceNo>1</InvoiceNo><Line><AccountID>1920</AccountID></Line></Invoice>"
+        b"</SalesInvoices><Payments><Payment><PaymentRefNo>2</PaymentRefNo></Payment>"
+        b"</Payments></SourceDocuments>",
+    ),
+    "unknown element in a line": (b"<RecordID>", b"<Extra>1</Extra><RecordID>"),
+    "three decimals (refused)": (b"<Amount>5294.78</Amount>", b"<Amount>5294.781</Amount>"),
+    "not well-formed late (refused)": (b"</Transaction>\n</Journal>", b"</Transaction>\n<Journal>"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_SAFT_VARIANTS))
+def test_the_saft_lxml_pass_reads_what_the_elementtree_pass_reads(
+    name: str, tmp_path: Path
+) -> None:
+    path = write_saft(
+        LedgerSpec(lines=300, business_id=NO_ID, currency="NOK", name="Eks AS"), tmp_path / "f.xml"
+    )
+    old, new = _SAFT_VARIANTS[name]
+    data = path.read_bytes()
+    assert old in data
+    data = data.replace(old, new)
+
+    def read(lxml: bool) -> tuple[str, Any]:
+        stream: Any = io.BytesIO(data)
+        if not lxml:  # a stream that cannot seek is read by the ElementTree pass alone
+            stream.seekable = lambda: False
+        try:
+            return "records", list(saft.parse_saft(stream, filename="f.xml", lxml=True))
+        except saft.SaftParseError as error:
+            return "refused", (str(error), vars(error))
+
+    assert read(True) == read(False)
+    if "(refused)" in name:
+        assert read(True)[0] == "refused"
+    else:
+        assert len([r for r in read(True)[1] if isinstance(r, saft.SaftTransaction)]) > 50
+
+
+def _both_passes(data: bytes) -> tuple[tuple[str, Any], tuple[str, Any]]:
+    def read(lxml: bool) -> tuple[str, Any]:
+        try:
+            return "records", list(saft.parse_saft(io.BytesIO(data), filename="f", lxml=lxml))
+        except saft.SaftParseError as error:
+            return "refused", (str(error), vars(error))
+
+    return read(True), read(False)
+
+
+@pytest.mark.parametrize("path", SAFT_SAMPLES, ids=[p.name for p in SAFT_SAMPLES])
+def test_saft_samples_read_the_same_by_both_passes(path: Path) -> None:
+    by_lxml, by_elementtree = _both_passes(path.read_bytes())
+    assert by_lxml == by_elementtree  # the same records, or the same refusal
+    assert by_lxml[1]
+
+
+def test_a_generated_saft_ledger_reads_the_same_by_both_passes(tmp_path: Path) -> None:
+    spec = LedgerSpec(lines=3000, seed=3, business_id=NO_ID, currency="NOK", name="Eks AS")
+    by_lxml, by_elementtree = _both_passes(write_saft(spec, tmp_path / "g.xml").read_bytes())
+    assert by_lxml == by_elementtree
+    transactions = [r for r in by_lxml[1] if isinstance(r, saft.SaftTransaction)]
+    assert sum(len(t.lines) for t in transactions) == 3000
