@@ -603,6 +603,21 @@ class ServiceReport:
     target_ratio: float = SERVICE_TARGET_RATIO
     target_rate: float = SERVICE_TARGET_RATE
     verdict: str = ""
+    #: Every round's (auth events/s, ceiling events/s, ratio), in order.
+    rounds: list[tuple[float, float, float]] = field(default_factory=list)
+
+
+def median_round(reports: list[ServiceReport]) -> ServiceReport:
+    """The round whose ratio is the median (the lower middle one of an even count), with
+    every round listed: one round swings by +-15% on a shared 2-core machine."""
+    ordered = sorted(reports, key=lambda r: r.ratio)
+    chosen = ordered[(len(ordered) - 1) // 2]
+    chosen.rounds = [
+        (r.service.events_per_s, r.ceiling.events_per_s, r.ratio)
+        for r in reports
+        if r.service is not None and r.ceiling is not None
+    ]
+    return chosen
 
 
 def _activation_records(n: int, seed: int) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
@@ -989,6 +1004,7 @@ class ServiceOptions:
     batch_size: int
     timeout_s: float
     seed: int
+    rounds: int = 3
 
 
 @dataclass(frozen=True)
@@ -1221,6 +1237,13 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "--service-timeout", type=float, default=600.0, help="seconds allowed per service run"
     )
     p.add_argument(
+        "--service-rounds",
+        type=int,
+        default=3,
+        help="rounds of (auth, then the ceiling on auth's rows), each on a fresh store and "
+        "topic; the round with the median ratio is the headline (3)",
+    )
+    p.add_argument(
         "--no-framework",
         action="store_true",
         help="skip the secondary FastStream-vs-aiokafka framework comparison",
@@ -1247,7 +1270,11 @@ def parse_args(argv: list[str] | None = None) -> Options:
         as_json=a.json,
         strict=a.strict,
         service=ServiceOptions(
-            events=a.events, batch_size=a.batch_size, timeout_s=a.service_timeout, seed=a.seed
+            events=a.events,
+            batch_size=a.batch_size,
+            timeout_s=a.service_timeout,
+            seed=a.seed,
+            rounds=a.service_rounds,
         )
         if a.events > 0
         else None,
@@ -1268,6 +1295,11 @@ def _print_service(report: ServiceReport) -> None:
             f"  {run.side:<26} {run.events_per_s:>9,.0f} events/s "
             f"({run.events:,} in {run.seconds:.2f}s), CPU {run.cpu_ms_per_event:.3f} ms/event"
         )
+    if len(report.rounds) > 1:
+        listed = "; ".join(
+            f"{auth:,.0f} / {ceiling:,.0f} = {ratio:.3f}" for auth, ceiling, ratio in report.rounds
+        )
+        print(f"  rounds (auth / ceiling events/s = ratio): {listed}; above: the median round")
     print(
         f"  ratio auth_service / ceiling = {report.ratio:.3f} (target >= {report.target_ratio}), "
         f"auth {service.events_per_s:,.0f} events/s (target >= {report.target_rate:,.0f}): "
@@ -1293,9 +1325,13 @@ def _ceiling_worker_main(argv: list[str]) -> int:
 async def _run_all(
     opts: Options, bootstrap: str, embedded: EmbeddedKafka | None
 ) -> tuple[ServiceReport | None, Report | None]:
-    service = (
-        await run_service_benchmark(opts.service, bootstrap, embedded) if opts.service else None
-    )
+    service = None
+    if opts.service:
+        reports = []
+        for round_no in range(1, opts.service.rounds + 1):
+            _progress(f"service path, round {round_no}/{opts.service.rounds}")
+            reports.append(await run_service_benchmark(opts.service, bootstrap, embedded))
+        service = median_round(reports)
     framework = await run_benchmark(opts, bootstrap, embedded) if opts.framework else None
     return service, framework
 

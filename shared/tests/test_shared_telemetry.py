@@ -139,7 +139,9 @@ def test_configure_tracing_without_exporters(
         assert provider.resource.attributes[SERVICE_NAME] == "ledgerlink-importer"
         assert no_global_provider == [provider]
         with provider.get_tracer("t").start_as_current_span("s") as span:
+            # ids for logs and propagation, but nothing recorded: no exporter reads it
             assert span.get_span_context().is_valid
+            assert not span.is_recording()
     finally:
         provider.shutdown()
 
@@ -177,6 +179,8 @@ def test_console_exporter_accepted(
     provider = configure_tracing("svc")
     try:
         assert no_global_provider == [provider]
+        with provider.get_tracer("t").start_as_current_span("s") as span:
+            assert span.is_recording()  # an exporter: spans are recorded
     finally:
         provider.shutdown()
 
