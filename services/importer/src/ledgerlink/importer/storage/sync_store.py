@@ -26,6 +26,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import TextClause
 from sqlmodel import col
 
 from ledgerlink.importer.domain.ledger import (
@@ -124,31 +125,27 @@ _LINES_OF_KEYS = text(
     ) AS l
     """
 )
-# Rows found by probe, deleted by their tuple ids (a TID scan, no plan to go wrong).
-_DELETE_LINES_OF_KEYS = text(
-    """
-    DELETE FROM voucher_lines WHERE ctid = ANY(ARRAY(
-        SELECT l.ctid
-        FROM unnest(CAST(:years AS uuid[]), CAST(:numbers AS integer[])) AS k(y, n)
-        CROSS JOIN LATERAL (
-            SELECT ctid FROM voucher_lines WHERE fiscal_year_id = k.y AND voucher_no = k.n
-            OFFSET 0
-        ) AS l
-    ))
-    """
-)
-_DELETE_VOUCHERS_OF_KEYS = text(
-    """
-    DELETE FROM vouchers WHERE ctid = ANY(ARRAY(
-        SELECT v.ctid
-        FROM unnest(CAST(:years AS uuid[]), CAST(:numbers AS integer[])) AS k(y, n)
-        CROSS JOIN LATERAL (
-            SELECT ctid FROM vouchers WHERE fiscal_year_id = k.y AND voucher_no = k.n
-            OFFSET 0
-        ) AS v
-    ))
-    """
-)
+
+
+def _delete_by_keys(table: str) -> TextClause:
+    """``DELETE`` from ``table`` (``vouchers`` or ``voucher_lines``) the rows of the given
+    (year, number) keys, found by probe and deleted by tuple id (a TID scan)."""
+    return text(
+        f"""
+        DELETE FROM {table} WHERE ctid = ANY(ARRAY(
+            SELECT hit.ctid
+            FROM unnest(CAST(:years AS uuid[]), CAST(:numbers AS integer[])) AS k(y, n)
+            CROSS JOIN LATERAL (
+                SELECT ctid FROM {table} WHERE fiscal_year_id = k.y AND voucher_no = k.n
+                OFFSET 0
+            ) AS hit
+        ))
+        """  # noqa: S608 - table is one of two constants
+    )
+
+
+_DELETE_LINES_OF_KEYS = _delete_by_keys("voucher_lines")
+_DELETE_VOUCHERS_OF_KEYS = _delete_by_keys("vouchers")
 
 
 def _stored_time(session: AsyncSession, moment: datetime) -> datetime:
