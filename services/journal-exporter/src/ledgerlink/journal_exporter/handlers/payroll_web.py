@@ -410,6 +410,26 @@ def build_payroll_pages(
             f"and Visma.net connections can {what}. You can see its runs and periods.",
         )
 
+    async def admin_form(
+        request: Request,
+        mapping_id: uuid.UUID,
+        values: dict[str, str],
+        what: str,
+        also: Collection[uuid.UUID] = (),
+    ) -> tuple[PayrollMapping, SignedIn, str] | Response:
+        """For a form sent by a mapping's admin: the mapping, the person and their role, or
+        the response to give instead (sign-in, 404, 403 to a member or stranger, an
+        expired form)."""
+        found = await mapping_and_person(request, mapping_id, also)
+        if isinstance(found, Response):
+            return found
+        _, person, role = found
+        if role != "admin":
+            return admins_only(request, person, what)
+        if not hmac.compare_digest(values.get("csrf_token", ""), person.csrf_token):
+            return form_expired(request, person)
+        return found
+
     async def mapping_view(
         request: Request,
         mapping: PayrollMapping,
@@ -459,14 +479,10 @@ def build_payroll_pages(
         (test company, blocked debtor) or an unreachable vendor in the error summary."""
         form = await request.form()
         values = {key: str(value) for key, value in form.items()}
-        found = await mapping_and_person(request, mapping_id)
+        found = await admin_form(request, mapping_id, values, "send journals")
         if isinstance(found, Response):
             return found
         mapping, person, role = found
-        if role != "admin":
-            return admins_only(request, person, "send journals")
-        if not hmac.compare_digest(values.get("csrf_token", ""), person.csrf_token):
-            return form_expired(request, person)
         wanted, errors = _export_request(values)
         if wanted is not None:
             try:
@@ -540,16 +556,16 @@ def build_payroll_pages(
         chosen = (
             (draft.nmbrs_connection_id, draft.vismanet_connection_id) if draft is not None else ()
         )
-        found = await mapping_and_person(
-            request, mapping_id, {*chosen, *(c.connection_id for c in connections)}
+        found = await admin_form(
+            request,
+            mapping_id,
+            values,
+            "change this mapping",
+            {*chosen, *(c.connection_id for c in connections)},
         )
         if isinstance(found, Response):
             return found
-        mapping, person, role = found
-        if role != "admin":
-            return admins_only(request, person, "change this mapping")
-        if not hmac.compare_digest(values.get("csrf_token", ""), person.csrf_token):
-            return form_expired(request, person)
+        mapping, person, _ = found
         if draft is not None:
             errors = _admin_problems(draft, person)
         if draft is not None and not errors:
