@@ -25,6 +25,7 @@ import pytest
 from sqlalchemy import select
 
 from ledgerlink.importer.domain import saft
+from ledgerlink.importer.domain.chunks import Newlines, Part, SplicedStream, plan_chunks
 from ledgerlink.importer.domain.ledger import LedgerLine, LedgerVoucher
 from ledgerlink.importer.sample_ledgers import LedgerSpec, write_saft, write_sie
 from ledgerlink.importer.services.import_worker import CopyEncoder
@@ -42,6 +43,7 @@ from ledgerlink.importer.storage.models import (
     Voucher,
     VoucherLine,
     messaging,
+    metadata,
 )
 from ledgerlink.shared.db import Database
 from ledgerlink.shared.events import Provider
@@ -304,3 +306,233 @@ def test_a_generated_saft_ledger_reads_the_same_by_both_passes(tmp_path: Path) -
     assert by_lxml == by_elementtree
     transactions = [r for r in by_lxml[1] if isinstance(r, saft.SaftTransaction)]
     assert sum(len(t.lines) for t in transactions) == 3000
+
+
+# ------------------------------------------------------------------ chunks (issue 16)
+#
+# A big file is read by several children at once, a voucher-aligned chunk each
+# (ledgerlink.importer.domain.chunks). Whatever the chunks do, the import must store,
+# count, notice and refuse exactly what one reader of the whole file does; what the
+# chunks cannot prove is read whole.
+
+
+def _chunk_settings(workers: int) -> ImportSettings:
+    return ImportSettings(batch_lines=200, parse_workers=workers, chunk_min_bytes=0)
+
+
+async def _outcome(
+    db: Database, tmp_path: Path, path: Path, provider: Provider, settings: ImportSettings
+) -> tuple[dict[str, Any], dict[str, list[tuple[Any, ...]]], LedgerImportService]:
+    """Import ``path``; what the job says and the books it left; then empty the store."""
+    importer = _Importer(db, tmp_path, settings)
+    job = await importer.run(path, provider)
+    said = {
+        "status": job.status,
+        "error_code": job.error_code,
+        "error_message": job.error_message,
+        "counts": job.counts,
+        "notices": job.notices,
+        "reconciliation": job.reconciliation_status,
+    }
+    books = await _books(db, str(job.business_id)) if job.status is ImportStatus.COMPLETED else {}
+    async with db.transaction() as session:
+        for table in reversed(metadata.sorted_tables):
+            await session.execute(table.delete())
+    return said, books, importer.service
+
+
+async def _chunks_agree(
+    db: Database, database_url: str, tmp_path: Path, path: Path, workers: int = 2
+) -> tuple[dict[str, Any], LedgerImportService]:
+    """Import ``path`` in chunks and whole; both must say and store the same."""
+    provider = Provider.SIE if path.suffix == ".se" else Provider.SAF_T
+    chunked, chunked_books, service = await _outcome(
+        db, tmp_path, path, provider, _chunk_settings(workers)
+    )
+    whole, whole_books, single = await _outcome(db, tmp_path, path, provider, _chunk_settings(1))
+    assert chunked == whole
+    assert chunked_books == whole_books
+    if database_url.startswith("postgresql"):
+        assert single.read_chunks == 1
+    else:  # no COPY on SQLite: read in-process, never in chunks
+        assert service.read_chunks == single.read_chunks == 0
+    return chunked, service
+
+
+def _ledger(tmp_path: Path, fmt: str, lines: int = 2000) -> Path:
+    if fmt == "sie":
+        return write_sie(LedgerSpec(lines=lines, business_id="5560000001"), tmp_path / "l.se")
+    spec = LedgerSpec(lines=lines, business_id=NO_ID, currency="NOK", name="Eks AS")
+    return write_saft(spec, tmp_path / "l.xml")
+
+
+def _pg(database_url: str) -> bool:
+    return database_url.startswith("postgresql")
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+@pytest.mark.parametrize("fmt", ["sie", "saf_t"])
+async def test_a_file_read_in_chunks_is_stored_as_read_whole(
+    db: Database, database_url: str, tmp_path: Path, fmt: str, workers: int
+) -> None:
+    said, service = await _chunks_agree(db, database_url, tmp_path, _ledger(tmp_path, fmt), workers)
+    assert said["status"] is ImportStatus.COMPLETED
+    assert said["counts"]["lines"] == 2000
+    if _pg(database_url):
+        assert (service.read_chunks, service.chunk_fallback) == (workers, None)
+
+
+@pytest.mark.parametrize("fmt", ["sie", "saf_t"])
+async def test_undeclared_objects_and_control_totals_merge_as_one_reader_sees_them(
+    db: Database, database_url: str, tmp_path: Path, fmt: str
+) -> None:
+    path = _ledger(tmp_path, fmt)
+    text = path.read_bytes()
+    if fmt == "sie":  # cost centre 100 is used all through the year, and not declared
+        text = text.replace(b'{1 "100"}', b'{1 "ZZ"}').replace(b'{1 "100" ', b'{1 "ZZ" ')
+    else:  # the same, and the declared debit total is off by 0.01
+        at = text.index(b"<Transaction>")  # in the lines only (the table declares 100)
+        text = text[:at] + text[at:].replace(b"<AnalysisID>100<", b"<AnalysisID>ZZ<")
+        head, _, rest = text.partition(b"<TotalDebit>")
+        total, _, tail = rest.partition(b"</TotalDebit>")
+        wrong = f"{Decimal(total.decode()) + Decimal('0.01'):.2f}".encode()
+        text = head + b"<TotalDebit>" + wrong + b"</TotalDebit>" + tail
+    path.write_bytes(text)
+    said, service = await _chunks_agree(db, database_url, tmp_path, path)
+    codes = [notice["code"] for notice in said["notices"]]
+    assert codes.count("undeclared_object") == 1
+    assert codes.count("control_totals") == (1 if fmt == "saf_t" else 0)
+    if _pg(database_url):
+        assert (service.read_chunks, service.chunk_fallback) == (2, None)
+
+
+def _sie_voucher_at(text: bytes, share: float) -> int:
+    return text.index(b"\n#VER ", int(len(text) * share)) + 1
+
+
+def _sie_case(text: bytes, case: str) -> bytes:
+    first = _sie_voucher_at(text, 0.0)
+    late = _sie_voucher_at(text, 0.9)
+    early = _sie_voucher_at(text, 0.1)
+    if case == "repeated_number":  # a voucher of the second chunk reuses voucher A 1
+        line_end = text.index(b"\n", late)
+        number = text[late:line_end].split(b" ")[2]
+        return (
+            text[:late]
+            + text[late:line_end].replace(b" " + number + b" ", b" 1 ", 1)
+            + (text[line_end:])
+        )
+    if case == "balance_between_vouchers":
+        return text[:early] + b"#IB 0 1920 5.00\r\n" + text[early:]
+    if case == "encoding_chosen_in_a_voucher":  # an ASCII head; a cp437 'o' umlaut later
+        head = bytes(b if b < 0x80 else ord("o") for b in text[:first])
+        quote = text.index(b'"', early)  # the voucher's text
+        return head + text[first : quote + 1] + b"\x94\x94 " + text[quote + 1 :]
+    if case in ("refused_in_the_first_chunk", "refused_in_the_last_chunk"):
+        at = text.index(b"   #TRANS 1920 ", early if case.endswith("first_chunk") else late)
+        return text[:at] + b"   #TRANS 9999 " + text[at + 15 :]
+    raise AssertionError(case)
+
+
+def _saft_case(text: bytes, case: str) -> bytes:
+    first = text.index(b"<Transaction>")
+    late = text.index(b"<Transaction>", int(len(text) * 0.8))
+    if case == "repeated_number":
+        end = text.index(b"</TransactionID>", late)
+        start = text.index(b"<TransactionID>", late) + len(b"<TransactionID>")
+        return text[:start] + b"1" + text[end:]
+    if case == "transaction_in_a_comment":
+        # The byte search takes the commented one for the first transaction. Cut there,
+        # a later chunk's stream would read as a comment up to the journal's last one
+        # and parse well, without its transactions: only the first chunk's proof of
+        # where libxml2 starts the first transaction catches it.
+        end = text.index(b"</Journal>")
+        return (
+            text[:first] + b"<!-- <Transaction> -->\n" + text[first:end] + b" -->"
+            + text[end:]
+        )  # fmt: skip
+    if case == "refused_in_the_last_chunk":
+        at = text.index(b"<AccountID>1920</AccountID>", late)
+        return text[:at] + b"<AccountID>9999</AccountID>" + text[at + 27 :]
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "case", "reason"),
+    [
+        ("sie", "repeated_number", "two chunks"),
+        ("sie", "balance_between_vouchers", "records between"),
+        ("sie", "encoding_chosen_in_a_voucher", "encoding"),
+        ("sie", "refused_in_the_first_chunk", "not read"),
+        ("sie", "refused_in_the_last_chunk", "not read"),
+        ("saf_t", "repeated_number", "two chunks"),
+        ("saf_t", "transaction_in_a_comment", "not where planned"),
+        ("saf_t", "refused_in_the_last_chunk", "not read"),
+    ],
+)
+async def test_what_the_chunks_cannot_prove_is_read_whole(
+    db: Database, database_url: str, tmp_path: Path, fmt: str, case: str, reason: str
+) -> None:
+    path = _ledger(tmp_path, fmt)
+    text = path.read_bytes()
+    path.write_bytes(_sie_case(text, case) if fmt == "sie" else _saft_case(text, case))
+    said, service = await _chunks_agree(db, database_url, tmp_path, path)
+    if case.startswith("refused"):
+        assert said["status"] is ImportStatus.FAILED
+        assert said["error_code"] == "undeclared_account"
+    else:
+        assert said["status"] is ImportStatus.COMPLETED
+    if case == "repeated_number":
+        codes = [notice["code"] for notice in said["notices"]]
+        assert codes.count("duplicate_voucher_number") == 1
+    if _pg(database_url):
+        assert service.read_chunks == 1
+        assert reason in (service.chunk_fallback or "")
+
+
+def test_a_spliced_stream_reads_its_parts_in_order_and_stops_where_told(tmp_path: Path) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"0123456789abcdefghij")
+    parts: tuple[Part, ...] = ((0, 4), Newlines(3), b"XY", (10, 14))
+    raw = SplicedStream(path, parts, stops=(5, 9))
+    whole = b"0123\n\n\nXYabcd"
+    assert raw.read(100) == whole[:5]  # up to the first stop
+    assert raw.read(100) == whole[5:9]  # up to the second
+    assert raw.read(100) == whole[9:]
+    assert raw.read(100) == b""
+    raw.seek(2)
+    assert raw.peek(3) == whole[2:5]
+    assert raw.tell() == 2
+    with io.BufferedReader(SplicedStream(path, parts)) as buffered:
+        assert buffered.readlines() == [b"0123\n", b"\n", b"\n", b"XYabcd"]
+    raw.close()
+
+
+@pytest.mark.parametrize("fmt", ["sie", "saf_t"])
+def test_the_plan_cuts_at_vouchers_and_numbers_them_on(tmp_path: Path, fmt: str) -> None:
+    path = _ledger(tmp_path, fmt)
+    text = path.read_bytes()
+    assert plan_chunks(path, 1, min_bytes=0) is None
+    assert plan_chunks(path, 2) is None  # under MIN_CHUNK_BYTES: one reader
+    plan = plan_chunks(path, 3, min_bytes=0)
+    assert plan is not None
+    assert len(plan.chunks) == 3
+    marker = b"\n#VER " if fmt == "sie" else b"<Transaction>"
+    resolved = [chunk.resolve(path) for chunk in plan.chunks]
+    for chunk, part in zip(plan.chunks, resolved, strict=True):
+        share = text[: chunk.start + (1 if fmt == "sie" else 0)]
+        assert part.vouchers_before == share.count(marker)  # numbered on from the last
+        with SplicedStream(path, part.parts) as stream:
+            spliced = stream.read()
+        if fmt == "sie":  # the head, then the chunk's vouchers on their own line numbers
+            lines = spliced.split(b"\n")
+            assert lines[part.first_line - 1].startswith(b"#VER ")
+            assert part.first_line == text[: chunk.start].count(b"\n") + 1
+            assert lines[part.first_line - 1] == text[chunk.start :].split(b"\n")[0]
+        else:  # a document of its own: the head, the chunk's transactions, closed
+            assert spliced.rstrip().endswith(b"</AuditFile>")
+            assert spliced.count(marker) == (
+                text.count(marker) - part.vouchers_before
+                if chunk.last
+                else text[chunk.start : chunk.end].count(marker)
+            )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
@@ -131,6 +132,15 @@ class Config(ServiceConfig):
         description="On PostgreSQL, parse, check and encode an import's rows in a child "
         "process (one per running import) while this process writes them; off: in a worker "
         "thread of this process.",
+    )
+    import_parse_workers: int = Field(
+        default_factory=lambda: min(2, os.cpu_count() or 1),
+        ge=1,
+        le=16,
+        description="Child processes that read one big file at once, each a voucher-aligned "
+        "chunk (with import_parse_process; default: 2, or 1 on a one-CPU machine). Files "
+        "under 4 MiB, and files whose chunks cannot be proven to split cleanly, are read "
+        "by one.",
     )
     vendors: VendorSettings = Field(
         default_factory=VendorSettings,

@@ -44,6 +44,7 @@ def import_settings(config: Config) -> ImportSettings:
         max_attempts=config.import_max_attempts,
         batch_lines=config.import_batch_lines,
         parse_process=config.import_parse_process,
+        parse_workers=config.import_parse_workers,
     )
 
 

@@ -292,6 +292,32 @@ class InvalidAmountError(LedgerImportError):
 # --------------------------------------------------------------------------- readers
 
 
+@dataclass(slots=True)
+class ChunkFacts:
+    """What a worker tells about its chunk, for ``chunks.merge_checks`` to prove the cuts."""
+
+    #: Vouchers the byte search found before the chunk; SIE: the line of its first.
+    vouchers_before: int = 0
+    planned_first_line: int = 0
+    #: Notices before the first voucher (made from the head: the same in every chunk).
+    head_notices: int = -1
+    #: Records that are not vouchers after the first voucher (other than SIE warnings).
+    records_after_vouchers: int = 0
+    #: SIE: line of the first voucher; where and how the text encoding was chosen.
+    first_voucher_line: int = 0
+    encoding: tuple[str, int, str] | None = None
+    #: SAF-T: the first ``<Transaction>`` started exactly at the chunk's checkpoint.
+    checkpoint_proven: bool = False
+    #: SAF-T: journals opened (a chunk other than the last must stay in the first).
+    journals: int = 0
+    #: SAF-T: the ledger's control totals as declared, and as counted in this chunk.
+    ledger_totals: object | None = None
+    #: The distinct (series, number) keys of the chunk's vouchers, hashed, sorted.
+    key_hashes: bytes = b""
+    #: Objects the chunk created for undeclared references -> index of their notice.
+    created_objects: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
 def detect_format(first_bytes: bytes) -> LedgerFormat:
     """SIE 4 starts with a ``#`` label; SAF-T is XML. Anything else is refused."""
     text = first_bytes.removeprefix(b"\xef\xbb\xbf").lstrip()
@@ -305,7 +331,13 @@ def detect_format(first_bytes: bytes) -> LedgerFormat:
 
 
 def read_ledger(
-    stream: BinaryIO, *, filename: str, fast: bool = True, lxml: bool = False
+    stream: BinaryIO,
+    *,
+    filename: str,
+    fast: bool = True,
+    lxml: bool = False,
+    facts: ChunkFacts | None = None,
+    checkpoint: int | None = None,
 ) -> Iterator[LedgerItem]:
     """Read a SIE 4 or SAF-T file as :class:`LedgerItem` records (format detected).
 
@@ -313,6 +345,9 @@ def read_ledger(
     ``fast=False`` makes the parsers read every row the general way (the reference the
     fast paths are tested against); the items are the same either way. ``lxml=True``: a
     SAF-T file may be read by libxml2 first (:func:`saft.parse_saft`; one thread only).
+    ``facts``: the stream is a chunk of a file (``domain.chunks``); what proves the cut is
+    noted there, and SAF-T control totals are left to the merge (``facts.ledger_totals``).
+    ``checkpoint``: see :attr:`ledgerlink.importer.domain.chunks.Chunk.checkpoint`.
     """
     head = stream.peek(64) if hasattr(stream, "peek") else b""
     if not head:
@@ -323,8 +358,10 @@ def read_ledger(
         raise UnknownFormatError(f"{filename} is empty")
     kind = detect_format(head)
     if kind is LedgerFormat.SIE:
-        return _SieReader(stream, filename, fast=fast).items()
-    return _SaftReader(stream, filename, fast=fast, lxml=lxml).items()
+        return _SieReader(stream, filename, fast=fast, facts=facts).items()
+    return _SaftReader(
+        stream, filename, fast=fast, lxml=lxml, facts=facts, checkpoint=checkpoint
+    ).items()
 
 
 _SIE_KIND: Final = {
@@ -344,10 +381,13 @@ _SIE_DIMENSIONS: Final = {
 class _SieReader:
     """SIE records -> ledger items. Master data is held until the first voucher."""
 
-    def __init__(self, stream: BinaryIO, filename: str, *, fast: bool = True) -> None:
+    def __init__(
+        self, stream: BinaryIO, filename: str, *, fast: bool = True, facts: ChunkFacts | None = None
+    ) -> None:
         self._stream = stream
         self._filename = filename
         self._fast = fast
+        self._facts = facts
         #: A row's object list as ledger lines hold it, by the parser's (repeating) list.
         self._line_objects: dict[tuple[sie.ObjectRef, ...], tuple[tuple[str, str], ...]] = {}
         self._company: sie.CompanyInfo | None = None
@@ -369,16 +409,25 @@ class _SieReader:
         return FileParseError(error.reason, location=f"{error.filename} line {error.line_number}")
 
     def items(self) -> Iterator[LedgerItem]:
+        facts = self._facts
+        parser = sie.open_sie(self._stream, filename=self._filename, fast=self._fast)
         try:
             voucher_type = sie.Voucher
-            for record in sie.parse_sie(self._stream, filename=self._filename, fast=self._fast):
+            for record in parser.records():
                 if type(record) is voucher_type and self._master_sent:
                     # Nearly every record: straight to its voucher, past the match below.
                     yield self._voucher(record)
                 else:
+                    if facts is not None:
+                        if type(record) is voucher_type:
+                            facts.first_voucher_line = record.line_number
+                        elif self._master_sent and type(record) is not sie.SieWarning:
+                            facts.records_after_vouchers += 1
                     yield from self._take(record)
         except sie.SieParseError as error:
             raise self._fail(error) from error
+        if facts is not None:
+            facts.encoding = parser.encoding
         if not self._master_sent:
             yield from self._master()
         for account in sorted(self._opening.keys() | self._closing.keys()):
@@ -553,25 +602,44 @@ class _SaftReader:
     """SAF-T records -> ledger items (SAF-T already puts master data first)."""
 
     def __init__(
-        self, stream: BinaryIO, filename: str, *, fast: bool = True, lxml: bool = False
+        self,
+        stream: BinaryIO,
+        filename: str,
+        *,
+        fast: bool = True,
+        lxml: bool = False,
+        facts: ChunkFacts | None = None,
+        checkpoint: int | None = None,
     ) -> None:
         self._stream = stream
         self._filename = filename
         self._fast = fast
         self._lxml = lxml
+        self._facts = facts
+        self._checkpoint = checkpoint
         self._dimensions: set[str] = set()
 
     def items(self) -> Iterator[LedgerItem]:
         try:
             transaction_type = saft.SaftTransaction
-            records = saft.parse_saft(
-                self._stream, filename=self._filename, fast=self._fast, lxml=self._lxml
+            parser = saft.open_saft(
+                self._stream,
+                filename=self._filename,
+                fast=self._fast,
+                lxml=self._lxml,
+                checkpoint=self._checkpoint,
             )
-            for record in records:
+            facts = self._facts
+            for record in parser.records():
                 if type(record) is transaction_type:
                     yield self._voucher(record)
+                elif facts is not None and type(record) is saft.SaftLedgerTotals:
+                    facts.ledger_totals = record  # checked once every chunk has counted
                 else:
                     yield from self._take(record)
+            if facts is not None:
+                facts.checkpoint_proven = parser.checkpoint_proven
+                facts.journals = parser.journals
         except saft.SaftParseError as error:
             where = error.filename
             if error.line is not None:
@@ -753,6 +821,8 @@ class LedgerCheck:
     movements: PeriodMovements = field(default_factory=dict)
     voucher_count: int = 0
     line_count: int = 0
+    #: Objects created for undeclared references -> the index of their notice.
+    created_objects: dict[tuple[str, str], int] = field(default_factory=dict)
     _voucher_keys: set[tuple[str, str]] = field(default_factory=set)
 
     def take(self, item: LedgerItem) -> LedgerVoucher | None:
@@ -907,6 +977,7 @@ class LedgerCheck:
                 dimension_id, f"Dimension {dimension_id}", DimensionKind.OTHER
             )
         self.objects[(dimension_id, object_id)] = LedgerObject(dimension_id, object_id, object_id)
+        self.created_objects[(dimension_id, object_id)] = len(self.notices)
         self.notices.append(
             LedgerNotice(
                 "undeclared_object",

@@ -89,6 +89,7 @@ _ZERO = Decimal(0)
 _CENT = Decimal("0.01")
 _MONETARY_LIMIT = Decimal(10) ** 16  # SAFmonetaryType: 18 digits, 2 of them decimals
 _READ_SIZE = 64 * 1024
+_TRANSACTION_TAG = b"<Transaction>"
 
 
 class SaftParseError(ValueError):
@@ -330,6 +331,25 @@ def parse_saft(
     return _Parser(stream, filename, fast=fast, lxml=lxml).records()
 
 
+def open_saft(
+    stream: BinaryIO,
+    *,
+    filename: str,
+    fast: bool = True,
+    lxml: bool = False,
+    checkpoint: int | None = None,
+) -> _Parser:
+    """The parser :func:`parse_saft` uses, for a chunk's reader (``domain.chunks``).
+
+    Its ``records()`` are :func:`parse_saft`'s; as it reads it counts ``journals`` and,
+    given the ``checkpoint`` offset of the stream where the first ``<Transaction>`` is
+    said to start (a stream that never reads across it or the 13 bytes after it), sets
+    ``checkpoint_proven`` when libxml2 starts that element exactly with those 13 bytes
+    and no transaction came before (text in a comment would start nothing).
+    """
+    return _Parser(stream, filename, fast=fast, lxml=lxml, checkpoint=checkpoint)
+
+
 def read_saft(path: str | os.PathLike[str]) -> SaftDocument:
     """Parse the SAF-T file at ``path`` into one :class:`SaftDocument`."""
     file_path = Path(path)
@@ -485,11 +505,22 @@ def _lxml_start(stream: BinaryIO) -> int | None:
 
 class _Parser:
     def __init__(
-        self, stream: BinaryIO, filename: str, *, fast: bool = True, lxml: bool = False
+        self,
+        stream: BinaryIO,
+        filename: str,
+        *,
+        fast: bool = True,
+        lxml: bool = False,
+        checkpoint: int | None = None,
     ) -> None:
         self.filename = filename
         self.fast = fast
         self.lxml = lxml
+        self.checkpoint = checkpoint
+        self.checkpoint_proven = False
+        #: ``Journal`` and ``Transaction`` elements opened so far (see :func:`open_saft`).
+        self.journals = 0
+        self.transactions = 0
         #: Whether the elements are lxml's (:meth:`_lxml_records`).
         self.lxml_pass = False
         #: A line's serialised ``Analysis`` children and side -> what they read as (they
@@ -552,6 +583,7 @@ class _Parser:
         for index, record in enumerate(reference._reference_records()):
             if index >= yielded:
                 yield record
+        self.journals = reference.journals
 
     def _lxml_records(self) -> Iterator[SaftRecord]:
         """What :meth:`_reference_records` yields, with libxml2 doing the parsing.
@@ -578,8 +610,21 @@ class _Parser:
         in_record = False
         inner = 0
         finished = False
+        stream = self.guard.stream
+        checkpoint = self.checkpoint
+        fed_at = fed_bytes = -1
         while True:
-            for event, elem in parser.read_events():
+            events: Any = parser.read_events()
+            if fed_at == checkpoint:
+                events = list(events)
+                self.checkpoint_proven = (
+                    fed_bytes == len(_TRANSACTION_TAG)
+                    and self.transactions == 0
+                    and len(events) == 1
+                    and events[0][0] == "start"
+                    and _local(events[0][1].tag) == "Transaction"
+                )
+            for event, elem in events:
                 if in_record:
                     if event == "start":
                         inner += 1
@@ -603,7 +648,10 @@ class _Parser:
                     self._lxml_close(elem)
             if finished:
                 break
+            if checkpoint is not None:
+                fed_at = stream.tell()
             data = read(_READ_SIZE)
+            fed_bytes = len(data)
             if data:
                 parser.feed(data)
             else:
@@ -707,8 +755,11 @@ class _Parser:
         key = tuple(names)
         if key in _RECORDS:
             self.in_record = True
+            if name == "Transaction":
+                self.transactions += 1
         elif key == _JOURNAL:
             self.journal_id = None
+            self.journals += 1
 
     def _close(self, elem: ET.Element) -> None:
         """Forget ``elem``, the innermost open element: clear it, detach it from its parent."""

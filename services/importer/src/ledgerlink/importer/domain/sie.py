@@ -819,6 +819,9 @@ class _Parser:
         #: Object lists of the fast path, by their text between the braces.
         self._fast_objects: dict[str, tuple[ObjectRef, ...]] = {}
         self._labels_seen = False
+        #: The text encoding chosen, the line where it was chosen and the note made
+        #: (None while every line so far is ASCII); see ``domain.chunks``.
+        self.encoding: tuple[str, int, str] | None = None
 
     # -- reading lines
 
@@ -849,6 +852,7 @@ class _Parser:
             if line_number == 1 and raw.startswith(_UTF8_BOM):
                 raw = raw[len(_UTF8_BOM) :]
                 codec = "utf-8"
+                self.encoding = (codec, line_number, "bom")
                 self._warn(
                     line_number,
                     "the file starts with a UTF-8 byte order mark: read as utf-8",
@@ -869,6 +873,7 @@ class _Parser:
                     sample += more
                 detection = _detect(bytes(sample))
                 codec = "utf-8" if detection.codec == "utf-8-sig" else detection.codec
+                self.encoding = (codec, line_number, detection.note or "")
                 if detection.note is not None:
                     self._warn(line_number, detection.note, "encoding_detected")
                 head = bytearray()
@@ -1497,6 +1502,11 @@ def parse_sie(stream: BinaryIO, *, filename: str, fast: bool = True) -> Iterator
     tested against, and the benchmark's "before" side); the records are the same.
     """
     return _Parser(stream, filename, fast=fast).records()
+
+
+def open_sie(stream: BinaryIO, *, filename: str, fast: bool = True) -> _Parser:
+    """The parser :func:`parse_sie` uses: ``records()`` and, as it reads, ``encoding``."""
+    return _Parser(stream, filename, fast=fast)
 
 
 def read_sie(path: str | os.PathLike[str]) -> SieDocument:

@@ -41,6 +41,7 @@ from typing import BinaryIO, Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ledgerlink.importer.domain.chunks import MIN_CHUNK_BYTES, plan_chunks
 from ledgerlink.importer.domain.import_rules import ImportRequestError
 from ledgerlink.importer.domain.ledger import (
     LedgerCheck,
@@ -54,7 +55,11 @@ from ledgerlink.importer.domain.ledger import (
     read_ledger,
 )
 from ledgerlink.importer.domain.replace_rules import YearContent, check_replacement
-from ledgerlink.importer.services.import_worker import WorkerReader
+from ledgerlink.importer.services.import_worker import (
+    ChunkedReader,
+    RestartWriteError,
+    WorkerReader,
+)
 from ledgerlink.importer.storage.files import FileArea, sha256_of
 from ledgerlink.importer.storage.ledger_store import LedgerRowBuilder, LedgerRows, LedgerStore
 from ledgerlink.importer.storage.models import Company, FiscalYear, ImportJob, ImportStatus
@@ -111,6 +116,11 @@ class ImportSettings:
     #: Parse, check and encode the rows in a child process (issue 16; PostgreSQL only,
     #: see :mod:`.import_worker`). ``False`` parses in a worker thread of this process.
     parse_process: bool = True
+    #: Children reading one big file at once, a voucher-aligned chunk each (with
+    #: ``parse_process``; see :mod:`ledgerlink.importer.domain.chunks`); 1: one reads it.
+    parse_workers: int = 1
+    #: Files smaller than this are read by one child (tests set it low).
+    chunk_min_bytes: int = MIN_CHUNK_BYTES
 
 
 @dataclass
@@ -206,6 +216,10 @@ class LedgerImportService:
         #: Peak RSS (bytes) and CPU seconds of the last import's worker process (0: none).
         self.worker_peak_rss = 0
         self.worker_cpu_seconds = 0.0
+        #: How many chunks the last import written by a child process was read in, and
+        #: why the chunks were given up for one reader (None when they were not).
+        self.read_chunks = 0
+        self.chunk_fallback: str | None = None
 
     # ------------------------------------------------------------------ claiming
 
@@ -330,17 +344,34 @@ class LedgerImportService:
         replace_reason: str | None,
     ) -> ImportStatus:
         async with contextlib.AsyncExitStack() as stack:
-            reader: LedgerReader | WorkerReader
+            reader: LedgerReader | WorkerReader | ChunkedReader
             if self._settings.parse_process and self._db.dialect == "postgresql":
-                reader = await stack.enter_async_context(
+                plan = None
+                if self._settings.parse_workers > 1:
+                    plan = await asyncio.to_thread(
+                        plan_chunks,
+                        path,
+                        self._settings.parse_workers,
+                        min_bytes=self._settings.chunk_min_bytes,
+                    )
+                child: WorkerReader | ChunkedReader = await stack.enter_async_context(
                     WorkerReader(
                         str(path),
                         filename,
                         batch_lines=self._settings.batch_lines,
                         fast=self._settings.fast_parse,
                     )
+                    if plan is None
+                    else ChunkedReader(
+                        str(path),
+                        filename,
+                        batch_lines=self._settings.batch_lines,
+                        fast=self._settings.fast_parse,
+                        plan=plan,
+                    )
                 )
-                facts = await reader.company()
+                facts = await child.company()
+                reader = child
             else:
                 stream = stack.enter_context(path.open("rb"))
                 reader = LedgerReader.of_file(
@@ -358,7 +389,7 @@ class LedgerImportService:
                 company = await store.save_company(facts)
                 year = await store.fiscal_year(company.id, facts.fiscal_year_start)
                 if year is not None and year.content_hash == content_hash:
-                    if isinstance(reader, WorkerReader):
+                    if not isinstance(reader, LedgerReader):
                         await reader.stop()
                     await self._complete_unchanged(session, claimed, facts, year, content_hash)
                     return ImportStatus.COMPLETED
@@ -409,7 +440,7 @@ class LedgerImportService:
     async def write_year(
         self,
         session: AsyncSession,
-        reader: LedgerReader | WorkerReader,
+        reader: LedgerReader | WorkerReader | ChunkedReader,
         facts: LedgerCompany,
         *,
         import_id: uuid.UUID,
@@ -431,10 +462,17 @@ class LedgerImportService:
         year, replaced = await store.replace_fiscal_year(
             company, facts, import_id=import_id, content_hash=content_hash
         )
-        if isinstance(reader, WorkerReader):
+        if not isinstance(reader, LedgerReader):
             await reader.begin_year(year.id)
-            lines = await _write_worker_batches(store, reader, on_batch)
-            self.worker_peak_rss, self.worker_cpu_seconds = reader.peak_rss, reader.cpu_seconds
+            try:
+                lines = await _write_worker_batches(store, reader, on_batch)
+            finally:
+                self.worker_peak_rss, self.worker_cpu_seconds = reader.peak_rss, reader.cpu_seconds
+                if isinstance(reader, ChunkedReader):
+                    self.read_chunks = 1 if reader.fallback_reason else len(reader.plan.chunks)
+                    self.chunk_fallback = reader.fallback_reason
+                else:
+                    self.read_chunks, self.chunk_fallback = 1, None
         else:
             reader.begin_year(year.id)
             lines = await _write_batches(
@@ -711,24 +749,31 @@ async def _write_batches(
 
 async def _write_worker_batches(
     store: LedgerStore,
-    reader: WorkerReader,
+    reader: WorkerReader | ChunkedReader,
     on_batch: Callable[[int], Awaitable[None]] | None,
 ) -> int:
-    """Write the worker process's batches as they come; returns the lines.
+    """Write the worker processes' batches as they come; returns the lines.
 
-    The child parses ahead of the writes (a few batches at most, see
+    The children parse ahead of the writes (a few batches at most, see
     :mod:`.import_worker`); a refused line raises here, and the caller's data transaction
-    rolls back what was written.
+    rolls back what was written. A file read in chunks is written under a savepoint:
+    when the chunks are given up (:class:`RestartWriteError`), their rows are undone and
+    the batches of the one reader of the whole file are written instead.
     """
-    lines = 0
     while True:
-        batch = await reader.batch()
-        await store.copy_text_rows(batch.vouchers, batch.lines)
-        lines += batch.line_count
-        if on_batch is not None:
-            await on_batch(lines)
-        if batch.done:
-            return lines
+        lines = 0
+        try:
+            async with store.savepoint(isinstance(reader, ChunkedReader)):
+                while True:
+                    batch = await reader.batch()
+                    await store.copy_text_rows(batch.vouchers, batch.lines)
+                    lines += batch.line_count
+                    if on_batch is not None:
+                        await on_batch(lines)
+                    if batch.done:
+                        return lines
+        except RestartWriteError:
+            continue
 
 
 def _incoming_content(facts: LedgerCompany, check: LedgerCheck) -> YearContent:

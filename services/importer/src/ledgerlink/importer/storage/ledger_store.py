@@ -9,8 +9,9 @@ default, takes batched ``executemany`` inserts.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -139,6 +140,15 @@ class LedgerStore:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
         self._dialect = session.bind.dialect.name if session.bind else "postgresql"
+
+    @contextlib.asynccontextmanager
+    async def savepoint(self, wanted: bool = True) -> AsyncIterator[None]:
+        """A savepoint around the block (when ``wanted``): an error undoes just the block."""
+        if not wanted:
+            yield
+            return
+        async with self._session.begin_nested():
+            yield
 
     @property
     def uses_copy(self) -> bool:
