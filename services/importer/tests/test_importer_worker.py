@@ -536,3 +536,68 @@ def test_the_plan_cuts_at_vouchers_and_numbers_them_on(tmp_path: Path, fmt: str)
                 if chunk.last
                 else text[chunk.start : chunk.end].count(marker)
             )
+
+
+def _saft_plain_case(text: bytes, case: str) -> bytes:
+    middle = text.index(b"<Transaction>", len(text) // 3)
+    late = text.index(b"<Transaction>", len(text) * 3 // 4)
+    if case == "crlf_and_entities":  # Windows line ends; entities and a CR in values
+        at = text.index(b"<Description>", middle) + len(b"<Description>")
+        text = text[:at] + b"R&amp;D &lt;x&gt; &quot;q&quot;&#13;\nnext line\r\nthird " + text[at:]
+        return text.replace(b">\n<", b">\r\n<")
+    if case == "a_transaction_that_is_not_plain":  # libxml2 reads it, and on from there
+        at = text.index(b"</TransactionID>", middle) + len(b"</TransactionID>")
+        return text[:at] + b"<!-- checked -->" + text[at:]
+    if case == "text_xml_forbids":  # refused by libxml2, whichever way it is read
+        at = text.index(b"<Description>", late) + len(b"<Description>")
+        return text[:at] + b"a ]]> b" + text[at:]
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize(
+    "case", ["crlf_and_entities", "a_transaction_that_is_not_plain", "text_xml_forbids"]
+)
+async def test_transactions_read_from_the_text_are_what_libxml2_reads(
+    db: Database, database_url: str, tmp_path: Path, case: str
+) -> None:
+    path = _ledger(tmp_path, "saf_t")
+    path.write_bytes(_saft_plain_case(path.read_bytes(), case))
+    said, service = await _chunks_agree(db, database_url, tmp_path, path)
+    if case == "text_xml_forbids":
+        assert said["status"] is ImportStatus.FAILED
+        assert said["error_code"] == "parse_error"
+        assert "]]>" in (said["error_message"] or "") or "well-formed" in (said["error_message"] or "")
+        return
+    assert said["status"] is ImportStatus.COMPLETED
+    if _pg(database_url):
+        assert (service.read_chunks, service.chunk_fallback) == (2, None)
+
+
+@pytest.mark.parametrize("case", ["plain", "crlf_and_entities", "a_transaction_that_is_not_plain"])
+def test_a_chunk_reads_its_plain_transactions_from_the_text(tmp_path: Path, case: str) -> None:
+    path = _ledger(tmp_path, "saf_t")
+    if case != "plain":
+        path.write_bytes(_saft_plain_case(path.read_bytes(), case))
+    with path.open("rb") as stream:
+        whole = list(saft.parse_saft(stream, filename="l.xml", lxml=True))
+    plan = plan_chunks(path, 2, min_bytes=0)
+    assert plan is not None
+    records: list[saft.SaftRecord] = []
+    plain = 0
+    for chunk in plan.chunks:
+        part = chunk.resolve(path)
+        assert chunk.checkpoint is not None
+        with SplicedStream(path, part.parts, stops=(chunk.checkpoint,)) as stream:
+            parser = saft.open_saft(
+                stream, filename="l.xml", lxml=True, checkpoint=chunk.checkpoint
+            )
+            found = list(parser.records())
+        assert parser.checkpoint_proven
+        plain += parser.plain_transactions
+        records += [r for r in found if isinstance(r, saft.SaftTransaction)]
+    assert records == [r for r in whole if isinstance(r, saft.SaftTransaction)]
+    transactions = len(records)
+    if case == "a_transaction_that_is_not_plain":  # libxml2 read the rest of that chunk
+        assert 0 < plain < transactions
+    else:
+        assert plain == transactions

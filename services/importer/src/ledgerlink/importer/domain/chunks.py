@@ -93,13 +93,10 @@ class Chunk:
 
     @property
     def checkpoint(self) -> int | None:
-        """SAF-T, first chunk: the offset of the file's first ``<Transaction>``.
-
-        The worker proves libxml2 starts that element there (``saft.open_saft``).
-        """
-        if self.format is LedgerFormat.SAF_T and self.first:
-            return self.head_end
-        return None
+        """SAF-T: the offset of the file's first ``<Transaction>`` (and of the chunk's
+        transactions in its stream), where the worker proves libxml2 starts that element
+        and reads the plain transactions from the text (``saft.open_saft``)."""
+        return self.head_end if self.format is LedgerFormat.SAF_T else None
 
     def resolve(self, path: str | os.PathLike[str]) -> ResolvedChunk:
         """The stream's parts, the vouchers before the chunk and its first line."""
@@ -371,7 +368,7 @@ def merge_checks(
             ):
                 raise ChunksDisagreeError(f"{where}: the encoding was not chosen in the head")
         else:
-            if chunk.first and not facts.checkpoint_proven:
+            if not facts.checkpoint_proven:
                 raise ChunksDisagreeError(f"{where}: the first transaction is not where planned")
             if not chunk.last and facts.journals != 1:
                 raise ChunksDisagreeError(f"{where}: leaves the first journal")

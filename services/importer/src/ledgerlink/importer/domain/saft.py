@@ -90,6 +90,11 @@ _CENT = Decimal("0.01")
 _MONETARY_LIMIT = Decimal(10) ** 16  # SAFmonetaryType: 18 digits, 2 of them decimals
 _READ_SIZE = 64 * 1024
 _TRANSACTION_TAG = b"<Transaction>"
+#: Bytes of plain transactions read at once by a chunk's reader (``_raw_transactions``).
+_RAW_READ_SIZE = 1 << 20
+#: What XML 1.0 does not allow in text (libxml2 refuses it): such text goes to libxml2.
+_NOT_XML_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]|]]>")
+_BLANKS = re.compile("[ \t\r\n]*")
 
 
 class SaftParseError(ValueError):
@@ -341,11 +346,11 @@ def open_saft(
 ) -> _Parser:
     """The parser :func:`parse_saft` uses, for a chunk's reader (``domain.chunks``).
 
-    Its ``records()`` are :func:`parse_saft`'s; as it reads it counts ``journals`` and,
-    given the ``checkpoint`` offset of the stream where the first ``<Transaction>`` is
-    said to start (a stream that never reads across it or the 13 bytes after it), sets
-    ``checkpoint_proven`` when libxml2 starts that element exactly with those 13 bytes
-    and no transaction came before (text in a comment would start nothing).
+    Its ``records()`` are :func:`parse_saft`'s; as it reads it counts ``journals``.
+    ``checkpoint``: the offset of the stream where the first journal's first
+    ``<Transaction>`` is said to start, for a stream whose reads stop there. The lxml
+    pass proves libxml2 starts that element there (``checkpoint_proven``) and reads
+    the plain transactions that follow from the text itself (``_raw_transactions``).
     """
     return _Parser(stream, filename, fast=fast, lxml=lxml, checkpoint=checkpoint)
 
@@ -518,6 +523,8 @@ class _Parser:
         self.lxml = lxml
         self.checkpoint = checkpoint
         self.checkpoint_proven = False
+        #: Transactions read from the text at the checkpoint (``_raw_transactions``).
+        self.plain_transactions = 0
         #: ``Journal`` and ``Transaction`` elements opened so far (see :func:`open_saft`).
         self.journals = 0
         self.transactions = 0
@@ -612,19 +619,8 @@ class _Parser:
         finished = False
         stream = self.guard.stream
         checkpoint = self.checkpoint
-        fed_at = fed_bytes = -1
         while True:
-            events: Any = parser.read_events()
-            if fed_at == checkpoint:
-                events = list(events)
-                self.checkpoint_proven = (
-                    fed_bytes == len(_TRANSACTION_TAG)
-                    and self.transactions == 0
-                    and len(events) == 1
-                    and events[0][0] == "start"
-                    and _local(events[0][1].tag) == "Transaction"
-                )
-            for event, elem in events:
+            for event, elem in parser.read_events():
                 if in_record:
                     if event == "start":
                         inner += 1
@@ -648,10 +644,10 @@ class _Parser:
                     self._lxml_close(elem)
             if finished:
                 break
-            if checkpoint is not None:
-                fed_at = stream.tell()
+            if checkpoint is not None and stream.tell() == checkpoint:
+                checkpoint = None
+                yield from self._raw_transactions(parser, stream)
             data = read(_READ_SIZE)
-            fed_bytes = len(data)
             if data:
                 parser.feed(data)
             else:
@@ -659,6 +655,79 @@ class _Parser:
                 finished = True
         if elems or not self.header_seen:
             raise _GiveUpError("no complete AuditFile with a Header")
+
+    def _raw_transactions(self, parser: Any, stream: BinaryIO) -> Iterator[SaftTransaction]:
+        """The plain transactions at the checkpoint, read from the file's own text.
+
+        For a chunk's reader (:func:`open_saft`): libxml2 has read the stream up to the
+        checkpoint, where the first journal's first ``<Transaction>`` is said to start.
+        That is proven first: fed exactly those 13 bytes, libxml2 must start a
+        ``Transaction`` in the journal, before any other (the element is then closed and
+        dropped). Then the transactions are matched by the patterns of
+        :meth:`_pattern_text` straight from the text, which only match whole plain
+        elements (no markup inside a value, no other entity, no character XML forbids):
+        each is the element libxml2 would read there. Where the patterns stop (the end
+        of the journal, or anything not plain), the stream is set back to that byte and
+        libxml2 reads on from it. A refused proof raises :class:`SaftParseError` (the
+        chunk is not used).
+        """
+        elems = self.elems
+        if not (
+            self.names == ["AuditFile", "GeneralLedgerEntries", "Journal"]
+            and not self.in_record
+            and self.journals == 1
+            and self.transactions == 0
+            and self.journal_id is not None
+        ):
+            self._fail(self._path(), "the chunk's first transaction is not the journal's first")
+        parser.feed(_TRANSACTION_TAG)
+        started = list(parser.read_events())
+        parser.feed(b"</Transaction>")
+        ended = list(parser.read_events())
+        if not (
+            len(started) == 1
+            and started[0][0] == "start"
+            and _local(started[0][1].tag) == "Transaction"
+            and started[0][1].getparent() is elems[-1]
+            and len(ended) == 1
+            and ended[0] == ("end", started[0][1])
+        ):
+            self._fail(self._path(), "the chunk's first transaction is not where planned")
+        elems[-1].remove(started[0][1])
+        self.checkpoint_proven = True
+        begin = stream.tell()
+        carry = b""
+        offset = begin  # of carry's first byte
+        while True:
+            data = stream.read(_RAW_READ_SIZE)
+            buffer = carry + data if carry else data
+            cut = buffer.rfind(b"</Transaction>") + len(b"</Transaction>")
+            if cut < len(b"</Transaction>") or not data:
+                # The end of the stream, or no transaction ends in a whole window: what
+                # is left goes to libxml2 after this last piece.
+                cut, data = len(buffer), b""
+            try:
+                text = buffer[:cut].decode("utf-8")
+            except UnicodeDecodeError:
+                break  # libxml2 reads (and words) it
+            if _NOT_XML_TEXT.search(text) is not None:
+                break
+            position = 0
+            while True:
+                position = _BLANKS.match(text, position).end()  # type: ignore[union-attr]
+                found = self._pattern_text(text, position, _plain_raw)
+                if found is None:
+                    break
+                transaction, position = found
+                self.transactions += 1
+                self.plain_transactions += 1
+                yield transaction
+            if position < len(text) or not data:
+                offset += len(text[:position].encode("utf-8"))
+                break
+            offset += cut
+            carry = buffer[cut:]
+        stream.seek(offset)
 
     def _lxml_close(self, elem: Any) -> None:
         """Forget ``elem``: clear it and drop its earlier siblings from its parent.
@@ -1035,23 +1104,36 @@ class _Parser:
         then pass the very checks of :meth:`_fast_transaction`; anything else (another
         order, a currency amount, a second ``Description``, a prefix) goes that way.
         """
+        xml = lxml_etree.tostring(elem, encoding="unicode", with_tail=False)
+        found = self._pattern_text(xml, 0, _plain if "&" in xml else _stripped)
+        if found is None or found[1] != len(xml):
+            return None
+        return found[0]
+
+    def _pattern_text(
+        self, xml: str, start: int, plain: Callable[[str], str | None]
+    ) -> tuple[SaftTransaction, int] | None:
+        """The plain transaction starting at ``xml[start]`` and where it (and the blanks
+        after it) end; None when there is none (see :meth:`_pattern_transaction`).
+
+        ``plain`` reads a value: :func:`_stripped` for text without entities.
+        """
         journal_id = self.journal_id
         if journal_id is None:
             return None
-        xml = lxml_etree.tostring(elem, encoding="unicode", with_tail=False)
-        head = _TX_HEAD.match(xml)
+        head = _TX_HEAD.match(xml, start)
         if head is None:
             return None
-        transaction_id = _plain(head[1])
-        period = _integer(head[2], 0, None)
-        period_year = _integer(head[3], 1970, 2100)
+        transaction_id = plain(head[1])
+        period = _integer(head[2], 0, None, plain)
+        period_year = _integer(head[3], 1970, 2100, plain)
         dates = self.known_dates
         if len(dates) >= 4096:
             dates.clear()
         raw = head[4]
         transaction_date = dates.get(raw, _UNKNOWN)
         if transaction_date is _UNKNOWN:
-            transaction_date = dates[raw] = _fast_date(_plain(raw))
+            transaction_date = dates[raw] = _fast_date(plain(raw))
         if not transaction_id or period is None or period_year is None or transaction_date is None:
             return None
         entry = posting = None
@@ -1059,21 +1141,20 @@ class _Parser:
             raw = head[6]
             entry = dates.get(raw, _UNKNOWN)
             if entry is _UNKNOWN:
-                entry = dates[raw] = _fast_date(_plain(raw))
-            if entry is None and _plain(raw) is not None:
+                entry = dates[raw] = _fast_date(plain(raw))
+            if entry is None and plain(raw) is not None:
                 return None
         if head[7] is not None:
             raw = head[7]
             posting = dates.get(raw, _UNKNOWN)
             if posting is _UNKNOWN:
-                posting = dates[raw] = _fast_date(_plain(raw))
-            if posting is None and _plain(raw) is not None:
+                posting = dates[raw] = _fast_date(plain(raw))
+            if posting is None and plain(raw) is not None:
                 return None
         position = head.end()
         lines: list[SaftLine] = []
         debit = credit = _ZERO
         match_line = _TX_LINE.match
-        plain = _plain if "&" in xml else _stripped
         known = self.known_analyses
         while True:
             found = match_line(xml, position)
@@ -1091,7 +1172,7 @@ class _Parser:
                 if found[3]:
                     parsed = known.get((found[3], 1), _UNKNOWN)
                     if parsed is _UNKNOWN:
-                        parsed = _remember(known, (found[3], 1), _analyses(found[3], 1))
+                        parsed = _remember(known, (found[3], 1), _analyses(found[3], 1, plain))
                     if parsed is None:
                         return None
                     analyses = parsed
@@ -1101,7 +1182,7 @@ class _Parser:
                 if found[3]:
                     parsed = known.get((found[3], -1), _UNKNOWN)
                     if parsed is _UNKNOWN:
-                        parsed = _remember(known, (found[3], -1), _analyses(found[3], -1))
+                        parsed = _remember(known, (found[3], -1), _analyses(found[3], -1, plain))
                     if parsed is None:
                         return None
                     analyses = parsed
@@ -1122,22 +1203,24 @@ class _Parser:
                     supplier_id and plain(supplier_id),
                 )
             )
-        if not lines or _TX_END.fullmatch(xml, position) is None:
+        end = _TX_END.match(xml, position) if lines else None
+        if end is None:
             return None
         self.counted_debit += debit
         self.counted_credit += credit
         self.counted_entries += 1
-        return SaftTransaction(
+        transaction = SaftTransaction(
             journal_id=journal_id,
             transaction_id=transaction_id,
             period=period,
             period_year=period_year,
             transaction_date=transaction_date,
-            description=_plain(head[5]) or "",
+            description=(plain(head[5]) or "") if head[5] is not None else "",
             system_entry_date=entry,
             gl_posting_date=posting,
             lines=tuple(lines),
         )
+        return transaction, end.end()
 
     def _fast_line(self, elem: ET.Element) -> tuple[SaftLine, _Side] | None:
         found, analysis_elems = self._children(elem, "Analysis")
@@ -1415,6 +1498,15 @@ def _stripped(raw: str) -> str | None:
     return raw.strip() or None
 
 
+def _plain_raw(raw: str) -> str | None:
+    """``_plain`` of a value as the file spells it: line ends as XML reads them first."""
+    if "\r" in raw:
+        raw = raw.replace("\r\n", "\n").replace("\r", "\n")
+    if "&" in raw:
+        raw = _ENTITY.sub(lambda entity: _ENTITIES[entity[0]], raw)
+    return raw.strip() or None
+
+
 def _plain(raw: str | None) -> str | None:
     """``_fast_text`` of a serialised value: unescaped, stripped, None when blank."""
     if raw is None:
@@ -1435,9 +1527,11 @@ def _monetary(raw: str | None) -> Decimal | None:
     return value
 
 
-def _integer(raw: str, minimum: int, maximum: int | None) -> int | None:
+def _integer(
+    raw: str, minimum: int, maximum: int | None, plain: Callable[[str], str | None] = _plain
+) -> int | None:
     """``_fast_integer`` of a serialised value."""
-    text = _plain(raw)
+    text = plain(raw)
     if text is None or _INTEGER.fullmatch(text) is None:
         return None
     value = int(text)
@@ -1446,7 +1540,9 @@ def _integer(raw: str, minimum: int, maximum: int | None) -> int | None:
     return value
 
 
-def _analyses(raw: str, line_sign: int) -> tuple[SaftAnalysis, ...] | None:
+def _analyses(
+    raw: str, line_sign: int, plain: Callable[[str], str | None] = _plain
+) -> tuple[SaftAnalysis, ...] | None:
     """The ``Analysis`` children of a line (``_fast_analysis``), None where it would fail."""
     found: list[SaftAnalysis] = []
     position = 0
@@ -1455,8 +1551,8 @@ def _analyses(raw: str, line_sign: int) -> tuple[SaftAnalysis, ...] | None:
         if match is None:
             return None
         position = match.end()
-        analysis_type = _plain(match[1])
-        analysis_id = _plain(match[2])
+        analysis_type = plain(match[1])
+        analysis_id = plain(match[2])
         if not analysis_type or not analysis_id:
             return None
         amount: Decimal | None = None

@@ -185,7 +185,7 @@ def _open_stream(path: str, chunk: Chunk | None, facts: ChunkFacts | None) -> Bi
     facts.vouchers_before = resolved.vouchers_before
     facts.planned_first_line = resolved.first_line
     checkpoint = chunk.checkpoint
-    stops = () if checkpoint is None else (checkpoint, checkpoint + 13)
+    stops = () if checkpoint is None else (checkpoint,)
     raw = SplicedStream(path, resolved.parts, stops)
     if chunk.format is LedgerFormat.SIE:  # read by lines: buffered (no stops to keep)
         return io.BufferedReader(raw, buffer_size=1 << 18)
