@@ -15,15 +15,17 @@ so there the import parses in-process, which is checked too.
 from __future__ import annotations
 
 import io
+import os
 import uuid
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import pytest
 from sqlalchemy import select
 
+from ledgerlink.importer.config import usable_cpus
 from ledgerlink.importer.domain import saft
 from ledgerlink.importer.domain.chunks import Newlines, Part, SplicedStream, plan_chunks
 from ledgerlink.importer.domain.ledger import LedgerLine, LedgerVoucher
@@ -589,7 +591,7 @@ def test_a_chunk_reads_its_plain_transactions_from_the_text(tmp_path: Path, case
         assert chunk.checkpoint is not None
         with SplicedStream(path, part.parts, stops=(chunk.checkpoint,)) as stream:
             parser = saft.open_saft(
-                stream, filename="l.xml", lxml=True, checkpoint=chunk.checkpoint
+                cast(BinaryIO, stream), filename="l.xml", lxml=True, checkpoint=chunk.checkpoint
             )
             found = list(parser.records())
         assert parser.checkpoint_proven
@@ -601,3 +603,17 @@ def test_a_chunk_reads_its_plain_transactions_from_the_text(tmp_path: Path, case
         assert 0 < plain < transactions
     else:
         assert plain == transactions
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [("max 100000", None), ("100000 100000", 1), ("150000 100000", 2), ("50000 100000", 1)],
+)
+def test_the_default_workers_follow_the_cgroup_cpu_quota(
+    tmp_path: Path, cpu_max: str, expected: int | None
+) -> None:
+    affinity = len(os.sched_getaffinity(0))
+    cpu_file = tmp_path / "cpu.max"
+    cpu_file.write_text(cpu_max + "\n")
+    assert usable_cpus(cpu_file) == (affinity if expected is None else min(expected, affinity))
+    assert usable_cpus(tmp_path / "absent") == affinity  # no cgroup v2: the affinity

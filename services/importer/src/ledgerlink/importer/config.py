@@ -17,6 +17,23 @@ from ledgerlink.shared.config import (
 )
 
 
+def usable_cpus(cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPUs this process may keep busy: its CPU affinity, capped by a cgroup v2 quota.
+
+    ``os.cpu_count()`` is the host's in a container; a pod limited to one CPU that ran
+    two busy children would only be throttled.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = cpus or 1
+    try:
+        quota, _, period = cgroup_cpu_max.read_text(encoding="ascii").strip().partition(" ")
+    except OSError:
+        return cpus
+    if quota == "max" or not quota.isdigit() or not period.isdigit() or int(period) <= 0:
+        return cpus
+    return max(1, min(cpus, -(-int(quota) // int(period))))
+
+
 class NetvisorPartnerSettings(BaseModel):
     """Ledgerlink's own Netvisor partner identity (signs every request with the customer's
     key, which comes from auth's token service)."""
@@ -134,11 +151,12 @@ class Config(ServiceConfig):
         "thread of this process.",
     )
     import_parse_workers: int = Field(
-        default_factory=lambda: min(2, os.cpu_count() or 1),
+        default_factory=lambda: min(2, usable_cpus()),
         ge=1,
         le=16,
         description="Child processes that read one big file at once, each a voucher-aligned "
-        "chunk (with import_parse_process; default: 2, or 1 on a one-CPU machine). Files "
+        "chunk (with import_parse_process; default: 2, or 1 where one CPU is usable, by "
+        "affinity or cgroup quota). Files "
         "under 4 MiB, and files whose chunks cannot be proven to split cleanly, are read "
         "by one.",
     )
