@@ -617,3 +617,24 @@ def test_the_default_workers_follow_the_cgroup_cpu_quota(
     cpu_file.write_text(cpu_max + "\n")
     assert usable_cpus(cpu_file) == (affinity if expected is None else min(expected, affinity))
     assert usable_cpus(tmp_path / "absent") == affinity  # no cgroup v2: the affinity
+
+
+@pytest.mark.parametrize("first_journal", ["big", "small"])
+async def test_a_second_journal_is_read_by_the_last_chunk_or_by_one_reader(
+    db: Database, database_url: str, tmp_path: Path, first_journal: str
+) -> None:
+    path = _ledger(tmp_path, "saf_t")
+    text = path.read_bytes()
+    share = 0.8 if first_journal == "big" else 0.05
+    at = text.index(b"<Transaction>", int(len(text) * share))
+    second = (
+        b"</Journal>\n<Journal><JournalID>B</JournalID><Description>B</Description><Type>B</Type>"
+    )
+    path.write_bytes(text[:at] + second + text[at:])
+    plan = plan_chunks(path, 2, min_bytes=len(text) // 4)
+    # A small first journal is not cut: one reader, not a chunked try read again whole.
+    assert (plan is None) is (first_journal == "small")
+    said, service = await _chunks_agree(db, database_url, tmp_path, path)
+    assert said["status"] is ImportStatus.COMPLETED
+    if _pg(database_url) and plan is not None:
+        assert (service.read_chunks, service.chunk_fallback) == (2, None)

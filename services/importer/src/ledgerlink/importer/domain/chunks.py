@@ -58,6 +58,7 @@ _WINDOW: Final = 8 << 20
 _SIE_VOUCHERS: Final = (b"\n#VER ", b"\n#VER\t")
 _SAFT_TRANSACTION: Final = b"<Transaction>"
 #: What ends a SAF-T chunk other than the last (the first journal is still open there).
+_SAFT_JOURNAL_END: Final = b"</Journal>"
 SAFT_CLOSERS: Final = b"</Journal></GeneralLedgerEntries></AuditFile>"
 
 
@@ -185,7 +186,8 @@ def plan_chunks(
 ) -> ChunkPlan | None:
     """Chunks for ``workers`` workers, or None when the file is read by one.
 
-    A few short searches near the head and the cuts: milliseconds, whatever the size.
+    A few searches: near the head and the cuts, and (SAF-T) for the end of the first
+    journal; well under a second for a million-line file.
     """
     if workers < 2:
         return None
@@ -202,10 +204,16 @@ def plan_chunks(
             cuts = [_find_voucher(scan, scan.size * k // workers) for k in range(1, workers)]
         else:
             first = scan.find(_SAFT_TRANSACTION, 0)
-            span = scan.size - first
-            # Cuts in the first journal only (proven: a chunk's reader counts journals).
+            # Cuts in the first journal only (proven: a chunk's reader counts journals);
+            # a file whose first journal is small is read by one (the end found here is
+            # a hint: a chunk that leaves the journal is caught all the same).
+            journal_end = scan.find(_SAFT_JOURNAL_END, first) if first >= 0 else -1
+            span = journal_end - first
+            if first < 0 or journal_end < 0 or span < min_bytes:
+                return None
             cuts = [
-                scan.find(_SAFT_TRANSACTION, first + span * k // workers) for k in range(1, workers)
+                scan.find(_SAFT_TRANSACTION, first + span * k // workers, journal_end)
+                for k in range(1, workers)
             ]
         if first < 0:
             return None
