@@ -476,6 +476,11 @@ _LXML_TAG_FILTER = tuple(f"{{{SAFT_NAMESPACE}}}{name}" for name in _LXML_TAGS) +
 _XML_ENCODING = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 
 
+class _ChunkProofError(SaftParseError):
+    """A chunk's first transaction is not where its plan says: the chunk is not used
+    (raised as it is, not handed to the reference pass, which would read it in vain)."""
+
+
 class _GiveUpError(Exception):
     """The lxml pass leaves the file to the reference pass."""
 
@@ -581,6 +586,8 @@ class _Parser:
                 record = next(records)
             except StopIteration:
                 return
+            except _ChunkProofError:
+                raise
             except Exception:  # the reference pass words it (or reads on)
                 break
             yield record
@@ -668,7 +675,7 @@ class _Parser:
         elements (no markup inside a value, no other entity, no character XML forbids):
         each is the element libxml2 would read there. Where the patterns stop (the end
         of the journal, or anything not plain), the stream is set back to that byte and
-        libxml2 reads on from it. A refused proof raises :class:`SaftParseError` (the
+        libxml2 reads on from it. A refused proof raises :class:`_ChunkProofError` (the
         chunk is not used).
         """
         elems = self.elems
@@ -679,7 +686,9 @@ class _Parser:
             and self.transactions == 0
             and self.journal_id is not None
         ):
-            self._fail(self._path(), "the chunk's first transaction is not the journal's first")
+            raise _ChunkProofError(
+                self.filename, self._path(), "the chunk does not start in the first journal"
+            )
         parser.feed(_TRANSACTION_TAG)
         started = list(parser.read_events())
         parser.feed(b"</Transaction>")
@@ -692,7 +701,9 @@ class _Parser:
             and len(ended) == 1
             and ended[0] == ("end", started[0][1])
         ):
-            self._fail(self._path(), "the chunk's first transaction is not where planned")
+            raise _ChunkProofError(
+                self.filename, self._path(), "the chunk's first transaction is not where planned"
+            )
         elems[-1].remove(started[0][1])
         self.checkpoint_proven = True
         begin = stream.tell()
