@@ -123,6 +123,21 @@ _INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def _log_handler_failure(event: ReceivedEvent[Any], attempt: int, exc: BaseException) -> None:
+    logger.warning(
+        "handler failed",
+        extra={
+            "event_id": event.envelope.id,
+            "event_type": event.envelope.type,
+            "topic": event.topic,
+            "partition": event.partition,
+            "offset": event.offset,
+            "attempt": attempt,
+            "error": repr(exc),
+        },
+    )
+
+
 def _is_infrastructure_error(exc: BaseException) -> bool:
     if isinstance(exc, _INFRASTRUCTURE_ERRORS):
         return True
@@ -237,15 +252,7 @@ class EventConsumer:
             except Exception as exc:
                 if _is_infrastructure_error(exc):
                     raise
-                logger.warning(
-                    "handler failed",
-                    extra={
-                        "event_id": event.envelope.id,
-                        "event_type": event.envelope.type,
-                        "attempt": attempt,
-                        "error": repr(exc),
-                    },
-                )
+                _log_handler_failure(event, attempt, exc)
                 permanent = isinstance(exc, self._permanent.get(event.envelope.type, ()))
                 if permanent or attempt == self._settings.handler_attempts:
                     return await self._dead_letter(
@@ -612,18 +619,7 @@ class EventConsumer:
             buffer.discard_from(mark)
             if _is_infrastructure_error(exc):
                 raise
-            logger.warning(
-                "handler failed",
-                extra={
-                    "event_id": event.envelope.id,
-                    "event_type": event.envelope.type,
-                    "topic": event.topic,
-                    "partition": event.partition,
-                    "offset": event.offset,
-                    "attempt": 1,
-                    "error": repr(exc),
-                },
-            )
+            _log_handler_failure(event, 1, exc)
             item.failure = exc
             item.deferred = True
             blocked.add(order)

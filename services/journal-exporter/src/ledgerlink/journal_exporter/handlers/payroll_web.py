@@ -244,6 +244,14 @@ def build_payroll_pages(
             request, template, values, status_code=status, headers=_NO_STORE
         )
 
+    def problem(
+        request: Request, status: int, heading: str, message: str, person: SignedIn | None = None
+    ) -> HTMLResponse:
+        """The problem page: what went wrong and what to do."""
+        return page(
+            request, "problem.html", status, person=person, heading=heading, message=message
+        )
+
     async def person_of(
         request: Request, connection_ids: Collection[uuid.UUID] = ()
     ) -> SignedIn | Response:
@@ -254,12 +262,11 @@ def build_payroll_pages(
             try:
                 found = await sessions.resolve(cookie, connection_ids)
             except AuthUnavailableError:
-                return page(
+                return problem(
                     request,
-                    "problem.html",
                     503,
-                    heading="Sign-in is not available",
-                    message="Ledgerlink could not check who you are. Try again in a minute.",
+                    "Sign-in is not available",
+                    "Ledgerlink could not check who you are. Try again in a minute.",
                 )
         if found is None:
             here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -271,34 +278,31 @@ def build_payroll_pages(
         return found
 
     def refused(request: Request, person: SignedIn) -> HTMLResponse:
-        return page(
+        return problem(
             request,
-            "problem.html",
             403,
-            person=person,
-            heading="You cannot see this mapping",
-            message="Only members of the environment that owns this mapping's Visma Nmbrs "
+            "You cannot see this mapping",
+            "Only members of the environment that owns this mapping's Visma Nmbrs "
             "and Visma.net connections can see it. Ask one of its admins to add you.",
+            person=person,
         )
 
     def form_expired(request: Request, person: SignedIn) -> HTMLResponse:
-        return page(
+        return problem(
             request,
-            "problem.html",
             403,
+            "The form has expired",
+            "Open the form again and send it from there.",
             person=person,
-            heading="The form has expired",
-            message="Open the form again and send it from there.",
         )
 
     def not_found(request: Request, person: SignedIn) -> HTMLResponse:
-        return page(
+        return problem(
             request,
-            "problem.html",
             404,
+            "Page not found",
+            "There is no such mapping.",
             person=person,
-            heading="Page not found",
-            message="There is no such mapping.",
         )
 
     @router.get("", response_class=HTMLResponse, response_model=None)
@@ -400,14 +404,13 @@ def build_payroll_pages(
         return mapping, person, role
 
     def admins_only(request: Request, person: SignedIn, what: str) -> HTMLResponse:
-        return page(
+        return problem(
             request,
-            "problem.html",
             403,
-            person=person,
-            heading=f"Only an admin can {what}",
-            message="Only an admin of the environment that owns this mapping's Visma Nmbrs "
+            f"Only an admin can {what}",
+            "Only an admin of the environment that owns this mapping's Visma Nmbrs "
             f"and Visma.net connections can {what}. You can see its runs and periods.",
+            person=person,
         )
 
     async def admin_form(
